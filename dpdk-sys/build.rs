@@ -1,0 +1,88 @@
+//! Generates bindings to Debian's DPDK 22.11 and compiles the C wrappers that make
+//! its `static inline` fast-path functions (rx/tx burst, mbuf alloc/free, ...)
+//! callable from Rust.
+
+use std::env;
+use std::path::PathBuf;
+
+const INSTALL_HINT: &str = "DPDK 22.11 development files were not found through pkg-config (libdpdk).\n\
+     On Debian 12 install them with:\n    apt-get install -y dpdk libdpdk-dev dpdk-dev libclang-dev pkg-config clang";
+
+fn main() {
+    println!("cargo:rerun-if-changed=wrapper.h");
+    println!("cargo:rerun-if-changed=src/helpers.c");
+
+    let dpdk = match pkg_config::Config::new()
+        .atleast_version("22.11")
+        .cargo_metadata(true)
+        .probe("libdpdk")
+    {
+        Ok(lib) => lib,
+        Err(e) => panic!("\n\n{INSTALL_HINT}\n\npkg-config said: {e}\n"),
+    };
+
+    // The full cflags (-include rte_config.h -march=corei7 ...) must reach both
+    // bindgen and the C compiler, or struct layouts and inline bodies disagree.
+    let cflags: Vec<String> = run_pkg_config(&["--cflags", "libdpdk"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let wrap_c = out.join("static_fns.c");
+
+    let bindings = bindgen::Builder::default()
+        .header("wrapper.h")
+        .clang_args(&cflags)
+        .allowlist_function("rte_.*")
+        .allowlist_function("ferrovs_.*")
+        .allowlist_type("rte_.*")
+        .allowlist_var("RTE_.*")
+        .allowlist_var("rte_.*")
+        // Packed structs nested in packed structs: rustc refuses the layout bindgen
+        // emits, and ferrovs parses these headers itself.
+        .opaque_type("rte_arp_hdr")
+        .opaque_type("rte_arp_ipv4")
+        .opaque_type("rte_gtp_.*")
+        .opaque_type("rte_l2tpv2_.*")
+        .derive_default(true)
+        .derive_debug(false)
+        .layout_tests(false)
+        .generate_comments(false)
+        .prepend_enum_name(false)
+        .wrap_static_fns(true)
+        .wrap_static_fns_path(&wrap_c)
+        .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
+        .generate()
+        .unwrap_or_else(|e| {
+            panic!("\n\nbindgen failed on DPDK headers: {e}\n{INSTALL_HINT}\n")
+        });
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .expect("write bindings.rs");
+
+    let mut build = cc::Build::new();
+    build
+        .file(&wrap_c)
+        .file("src/helpers.c")
+        .include(env::current_dir().unwrap())
+        .opt_level(3)
+        .warnings(false);
+    for inc in &dpdk.include_paths {
+        build.include(inc);
+    }
+    for flag in &cflags {
+        if !flag.starts_with("-I") {
+            build.flag(flag);
+        }
+    }
+    build.compile("dpdk_static_fns");
+}
+
+fn run_pkg_config(args: &[&str]) -> String {
+    let out = std::process::Command::new("pkg-config")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("\n\ncannot run pkg-config: {e}\n{INSTALL_HINT}\n"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
