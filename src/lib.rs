@@ -1,0 +1,6 @@
+//! ferrovs: a kernel-bypass Layer-4 load balancer on DPDK.
+//!
+//! Module map (see DESIGN.md):
+//! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
+
+pub mod packet;

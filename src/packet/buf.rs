@@ -1,0 +1,144 @@
+//! The buffer trait that lets packet logic run on DPDK mbufs and on plain memory.
+//!
+//! Everything in `packet`, `conn`, `sched`, `forward` and the worker pipeline is
+//! written against [`PacketBuf`]; the DPDK layer implements it for its owned mbuf,
+//! and [`VecBuf`] implements it for unit tests, fuzzing and benchmarks.
+
+/// Not enough head- or tailroom to grow the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
+
+/// A single contiguous packet buffer with room to grow at both ends.
+pub trait PacketBuf {
+    /// The packet bytes, starting at the Ethernet header.
+    fn data(&self) -> &[u8];
+    /// The packet bytes, mutable, for in-place rewriting.
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Bytes free in front of the packet.
+    fn headroom(&self) -> usize;
+    /// Bytes free after the packet.
+    fn tailroom(&self) -> usize;
+    /// Grows the packet by `n` bytes at the front (for encapsulation); the new
+    /// bytes are `data_mut()[..n]`, contents unspecified.
+    fn prepend(&mut self, n: usize) -> Result<(), NoRoom>;
+    /// Removes `n` bytes from the front. `n` must not exceed `len()`.
+    fn strip_front(&mut self, n: usize);
+    /// Grows the packet by `n` bytes at the end, contents unspecified.
+    fn append(&mut self, n: usize) -> Result<(), NoRoom>;
+    /// Shortens the packet to `len` bytes (no-op when already shorter).
+    fn truncate(&mut self, len: usize);
+
+    /// Packet length in bytes.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+    /// True for a zero-length packet.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Headroom DPDK reserves in every mbuf (RTE_PKTMBUF_HEADROOM).
+pub const DEFAULT_HEADROOM: usize = 128;
+/// Data room of a default mbuf (RTE_MBUF_DEFAULT_DATAROOM).
+pub const DEFAULT_DATAROOM: usize = 2048;
+
+/// A heap-backed packet buffer with DPDK-like head- and tailroom, for tests,
+/// fuzzing and benchmarks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VecBuf {
+    mem: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl VecBuf {
+    /// A buffer holding `frame` with the default headroom and a 2 KiB data room.
+    pub fn from_frame(frame: &[u8]) -> Self {
+        let size = (DEFAULT_HEADROOM + DEFAULT_DATAROOM).max(DEFAULT_HEADROOM + frame.len());
+        let mut mem = vec![0u8; size].into_boxed_slice();
+        mem[DEFAULT_HEADROOM..DEFAULT_HEADROOM + frame.len()].copy_from_slice(frame);
+        VecBuf {
+            mem,
+            start: DEFAULT_HEADROOM,
+            end: DEFAULT_HEADROOM + frame.len(),
+        }
+    }
+}
+
+impl std::fmt::Debug for VecBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VecBuf({} bytes:", self.len())?;
+        for b in self.data() {
+            write!(f, " {b:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl PacketBuf for VecBuf {
+    fn data(&self) -> &[u8] {
+        &self.mem[self.start..self.end]
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.mem[self.start..self.end]
+    }
+    fn headroom(&self) -> usize {
+        self.start
+    }
+    fn tailroom(&self) -> usize {
+        self.mem.len() - self.end
+    }
+    fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
+        if n > self.start {
+            return Err(NoRoom);
+        }
+        self.start -= n;
+        Ok(())
+    }
+    fn strip_front(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start = (self.start + n).min(self.end);
+    }
+    fn append(&mut self, n: usize) -> Result<(), NoRoom> {
+        if n > self.tailroom() {
+            return Err(NoRoom);
+        }
+        self.end += n;
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) {
+        self.end = self.start + len.min(self.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grow_and_shrink_at_both_ends() {
+        let mut b = VecBuf::from_frame(&[1, 2, 3]);
+        assert_eq!(b.data(), &[1, 2, 3]);
+        b.prepend(2).unwrap();
+        b.data_mut()[..2].copy_from_slice(&[9, 8]);
+        assert_eq!(b.data(), &[9, 8, 1, 2, 3]);
+        b.strip_front(3);
+        assert_eq!(b.data(), &[2, 3]);
+        b.append(1).unwrap();
+        b.data_mut()[2] = 7;
+        assert_eq!(b.data(), &[2, 3, 7]);
+        b.truncate(1);
+        assert_eq!(b.data(), &[2]);
+        b.truncate(10);
+        assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn refuses_growth_beyond_room() {
+        let mut b = VecBuf::from_frame(&[0; 10]);
+        assert_eq!(b.prepend(DEFAULT_HEADROOM + 1), Err(NoRoom));
+        assert_eq!(b.append(b.tailroom() + 1), Err(NoRoom));
+        assert_eq!(b.len(), 10);
+    }
+}
