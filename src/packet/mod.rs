@@ -5,5 +5,7 @@
 //! next to the view, and parsing is kept apart from emitting.
 
 pub mod buf;
+pub mod ethernet;
 
 pub use buf::{NoRoom, PacketBuf, VecBuf};
+pub use ethernet::MacAddr;
