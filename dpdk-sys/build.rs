@@ -50,13 +50,14 @@ fn main() {
         .layout_tests(false)
         .generate_comments(false)
         .prepend_enum_name(false)
+        // Flag macros built from RTE_BIT64() are not plain literals; let clang
+        // evaluate them so RSS and offload flags come from the headers, not copies.
+        .clang_macro_fallback()
         .wrap_static_fns(true)
         .wrap_static_fns_path(&wrap_c)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
-        .unwrap_or_else(|e| {
-            panic!("\n\nbindgen failed on DPDK headers: {e}\n{INSTALL_HINT}\n")
-        });
+        .unwrap_or_else(|e| panic!("\n\nbindgen failed on DPDK headers: {e}\n{INSTALL_HINT}\n"));
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("write bindings.rs");

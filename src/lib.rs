@@ -3,4 +3,6 @@
 //! Module map (see DESIGN.md):
 //! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
 
+pub mod dpdk;
+pub mod net;
 pub mod packet;

@@ -88,7 +88,13 @@ mod tests {
         assert_eq!(m.to_string(), "02:00:00:00:01:10");
         assert!(m.is_unicast());
         assert!(MacAddr::BROADCAST.is_multicast());
-        for bad in ["", "02:00:00:00:01", "02:00:00:00:01:10:11", "zz:00:00:00:01:10", "2:0:0:0:1:10"] {
+        for bad in [
+            "",
+            "02:00:00:00:01",
+            "02:00:00:00:01:10:11",
+            "zz:00:00:00:01:10",
+            "2:0:0:0:1:10",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

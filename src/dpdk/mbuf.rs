@@ -1,0 +1,157 @@
+//! An owned mbuf, freed on drop, and the burst helpers that move mbufs to and
+//! from the NIC without per-packet FFI calls.
+
+use super::Mempool;
+use crate::packet::{NoRoom, PacketBuf};
+use dpdk_sys::rte_mbuf;
+use std::ptr::NonNull;
+
+/// One single-segment packet buffer owned by ferrovs. Dropping it returns it to its
+/// mempool. Layout is exactly one pointer, so `&mut [Mbuf]` can be handed to
+/// `rte_eth_tx_burst` as an array of `rte_mbuf *`.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<rte_mbuf>);
+
+// SAFETY: an mbuf is owned by exactly one Mbuf value; moving it to another lcore is
+// how DPDK pipelines hand packets over (mempool free/alloc are thread-safe).
+unsafe impl Send for Mbuf {}
+
+/// A vector of mbufs used as a burst buffer. Allocated once with a fixed capacity;
+/// the burst functions never grow it.
+pub type MbufVec = Vec<Mbuf>;
+
+impl Mbuf {
+    /// Allocates an empty mbuf from `pool` (control-rate packets: ARP requests,
+    /// ICMP errors). None when the pool is empty.
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: the pool pointer is valid while the Mempool lives; rte_pktmbuf_alloc
+        // returns NULL or a fresh mbuf with refcnt 1 that we now own.
+        let raw = unsafe { dpdk_sys::rte_pktmbuf_alloc(pool.as_ptr()) };
+        NonNull::new(raw).map(Mbuf)
+    }
+
+    fn raw(&self) -> &rte_mbuf {
+        // SAFETY: self owns a valid mbuf for its whole life.
+        unsafe { self.0.as_ref() }
+    }
+
+    fn raw_mut(&mut self) -> &mut rte_mbuf {
+        // SAFETY: self owns a valid mbuf exclusively.
+        unsafe { self.0.as_mut() }
+    }
+
+    /// True when the whole packet is in this one segment (the data path only
+    /// handles such packets; RX scatter is never enabled).
+    pub fn is_contiguous(&self) -> bool {
+        let m = self.raw();
+        m.nb_segs == 1 && m.pkt_len == u32::from(m.data_len)
+    }
+
+    /// The ethdev port the packet was received on.
+    pub fn port(&self) -> u16 {
+        self.raw().port
+    }
+
+    /// Frees every mbuf in `pkts` with one `rte_pktmbuf_free_bulk` call and empties it.
+    pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
+        if pkts.is_empty() {
+            return;
+        }
+        // SAFETY: Mbuf is repr(transparent) over a valid owned rte_mbuf pointer, so
+        // the vector's buffer is an array of pkts.len() owned mbuf pointers. After the
+        // call DPDK owns (and has freed) them, so set_len(0) forgets them without Drop.
+        unsafe {
+            dpdk_sys::rte_pktmbuf_free_bulk(pkts.as_mut_ptr().cast(), pkts.len() as u32);
+            pkts.set_len(0);
+        }
+    }
+
+    /// Removes the first `n` entries of `pkts` without freeing them (DPDK took them)
+    /// and moves the rest to the front.
+    pub(crate) fn forget_front(pkts: &mut Vec<Mbuf>, n: usize) {
+        let n = n.min(pkts.len());
+        let rest = pkts.len() - n;
+        // SAFETY: entries 0..n now belong to DPDK and are overwritten without being
+        // dropped; entries n..len are moved (bitwise) to 0..rest and the length set to
+        // rest, so every remaining Mbuf is owned exactly once.
+        unsafe {
+            let base = pkts.as_mut_ptr();
+            std::ptr::copy(base.add(n), base, rest);
+            pkts.set_len(rest);
+        }
+    }
+
+    fn data_ptr(&self) -> *mut u8 {
+        let m = self.raw();
+        // SAFETY: buf_addr + data_off is inside the mbuf's data buffer by the mbuf
+        // invariants (data_off <= buf_len).
+        unsafe { (m.buf_addr as *mut u8).add(usize::from(m.data_off)) }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf; after this call it is back in its pool.
+        unsafe { dpdk_sys::rte_pktmbuf_free(self.0.as_ptr()) }
+    }
+}
+
+impl PacketBuf for Mbuf {
+    fn data(&self) -> &[u8] {
+        // SAFETY: data_len bytes from the data pointer lie inside the owned segment,
+        // and the borrow of self keeps the mbuf alive and unaliased for mutation.
+        unsafe { std::slice::from_raw_parts(self.data_ptr(), usize::from(self.raw().data_len)) }
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        let len = usize::from(self.raw().data_len);
+        // SAFETY: as in data(), and &mut self makes this the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
+    }
+
+    fn headroom(&self) -> usize {
+        usize::from(self.raw().data_off)
+    }
+
+    fn tailroom(&self) -> usize {
+        let m = self.raw();
+        usize::from(m.buf_len) - usize::from(m.data_off) - usize::from(m.data_len)
+    }
+
+    fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
+        if n > self.headroom() {
+            return Err(NoRoom);
+        }
+        let m = self.raw_mut();
+        m.data_off -= n as u16;
+        m.data_len += n as u16;
+        m.pkt_len += n as u32;
+        Ok(())
+    }
+
+    fn strip_front(&mut self, n: usize) {
+        let m = self.raw_mut();
+        let n = n.min(usize::from(m.data_len)) as u16;
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+    }
+
+    fn append(&mut self, n: usize) -> Result<(), NoRoom> {
+        if n > self.tailroom() {
+            return Err(NoRoom);
+        }
+        let m = self.raw_mut();
+        m.data_len += n as u16;
+        m.pkt_len += n as u32;
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: usize) {
+        let m = self.raw_mut();
+        if len < usize::from(m.data_len) {
+            m.data_len = len as u16;
+            m.pkt_len = len as u32;
+        }
+    }
+}

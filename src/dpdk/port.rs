@@ -1,0 +1,386 @@
+//! Ethernet ports: configuration, queues, start/stop, statistics.
+
+use super::{DpdkError, Mbuf, Mempool};
+use crate::packet::MacAddr;
+use std::ffi::{CStr, CString};
+
+/// How to set up one port.
+#[derive(Debug, Clone)]
+pub struct PortConf {
+    /// RX and TX queues: one of each per worker.
+    pub queues: u16,
+    pub rx_descriptors: u16,
+    pub tx_descriptors: u16,
+    pub mtu: u16,
+}
+
+/// Link state as `rte_eth_link_get_nowait` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub up: bool,
+    pub speed_mbps: u32,
+}
+
+/// Basic ethdev counters (`rte_eth_stats_get`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortStats {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// One configured ethdev port. Stopped and closed on drop.
+pub struct Port {
+    id: u16,
+    device: String,
+    driver: String,
+    queues: u16,
+    started: bool,
+    rx_taken: Vec<bool>,
+    tx_taken: Vec<bool>,
+}
+
+/// The receive side of one queue of one port. Owned by exactly one worker.
+pub struct RxQueue {
+    port: u16,
+    queue: u16,
+}
+
+/// The transmit side of one queue of one port. Owned by exactly one worker.
+pub struct TxQueue {
+    port: u16,
+    queue: u16,
+}
+
+/// The ethdev name of a configured device: a vdev spec's name is the part before
+/// the first comma; a PCI address gets the default domain when it has none.
+pub fn ethdev_name(device: &str) -> String {
+    let name = device.split(',').next().unwrap_or(device);
+    if !name.starts_with("net_") && name.matches(':').count() == 1 {
+        format!("0000:{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+fn check(call: &'static str, context: &str, ret: i32) -> Result<(), DpdkError> {
+    if ret < 0 {
+        Err(DpdkError::new(call, context, ret))
+    } else {
+        Ok(())
+    }
+}
+
+impl Port {
+    /// Finds the probed device named by `device` (a PCI address or a vdev spec as
+    /// given to the EAL), configures it with `conf` and sets up its queues on `pool`.
+    /// The port is not started.
+    pub fn configure(device: &str, conf: &PortConf, pool: &Mempool) -> Result<Port, DpdkError> {
+        let name = ethdev_name(device);
+        let cname = CString::new(name.clone())
+            .map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", device, 22))?;
+        let mut id = 0u16;
+        // SAFETY: valid C string and out pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        check("rte_eth_dev_get_port_by_name", &name, ret)?;
+
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: id is a valid port; info is a valid out struct.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
+        check("rte_eth_dev_info_get", &name, ret)?;
+        let driver = if info.driver_name.is_null() {
+            String::from("unknown")
+        } else {
+            // SAFETY: driver_name is a static NUL-terminated string owned by the PMD.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        if conf.queues > info.max_rx_queues || conf.queues > info.max_tx_queues {
+            let hint = if driver.contains("af_packet") {
+                format!(
+                    " (add qpairs={} to the net_af_packet device spec)",
+                    conf.queues
+                )
+            } else {
+                String::new()
+            };
+            return Err(DpdkError::new(
+                "rte_eth_dev_configure",
+                format!(
+                    "{name}: {} workers need {} RX and TX queues, the device has {} RX / {} TX{hint}",
+                    conf.queues, conf.queues, info.max_rx_queues, info.max_tx_queues
+                ),
+                22,
+            ));
+        }
+
+        let eth_conf = build_eth_conf(conf, &info);
+        // SAFETY: valid port id and fully initialised config struct.
+        let ret =
+            unsafe { dpdk_sys::rte_eth_dev_configure(id, conf.queues, conf.queues, &eth_conf) };
+        check("rte_eth_dev_configure", &name, ret)?;
+
+        let mut rxd = conf.rx_descriptors;
+        let mut txd = conf.tx_descriptors;
+        // SAFETY: valid port id and out pointers.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rxd, &mut txd) };
+        check("rte_eth_dev_adjust_nb_rx_tx_desc", &name, ret)?;
+
+        // SAFETY: valid port id.
+        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        let mut txconf = info.default_txconf;
+        txconf.offloads = eth_conf.txmode.offloads;
+        for q in 0..conf.queues {
+            // SAFETY: valid port, queue index < configured count, pool outlives the
+            // port (runtime drop order); NULL rxconf selects the PMD defaults.
+            let ret = unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    rxd,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            };
+            check("rte_eth_rx_queue_setup", &format!("{name} queue {q}"), ret)?;
+            // SAFETY: as above; txconf is a valid struct copied from the defaults.
+            let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, txd, socket, &txconf) };
+            check("rte_eth_tx_queue_setup", &format!("{name} queue {q}"), ret)?;
+        }
+        Ok(Port {
+            id,
+            device: device.to_string(),
+            driver,
+            queues: conf.queues,
+            started: false,
+            rx_taken: vec![false; usize::from(conf.queues)],
+            tx_taken: vec![false; usize::from(conf.queues)],
+        })
+    }
+
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    pub fn driver(&self) -> &str {
+        &self.driver
+    }
+
+    pub fn queues(&self) -> u16 {
+        self.queues
+    }
+
+    /// Starts the port and enables all-multicast (IPv6 neighbour discovery needs the
+    /// solicited-node groups; PMDs that cannot do it still work for IPv4).
+    pub fn start(&mut self) -> Result<(), DpdkError> {
+        // SAFETY: configured port with all queues set up.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.id) };
+        check("rte_eth_dev_start", &self.device, ret)?;
+        self.started = true;
+        // SAFETY: started port; failure is harmless and ignored.
+        unsafe {
+            dpdk_sys::rte_eth_allmulticast_enable(self.id);
+        }
+        Ok(())
+    }
+
+    /// Stops the port (idempotent).
+    pub fn stop(&mut self) {
+        if self.started {
+            // SAFETY: valid started port; no worker polls it any more (the runtime
+            // stops ports only after all lcores returned).
+            unsafe {
+                dpdk_sys::rte_eth_dev_stop(self.id);
+            }
+            self.started = false;
+        }
+    }
+
+    pub fn mac(&self) -> MacAddr {
+        let mut addr = dpdk_sys::rte_ether_addr::default();
+        // SAFETY: valid port and out struct.
+        unsafe {
+            dpdk_sys::rte_eth_macaddr_get(self.id, &mut addr);
+        }
+        MacAddr(addr.addr_bytes)
+    }
+
+    pub fn link(&self) -> LinkStatus {
+        link_status(self.id)
+    }
+
+    pub fn stats(&self) -> PortStats {
+        port_stats(self.id)
+    }
+
+    /// Hands out RX queue `q`; each queue can be taken once.
+    pub fn take_rx_queue(&mut self, q: u16) -> Option<RxQueue> {
+        let slot = self.rx_taken.get_mut(usize::from(q))?;
+        if std::mem::replace(slot, true) {
+            return None;
+        }
+        Some(RxQueue {
+            port: self.id,
+            queue: q,
+        })
+    }
+
+    /// Hands out TX queue `q`; each queue can be taken once.
+    pub fn take_tx_queue(&mut self, q: u16) -> Option<TxQueue> {
+        let slot = self.tx_taken.get_mut(usize::from(q))?;
+        if std::mem::replace(slot, true) {
+            return None;
+        }
+        Some(TxQueue {
+            port: self.id,
+            queue: q,
+        })
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.stop();
+        // SAFETY: stopped port owned by us; closing releases its queues.
+        unsafe {
+            dpdk_sys::rte_eth_dev_close(self.id);
+        }
+    }
+}
+
+/// Link state of port `id` without waiting.
+pub fn link_status(id: u16) -> LinkStatus {
+    let mut link = dpdk_sys::rte_eth_link::default();
+    // SAFETY: out struct is valid; an invalid id leaves it zeroed (link down).
+    unsafe {
+        dpdk_sys::rte_eth_link_get_nowait(id, &mut link);
+    }
+    LinkStatus {
+        up: u32::from(link.link_status()) == dpdk_sys::RTE_ETH_LINK_UP,
+        speed_mbps: link.link_speed,
+    }
+}
+
+/// Counters of port `id` (zero for an invalid id). Safe to call from the
+/// management thread while workers poll.
+pub fn port_stats(id: u16) -> PortStats {
+    let mut s = dpdk_sys::rte_eth_stats::default();
+    // SAFETY: out struct is valid; ethdev stats reads are allowed concurrently with
+    // the data path.
+    let ret = unsafe { dpdk_sys::rte_eth_stats_get(id, &mut s) };
+    if ret != 0 {
+        return PortStats::default();
+    }
+    PortStats {
+        rx_packets: s.ipackets,
+        tx_packets: s.opackets,
+        rx_bytes: s.ibytes,
+        tx_bytes: s.obytes,
+        rx_missed: s.imissed,
+        rx_errors: s.ierrors,
+        tx_errors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
+}
+
+/// RSS spreads flows over the workers' queues (hash of IPs and L4 ports, limited to
+/// what the NIC can hash); a single queue needs no RSS. TX mbufs always come from one
+/// pool with refcount 1, which is what MBUF_FAST_FREE requires.
+fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sys::rte_eth_conf {
+    let mut c = dpdk_sys::rte_eth_conf::default();
+    c.rxmode.mtu = u32::from(conf.mtu);
+    let wanted = u64::from(dpdk_sys::RTE_ETH_RSS_IP)
+        | u64::from(dpdk_sys::RTE_ETH_RSS_TCP)
+        | u64::from(dpdk_sys::RTE_ETH_RSS_UDP);
+    let rss_hf = wanted & info.flow_type_rss_offloads;
+    if conf.queues > 1 && rss_hf != 0 {
+        c.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
+        c.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
+        c.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+    } else {
+        c.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_NONE;
+    }
+    let fast_free = u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE);
+    if info.tx_offload_capa & fast_free != 0 {
+        c.txmode.offloads |= fast_free;
+    }
+    c
+}
+
+impl RxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Receives up to the spare capacity of `out` (at most `max`) packets, appended
+    /// to `out`. Never allocates: `out` must have been created with enough capacity.
+    pub fn rx_burst(&mut self, out: &mut Vec<Mbuf>, max: usize) -> usize {
+        let room = (out.capacity() - out.len())
+            .min(max)
+            .min(usize::from(u16::MAX));
+        if room == 0 {
+            return 0;
+        }
+        let len = out.len();
+        // SAFETY: the spare capacity holds `room` slots of Mbuf, which is
+        // repr(transparent) over *mut rte_mbuf; rx_burst writes n <= room owned mbuf
+        // pointers there, and set_len makes exactly those n part of the vector.
+        unsafe {
+            let dst = out.as_mut_ptr().add(len).cast::<*mut dpdk_sys::rte_mbuf>();
+            let n = dpdk_sys::rte_eth_rx_burst(self.port, self.queue, dst, room as u16);
+            out.set_len(len + usize::from(n));
+            usize::from(n)
+        }
+    }
+}
+
+impl TxQueue {
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends as many of `pkts` as the NIC takes, from the front; what it refused
+    /// stays in `pkts` for the caller to count and free in bulk.
+    pub fn tx_burst(&mut self, pkts: &mut Vec<Mbuf>) -> usize {
+        if pkts.is_empty() {
+            return 0;
+        }
+        let count = pkts.len().min(usize::from(u16::MAX)) as u16;
+        // SAFETY: pkts is an array of owned mbuf pointers (Mbuf is repr(transparent));
+        // the PMD takes ownership of the first n, which forget_front then drops from
+        // the vector without freeing.
+        let n = unsafe {
+            dpdk_sys::rte_eth_tx_burst(self.port, self.queue, pkts.as_mut_ptr().cast(), count)
+        };
+        Mbuf::forget_front(pkts, usize::from(n));
+        usize::from(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ethdev_names_from_device_specs() {
+        assert_eq!(
+            ethdev_name("net_af_packet0,iface=veth0,qpairs=2"),
+            "net_af_packet0"
+        );
+        assert_eq!(ethdev_name("net_null1"), "net_null1");
+        assert_eq!(ethdev_name("0000:3b:00.0"), "0000:3b:00.0");
+        assert_eq!(ethdev_name("3b:00.1"), "0000:3b:00.1");
+    }
+}

@@ -1,0 +1,522 @@
+//! The neighbour table (ARP for IPv4, ND for IPv6) with a bounded queue of packets
+//! waiting for resolution.
+//!
+//! One table per worker. A miss creates an INCOMPLETE entry, holds the packet and asks
+//! the caller to send a probe; probes repeat every [`PROBE_INTERVAL_MS`] up to
+//! [`MAX_PROBES`] times, after which the held packets are dropped and the entry is
+//! forgotten (the next packet starts over, so a dead host costs at most one probe per
+//! second). Learned entries never expire while in use; entries older than
+//! [`REFRESH_AFTER_MS`] are re-probed when used and keep forwarding meanwhile, so a
+//! real server that changes its MAC is followed without a forwarding gap.
+
+use crate::packet::MacAddr;
+use foldhash::fast::FixedState;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+/// Interval between probes for an unresolved neighbour.
+pub const PROBE_INTERVAL_MS: u64 = 1000;
+/// Probes sent before giving up on a neighbour.
+pub const MAX_PROBES: u8 = 3;
+/// Age after which a learned entry is refreshed when used.
+pub const REFRESH_AFTER_MS: u64 = 60_000;
+
+/// Sizes of the table and its queues.
+#[derive(Debug, Clone, Copy)]
+pub struct NeighLimits {
+    /// Entries in the table (static + learned + incomplete).
+    pub entries: usize,
+    /// Neighbours being resolved at the same time.
+    pub incomplete: usize,
+    /// Packets held in total while waiting for resolution.
+    pub held: usize,
+    /// Packets held for one neighbour.
+    pub held_per_neighbor: u16,
+}
+
+impl Default for NeighLimits {
+    fn default() -> Self {
+        NeighLimits {
+            entries: 4096,
+            incomplete: 256,
+            held: 512,
+            held_per_neighbor: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighState {
+    /// Configured; never replaced by learning.
+    Static,
+    /// Learned from ARP/ND.
+    Reachable,
+    /// Being resolved.
+    Incomplete,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct NeighEntry {
+    pub mac: MacAddr,
+    pub port: usize,
+    pub state: NeighState,
+    /// When the MAC was last confirmed (ms).
+    pub updated_ms: u64,
+    last_probe_ms: u64,
+    probes: u8,
+    held: u16,
+}
+
+/// Result of looking a neighbour up for transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Send to this MAC. `probe`: also send a refresh probe now.
+    Known { mac: MacAddr, probe: bool },
+    /// Unknown: hold the packet. `probe`: send the first probe now.
+    Resolving { probe: bool },
+    /// No room to resolve another neighbour; drop the packet.
+    Busy,
+}
+
+/// What `learn` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    New,
+    Changed,
+    Confirmed,
+    /// Static entries are not overridden; unknown senders are not added unless asked.
+    Ignored,
+}
+
+struct Held<B> {
+    ip: IpAddr,
+    since_ms: u64,
+    pkt: Option<B>,
+}
+
+/// Per-worker neighbour table holding packets of type `B` while resolving.
+pub struct NeighTable<B> {
+    entries: HashMap<IpAddr, NeighEntry, FixedState>,
+    incomplete: Vec<IpAddr>,
+    held: VecDeque<Held<B>>,
+    limits: NeighLimits,
+}
+
+impl<B> NeighTable<B> {
+    pub fn new(limits: NeighLimits) -> Self {
+        NeighTable {
+            entries: HashMap::with_capacity_and_hasher(limits.entries, FixedState::default()),
+            incomplete: Vec::with_capacity(limits.incomplete),
+            held: VecDeque::with_capacity(limits.held),
+            limits,
+        }
+    }
+
+    /// Adds a configured entry.
+    pub fn add_static(&mut self, ip: IpAddr, mac: MacAddr, port: usize) {
+        self.entries.insert(
+            ip,
+            NeighEntry {
+                mac,
+                port,
+                state: NeighState::Static,
+                updated_ms: 0,
+                last_probe_ms: 0,
+                probes: 0,
+                held: 0,
+            },
+        );
+    }
+
+    pub fn get(&self, ip: IpAddr) -> Option<&NeighEntry> {
+        self.entries.get(&ip)
+    }
+
+    /// All entries, for display.
+    pub fn iter(&self) -> impl Iterator<Item = (&IpAddr, &NeighEntry)> {
+        self.entries.iter()
+    }
+
+    /// Packets currently held.
+    pub fn held_len(&self) -> usize {
+        self.held.iter().filter(|h| h.pkt.is_some()).count()
+    }
+
+    /// Looks `ip` up for transmission on `port`, starting resolution on a miss.
+    #[inline]
+    pub fn lookup(&mut self, ip: IpAddr, port: usize, now_ms: u64) -> Lookup {
+        if let Some(e) = self.entries.get_mut(&ip) {
+            return match e.state {
+                NeighState::Static => Lookup::Known {
+                    mac: e.mac,
+                    probe: false,
+                },
+                NeighState::Reachable => {
+                    let stale = now_ms.saturating_sub(e.updated_ms) >= REFRESH_AFTER_MS;
+                    let due = now_ms.saturating_sub(e.last_probe_ms) >= PROBE_INTERVAL_MS;
+                    let probe = stale && due;
+                    if probe {
+                        e.last_probe_ms = now_ms;
+                    }
+                    Lookup::Known { mac: e.mac, probe }
+                }
+                NeighState::Incomplete => Lookup::Resolving { probe: false },
+            };
+        }
+        if self.entries.len() >= self.limits.entries
+            || self.incomplete.len() >= self.limits.incomplete
+        {
+            return Lookup::Busy;
+        }
+        self.entries.insert(
+            ip,
+            NeighEntry {
+                mac: MacAddr::ZERO,
+                port,
+                state: NeighState::Incomplete,
+                updated_ms: now_ms,
+                last_probe_ms: now_ms,
+                probes: 1,
+                held: 0,
+            },
+        );
+        self.incomplete.push(ip);
+        Lookup::Resolving { probe: true }
+    }
+
+    /// Holds `pkt` until `ip` resolves; gives it back when the queue is full.
+    pub fn hold(&mut self, ip: IpAddr, pkt: B, now_ms: u64) -> Result<(), B> {
+        let Some(e) = self.entries.get_mut(&ip) else {
+            return Err(pkt);
+        };
+        if e.state != NeighState::Incomplete
+            || e.held >= self.limits.held_per_neighbor
+            || self.held.len() >= self.limits.held
+        {
+            return Err(pkt);
+        }
+        e.held += 1;
+        self.held.push_back(Held {
+            ip,
+            since_ms: now_ms,
+            pkt: Some(pkt),
+        });
+        Ok(())
+    }
+
+    /// Records that `ip` is at `mac` on `port`. With `create` false only an existing
+    /// entry is updated (RFC 826: merge, but add only when the packet was for us).
+    /// Packets held for `ip` are handed to `release` with the MAC.
+    pub fn learn(
+        &mut self,
+        ip: IpAddr,
+        mac: MacAddr,
+        port: usize,
+        now_ms: u64,
+        create: bool,
+        mut release: impl FnMut(B, MacAddr, usize),
+    ) -> Learned {
+        if !mac.is_unicast() {
+            return Learned::Ignored;
+        }
+        let room = self.entries.len() < self.limits.entries;
+        let outcome = match self.entries.get_mut(&ip) {
+            Some(e) if e.state == NeighState::Static => return Learned::Ignored,
+            Some(e) => {
+                let was_incomplete = e.state == NeighState::Incomplete;
+                let outcome = if was_incomplete {
+                    Learned::New
+                } else if e.mac != mac || e.port != port {
+                    Learned::Changed
+                } else {
+                    Learned::Confirmed
+                };
+                e.mac = mac;
+                e.port = port;
+                e.state = NeighState::Reachable;
+                e.updated_ms = now_ms;
+                e.probes = 0;
+                e.held = 0;
+                if was_incomplete {
+                    self.incomplete.retain(|i| *i != ip);
+                }
+                outcome
+            }
+            None if create && room => {
+                self.entries.insert(
+                    ip,
+                    NeighEntry {
+                        mac,
+                        port,
+                        state: NeighState::Reachable,
+                        updated_ms: now_ms,
+                        last_probe_ms: now_ms,
+                        probes: 0,
+                        held: 0,
+                    },
+                );
+                return Learned::New;
+            }
+            None => return Learned::Ignored,
+        };
+        if outcome == Learned::New {
+            for h in self.held.iter_mut().filter(|h| h.ip == ip) {
+                if let Some(pkt) = h.pkt.take() {
+                    release(pkt, mac, port);
+                }
+            }
+            self.compact_held();
+        }
+        outcome
+    }
+
+    /// Housekeeping, called a few times per second: asks for probe retries through
+    /// `probe(ip, port)` and gives up on neighbours that never answered, handing
+    /// their held packets to `drop_pkt`. Returns how many packets were given up.
+    pub fn tick(
+        &mut self,
+        now_ms: u64,
+        mut probe: impl FnMut(IpAddr, usize),
+        mut drop_pkt: impl FnMut(B),
+    ) -> usize {
+        let mut dropped = 0;
+        let mut i = 0;
+        while i < self.incomplete.len() {
+            let ip = self.incomplete[i];
+            let Some(e) = self.entries.get_mut(&ip) else {
+                self.incomplete.swap_remove(i);
+                continue;
+            };
+            if now_ms.saturating_sub(e.last_probe_ms) < PROBE_INTERVAL_MS {
+                i += 1;
+                continue;
+            }
+            if e.probes < MAX_PROBES {
+                e.probes += 1;
+                e.last_probe_ms = now_ms;
+                probe(ip, e.port);
+                i += 1;
+                continue;
+            }
+            // Unanswered: forget the neighbour and drop what waited for it.
+            self.entries.remove(&ip);
+            self.incomplete.swap_remove(i);
+            for h in self.held.iter_mut().filter(|h| h.ip == ip) {
+                if let Some(pkt) = h.pkt.take() {
+                    dropped += 1;
+                    drop_pkt(pkt);
+                }
+            }
+        }
+        self.compact_held();
+        dropped
+    }
+
+    /// Removes released slots from the front of the FIFO (and the whole queue once it
+    /// only holds released slots), so the queue never grows past its capacity.
+    fn compact_held(&mut self) {
+        while self.held.front().is_some_and(|h| h.pkt.is_none()) {
+            self.held.pop_front();
+        }
+        if self.held.iter().all(|h| h.pkt.is_none()) {
+            self.held.clear();
+        } else if self.held.len() == self.held.capacity() {
+            self.held.retain(|h| h.pkt.is_some());
+        }
+    }
+
+    /// Age of the oldest held packet (for diagnostics).
+    pub fn oldest_held_ms(&self, now_ms: u64) -> Option<u64> {
+        self.held
+            .iter()
+            .find(|h| h.pkt.is_some())
+            .map(|h| now_ms.saturating_sub(h.since_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    const MAC_A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    const MAC_B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+
+    #[test]
+    fn miss_holds_packets_until_learned() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let rs = ip("198.19.0.10");
+        assert_eq!(t.lookup(rs, 1, 0), Lookup::Resolving { probe: true });
+        t.hold(rs, 1, 0).unwrap();
+        assert_eq!(t.lookup(rs, 1, 10), Lookup::Resolving { probe: false });
+        t.hold(rs, 2, 10).unwrap();
+        let mut out = vec![];
+        let got = t.learn(rs, MAC_A, 1, 20, false, |p, m, port| out.push((p, m, port)));
+        assert_eq!(got, Learned::New);
+        assert_eq!(out, vec![(1, MAC_A, 1), (2, MAC_A, 1)]);
+        assert_eq!(t.held_len(), 0);
+        assert_eq!(
+            t.lookup(rs, 1, 30),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: false
+            }
+        );
+    }
+
+    #[test]
+    fn unanswered_probes_drop_held_packets() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let rs = ip("198.19.0.10");
+        t.lookup(rs, 0, 0);
+        t.hold(rs, 7, 0).unwrap();
+        let mut probes = vec![];
+        let mut dropped = vec![];
+        for now in (100..=4000).step_by(100) {
+            t.tick(now, |i, p| probes.push((now, i, p)), |p| dropped.push(p));
+        }
+        // first probe at lookup, retries at 1000 and 2000, give up at 3000
+        assert_eq!(
+            probes.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![1000, 2000]
+        );
+        assert_eq!(dropped, vec![7]);
+        assert!(t.get(rs).is_none());
+        // a later packet starts over
+        assert_eq!(t.lookup(rs, 0, 5000), Lookup::Resolving { probe: true });
+    }
+
+    #[test]
+    fn queues_are_bounded() {
+        let limits = NeighLimits {
+            entries: 4,
+            incomplete: 2,
+            held: 3,
+            held_per_neighbor: 2,
+        };
+        let mut t: NeighTable<u32> = NeighTable::new(limits);
+        let (a, b, c) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"));
+        t.lookup(a, 0, 0);
+        t.lookup(b, 0, 0);
+        assert_eq!(t.lookup(c, 0, 0), Lookup::Busy);
+        t.hold(a, 1, 0).unwrap();
+        t.hold(a, 2, 0).unwrap();
+        assert_eq!(t.hold(a, 3, 0), Err(3)); // per neighbour
+        t.hold(b, 4, 0).unwrap();
+        assert_eq!(t.hold(b, 5, 0), Err(5)); // total
+        assert_eq!(t.hold(c, 6, 0), Err(6)); // not being resolved
+        assert_eq!(t.held_len(), 3);
+    }
+
+    #[test]
+    fn static_entries_are_not_overridden() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let gw = ip("198.18.0.254");
+        t.add_static(gw, MAC_A, 0);
+        assert_eq!(
+            t.learn(gw, MAC_B, 0, 5, true, |_, _, _| {}),
+            Learned::Ignored
+        );
+        assert_eq!(
+            t.lookup(gw, 0, 10),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: false
+            }
+        );
+    }
+
+    #[test]
+    fn learning_without_create_only_updates() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let h = ip("198.18.0.5");
+        assert_eq!(
+            t.learn(h, MAC_A, 0, 0, false, |_, _, _| {}),
+            Learned::Ignored
+        );
+        assert!(t.get(h).is_none());
+        assert_eq!(t.learn(h, MAC_A, 0, 0, true, |_, _, _| {}), Learned::New);
+        assert_eq!(
+            t.learn(h, MAC_A, 0, 1, false, |_, _, _| {}),
+            Learned::Confirmed
+        );
+        assert_eq!(
+            t.learn(h, MAC_B, 0, 2, false, |_, _, _| {}),
+            Learned::Changed
+        );
+        assert_eq!(t.get(h).unwrap().mac, MAC_B);
+        assert_eq!(
+            t.learn(h, MacAddr::BROADCAST, 0, 3, false, |_, _, _| {}),
+            Learned::Ignored
+        );
+    }
+
+    #[test]
+    fn old_entries_are_refreshed_while_still_used() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let h = ip("198.18.0.5");
+        t.learn(h, MAC_A, 0, 0, true, |_, _, _| {});
+        assert_eq!(
+            t.lookup(h, 0, REFRESH_AFTER_MS - 1),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: false
+            }
+        );
+        assert_eq!(
+            t.lookup(h, 0, REFRESH_AFTER_MS),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: true
+            }
+        );
+        // rate-limited
+        assert_eq!(
+            t.lookup(h, 0, REFRESH_AFTER_MS + 10),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: false
+            }
+        );
+        assert_eq!(
+            t.lookup(h, 0, REFRESH_AFTER_MS + PROBE_INTERVAL_MS),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: true
+            }
+        );
+        t.learn(h, MAC_A, 0, REFRESH_AFTER_MS + 2000, false, |_, _, _| {});
+        assert_eq!(
+            t.lookup(h, 0, REFRESH_AFTER_MS + 3000),
+            Lookup::Known {
+                mac: MAC_A,
+                probe: false
+            }
+        );
+    }
+
+    #[test]
+    fn held_queue_does_not_leak_slots_over_many_resolutions() {
+        let limits = NeighLimits {
+            entries: 1024,
+            incomplete: 4,
+            held: 8,
+            held_per_neighbor: 8,
+        };
+        let mut t: NeighTable<u32> = NeighTable::new(limits);
+        for n in 0..1000u32 {
+            let a = IpAddr::from([10, 0, (n >> 8) as u8, n as u8]);
+            t.lookup(a, 0, u64::from(n));
+            t.hold(a, n, u64::from(n)).unwrap();
+            let mut got = 0;
+            t.learn(a, MAC_A, 0, u64::from(n), false, |p, _, _| {
+                assert_eq!(p, n);
+                got += 1
+            });
+            assert_eq!(got, 1);
+        }
+        assert_eq!(t.held_len(), 0);
+    }
+}
