@@ -4,5 +4,7 @@
 //! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
 
 pub mod dpdk;
+pub mod mgmt;
 pub mod net;
 pub mod packet;
+pub mod stats;

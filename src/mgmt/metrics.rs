@@ -1,0 +1,307 @@
+//! Prometheus metrics: a collector that reads the workers' counters and the ports'
+//! ethdev statistics when scraped, and the read-only HTTP endpoint serving them.
+
+use crate::dpdk::PortStats;
+use crate::stats::{DropReason, WorkerStats};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::sync::{Arc, Mutex};
+
+/// The name and ethdev id of one configured port.
+#[derive(Debug, Clone)]
+pub struct PortMeta {
+    pub name: String,
+    pub dpdk_id: u16,
+}
+
+/// Reads a port's counters (ethdev stats in production, fixed values in tests).
+pub type PortStatsFn = Box<dyn Fn(u16) -> PortStats + Send + Sync>;
+/// Reads a number on demand (mempool availability, connection gauges, ...).
+pub type ReadFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// Everything the collector reads at scrape time.
+pub struct Telemetry {
+    pub ports: Vec<PortMeta>,
+    pub workers: Vec<Arc<WorkerStats>>,
+    pub port_stats: PortStatsFn,
+    pub mempool_available: ReadFn,
+    /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
+    busy_prev: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Telemetry {
+    pub fn new(
+        ports: Vec<PortMeta>,
+        workers: Vec<Arc<WorkerStats>>,
+        port_stats: PortStatsFn,
+        mempool_available: ReadFn,
+    ) -> Telemetry {
+        let n = workers.len();
+        Telemetry {
+            ports,
+            workers,
+            port_stats,
+            mempool_available,
+            busy_prev: Mutex::new(vec![(0, 0); n]),
+        }
+    }
+}
+
+/// Builds one metric family.
+struct Family(MetricFamily);
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Family {
+        let mut mf = MetricFamily::default();
+        mf.set_name(format!("ferrovs_{name}"));
+        mf.set_help(help.to_string());
+        mf.set_field_type(kind);
+        Family(mf)
+    }
+
+    fn counter(name: &str, help: &str) -> Family {
+        Self::new(name, help, MetricType::COUNTER)
+    }
+
+    fn gauge(name: &str, help: &str) -> Family {
+        Self::new(name, help, MetricType::GAUGE)
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_string());
+                    l.set_value((*v).to_string());
+                    l
+                })
+                .collect(),
+        );
+        if self.0.get_field_type() == MetricType::COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        self.0.mut_metric().push(m);
+        self
+    }
+}
+
+impl Collector for Telemetry {
+    fn desc(&self) -> Vec<&Desc> {
+        // Families are built at scrape time; an unchecked collector.
+        Vec::new()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut out = Vec::new();
+
+        let mut build = Family::gauge("build_info", "ferrovs version and git commit");
+        build.sample(
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", env!("FERROVS_GIT_COMMIT")),
+            ],
+            1.0,
+        );
+        out.push(build.0);
+
+        let port_stats: Vec<(&PortMeta, PortStats)> = self
+            .ports
+            .iter()
+            .map(|p| (p, (self.port_stats)(p.dpdk_id)))
+            .collect();
+        let port_family = |name: &str, help: &str, get: fn(&PortStats) -> u64| {
+            let mut f = Family::counter(name, help);
+            for (p, s) in &port_stats {
+                f.sample(&[("port", &p.name)], get(s) as f64);
+            }
+            f.0
+        };
+        out.push(port_family(
+            "port_rx_packets_total",
+            "Packets received by the NIC",
+            |s| s.rx_packets,
+        ));
+        out.push(port_family(
+            "port_tx_packets_total",
+            "Packets sent by the NIC",
+            |s| s.tx_packets,
+        ));
+        out.push(port_family(
+            "port_rx_bytes_total",
+            "Bytes received by the NIC",
+            |s| s.rx_bytes,
+        ));
+        out.push(port_family(
+            "port_tx_bytes_total",
+            "Bytes sent by the NIC",
+            |s| s.tx_bytes,
+        ));
+        out.push(port_family(
+            "port_rx_missed_total",
+            "Packets the NIC dropped because its RX queues were full",
+            |s| s.rx_missed,
+        ));
+        out.push(port_family(
+            "port_rx_errors_total",
+            "Erroneous packets received",
+            |s| s.rx_errors,
+        ));
+        out.push(port_family(
+            "port_tx_errors_total",
+            "Failed transmissions",
+            |s| s.tx_errors,
+        ));
+        out.push(port_family(
+            "port_rx_nombuf_total",
+            "RX mbuf allocation failures",
+            |s| s.rx_nombuf,
+        ));
+
+        let ids: Vec<String> = (0..self.workers.len()).map(|i| i.to_string()).collect();
+        let mut rx = Family::counter("worker_rx_packets_total", "Packets received by the worker");
+        let mut tx = Family::counter(
+            "worker_tx_packets_total",
+            "Packets transmitted by the worker",
+        );
+        let mut handoff = Family::counter(
+            "worker_handoff_packets_total",
+            "Packets handed to the worker that owns their connection",
+        );
+        let mut dropped = Family::counter(
+            "worker_dropped_packets_total",
+            "Packets dropped by the worker, by reason",
+        );
+        let mut busy = Family::gauge(
+            "worker_busy_ratio",
+            "Share of the worker's cycles spent on bursts that carried packets, since the previous scrape",
+        );
+        let mut prev = self.busy_prev.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, w) in self.workers.iter().enumerate() {
+            let id = ids[i].as_str();
+            rx.sample(&[("worker", id)], w.rx_packets.get() as f64);
+            tx.sample(&[("worker", id)], w.tx_packets.get() as f64);
+            handoff.sample(&[("worker", id)], w.handoff_packets.get() as f64);
+            for r in DropReason::ALL {
+                dropped.sample(
+                    &[("worker", id), ("reason", r.label())],
+                    w.dropped(*r) as f64,
+                );
+            }
+            let (b, t) = (w.busy_cycles.get(), w.total_cycles.get());
+            let (pb, pt) = prev[i];
+            let ratio = if t > pt {
+                (b - pb.min(b)) as f64 / (t - pt) as f64
+            } else {
+                0.0
+            };
+            prev[i] = (b, t);
+            busy.sample(&[("worker", id)], ratio.clamp(0.0, 1.0));
+        }
+        drop(prev);
+        out.extend([rx.0, tx.0, handoff.0, dropped.0, busy.0]);
+
+        let mut pool = Family::gauge(
+            "mempool_available_mbufs",
+            "Free mbufs in the packet mempool",
+        );
+        pool.sample(&[], (self.mempool_available)() as f64);
+        out.push(pool.0);
+        out
+    }
+}
+
+/// Renders everything in `registry` in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = encoder.encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry() -> Telemetry {
+        let w0 = Arc::new(WorkerStats::default());
+        w0.rx_packets.add(10);
+        w0.tx_packets.add(7);
+        w0.count_drop(DropReason::Runt, 3);
+        w0.busy_cycles.add(25);
+        w0.total_cycles.add(100);
+        Telemetry::new(
+            vec![PortMeta {
+                name: "wan".into(),
+                dpdk_id: 0,
+            }],
+            vec![w0, Arc::new(WorkerStats::default())],
+            Box::new(|_| PortStats {
+                rx_packets: 11,
+                rx_bytes: 1100,
+                ..Default::default()
+            }),
+            Box::new(|| 4000),
+        )
+    }
+
+    #[test]
+    fn renders_contract_metric_names() {
+        let reg = Registry::new();
+        reg.register(Box::new(telemetry())).unwrap();
+        let text = render(&reg);
+        for line in [
+            "ferrovs_port_rx_packets_total{port=\"wan\"} 11",
+            "ferrovs_port_rx_bytes_total{port=\"wan\"} 1100",
+            "ferrovs_worker_rx_packets_total{worker=\"0\"} 10",
+            "ferrovs_worker_tx_packets_total{worker=\"0\"} 7",
+            "ferrovs_worker_dropped_packets_total{worker=\"0\",reason=\"runt\"} 3",
+            "ferrovs_worker_busy_ratio{worker=\"0\"} 0.25",
+            "ferrovs_worker_busy_ratio{worker=\"1\"} 0",
+            "ferrovs_mempool_available_mbufs 4000",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        for name in [
+            "ferrovs_port_tx_packets_total",
+            "ferrovs_port_tx_bytes_total",
+            "ferrovs_port_rx_missed_total",
+            "ferrovs_port_rx_errors_total",
+            "ferrovs_port_tx_errors_total",
+            "ferrovs_port_rx_nombuf_total",
+            "ferrovs_build_info",
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "missing {name}");
+        }
+    }
+
+    #[test]
+    fn busy_ratio_is_measured_between_scrapes() {
+        let t = telemetry();
+        let w0 = t.workers[0].clone();
+        let first = t.collect();
+        let busy = |fams: &[MetricFamily]| {
+            fams.iter()
+                .find(|f| f.name() == "ferrovs_worker_busy_ratio")
+                .unwrap()
+                .get_metric()[0]
+                .get_gauge()
+                .get_value()
+        };
+        assert_eq!(busy(&first), 0.25);
+        w0.busy_cycles.add(90);
+        w0.total_cycles.add(100);
+        assert_eq!(busy(&t.collect()), 0.9);
+        assert_eq!(busy(&t.collect()), 0.0);
+    }
+}
