@@ -2,5 +2,7 @@
 //!
 //! Module map (see DESIGN.md):
 //! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
+//! - [`sched`]: real-server schedulers with IPVS semantics (rr wrr lc wlc sh dh sed nq mh).
 
 pub mod packet;
+pub mod sched;
