@@ -2,5 +2,7 @@
 //!
 //! Module map (see DESIGN.md):
 //! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
+//! - [`conn`]: per-worker connection table, IPVS TCP states, timer wheel, persistence.
 
+pub mod conn;
 pub mod packet;
