@@ -441,3 +441,223 @@ fn slot_hash<A: Family>(slab: &[Slot<A>], hasher: &FlowHasher, index: u32) -> u6
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const SEC: u64 = 1000;
+    const P300: Duration = Duration::from_secs(300);
+
+    fn table(capacity: usize) -> PersistTable<Ipv4Addr> {
+        PersistTable::with_hasher(capacity, FlowHasher::with_seed(5)).unwrap()
+    }
+
+    fn ip(c: u8, d: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 18, c, d)
+    }
+
+    fn expire_all<A: Family>(t: &mut PersistTable<A>, now: u64) -> Vec<TemplateId> {
+        let mut gone = Vec::new();
+        t.expire(now, usize::MAX, |id, _| gone.push(id));
+        gone
+    }
+
+    #[test]
+    fn hit_within_the_netmask_only() {
+        let mut t = table(8);
+        let id = t.insert(1, ip(1, 7), 24, 3, P300, 0).unwrap();
+        assert_eq!(t.get(id).unwrap().client(), ip(1, 0));
+        assert_eq!(t.lookup(1, ip(1, 200), 24, SEC), Some((id, 3)));
+        assert_eq!(t.lookup(1, ip(2, 7), 24, SEC), None);
+        assert_eq!(t.lookup(2, ip(1, 7), 24, SEC), None, "other service");
+        // /32: the exact client only.
+        let exact = t.insert(2, ip(1, 7), 32, 4, P300, 0).unwrap();
+        assert_eq!(t.lookup(2, ip(1, 7), 32, SEC), Some((exact, 4)));
+        assert_eq!(t.lookup(2, ip(1, 8), 32, SEC), None);
+        // One template per service and client network.
+        assert_eq!(
+            t.insert(1, ip(1, 99), 24, 5, P300, 0),
+            Err(PersistError::TemplateExists)
+        );
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn ipv6_prefix() {
+        let mut t: PersistTable<Ipv6Addr> =
+            PersistTable::with_hasher(4, FlowHasher::with_seed(6)).unwrap();
+        let a: Ipv6Addr = "2001:2:0:1::7".parse().unwrap();
+        let b: Ipv6Addr = "2001:2:0:1:ffff::1".parse().unwrap();
+        let c: Ipv6Addr = "2001:2:0:2::7".parse().unwrap();
+        let id = t.insert(0, a, 64, 1, P300, 0).unwrap();
+        assert_eq!(t.lookup(0, b, 64, 0), Some((id, 1)));
+        assert_eq!(t.lookup(0, c, 64, 0), None);
+    }
+
+    #[test]
+    fn lookup_refreshes_the_deadline() {
+        let mut t = table(4);
+        let id = t.insert(1, ip(1, 1), 32, 0, P300, 0).unwrap();
+        assert_eq!(t.get(id).unwrap().expiry(), 300 * SEC);
+        assert!(t.lookup(1, ip(1, 1), 32, 200 * SEC).is_some());
+        assert_eq!(t.get(id).unwrap().expiry(), 500 * SEC);
+        assert_eq!(expire_all(&mut t, 300 * SEC), []);
+        assert_eq!(expire_all(&mut t, 500 * SEC - 1), []);
+        assert_eq!(expire_all(&mut t, 500 * SEC), [id]);
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 500 * SEC), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn expires_only_a_timeout_after_the_last_connection() {
+        let mut t = table(4);
+        let id = t.insert(1, ip(1, 1), 32, 7, P300, 0).unwrap();
+        t.hold(id).unwrap();
+        t.hold(id).unwrap();
+        // Held long past its timeout: stays, and keeps matching.
+        assert_eq!(expire_all(&mut t, 10_000 * SEC), []);
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 10_000 * SEC), Some((id, 7)));
+        t.release(id, 10_000 * SEC).unwrap();
+        assert_eq!(expire_all(&mut t, 20_000 * SEC), []);
+        assert_eq!(t.get(id).unwrap().conns(), 1);
+        // The last connection ends at 20 000 s: the template lasts 300 s more.
+        t.release(id, 20_000 * SEC).unwrap();
+        assert_eq!(t.get(id).unwrap().expiry(), 20_300 * SEC);
+        assert_eq!(expire_all(&mut t, 20_300 * SEC - 1), []);
+        let mut handed = None;
+        t.expire(20_300 * SEC, 8, |gone, tpl| {
+            handed = Some((gone, tpl.real_server()))
+        });
+        assert_eq!(handed, Some((id, 7)));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn hold_and_release_errors() {
+        let mut t = table(2);
+        let id = t.insert(1, ip(1, 1), 32, 0, P300, 0).unwrap();
+        assert_eq!(t.release(id, 0), Err(PersistError::NotHeld));
+        let unknown = TemplateId(1);
+        assert_eq!(t.hold(unknown), Err(PersistError::UnknownTemplate));
+        assert_eq!(t.release(unknown, 0), Err(PersistError::UnknownTemplate));
+        assert_eq!(
+            t.invalidate(TemplateId(99), 0),
+            Err(PersistError::UnknownTemplate)
+        );
+        assert_eq!(t.get(TemplateId(99)), None);
+        assert_eq!(PersistError::NotHeld.reason(), "persist_not_held");
+    }
+
+    #[test]
+    fn invalidating_a_real_server() {
+        let mut t = table(8);
+        let held = t.insert(1, ip(1, 1), 32, 3, P300, 0).unwrap();
+        let idle = t.insert(1, ip(1, 2), 32, 3, P300, 0).unwrap();
+        let other_rs = t.insert(1, ip(1, 3), 32, 4, P300, 0).unwrap();
+        let other_svc = t.insert(2, ip(1, 1), 32, 3, P300, 0).unwrap();
+        t.hold(held).unwrap();
+
+        assert_eq!(t.invalidate_real_server(1, 3, 10 * SEC), 2);
+        assert_eq!(
+            t.invalidate_real_server(1, 3, 10 * SEC),
+            0,
+            "already invalid"
+        );
+        // Invalid templates no longer match; the others still do.
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 10 * SEC), None);
+        assert_eq!(t.lookup(1, ip(1, 2), 32, 10 * SEC), None);
+        assert_eq!(t.lookup(1, ip(1, 3), 32, 10 * SEC), Some((other_rs, 4)));
+        assert_eq!(t.lookup(2, ip(1, 1), 32, 10 * SEC), Some((other_svc, 3)));
+        assert!(!t.get(held).unwrap().is_valid());
+        // The client is scheduled afresh and gets a new template right away.
+        let fresh = t.insert(1, ip(1, 1), 32, 5, P300, 10 * SEC).unwrap();
+        assert_ne!(fresh, held);
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 10 * SEC), Some((fresh, 5)));
+        // The unheld invalid template goes at the next expiry; the held one stays
+        // for its connection, however long, and goes when released.
+        assert_eq!(expire_all(&mut t, 10 * SEC), [idle]);
+        let mut gone = expire_all(&mut t, 5_000 * SEC);
+        gone.sort_by_key(|id| id.index());
+        let mut want = vec![fresh, other_rs, other_svc];
+        want.sort_by_key(|id| id.index());
+        assert_eq!(gone, want);
+        assert!(t.get(held).is_some());
+        t.release(held, 6_000 * SEC).unwrap();
+        assert_eq!(expire_all(&mut t, 6_000 * SEC), [held]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn invalidate_one_template() {
+        let mut t = table(4);
+        let id = t.insert(1, ip(1, 1), 32, 3, P300, 0).unwrap();
+        t.invalidate(id, 5 * SEC).unwrap();
+        t.invalidate(id, 5 * SEC).unwrap(); // idempotent
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 5 * SEC), None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(expire_all(&mut t, 5 * SEC), [id]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn full_table_refuses_and_keeps_templates() {
+        let mut t = table(2);
+        let a = t.insert(1, ip(1, 1), 32, 1, P300, 0).unwrap();
+        let b = t.insert(1, ip(1, 2), 32, 2, P300, 0).unwrap();
+        assert_eq!(
+            t.insert(1, ip(1, 3), 32, 3, P300, 0),
+            Err(PersistError::TableFull)
+        );
+        assert_eq!(t.lookup(1, ip(1, 1), 32, 0), Some((a, 1)));
+        assert_eq!(t.lookup(1, ip(1, 2), 32, 0), Some((b, 2)));
+        assert_eq!(t.lookup(1, ip(1, 3), 32, 0), None);
+        // Expiry frees a slot for reuse.
+        t.hold(b).unwrap();
+        assert_eq!(expire_all(&mut t, 300 * SEC), [a]);
+        let c = t.insert(1, ip(1, 3), 32, 3, P300, 300 * SEC).unwrap();
+        assert_eq!(c, a, "slot reused");
+        let listed: Vec<_> = t.iter().map(|(id, tpl)| (id, tpl.real_server())).collect();
+        assert_eq!(listed, [(c, 3), (b, 2)]);
+    }
+
+    #[test]
+    fn zero_timeout_template_survives_while_held() {
+        let mut t = table(2);
+        let id = t.insert(1, ip(1, 1), 32, 1, Duration::ZERO, 0).unwrap();
+        t.hold(id).unwrap();
+        for now in (0..10 * SEC).step_by(50) {
+            assert_eq!(expire_all(&mut t, now), []);
+        }
+        t.release(id, 10 * SEC).unwrap();
+        assert_eq!(expire_all(&mut t, 10 * SEC), [id]);
+    }
+
+    #[test]
+    fn long_timeouts_saturate() {
+        let mut t = table(1);
+        let id = t.insert(1, ip(1, 1), 32, 1, Duration::MAX, 0).unwrap();
+        assert_eq!(
+            t.get(id).unwrap().timeout(),
+            Duration::from_millis(u64::from(u32::MAX))
+        );
+    }
+
+    #[test]
+    fn sizing() {
+        assert_eq!(
+            PersistTable::<Ipv4Addr>::new(MAX_ENTRIES + 1).err(),
+            Some(PersistError::CapacityTooLarge)
+        );
+        let mut empty = table(0);
+        assert_eq!(
+            empty.insert(1, ip(1, 1), 32, 1, P300, 0),
+            Err(PersistError::TableFull)
+        );
+        let t = table(100_000);
+        assert_eq!(t.capacity(), 100_000);
+        assert_eq!(size_of::<Slot<Ipv4Addr>>(), 32);
+        assert!(t.memory_bytes() < 100_000 * 64, "{}", t.memory_bytes());
+    }
+}

@@ -739,6 +739,46 @@ mod tests {
     }
 
     #[test]
+    fn index_never_grows_under_churn_at_full_table() {
+        // Removals leave hashbrown tombstones; with the index reserved at twice the
+        // keys they can only trigger an in-place rehash, never an allocation.
+        // (Reserved at just the number of keys, this test sees the index grow.)
+        const MAX: usize = 2_000;
+        let mut t = table(MAX);
+        let bytes = t.memory_bytes();
+        let mut rng = Rng(77);
+        let mut ids = Vec::with_capacity(MAX);
+        let mut port = 0u32;
+        let mut next_conn = |rng: &mut Rng| {
+            port += 1;
+            let c = client((port >> 16) as u8, port as u16);
+            conn(Mode::FullNat, Proto::Tcp, c, rng.next() as u16)
+        };
+        while ids.len() < MAX {
+            if let Ok(id) = t.insert(&next_conn(&mut rng), 0) {
+                ids.push(id);
+            }
+        }
+        for _ in 0..200_000 {
+            let slot = rng.below(MAX as u64) as usize;
+            t.remove(ids[slot]).unwrap();
+            loop {
+                if let Ok(id) = t.insert(&next_conn(&mut rng), 0) {
+                    ids[slot] = id;
+                    break;
+                }
+            }
+        }
+        assert_eq!(t.len(), MAX);
+        assert_eq!(t.index.len(), 2 * MAX);
+        assert_eq!(t.memory_bytes(), bytes);
+        for &id in &ids {
+            let c = *t.get(id).unwrap();
+            assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
+        }
+    }
+
+    #[test]
     fn nat_lookup_both_directions() {
         let mut t = table(16);
         let c = nat(7, 40000);
