@@ -15,6 +15,16 @@
 //! 2. a miss on a service's VIP: schedule, `insert` (starts inactive), then
 //!    `on_packet` with the first packet;
 //! 3. once per loop: `expire(now, budget, |id, conn| ...)`.
+//!
+//! Design in brief (details in each file):
+//! - `table`: slab of entries plus a `hashbrown::HashTable<u32>` of
+//!   `slab_index << 1 | dir` (keys stay in the slab), reserved so it never grows;
+//!   about 83-98 bytes per IPv4 connection at 100k-1M connections, all included.
+//!   [`ConnId`] carries a slot generation that catches stale ids.
+//! - `key`: foldhash under seeds from the OS random source, against hash flooding.
+//! - `state`: IPVS's TCP transition tables and timeouts, as data.
+//! - `wheel`: 16384 slots x 100 ms, lazy refresh, intrusive `u32` links.
+//! - `persist`: IPVS persistence templates with hold/release and invalidation.
 
 mod family;
 mod key;
