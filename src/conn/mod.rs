@@ -38,4 +38,4 @@ pub use key::{Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{Conn, ConnError, ConnId, ConnTable, Mode, NewConn, StateChange};
-pub use wheel::{SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};
+pub use wheel::{MAX_ENTRIES as MAX_CONNECTIONS, SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};

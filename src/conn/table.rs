@@ -1098,6 +1098,8 @@ mod tests {
             t.on_packet(id, dir, flags, 100 * SEC).unwrap();
             assert_eq!(t.get(id).unwrap().expiry(), (100 + secs) * SEC);
         };
+        // (No IPVS transition enters LAST_ACK; its timeout is configurable anyway,
+        // as in IPVS.)
         expect(Dir::Inbound, SYN, 3);
         expect(Dir::Inbound, ACK, 7);
         expect(Dir::Outbound, FIN, 4); // FIN_WAIT
@@ -1106,9 +1108,7 @@ mod tests {
         expect(Dir::Inbound, ACK, 7);
         expect(Dir::Inbound, FIN, 6); // CLOSE_WAIT
         expect(Dir::Outbound, RST, 1); // CLOSE
-                                       // LAST_ACK is reached only from a peer's table entry we never produce
-                                       // from NONE; SYN_SENT has IPVS's fixed 120 s.
-        expect(Dir::Outbound, SYN, 120);
+        expect(Dir::Outbound, SYN, 120); // SYN_SENT: IPVS's fixed value
         let udp = t
             .insert(&conn(Mode::Nat, Proto::Udp, client(2, 2), 0), 0)
             .unwrap();
