@@ -1,0 +1,132 @@
+//! Address families: the connection table is generic over them so that IPv4 entries
+//! carry 4-byte addresses and stay compact, while IPv6 entries carry 16-byte ones.
+
+use std::fmt;
+use std::hash::Hasher;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::net::Ipv4Addr {}
+    impl Sealed for std::net::Ipv6Addr {}
+}
+
+/// An IP address family: [`Ipv4Addr`] or [`Ipv6Addr`]. Sealed.
+pub trait Family:
+    sealed::Sealed + Copy + Eq + Ord + fmt::Debug + fmt::Display + Send + Sync + 'static
+{
+    /// Address length in bits: the longest prefix.
+    const MAX_PREFIX_LEN: u8;
+    /// The all-zeroes address.
+    const UNSPECIFIED: Self;
+
+    /// The address with all bits past the first `prefix_len` cleared (IPVS's
+    /// persistence netmask). A `prefix_len` beyond [`Family::MAX_PREFIX_LEN`] keeps every bit.
+    fn mask(self, prefix_len: u8) -> Self;
+
+    /// Feeds the address to a hasher as one integer (cheaper than hashing the
+    /// octets as a slice, which also hashes a length prefix).
+    fn write_hash<H: Hasher>(self, state: &mut H);
+}
+
+impl Family for Ipv4Addr {
+    const MAX_PREFIX_LEN: u8 = 32;
+    const UNSPECIFIED: Self = Ipv4Addr::UNSPECIFIED;
+
+    fn mask(self, prefix_len: u8) -> Self {
+        let keep = u32::MAX
+            .checked_shl(u32::from(Self::MAX_PREFIX_LEN.saturating_sub(prefix_len)))
+            .unwrap_or(0);
+        Ipv4Addr::from(u32::from(self) & keep)
+    }
+
+    #[inline]
+    fn write_hash<H: Hasher>(self, state: &mut H) {
+        state.write_u32(u32::from(self));
+    }
+}
+
+impl Family for Ipv6Addr {
+    const MAX_PREFIX_LEN: u8 = 128;
+    const UNSPECIFIED: Self = Ipv6Addr::UNSPECIFIED;
+
+    fn mask(self, prefix_len: u8) -> Self {
+        let keep = u128::MAX
+            .checked_shl(u32::from(Self::MAX_PREFIX_LEN.saturating_sub(prefix_len)))
+            .unwrap_or(0);
+        Ipv6Addr::from(u128::from(self) & keep)
+    }
+
+    #[inline]
+    fn write_hash<H: Hasher>(self, state: &mut H) {
+        state.write_u128(u128::from(self));
+    }
+}
+
+/// One end of a flow: an address and a TCP/UDP port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint<A: Family> {
+    pub addr: A,
+    pub port: u16,
+}
+
+impl<A: Family> Endpoint<A> {
+    /// An endpoint from its parts.
+    pub const fn new(addr: A, port: u16) -> Self {
+        Endpoint { addr, port }
+    }
+}
+
+impl<A: Family> fmt::Display for Endpoint<A> {
+    /// `addr:port`, with the IPv6 address in brackets (`[2001:2::1]:443`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if A::MAX_PREFIX_LEN == 128 {
+            write!(f, "[{}]:{}", self.addr, self.port)
+        } else {
+            write!(f, "{}:{}", self.addr, self.port)
+        }
+    }
+}
+
+impl<A: Family> fmt::Debug for Endpoint<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_ipv4() {
+        let a = Ipv4Addr::new(198, 18, 7, 201);
+        assert_eq!(a.mask(32), a);
+        assert_eq!(a.mask(24), Ipv4Addr::new(198, 18, 7, 0));
+        assert_eq!(a.mask(17), Ipv4Addr::new(198, 18, 0, 0));
+        assert_eq!(a.mask(1), Ipv4Addr::new(128, 0, 0, 0));
+        assert_eq!(a.mask(0), Ipv4Addr::UNSPECIFIED);
+        // Out-of-range prefixes keep the whole address instead of panicking.
+        assert_eq!(a.mask(33), a);
+        assert_eq!(a.mask(255), a);
+    }
+
+    #[test]
+    fn mask_ipv6() {
+        let a: Ipv6Addr = "2001:2:0:1:aaaa:bbbb:cccc:dddd".parse().unwrap();
+        assert_eq!(a.mask(128), a);
+        assert_eq!(a.mask(64), "2001:2:0:1::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(a.mask(48), "2001:2::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(a.mask(0), Ipv6Addr::UNSPECIFIED);
+        assert_eq!(a.mask(200), a);
+    }
+
+    #[test]
+    fn endpoint_display() {
+        let v4 = Endpoint::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+        assert_eq!(v4.to_string(), "198.18.0.1:80");
+        let v6 = Endpoint::new("2001:2::1".parse::<Ipv6Addr>().unwrap(), 443);
+        assert_eq!(v6.to_string(), "[2001:2::1]:443");
+        assert_eq!(format!("{v6:?}"), "[2001:2::1]:443");
+    }
+}

@@ -1,0 +1,1532 @@
+//! The per-worker connection table.
+//!
+//! Layout, sized once from `connections.max` so nothing allocates afterwards:
+//! - a slab of entries, each a live [`Conn`] or a link in the free list (LIFO, so a
+//!   freed slot, still in cache, is reused first);
+//! - a `hashbrown::HashTable<u32>` index whose values are `slab_index << 1 | dir`;
+//!   the keys live only in the slab entry, so each direction costs 4 bytes plus a
+//!   control byte;
+//! - a [`TimerWheel`] with intrusive links for expiry.
+//!
+//! hashbrown leaves tombstones behind some removals; when they use up the spare
+//! room it rehashes, in place if the table is at most half full and by growing
+//! (allocating) otherwise. The index is therefore reserved for twice the largest
+//! number of keys (2 per connection), so at run time it can only ever rehash in
+//! place, which low load makes rare. That costs about 23 to 46 bytes per
+//! connection depending on how `max` rounds to a power of two; the IPv4 total stays
+//! under 128 bytes (see `memory_bytes_per_connection`).
+//!
+//! Each [`ConnId`] carries the slot's generation. The data path uses ids only
+//! between a lookup and the end of that packet, but ids also travel further (a
+//! control command naming a connection, deferred work), and a slot reused in the
+//! meantime would otherwise silently act on another flow. The generation fits in
+//! the entry's padding and the check reads a cache line the lookup just touched.
+
+use std::fmt;
+
+use hashbrown::HashTable;
+
+use super::family::{Endpoint, Family};
+use super::key::{Dir, FlowHasher, FlowKey, Proto};
+use super::persist::TemplateId;
+use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
+use super::wheel::{TimerWheel, MAX_ENTRIES};
+
+/// Forwarding mode of a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Mode {
+    /// Destination NAT; replies come back through us (IPVS masquerading).
+    Nat,
+    /// Source and destination NAT (DPVS FULLNAT); replies come back through us.
+    FullNat,
+    /// Direct routing: MAC rewrite; replies go straight to the client.
+    Dr,
+    /// IP-in-IP tunnel; replies go straight to the client.
+    Tunnel,
+}
+
+impl Mode {
+    /// Whether the real server's replies pass through the balancer, i.e. whether the
+    /// connection has an outbound key.
+    pub const fn replies_via_us(self) -> bool {
+        matches!(self, Mode::Nat | Mode::FullNat)
+    }
+
+    /// The mode as spelled in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::FullNat => "fullnat",
+            Mode::Dr => "dr",
+            Mode::Tunnel => "tunnel",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a table operation failed. [`ConnError::reason`] is the metrics label.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ConnError {
+    /// Every slot is in use; nothing was changed.
+    TableFull,
+    /// A connection with the same inbound key exists.
+    InboundKeyExists,
+    /// A connection with the same outbound key exists (in FULLNAT: the local
+    /// address and port are taken; pick another).
+    OutboundKeyExists,
+    /// The id names no live connection (removed, expired, or never issued).
+    UnknownConn,
+    /// The requested capacity exceeds what a table can index.
+    CapacityTooLarge,
+    /// The memory for the table could not be allocated.
+    OutOfMemory,
+}
+
+impl ConnError {
+    /// The error as a snake_case label for metrics.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            ConnError::TableFull => "conn_table_full",
+            ConnError::InboundKeyExists => "conn_inbound_key_exists",
+            ConnError::OutboundKeyExists => "conn_outbound_key_exists",
+            ConnError::UnknownConn => "conn_unknown",
+            ConnError::CapacityTooLarge => "conn_capacity_too_large",
+            ConnError::OutOfMemory => "conn_out_of_memory",
+        }
+    }
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnError::TableFull => "connection table full",
+            ConnError::InboundKeyExists => "a connection with this inbound 5-tuple exists",
+            ConnError::OutboundKeyExists => "a connection with this outbound 5-tuple exists",
+            ConnError::UnknownConn => "no such connection",
+            ConnError::CapacityTooLarge => "connection table capacity too large",
+            ConnError::OutOfMemory => "cannot allocate the connection table",
+        })
+    }
+}
+
+impl std::error::Error for ConnError {}
+
+/// Names a live connection: its slot and the slot's generation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slot index, dense in `0..capacity()`.
+    pub const fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// What the caller knows when it creates a connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NewConn<A: Family> {
+    pub proto: Proto,
+    pub mode: Mode,
+    /// The client as it reaches us.
+    pub client: Endpoint<A>,
+    /// The virtual service the client addressed.
+    pub vip: Endpoint<A>,
+    /// The source the real server sees: `client` in NAT, DR and TUNNEL, a local
+    /// address and port in FULLNAT.
+    pub local: Endpoint<A>,
+    /// The real server.
+    pub real: Endpoint<A>,
+    /// Service index, chosen by the caller.
+    pub service: u16,
+    /// Real server index within the service, chosen by the caller.
+    pub real_server: u16,
+    /// The persistence template this connection holds, if any.
+    pub template: Option<TemplateId>,
+}
+
+impl<A: Family> NewConn<A> {
+    fn inbound_key(&self) -> FlowKey<A> {
+        inbound_key(self.proto, self.client, self.vip)
+    }
+    fn outbound_key(&self) -> FlowKey<A> {
+        outbound_key(self.proto, self.real, self.local)
+    }
+}
+
+fn inbound_key<A: Family>(proto: Proto, client: Endpoint<A>, vip: Endpoint<A>) -> FlowKey<A> {
+    FlowKey::new(proto, client.addr, client.port, vip.addr, vip.port)
+}
+
+fn outbound_key<A: Family>(proto: Proto, real: Endpoint<A>, local: Endpoint<A>) -> FlowKey<A> {
+    FlowKey::new(proto, real.addr, real.port, local.addr, local.port)
+}
+
+const NO_TEMPLATE: u32 = u32::MAX;
+
+/// A tracked connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Conn<A: Family> {
+    client: Endpoint<A>,
+    vip: Endpoint<A>,
+    local: Endpoint<A>,
+    real: Endpoint<A>,
+    /// Deadline in ms; the wheel may hold the entry filed at an earlier tick.
+    expiry: u64,
+    generation: u32,
+    template: u32,
+    service: u16,
+    real_server: u16,
+    proto: Proto,
+    mode: Mode,
+    state: ConnState,
+}
+
+impl<A: Family> Conn<A> {
+    pub fn client(&self) -> Endpoint<A> {
+        self.client
+    }
+    pub fn vip(&self) -> Endpoint<A> {
+        self.vip
+    }
+    /// The source the real server sees (see [`NewConn::local`]).
+    pub fn local(&self) -> Endpoint<A> {
+        self.local
+    }
+    pub fn real(&self) -> Endpoint<A> {
+        self.real
+    }
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+    /// The state as `ipvsadm -Lnc` prints it.
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+    /// Counted in the real server's active connections (IPVS `activeconns`).
+    pub fn is_active(&self) -> bool {
+        self.state.is_active()
+    }
+    pub fn service(&self) -> u16 {
+        self.service
+    }
+    pub fn real_server(&self) -> u16 {
+        self.real_server
+    }
+    /// The persistence template this connection holds.
+    pub fn template(&self) -> Option<TemplateId> {
+        (self.template != NO_TEMPLATE).then_some(TemplateId(self.template))
+    }
+    /// Absolute deadline in ms.
+    pub fn expiry(&self) -> u64 {
+        self.expiry
+    }
+    /// Milliseconds left until the deadline (0 when passed): `ipvsadm -Lnc`'s
+    /// "expire" column.
+    pub fn expires_in(&self, now: u64) -> u64 {
+        self.expiry.saturating_sub(now)
+    }
+    /// The key of packets from the client.
+    pub fn inbound_key(&self) -> FlowKey<A> {
+        inbound_key(self.proto, self.client, self.vip)
+    }
+    /// The key of packets from the real server; `None` when replies bypass us.
+    pub fn outbound_key(&self) -> Option<FlowKey<A>> {
+        self.mode
+            .replies_via_us()
+            .then(|| outbound_key(self.proto, self.real, self.local))
+    }
+
+    /// Key comparison without building the other direction's key.
+    #[inline]
+    fn matches(&self, dir: Dir, key: &FlowKey<A>) -> bool {
+        let (src, dst) = match dir {
+            Dir::Inbound => (self.client, self.vip),
+            Dir::Outbound => (self.real, self.local),
+        };
+        key.sport == src.port
+            && key.dport == dst.port
+            && key.src == src.addr
+            && key.dst == dst.addr
+            && key.proto == self.proto
+    }
+
+    fn key(&self, dir: Dir) -> FlowKey<A> {
+        match dir {
+            Dir::Inbound => inbound_key(self.proto, self.client, self.vip),
+            Dir::Outbound => outbound_key(self.proto, self.real, self.local),
+        }
+    }
+}
+
+/// The state change one packet caused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StateChange {
+    pub from: ConnState,
+    pub to: ConnState,
+}
+
+impl StateChange {
+    /// The connection became active: move it from the real server's inactive to its
+    /// active count.
+    pub fn activated(&self) -> bool {
+        !self.from.is_active() && self.to.is_active()
+    }
+    /// The connection stopped being active: move it from active to inactive.
+    pub fn deactivated(&self) -> bool {
+        self.from.is_active() && !self.to.is_active()
+    }
+}
+
+/// A slab slot.
+#[derive(Clone, Copy, Debug)]
+enum Entry<A: Family> {
+    Live(Conn<A>),
+    /// `generation` is the last one the slot had, so ids to it stay stale.
+    Free {
+        next: u32,
+        generation: u32,
+    },
+}
+
+const NIL: u32 = u32::MAX;
+
+/// The connection table of one worker and one address family.
+pub struct ConnTable<A: Family> {
+    slab: Box<[Entry<A>]>,
+    index: HashTable<u32>,
+    wheel: TimerWheel,
+    hasher: FlowHasher,
+    timeouts: Timeouts,
+    timeout_ms: TimeoutTable,
+    free_head: u32,
+    len: u32,
+}
+
+impl<A: Family> ConnTable<A> {
+    /// A table for at most `max` connections, hashed under a random seed.
+    pub fn new(max: usize, timeouts: &Timeouts) -> Result<Self, ConnError> {
+        Self::with_hasher(max, timeouts, FlowHasher::random())
+    }
+
+    /// A table with a given hasher (a fixed seed makes tests reproducible).
+    pub fn with_hasher(
+        max: usize,
+        timeouts: &Timeouts,
+        hasher: FlowHasher,
+    ) -> Result<Self, ConnError> {
+        if max > MAX_ENTRIES {
+            return Err(ConnError::CapacityTooLarge);
+        }
+        let mut slab = Vec::new();
+        slab.try_reserve_exact(max)
+            .map_err(|_| ConnError::OutOfMemory)?;
+        slab.extend((0..max as u32).map(|i| Entry::Free {
+            next: if i as usize + 1 < max { i + 1 } else { NIL },
+            generation: 0,
+        }));
+        let mut index = HashTable::new();
+        // Room for twice the keys: see the module documentation.
+        index
+            .try_reserve(4 * max + 2, |_: &u32| 0)
+            .map_err(|_| ConnError::OutOfMemory)?;
+        Ok(ConnTable {
+            slab: slab.into_boxed_slice(),
+            index,
+            wheel: TimerWheel::new(max).map_err(|_| ConnError::OutOfMemory)?,
+            hasher,
+            timeouts: *timeouts,
+            timeout_ms: TimeoutTable::new(timeouts),
+            free_head: if max > 0 { 0 } else { NIL },
+            len: 0,
+        })
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most connections the table holds (`connections.max`).
+    pub fn capacity(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Bytes allocated by the table: slab, index and timer wheel. Fixed at
+    /// construction.
+    pub fn memory_bytes(&self) -> usize {
+        self.slab.len() * size_of::<Entry<A>>()
+            + self.index.allocation_size()
+            + self.wheel.memory_bytes()
+    }
+
+    /// The hasher to compute [`FlowKey::hash_with`] for [`Self::lookup_hashed`].
+    pub fn hasher(&self) -> &FlowHasher {
+        &self.hasher
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Replaces the timeouts (config reload). Each connection takes the new value
+    /// at its next packet; until then it keeps its deadline.
+    pub fn set_timeouts(&mut self, timeouts: &Timeouts) {
+        self.timeouts = *timeouts;
+        self.timeout_ms = TimeoutTable::new(timeouts);
+    }
+
+    /// Finds the connection a packet belongs to, and which way it travels.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey<A>) -> Option<(ConnId, Dir)> {
+        self.lookup_hashed(key, self.hasher.hash(key))
+    }
+
+    /// [`Self::lookup`] with the hash computed beforehand by
+    /// `key.hash_with(table.hasher())`. A wrong hash gives a miss, never a wrong hit.
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey<A>, hash: u64) -> Option<(ConnId, Dir)> {
+        let slab = &self.slab;
+        let value = *self
+            .index
+            .find(hash, |&v| match slab.get((v >> 1) as usize) {
+                Some(Entry::Live(c)) => c.matches(Dir::from_bit(v), key),
+                _ => false,
+            })?;
+        match slab.get((value >> 1) as usize) {
+            Some(Entry::Live(c)) => Some((
+                ConnId {
+                    index: value >> 1,
+                    generation: c.generation,
+                },
+                Dir::from_bit(value),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The connection `id` names, if it is still live.
+    #[inline]
+    pub fn get(&self, id: ConnId) -> Option<&Conn<A>> {
+        match self.slab.get(id.index as usize) {
+            Some(Entry::Live(c)) if c.generation == id.generation => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Creates a connection in its initial state (TCP NONE, inactive, or UDP) with
+    /// that state's timeout; then feed its first packet to [`Self::on_packet`].
+    /// Indexes the inbound key, and the outbound key when the mode's replies pass
+    /// through us. On any error nothing changes: a full table never evicts.
+    pub fn insert(&mut self, new: &NewConn<A>, now: u64) -> Result<ConnId, ConnError> {
+        if self.free_head == NIL {
+            return Err(ConnError::TableFull);
+        }
+        let in_key = new.inbound_key();
+        let in_hash = self.hasher.hash(&in_key);
+        if self.lookup_hashed(&in_key, in_hash).is_some() {
+            return Err(ConnError::InboundKeyExists);
+        }
+        let out = if new.mode.replies_via_us() {
+            let out_key = new.outbound_key();
+            let out_hash = self.hasher.hash(&out_key);
+            if out_key == in_key || self.lookup_hashed(&out_key, out_hash).is_some() {
+                return Err(ConnError::OutboundKeyExists);
+            }
+            Some(out_hash)
+        } else {
+            None
+        };
+
+        let index = self.free_head;
+        let Some(Entry::Free { next, generation }) = self.slab.get(index as usize).copied() else {
+            // The free list only holds free slots; refuse rather than corrupt.
+            return Err(ConnError::TableFull);
+        };
+        let state = match new.proto {
+            Proto::Tcp => ConnState::Tcp(TcpState::None),
+            Proto::Udp => ConnState::Udp,
+        };
+        let expiry = now.saturating_add(self.timeout_ms.ms(state));
+        let generation = generation.wrapping_add(1);
+        self.slab[index as usize] = Entry::Live(Conn {
+            client: new.client,
+            vip: new.vip,
+            local: new.local,
+            real: new.real,
+            expiry,
+            generation,
+            template: new.template.map_or(NO_TEMPLATE, |t| t.0),
+            service: new.service,
+            real_server: new.real_server,
+            proto: new.proto,
+            mode: new.mode,
+            state,
+        });
+        self.free_head = next;
+        self.len += 1;
+
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let rehash = |&v: &u32| value_hash(slab, hasher, v);
+        self.index
+            .insert_unique(in_hash, index << 1 | Dir::Inbound.bit(), rehash);
+        if let Some(out_hash) = out {
+            self.index
+                .insert_unique(out_hash, index << 1 | Dir::Outbound.bit(), rehash);
+        }
+        self.wheel.arm(index, expiry, now);
+        Ok(ConnId { index, generation })
+    }
+
+    /// Accounts one packet of the connection: advances the TCP state by its flags
+    /// (IPVS's tables; DR and TUNNEL inbound packets use INPUT_ONLY) and restarts
+    /// the idle timeout of the resulting state. O(1); the wheel is touched only
+    /// when the deadline moves earlier.
+    #[inline]
+    pub fn on_packet(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<StateChange, ConnError> {
+        let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) else {
+            return Err(ConnError::UnknownConn);
+        };
+        if c.generation != id.generation {
+            return Err(ConnError::UnknownConn);
+        }
+        let from = c.state;
+        let to = match from {
+            ConnState::Tcp(s) => ConnState::Tcp(s.next(tcp_dir(c.mode, dir), tcp_flags)),
+            ConnState::Udp => ConnState::Udp,
+        };
+        c.state = to;
+        let expiry = now.saturating_add(self.timeout_ms.ms(to));
+        let earlier = expiry < c.expiry;
+        c.expiry = expiry;
+        if earlier {
+            self.wheel.rearm(id.index, expiry, now);
+        }
+        Ok(StateChange { from, to })
+    }
+
+    /// Removes a connection and returns it (the caller adjusts its counters).
+    pub fn remove(&mut self, id: ConnId) -> Result<Conn<A>, ConnError> {
+        let conn = *self.get(id).ok_or(ConnError::UnknownConn)?;
+        self.release_slot(id.index, &conn);
+        Ok(conn)
+    }
+
+    /// Removes connections whose deadline is at or before `now`, handing each to
+    /// `on_expire` first. `budget` bounds the work of one call: each wheel entry
+    /// examined counts one, whether it expires or (refreshed) is re-filed, so at
+    /// most `budget` connections are removed. Returns how many were removed.
+    ///
+    /// Called every loop, connections go in deadline order, at most one wheel
+    /// tick late. After a pause, overdue connections go in the order they were
+    /// filed (a refreshed one is found at its first deadline).
+    pub fn expire(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut on_expire: impl FnMut(ConnId, &Conn<A>),
+    ) -> usize {
+        let mut work = budget;
+        let mut removed = 0;
+        loop {
+            let slab = &self.slab;
+            let due = self
+                .wheel
+                .poll(now, &mut work, |i| match slab.get(i as usize) {
+                    Some(Entry::Live(c)) => c.expiry,
+                    _ => 0,
+                });
+            let Some(index) = due else {
+                return removed;
+            };
+            if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
+                on_expire(
+                    ConnId {
+                        index,
+                        generation: conn.generation,
+                    },
+                    &conn,
+                );
+                self.release_slot(index, &conn);
+                removed += 1;
+            }
+        }
+    }
+
+    /// Every live connection, in slot order. Walks the whole slab: for the control
+    /// path (`ferrovs ctl conns`), not the packet path.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn<A>)> + '_ {
+        self.slab
+            .iter()
+            .enumerate()
+            .filter_map(|(index, entry)| match entry {
+                Entry::Live(c) => Some((
+                    ConnId {
+                        index: index as u32,
+                        generation: c.generation,
+                    },
+                    c,
+                )),
+                Entry::Free { .. } => None,
+            })
+    }
+
+    /// Unindexes, disarms and frees the live slot `index` holding `conn`.
+    fn release_slot(&mut self, index: u32, conn: &Conn<A>) {
+        self.unindex(conn.inbound_key(), index << 1 | Dir::Inbound.bit());
+        if let Some(out_key) = conn.outbound_key() {
+            self.unindex(out_key, index << 1 | Dir::Outbound.bit());
+        }
+        self.wheel.unlink(index);
+        self.slab[index as usize] = Entry::Free {
+            next: self.free_head,
+            generation: conn.generation,
+        };
+        self.free_head = index;
+        self.len -= 1;
+    }
+
+    fn unindex(&mut self, key: FlowKey<A>, value: u32) {
+        let hash = self.hasher.hash(&key);
+        if let Ok(entry) = self.index.find_entry(hash, |&v| v == value) {
+            entry.remove();
+        }
+    }
+}
+
+impl<A: Family> fmt::Debug for ConnTable<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The hash of an index value, from the key stored in its slab entry (for
+/// hashbrown's in-place rehash).
+fn value_hash<A: Family>(slab: &[Entry<A>], hasher: &FlowHasher, value: u32) -> u64 {
+    match slab.get((value >> 1) as usize) {
+        Some(Entry::Live(c)) => hasher.hash(&c.key(Dir::from_bit(value))),
+        _ => 0,
+    }
+}
+
+/// IPVS's table for a packet: INPUT_ONLY for inbound packets of modes whose replies
+/// bypass us (IPVS's `IP_VS_CONN_F_NOOUTPUT`).
+#[inline]
+fn tcp_dir(mode: Mode, dir: Dir) -> TcpDir {
+    match dir {
+        Dir::Inbound if mode.replies_via_us() => TcpDir::Input,
+        Dir::Inbound => TcpDir::InputOnly,
+        Dir::Outbound => TcpDir::Output,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::state::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+    use crate::conn::wheel::TICK_MS;
+    use std::collections::HashMap;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::time::Duration;
+
+    const SEC: u64 = 1000;
+    const VIP: Endpoint<Ipv4Addr> = Endpoint::new(Ipv4Addr::new(198, 18, 0, 100), 80);
+    const REAL: Endpoint<Ipv4Addr> = Endpoint::new(Ipv4Addr::new(198, 19, 0, 10), 8080);
+    const LIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
+
+    fn table(max: usize) -> ConnTable<Ipv4Addr> {
+        ConnTable::with_hasher(max, &Timeouts::default(), FlowHasher::with_seed(42)).unwrap()
+    }
+
+    fn client(host: u8, port: u16) -> Endpoint<Ipv4Addr> {
+        Endpoint::new(Ipv4Addr::new(198, 18, 1, host), port)
+    }
+
+    fn conn(mode: Mode, proto: Proto, client: Endpoint<Ipv4Addr>, lport: u16) -> NewConn<Ipv4Addr> {
+        NewConn {
+            proto,
+            mode,
+            client,
+            vip: VIP,
+            local: match mode {
+                Mode::FullNat => Endpoint::new(LIP, lport),
+                _ => client,
+            },
+            real: REAL,
+            service: 1,
+            real_server: 2,
+            template: None,
+        }
+    }
+
+    fn nat(host: u8, port: u16) -> NewConn<Ipv4Addr> {
+        conn(Mode::Nat, Proto::Tcp, client(host, port), 0)
+    }
+
+    fn in_key(c: &NewConn<Ipv4Addr>) -> FlowKey<Ipv4Addr> {
+        c.inbound_key()
+    }
+
+    fn out_key(c: &NewConn<Ipv4Addr>) -> FlowKey<Ipv4Addr> {
+        c.outbound_key()
+    }
+
+    fn expire_all<A: Family>(t: &mut ConnTable<A>, now: u64) -> Vec<ConnId> {
+        let mut gone = Vec::new();
+        t.expire(now, usize::MAX, |id, _| gone.push(id));
+        gone
+    }
+
+    #[test]
+    fn entry_layout_is_compact() {
+        // The free-list variant hides in the connection's padding.
+        assert_eq!(size_of::<Conn<Ipv4Addr>>(), 48);
+        assert_eq!(size_of::<Entry<Ipv4Addr>>(), 48);
+        assert!(size_of::<Entry<Ipv6Addr>>() <= 96);
+    }
+
+    #[test]
+    fn memory_bytes_per_connection() {
+        // Slab, index and wheel, from their allocation sizes (capacity times
+        // element size), at sizes that round well and badly to a power of two.
+        for max in [1_000, 65_536, 100_000, 1_000_000] {
+            let t = table(max);
+            let slab = t.slab.len() * size_of::<Entry<Ipv4Addr>>();
+            let index = t.index.allocation_size();
+            let wheel = t.wheel.memory_bytes();
+            assert_eq!(t.memory_bytes(), slab + index + wheel);
+            assert!(t.index.capacity() >= 4 * max, "index room for 2x the keys");
+            let per_conn = t.memory_bytes() as f64 / max as f64;
+            let per_conn_large = (slab + index) as f64 / max as f64;
+            assert!(
+                per_conn_large <= 128.0,
+                "max {max}: {per_conn_large:.1} bytes/conn"
+            );
+            if max >= 65_536 {
+                // The fixed 64 KiB of wheel slots amortises away.
+                assert!(per_conn <= 128.0, "max {max}: {per_conn:.1} bytes/conn");
+            }
+        }
+    }
+
+    #[test]
+    fn index_never_grows_under_churn_at_full_table() {
+        // Removals leave hashbrown tombstones; with the index reserved at twice the
+        // keys they can only trigger an in-place rehash, never an allocation.
+        // (Reserved at just the number of keys, this test sees the index grow.)
+        const MAX: usize = 2_000;
+        let mut t = table(MAX);
+        let bytes = t.memory_bytes();
+        let mut rng = Rng(77);
+        let mut ids = Vec::with_capacity(MAX);
+        let mut port = 0u32;
+        let mut next_conn = |rng: &mut Rng| {
+            port += 1;
+            let c = client((port >> 16) as u8, port as u16);
+            conn(Mode::FullNat, Proto::Tcp, c, rng.next() as u16)
+        };
+        while ids.len() < MAX {
+            if let Ok(id) = t.insert(&next_conn(&mut rng), 0) {
+                ids.push(id);
+            }
+        }
+        for _ in 0..200_000 {
+            let slot = rng.below(MAX as u64) as usize;
+            t.remove(ids[slot]).unwrap();
+            loop {
+                if let Ok(id) = t.insert(&next_conn(&mut rng), 0) {
+                    ids[slot] = id;
+                    break;
+                }
+            }
+        }
+        assert_eq!(t.len(), MAX);
+        assert_eq!(t.index.len(), 2 * MAX);
+        assert_eq!(t.memory_bytes(), bytes);
+        for &id in &ids {
+            let c = *t.get(id).unwrap();
+            assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
+        }
+    }
+
+    #[test]
+    fn nat_lookup_both_directions() {
+        let mut t = table(16);
+        let c = nat(7, 40000);
+        let id = t.insert(&c, 0).unwrap();
+        assert_eq!(t.lookup(&in_key(&c)), Some((id, Dir::Inbound)));
+        assert_eq!(t.lookup(&out_key(&c)), Some((id, Dir::Outbound)));
+        // The NAT reply goes from the real server to the client itself.
+        assert_eq!(out_key(&c).dst, c.client.addr);
+        // Near misses.
+        let k = in_key(&c);
+        for miss in [
+            FlowKey { sport: 40001, ..k },
+            FlowKey { dport: 81, ..k },
+            FlowKey {
+                proto: Proto::Udp,
+                ..k
+            },
+            FlowKey {
+                src: Ipv4Addr::new(198, 18, 1, 8),
+                ..k
+            },
+            FlowKey {
+                dst: Ipv4Addr::new(198, 18, 0, 101),
+                ..k
+            },
+        ] {
+            assert_eq!(t.lookup(&miss), None, "{miss:?}");
+        }
+        // Pre-hashed lookup, and a wrong hash only misses.
+        let h = k.hash_with(t.hasher());
+        assert_eq!(t.lookup_hashed(&k, h), Some((id, Dir::Inbound)));
+        assert_eq!(t.lookup_hashed(&k, h ^ 1), None);
+        let got = t.get(id).unwrap();
+        assert_eq!((got.client(), got.vip(), got.real()), (c.client, VIP, REAL));
+        assert_eq!(got.outbound_key(), Some(out_key(&c)));
+    }
+
+    #[test]
+    fn fullnat_lookup_by_local_address() {
+        let mut t = table(16);
+        let c = conn(Mode::FullNat, Proto::Tcp, client(7, 40000), 5000);
+        let id = t.insert(&c, 0).unwrap();
+        let reply = FlowKey::new(Proto::Tcp, REAL.addr, REAL.port, LIP, 5000);
+        assert_eq!(t.lookup(&reply), Some((id, Dir::Outbound)));
+        assert_eq!(t.get(id).unwrap().local(), Endpoint::new(LIP, 5000));
+        // A reply addressed to the client (NAT-style) is not this connection's.
+        assert_eq!(
+            t.lookup(&FlowKey::new(
+                Proto::Tcp,
+                REAL.addr,
+                REAL.port,
+                c.client.addr,
+                40000
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn dr_and_tunnel_are_inbound_only() {
+        for mode in [Mode::Dr, Mode::Tunnel] {
+            let mut t = table(4);
+            let c = conn(mode, Proto::Tcp, client(9, 1234), 0);
+            let id = t.insert(&c, 0).unwrap();
+            assert_eq!(t.lookup(&in_key(&c)), Some((id, Dir::Inbound)));
+            assert_eq!(t.lookup(&out_key(&c)), None);
+            assert_eq!(t.get(id).unwrap().outbound_key(), None);
+            assert_eq!(t.index.len(), 1);
+            t.remove(id).unwrap();
+            assert_eq!(t.index.len(), 0);
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_without_change() {
+        let mut t = table(8);
+        let a = conn(Mode::FullNat, Proto::Tcp, client(1, 1000), 5000);
+        let id = t.insert(&a, 0).unwrap();
+        assert_eq!(t.insert(&a, 1), Err(ConnError::InboundKeyExists));
+        // Another client on the same local port: the reply would be ambiguous.
+        let b = conn(Mode::FullNat, Proto::Tcp, client(2, 1000), 5000);
+        assert_eq!(t.insert(&b, 1), Err(ConnError::OutboundKeyExists));
+        // NAT: two VIPs sending one client's port to one real server collide too.
+        let vip = |last| Endpoint::new(Ipv4Addr::new(198, 18, 0, last), 80);
+        let c = NewConn {
+            vip: vip(101),
+            ..nat(1, 1000)
+        };
+        assert!(t.insert(&c, 1).is_ok());
+        let d = NewConn {
+            vip: vip(102),
+            ..nat(1, 1000)
+        };
+        assert_eq!(t.insert(&d, 1), Err(ConnError::OutboundKeyExists));
+        // The same 5-tuple in UDP is a different flow.
+        assert!(t
+            .insert(
+                &NewConn {
+                    proto: Proto::Udp,
+                    ..a
+                },
+                1
+            )
+            .is_ok());
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.index.len(), 6);
+        assert_eq!(t.lookup(&in_key(&a)), Some((id, Dir::Inbound)));
+    }
+
+    #[test]
+    fn full_table_refuses_and_keeps_existing_flows() {
+        let mut t = table(3);
+        let conns: Vec<_> = (1..=3).map(|h| nat(h, 1000)).collect();
+        let ids: Vec<_> = conns.iter().map(|c| t.insert(c, 0).unwrap()).collect();
+        t.on_packet(ids[0], Dir::Inbound, SYN, 0).unwrap();
+        let before: Vec<_> = ids.iter().map(|&id| *t.get(id).unwrap()).collect();
+        assert_eq!(t.insert(&nat(4, 1000), 5), Err(ConnError::TableFull));
+        assert_eq!(t.len(), 3);
+        for (i, c) in conns.iter().enumerate() {
+            assert_eq!(t.lookup(&in_key(c)), Some((ids[i], Dir::Inbound)));
+            assert_eq!(t.lookup(&out_key(c)), Some((ids[i], Dir::Outbound)));
+            assert_eq!(*t.get(ids[i]).unwrap(), before[i]);
+        }
+        assert_eq!(t.lookup(&in_key(&nat(4, 1000))), None);
+        // Room again after a removal.
+        t.remove(ids[1]).unwrap();
+        assert!(t.insert(&nat(4, 1000), 5).is_ok());
+    }
+
+    #[test]
+    fn zero_capacity_table() {
+        let mut t = table(0);
+        assert_eq!(t.insert(&nat(1, 1), 0), Err(ConnError::TableFull));
+        assert_eq!(t.expire(1_000_000, 10, |_, _| {}), 0);
+        assert_eq!(t.iter().count(), 0);
+    }
+
+    #[test]
+    fn capacity_limit_is_an_error() {
+        let r = ConnTable::<Ipv4Addr>::new(MAX_ENTRIES + 1, &Timeouts::default());
+        assert_eq!(r.err(), Some(ConnError::CapacityTooLarge));
+        assert_eq!(ConnError::TableFull.reason(), "conn_table_full");
+    }
+
+    #[test]
+    fn free_list_reuses_slots_and_catches_stale_ids() {
+        let mut t = table(4);
+        let a = t.insert(&nat(1, 1), 0).unwrap();
+        let b = t.insert(&nat(2, 2), 0).unwrap();
+        assert_ne!(a.index(), b.index());
+        let removed = t.remove(a).unwrap();
+        assert_eq!(removed.client(), client(1, 1));
+        assert_eq!(t.lookup(&in_key(&nat(1, 1))), None);
+        // LIFO: the slot just freed comes back first, under a new generation.
+        let c = t.insert(&nat(3, 3), 0).unwrap();
+        assert_eq!(c.index(), a.index());
+        assert_ne!(c, a);
+        assert_eq!(t.get(a), None);
+        assert_eq!(
+            t.on_packet(a, Dir::Inbound, SYN, 1),
+            Err(ConnError::UnknownConn)
+        );
+        assert_eq!(t.remove(a), Err(ConnError::UnknownConn));
+        // The stale id left the new occupant alone.
+        assert_eq!(t.get(c).unwrap().state(), ConnState::Tcp(TcpState::None));
+        // Ids past the slab are unknown, not a panic.
+        let bogus = ConnId {
+            index: 999,
+            generation: 1,
+        };
+        assert_eq!(t.get(bogus), None);
+        assert_eq!(
+            t.on_packet(bogus, Dir::Inbound, ACK, 1),
+            Err(ConnError::UnknownConn)
+        );
+        assert_eq!(t.remove(bogus), Err(ConnError::UnknownConn));
+        // Every slot can be filled and emptied again.
+        let more: Vec<_> = (10..12).map(|h| t.insert(&nat(h, 1), 0).unwrap()).collect();
+        assert_eq!(t.len(), 4);
+        for id in more.into_iter().chain([b, c]) {
+            t.remove(id).unwrap();
+        }
+        assert!(t.is_empty());
+        assert_eq!(t.index.len(), 0);
+    }
+
+    /// Feeds `(dir, flags, expected state, expected activity change)` to a new
+    /// connection of `mode` and checks state, change and deadline at each step.
+    fn drive(mode: Mode, steps: &[(Dir, u8, TcpState, i8)]) {
+        let timeouts = Timeouts::default();
+        let mut t = table(2);
+        let id = t
+            .insert(&conn(mode, Proto::Tcp, client(1, 1000), 7000), 0)
+            .unwrap();
+        assert_eq!(t.get(id).unwrap().expiry(), 2 * SEC, "NONE lasts 2 s");
+        assert!(!t.get(id).unwrap().is_active());
+        for (i, &(dir, flags, want, activity)) in steps.iter().enumerate() {
+            let now = (i as u64 + 1) * SEC;
+            let change = t.on_packet(id, dir, flags, now).unwrap();
+            let c = t.get(id).unwrap();
+            assert_eq!(c.state(), ConnState::Tcp(want), "{mode} step {i}");
+            assert_eq!(change.to, ConnState::Tcp(want));
+            let got = i8::from(change.activated()) - i8::from(change.deactivated());
+            assert_eq!(got, activity, "{mode} step {i}: {change:?}");
+            let timeout = timeouts.for_state(c.state()).as_millis() as u64;
+            assert_eq!(c.expiry(), now + timeout, "{mode} step {i} timeout");
+            assert_eq!(c.expires_in(now), timeout);
+        }
+    }
+
+    #[test]
+    fn nat_handshake_and_close_with_activity() {
+        use Dir::{Inbound as I, Outbound as O};
+        use TcpState::*;
+        for mode in [Mode::Nat, Mode::FullNat] {
+            drive(
+                mode,
+                &[
+                    (I, SYN, SynRecv, 1),
+                    (I, SYN, SynRecv, 0), // retransmitted SYN
+                    (O, SYN | ACK, SynRecv, 0),
+                    (I, ACK, Established, 0),
+                    (O, ACK | PSH, Established, 0),
+                    (I, FIN | ACK, CloseWait, -1),
+                    (O, FIN | ACK, TimeWait, 0),
+                    (I, ACK, TimeWait, 0),
+                    (I, SYN, SynRecv, 1), // port reuse
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn dr_handshake_and_close_input_only() {
+        use Dir::Inbound as I;
+        use TcpState::*;
+        for mode in [Mode::Dr, Mode::Tunnel] {
+            drive(
+                mode,
+                &[
+                    (I, SYN, SynRecv, 1),
+                    (I, ACK, Established, 0),
+                    (I, FIN | ACK, FinWait, -1), // INPUT_ONLY: not CLOSE_WAIT
+                    (I, ACK, FinWait, 0),
+                    (I, RST, Close, 0),
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn rst_from_either_side() {
+        use Dir::{Inbound as I, Outbound as O};
+        use TcpState::*;
+        drive(
+            Mode::Nat,
+            &[
+                (I, SYN, SynRecv, 1),
+                (I, ACK, Established, 0),
+                (I, RST, Close, -1),
+            ],
+        );
+        drive(
+            Mode::Nat,
+            &[
+                (I, SYN, SynRecv, 1),
+                (I, ACK, Established, 0),
+                (O, RST, Close, -1),
+            ],
+        );
+        // The server refusing the connection.
+        drive(
+            Mode::Nat,
+            &[(I, SYN, SynRecv, 1), (O, RST | ACK, Close, -1)],
+        );
+    }
+
+    #[test]
+    fn udp_has_one_state_and_the_udp_timeout() {
+        let mut t = table(2);
+        let id = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(1, 53), 0), 0)
+            .unwrap();
+        let c = t.get(id).unwrap();
+        assert_eq!(
+            (c.state(), c.state_name(), c.expiry()),
+            (ConnState::Udp, "UDP", 300 * SEC)
+        );
+        let change = t.on_packet(id, Dir::Outbound, 0xff, 10 * SEC).unwrap();
+        assert_eq!(
+            change,
+            StateChange {
+                from: ConnState::Udp,
+                to: ConnState::Udp
+            }
+        );
+        assert!(!change.activated() && !change.deactivated());
+        assert_eq!(t.get(id).unwrap().expiry(), 310 * SEC);
+    }
+
+    #[test]
+    fn configured_timeouts_apply_per_state() {
+        let timeouts = Timeouts {
+            tcp_established: Duration::from_secs(7),
+            tcp_syn: Duration::from_secs(3),
+            tcp_fin: Duration::from_secs(4),
+            tcp_time_wait: Duration::from_secs(5),
+            tcp_close: Duration::from_secs(1),
+            tcp_close_wait: Duration::from_secs(6),
+            tcp_last_ack: Duration::from_secs(2),
+            udp: Duration::from_secs(9),
+        };
+        let mut t =
+            ConnTable::<Ipv4Addr>::with_hasher(4, &timeouts, FlowHasher::with_seed(1)).unwrap();
+        let id = t.insert(&nat(1, 1), 0).unwrap();
+        let mut expect = |dir: Dir, flags: u8, secs: u64| {
+            t.on_packet(id, dir, flags, 100 * SEC).unwrap();
+            assert_eq!(t.get(id).unwrap().expiry(), (100 + secs) * SEC);
+        };
+        // (No IPVS transition enters LAST_ACK; its timeout is configurable anyway,
+        // as in IPVS.)
+        expect(Dir::Inbound, SYN, 3);
+        expect(Dir::Inbound, ACK, 7);
+        expect(Dir::Outbound, FIN, 4); // FIN_WAIT
+        expect(Dir::Inbound, FIN, 5); // TIME_WAIT
+        expect(Dir::Inbound, SYN, 3);
+        expect(Dir::Inbound, ACK, 7);
+        expect(Dir::Inbound, FIN, 6); // CLOSE_WAIT
+        expect(Dir::Outbound, RST, 1); // CLOSE
+        expect(Dir::Outbound, SYN, 120); // SYN_SENT: IPVS's fixed value
+        let udp = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(2, 2), 0), 0)
+            .unwrap();
+        assert_eq!(t.get(udp).unwrap().expiry(), 9 * SEC);
+        assert_eq!(t.timeouts(), &timeouts);
+    }
+
+    #[test]
+    fn set_timeouts_applies_from_the_next_packet() {
+        let mut t = table(2);
+        let id = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(1, 1), 0), 0)
+            .unwrap();
+        t.set_timeouts(&Timeouts {
+            udp: Duration::from_secs(10),
+            ..Timeouts::default()
+        });
+        assert_eq!(t.get(id).unwrap().expiry(), 300 * SEC);
+        t.on_packet(id, Dir::Inbound, 0, SEC).unwrap();
+        assert_eq!(t.get(id).unwrap().expiry(), 11 * SEC);
+        // The shorter deadline was re-filed at once: it expires on time.
+        assert_eq!(expire_all(&mut t, 11 * SEC), [id]);
+    }
+
+    #[test]
+    fn expiry_in_deadline_order_with_budget() {
+        let mut t = table(8);
+        // Deadlines: UDP 300 s, TCP NONE 2 s, SYN_RECV 60 s, ESTABLISHED 900 s,
+        // CLOSE 10 s.
+        let udp = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(1, 1), 0), 0)
+            .unwrap();
+        let none = t.insert(&nat(2, 2), 0).unwrap();
+        let syn = t.insert(&nat(3, 3), 0).unwrap();
+        t.on_packet(syn, Dir::Inbound, SYN, 0).unwrap();
+        let est = t.insert(&nat(4, 4), 0).unwrap();
+        t.on_packet(est, Dir::Inbound, SYN, 0).unwrap();
+        t.on_packet(est, Dir::Inbound, ACK, 0).unwrap();
+        let close = t.insert(&nat(5, 5), 0).unwrap();
+        t.on_packet(close, Dir::Inbound, SYN, 0).unwrap();
+        t.on_packet(close, Dir::Outbound, RST, 0).unwrap();
+
+        // Called once a second, expiry follows the deadlines exactly. (Re-filing
+        // the refreshed entries filed at 2 s also costs budget.)
+        let mut order = Vec::new();
+        for now in (0..=1000 * SEC).step_by(SEC as usize) {
+            t.expire(now, 16, |id, c| {
+                assert_eq!(c.expiry(), now);
+                order.push(id);
+            });
+        }
+        assert_eq!(order, [none, close, syn, udp, est]);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn budget_bounds_each_expire_call() {
+        let mut t = table(8);
+        let ids: Vec<_> = (1..=5).map(|h| t.insert(&nat(h, 1), 0).unwrap()).collect();
+        let mut calls = Vec::new();
+        while !t.is_empty() {
+            calls.push(t.expire(2 * SEC, 2, |_, _| {}));
+        }
+        assert_eq!(calls, [2, 2, 1]);
+        assert_eq!(t.expire(2 * SEC, 2, |_, _| {}), 0);
+        // A budget of zero does nothing.
+        let id = t.insert(&nat(1, 1), 0).unwrap();
+        assert_eq!(t.expire(10 * SEC, 0, |_, _| {}), 0);
+        assert_eq!(t.get(id).map(|c| c.client()), Some(client(1, 1)));
+        assert_ne!(id, ids[0]);
+    }
+
+    #[test]
+    fn expires_on_time_and_hands_over_before_removal() {
+        let mut t = table(4);
+        let c = nat(1, 1);
+        let id = t.insert(&c, 0).unwrap();
+        t.on_packet(id, Dir::Inbound, SYN, 0).unwrap(); // SYN_RECV: 60 s
+        assert_eq!(expire_all(&mut t, 60 * SEC - 1), []);
+        let mut seen = None;
+        let n = t.expire(60 * SEC, 16, |gone, conn| {
+            seen = Some((
+                gone,
+                conn.real_server(),
+                conn.is_active(),
+                conn.state_name(),
+            ));
+        });
+        assert_eq!(n, 1);
+        // Active when handed over: the caller decrements the active count.
+        assert_eq!(seen, Some((id, 2, true, "SYN_RECV")));
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&in_key(&c)), None);
+        assert_eq!(t.lookup(&out_key(&c)), None);
+        assert_eq!(t.get(id), None);
+    }
+
+    #[test]
+    fn refreshed_flow_survives_its_original_deadline() {
+        let mut t = table(4);
+        let busy = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(1, 1), 0), 0)
+            .unwrap();
+        let idle = t
+            .insert(&conn(Mode::Nat, Proto::Udp, client(2, 2), 0), 0)
+            .unwrap();
+        t.on_packet(busy, Dir::Inbound, 0, 200 * SEC).unwrap();
+        assert_eq!(expire_all(&mut t, 300 * SEC), [idle]);
+        assert_eq!(t.get(busy).unwrap().expiry(), 500 * SEC);
+        assert_eq!(expire_all(&mut t, 500 * SEC - 1), []);
+        assert_eq!(expire_all(&mut t, 500 * SEC), [busy]);
+    }
+
+    #[test]
+    fn shorter_timeout_takes_effect_immediately() {
+        let mut t = table(2);
+        let id = t.insert(&nat(1, 1), 0).unwrap();
+        t.on_packet(id, Dir::Inbound, SYN, 0).unwrap();
+        t.on_packet(id, Dir::Inbound, ACK, 0).unwrap(); // 900 s
+        t.on_packet(id, Dir::Outbound, RST, 5 * SEC).unwrap(); // CLOSE: 10 s
+        assert_eq!(expire_all(&mut t, 15 * SEC - 1), []);
+        assert_eq!(expire_all(&mut t, 15 * SEC), [id]);
+    }
+
+    #[test]
+    fn iter_lists_live_connections() {
+        let mut t = table(8);
+        let ids: Vec<_> = (1..=5).map(|h| t.insert(&nat(h, 9), 0).unwrap()).collect();
+        t.remove(ids[2]).unwrap();
+        let listed: Vec<_> = t.iter().map(|(id, c)| (id, c.client())).collect();
+        let want: Vec<_> = [0, 1, 3, 4]
+            .iter()
+            .map(|&i| (ids[i], client(i as u8 + 1, 9)))
+            .collect();
+        assert_eq!(listed, want);
+        assert_eq!((t.len(), t.capacity()), (4, 8));
+    }
+
+    #[test]
+    fn template_id_is_carried() {
+        let mut t = table(2);
+        let id = t
+            .insert(
+                &NewConn {
+                    template: Some(TemplateId(17)),
+                    ..nat(1, 1)
+                },
+                0,
+            )
+            .unwrap();
+        assert_eq!(t.get(id).unwrap().template(), Some(TemplateId(17)));
+        let other = t.insert(&nat(2, 2), 0).unwrap();
+        assert_eq!(t.get(other).unwrap().template(), None);
+    }
+
+    #[test]
+    fn ipv6_table_works_the_same() {
+        let mut t: ConnTable<Ipv6Addr> =
+            ConnTable::with_hasher(4, &Timeouts::default(), FlowHasher::with_seed(3)).unwrap();
+        let ep = |s: &str, port| Endpoint::new(s.parse::<Ipv6Addr>().unwrap(), port);
+        let c = NewConn {
+            proto: Proto::Tcp,
+            mode: Mode::FullNat,
+            client: ep("2001:2::1", 40000),
+            vip: ep("2001:2:0:1::100", 443),
+            local: ep("2001:2:0:2::2", 6000),
+            real: ep("2001:2:0:2::10", 8443),
+            service: 0,
+            real_server: 0,
+            template: None,
+        };
+        let id = t.insert(&c, 0).unwrap();
+        assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
+        assert_eq!(t.lookup(&c.outbound_key()), Some((id, Dir::Outbound)));
+        assert_eq!(t.get(id).unwrap().client().to_string(), "[2001:2::1]:40000");
+        assert_eq!(expire_all(&mut t, 2 * SEC), [id]);
+    }
+
+    /// xorshift64*: a tiny deterministic PRNG for the model test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    struct Model {
+        new: NewConn<Ipv4Addr>,
+        state: ConnState,
+        expiry: u64,
+        new_expiry_at_insert: u64,
+    }
+
+    /// Random inserts, packets, lookups, removals and expiries against a HashMap
+    /// model. Small address and port spaces force key collisions, a small table
+    /// forces TableFull, short timeouts force expiry and lazy refresh.
+    #[test]
+    fn randomised_against_a_model() {
+        let timeouts = Timeouts {
+            tcp_established: Duration::from_secs(30),
+            tcp_syn: Duration::from_secs(4),
+            tcp_fin: Duration::from_secs(6),
+            tcp_time_wait: Duration::from_secs(5),
+            tcp_close: Duration::from_secs(1),
+            tcp_close_wait: Duration::from_secs(3),
+            tcp_last_ack: Duration::from_secs(2),
+            udp: Duration::from_secs(20),
+        };
+        let table_ms = TimeoutTable::new(&timeouts);
+        const MAX: usize = 24;
+        let mut t =
+            ConnTable::<Ipv4Addr>::with_hasher(MAX, &timeouts, FlowHasher::with_seed(9)).unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut live: HashMap<ConnId, Model> = HashMap::new();
+        let mut dead: Vec<ConnId> = Vec::new();
+        let mut now = 1_000_000u64;
+        let flag_choices = [SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, 0];
+        // Outcomes seen, so the test proves it exercised every path.
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+
+        for step in 0..20_000 {
+            now += rng.below(700);
+            match rng.below(100) {
+                // Insert.
+                0..=29 => {
+                    let mode =
+                        [Mode::Nat, Mode::FullNat, Mode::Dr, Mode::Tunnel][rng.below(4) as usize];
+                    let proto = if rng.below(4) == 0 {
+                        Proto::Udp
+                    } else {
+                        Proto::Tcp
+                    };
+                    let cl = client(rng.below(12) as u8, 1000 + rng.below(8) as u16);
+                    let new = conn(mode, proto, cl, 5000 + rng.below(40) as u16);
+                    let in_clash = live
+                        .values()
+                        .any(|m| m.new.inbound_key() == new.inbound_key());
+                    let out_clash = mode.replies_via_us()
+                        && live.values().any(|m| {
+                            m.new.mode.replies_via_us()
+                                && m.new.outbound_key() == new.outbound_key()
+                        });
+                    let want = if live.len() == MAX {
+                        Err(ConnError::TableFull)
+                    } else if in_clash {
+                        Err(ConnError::InboundKeyExists)
+                    } else if out_clash {
+                        Err(ConnError::OutboundKeyExists)
+                    } else {
+                        Ok(())
+                    };
+                    let got = t.insert(&new, now);
+                    assert_eq!(got.map(|_| ()), want, "step {step}: insert {new:?}");
+                    *seen
+                        .entry(got.map_or_else(|e| e.reason(), |_| "inserted"))
+                        .or_default() += 1;
+                    if let Ok(id) = got {
+                        let state = match proto {
+                            Proto::Tcp => ConnState::Tcp(TcpState::None),
+                            Proto::Udp => ConnState::Udp,
+                        };
+                        let expiry = now + table_ms.ms(state);
+                        let m = Model {
+                            new,
+                            state,
+                            expiry,
+                            new_expiry_at_insert: expiry,
+                        };
+                        assert!(live.insert(id, m).is_none());
+                    }
+                }
+                // A packet on a live connection.
+                30..=64 => {
+                    let Some((&id, &m)) = live
+                        .iter()
+                        .nth(rng.below(live.len().max(1) as u64) as usize)
+                    else {
+                        continue;
+                    };
+                    let dir = if m.new.mode.replies_via_us() && rng.below(2) == 0 {
+                        Dir::Outbound
+                    } else {
+                        Dir::Inbound
+                    };
+                    let flags = flag_choices[rng.below(flag_choices.len() as u64) as usize];
+                    let to = match m.state {
+                        ConnState::Tcp(s) => {
+                            ConnState::Tcp(s.next(tcp_dir(m.new.mode, dir), flags))
+                        }
+                        ConnState::Udp => ConnState::Udp,
+                    };
+                    let change = t.on_packet(id, dir, flags, now).unwrap();
+                    assert_eq!(change, StateChange { from: m.state, to }, "step {step}");
+                    let e = live.get_mut(&id).unwrap();
+                    e.state = to;
+                    e.expiry = now + table_ms.ms(to);
+                }
+                // Lookups: both keys of a live connection, and random keys.
+                65..=79 => {
+                    if let Some((&id, m)) = live
+                        .iter()
+                        .nth(rng.below(live.len().max(1) as u64) as usize)
+                    {
+                        assert_eq!(t.lookup(&m.new.inbound_key()), Some((id, Dir::Inbound)));
+                        let out = t.lookup(&m.new.outbound_key());
+                        if m.new.mode.replies_via_us() {
+                            assert_eq!(out, Some((id, Dir::Outbound)));
+                        } else {
+                            assert!(out.is_none_or(|(other, _)| other != id));
+                        }
+                    }
+                    let probe = nat(rng.below(12) as u8, 1000 + rng.below(8) as u16);
+                    let want = live
+                        .iter()
+                        .find(|(_, m)| m.new.inbound_key() == probe.inbound_key())
+                        .map(|(&id, _)| (id, Dir::Inbound));
+                    assert_eq!(t.lookup(&probe.inbound_key()), want, "step {step}");
+                }
+                // Removal of a live or a stale id.
+                80..=87 => {
+                    if rng.below(4) == 0 && !dead.is_empty() {
+                        let id = dead[rng.below(dead.len() as u64) as usize];
+                        if !live.contains_key(&id) {
+                            assert_eq!(t.remove(id), Err(ConnError::UnknownConn));
+                            *seen.entry("stale_id").or_default() += 1;
+                        }
+                    } else if let Some(&id) = live
+                        .keys()
+                        .nth(rng.below(live.len().max(1) as u64) as usize)
+                    {
+                        let m = live.remove(&id).unwrap();
+                        let got = t.remove(id).unwrap();
+                        assert_eq!((got.state(), got.expiry()), (m.state, m.expiry));
+                        dead.push(id);
+                    }
+                }
+                // Expiry, sometimes with a small budget.
+                _ => {
+                    let budget = if rng.below(2) == 0 {
+                        usize::MAX
+                    } else {
+                        rng.below(4) as usize
+                    };
+                    let mut gone = Vec::new();
+                    let n = t.expire(now, budget, |id, c| gone.push((id, *c)));
+                    assert_eq!(n, gone.len());
+                    assert!(n <= budget);
+                    *seen.entry("expired").or_default() += n;
+                    for (id, c) in &gone {
+                        let m = live
+                            .remove(id)
+                            .expect("expired a connection the model lacks");
+                        if m.expiry > m.new_expiry_at_insert {
+                            *seen.entry("expired_after_refresh").or_default() += 1;
+                        }
+                        assert_eq!((c.state(), c.expiry()), (m.state, m.expiry));
+                        // Due, at most one tick late, never early.
+                        assert!(m.expiry <= now, "step {step}: expired early");
+                        dead.push(*id);
+                    }
+                    if budget == usize::MAX {
+                        for (id, m) in &live {
+                            assert!(
+                                m.expiry.div_ceil(TICK_MS) * TICK_MS > now,
+                                "step {step}: {id:?} due at {} still live at {now}",
+                                m.expiry
+                            );
+                        }
+                    }
+                }
+            }
+            assert_eq!(t.len(), live.len(), "step {step}");
+            if step % 500 == 0 {
+                let mut listed: Vec<_> = t
+                    .iter()
+                    .map(|(id, c)| (id, c.state(), c.expiry()))
+                    .collect();
+                let mut want: Vec<_> = live
+                    .iter()
+                    .map(|(&id, m)| (id, m.state, m.expiry))
+                    .collect();
+                listed.sort_by_key(|x| x.0.index());
+                want.sort_by_key(|x| x.0.index());
+                assert_eq!(listed, want, "step {step}");
+                let keys: usize = live
+                    .values()
+                    .map(|m| 1 + usize::from(m.new.mode.replies_via_us()))
+                    .sum();
+                assert_eq!(t.index.len(), keys);
+            }
+        }
+        for outcome in [
+            "inserted",
+            "conn_table_full",
+            "conn_inbound_key_exists",
+            "conn_outbound_key_exists",
+            "expired",
+            "expired_after_refresh",
+            "stale_id",
+        ] {
+            assert!(
+                seen.get(outcome).copied().unwrap_or(0) > 10,
+                "{outcome}: {seen:?}"
+            );
+        }
+        // Drain: everything goes eventually.
+        now += 3_600_000;
+        expire_all(&mut t, now);
+        assert!(t.is_empty());
+        assert_eq!(t.index.len(), 0);
+        assert_eq!(t.wheel.armed(), 0);
+    }
+}
