@@ -2,5 +2,7 @@
 //!
 //! Module map (see DESIGN.md):
 //! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
+//! - [`config`]: YAML config loading and validation with `FILE:LINE:COL` errors.
 
+pub mod config;
 pub mod packet;
