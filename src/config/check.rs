@@ -263,13 +263,20 @@ impl Checker<'_> {
     fn config(&mut self, raw: &RawConfig, host: &HostFacts) -> Option<Config> {
         let eal = self.eal(&raw.eal, host);
         let ports = self.ports(&raw.ports);
-        let workers = self.workers(&raw.workers, eal.as_ref().map(|e| e.cores.as_slice()));
+        // Workers are checked against the EAL cores that parsed, even if another EAL
+        // key is bad.
+        let eal_cores: Vec<u32> = raw
+            .eal
+            .cores
+            .iter()
+            .filter_map(|&c| u32::try_from(c).ok())
+            .collect();
+        let workers = self.workers(&raw.workers, &eal_cores);
         let mempool = self.mempool(raw.mempool.as_ref(), ports.as_deref(), workers.as_ref());
         let management = self.management(raw.management.as_ref());
         let connections = self.connections(raw.connections.as_ref());
-        let routes = self.routes(raw.routes.as_deref().unwrap_or_default());
+        let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
-        let route_prefixes: Vec<IpNet> = routes.iter().flatten().map(|r| r.prefix).collect();
         let services = self.services(raw.services.as_deref().unwrap_or_default(), &route_prefixes);
         Some(Config {
             eal: eal?,
@@ -435,7 +442,8 @@ impl Checker<'_> {
         })
     }
 
-    /// A port device; `seen` holds (ethdev name, port path) of the ports before it.
+    /// A port device at `ports[i].device`; `seen` holds (ethdev name, `ports[i]`) of
+    /// the ports before it.
     fn device(
         &mut self,
         path: &str,
@@ -454,7 +462,8 @@ impl Checker<'_> {
             let other = other.clone();
             self.error(path, format!("device {ethdev} is already used by {other}"));
         }
-        seen.push((ethdev, path.to_string()));
+        let port_path = path.strip_suffix(".device").unwrap_or(path);
+        seen.push((ethdev, port_path.to_string()));
         Some(device)
     }
 
@@ -516,17 +525,17 @@ impl Checker<'_> {
         out
     }
 
-    fn workers(&mut self, raw: &RawWorkers, eal_cores: Option<&[u32]>) -> Option<WorkersConfig> {
+    fn workers(&mut self, raw: &RawWorkers, eal_cores: &[u32]) -> Option<WorkersConfig> {
         if raw.cores.is_empty() {
             self.error("workers.cores", "needs at least one worker core");
         }
         let cores = self.cores("workers.cores", &raw.cores);
-        if let Some(eal_cores) = eal_cores {
-            let management = eal_cores.first().copied();
+        // With no EAL cores, that error alone is reported.
+        if let Some(&management) = eal_cores.first() {
             for (i, core) in cores.iter().enumerate() {
                 let path = format!("workers.cores[{i}]");
                 match *core {
-                    Some(core) if Some(core) == management => self.error(
+                    Some(core) if core == management => self.error(
                         &path,
                         format!("core {core} is the management core (eal.cores[0]); a worker needs a core of its own"),
                     ),
@@ -754,7 +763,9 @@ impl Checker<'_> {
         true
     }
 
-    fn routes(&mut self, raw: &[RawRoute]) -> Vec<Option<RouteConfig>> {
+    /// The routes, and every prefix that parsed (a bad next hop does not make the
+    /// prefix's destinations unroutable for the real-server checks).
+    fn routes(&mut self, raw: &[RawRoute]) -> (Vec<Option<RouteConfig>>, Vec<IpNet>) {
         let mut prefixes = Vec::with_capacity(raw.len());
         let mut routes = Vec::with_capacity(raw.len());
         for (i, route) in raw.iter().enumerate() {
@@ -800,7 +811,7 @@ impl Checker<'_> {
             );
         }
         self.unique_items("routes", Some("prefix"), &prefixes, "prefix");
-        routes
+        (routes, prefixes.into_iter().flatten().collect())
     }
 
     fn neighbors(&mut self, raw: &[RawNeighbor]) -> Vec<Option<NeighborConfig>> {
@@ -869,10 +880,8 @@ impl Checker<'_> {
             {
                 let identity = (vip, port, protocol);
                 if let Some((_, other)) = identities.iter().find(|(id, _)| *id == identity) {
-                    let message = format!(
-                        "{} port {port} {protocol} is already service `{other}`",
-                        vip
-                    );
+                    let endpoint = SocketAddr::new(vip, port);
+                    let message = format!("{endpoint}/{protocol} is already service `{other}`");
                     self.error(&format!("{path}.vip"), message);
                 }
                 identities.push((identity, raw_service.name.clone()));

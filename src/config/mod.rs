@@ -61,21 +61,20 @@ pub fn parse(text: &str, file: &str, host: &HostFacts) -> Result<Config, ConfigE
 /// " at line L column C" that its `Display` appends.
 fn describe_serde_error(err: &serde_yaml_ng::Error) -> (Position, String) {
     let text = err.to_string();
-    let Some(location) = err.location() else {
-        return (Position::START, text);
-    };
-    let position = Position {
-        line: location.line(),
-        col: location.column(),
-    };
-    let suffix = format!(" at line {} column {}", location.line(), location.column());
-    let message = match text.find(&suffix) {
-        Some(at) => format!("{}{}", &text[..at], &text[at + suffix.len()..]),
-        None => text,
-    };
-    let message = match message.as_str() {
-        "EOF while parsing a value" => "the file is empty: expected the config mapping".to_string(),
-        _ => message,
+    let (position, message) = match err.location() {
+        Some(location) => {
+            let position = Position {
+                line: location.line(),
+                col: location.column(),
+            };
+            let suffix = format!(" at line {} column {}", location.line(), location.column());
+            let message = match text.find(&suffix) {
+                Some(at) => format!("{}{}", &text[..at], &text[at + suffix.len()..]),
+                None => text,
+            };
+            (position, message)
+        }
+        None => (Position::START, text),
     };
     (position, message)
 }

@@ -9,7 +9,10 @@
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the ferrovs config mapping (eal, ports, workers, ...)"
+)]
 pub(super) struct RawConfig {
     pub eal: RawEal,
     pub ports: Vec<RawPort>,
@@ -23,7 +26,7 @@ pub(super) struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the eal mapping")]
 pub(super) struct RawEal {
     pub cores: Vec<u64>,
     pub memory_mb: Option<u64>,
@@ -33,7 +36,7 @@ pub(super) struct RawEal {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a port mapping (name, device, ...)")]
 pub(super) struct RawPort {
     pub name: String,
     pub device: String,
@@ -44,7 +47,7 @@ pub(super) struct RawPort {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the workers mapping")]
 pub(super) struct RawWorkers {
     pub cores: Vec<u64>,
     pub burst: Option<u64>,
@@ -53,28 +56,28 @@ pub(super) struct RawWorkers {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the mempool mapping")]
 pub(super) struct RawMempool {
     pub mbufs: Option<u64>,
     pub cache_size: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the management mapping")]
 pub(super) struct RawManagement {
     pub metrics_listen: Option<String>,
     pub control_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the connections mapping")]
 pub(super) struct RawConnections {
     pub max: Option<u64>,
     pub timeouts: Option<RawTimeouts>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of timeouts")]
 pub(super) struct RawTimeouts {
     pub tcp_established: Option<String>,
     pub tcp_syn: Option<String>,
@@ -87,21 +90,24 @@ pub(super) struct RawTimeouts {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a route mapping (prefix, via)")]
 pub(super) struct RawRoute {
     pub prefix: String,
     pub via: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a neighbor mapping (ip, mac)")]
 pub(super) struct RawNeighbor {
     pub ip: String,
     pub mac: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a service mapping (name, vip, port, ...)"
+)]
 pub(super) struct RawService {
     pub name: String,
     pub vip: String,
@@ -116,7 +122,10 @@ pub(super) struct RawService {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a real server mapping (address, port, weight)"
+)]
 pub(super) struct RawRealServer {
     pub address: String,
     pub port: Option<u64>,
