@@ -6,7 +6,7 @@
 //! connected subnets, real servers against routes, ...) use whatever parsed, so one
 //! bad port address does not hide the other problems.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -537,7 +537,10 @@ impl Checker<'_> {
                 match *core {
                     Some(core) if core == management => self.error(
                         &path,
-                        format!("core {core} is the management core (eal.cores[0]); a worker needs a core of its own"),
+                        format!(
+                            "core {core} is the management core (eal.cores[0]); \
+                             a worker needs a core of its own"
+                        ),
                     ),
                     Some(core) if !eal_cores.contains(&core) => self.error(
                         &path,
@@ -585,7 +588,7 @@ impl Checker<'_> {
             }
             _ => 1023,
         };
-        let mbufs_ok = if mbufs < needed {
+        let mbufs = if mbufs < needed {
             self.error(
                 "mempool.mbufs",
                 format!(
@@ -604,7 +607,7 @@ impl Checker<'_> {
             MAX_MEMPOOL_CACHE,
         );
         Some(MempoolConfig {
-            mbufs: mbufs_ok?,
+            mbufs: mbufs?,
             cache_size: cache_size?,
         })
     }
@@ -629,7 +632,10 @@ impl Checker<'_> {
             Err(_) => {
                 self.error(
                     path,
-                    format!("`{listen_text}` is not ADDRESS:PORT such as \"127.0.0.1:9800\" or \"[::1]:9800\""),
+                    format!(
+                        "`{listen_text}` is not ADDRESS:PORT such as \"127.0.0.1:9800\" \
+                         or \"[::1]:9800\""
+                    ),
                 );
                 None
             }
@@ -713,13 +719,9 @@ impl Checker<'_> {
         })
     }
 
-    /// The port owning the connected subnet that holds `ip` (longest prefix).
-    fn connected_port(&self, ip: IpAddr) -> Option<&str> {
-        self.connected
-            .iter()
-            .filter(|c| c.net.contains(&ip))
-            .max_by_key(|c| c.net.prefix_len())
-            .map(|c| c.port.as_str())
+    /// True when a connected subnet holds `ip`.
+    fn is_connected(&self, ip: IpAddr) -> bool {
+        self.connected.iter().any(|c| c.net.contains(&ip))
     }
 
     fn is_own_address(&self, ip: IpAddr) -> Option<&str> {
@@ -731,7 +733,7 @@ impl Checker<'_> {
 
     /// Reports `ip` unless it lies in a connected subnet, listing the subnets.
     fn require_connected(&mut self, path: &str, ip: IpAddr, what: &str) -> bool {
-        if self.connected_port(ip).is_some() {
+        if self.is_connected(ip) {
             return true;
         }
         let mut subnets = String::new();
@@ -771,35 +773,33 @@ impl Checker<'_> {
         for (i, route) in raw.iter().enumerate() {
             let path = format!("routes[{i}]");
             let prefix_path = format!("{path}.prefix");
-            let prefix = self.net(&prefix_path, &route.prefix).filter(|net| {
-                net.trunc() == *net || {
+            let prefix = self.net(&prefix_path, &route.prefix).filter(|&net| {
+                let exact = net.trunc() == net;
+                if !exact {
                     let message = format!(
                         "prefix {net} has host bits set; did you mean {}?",
                         net.trunc()
                     );
                     self.error(&prefix_path, message);
-                    false
                 }
+                exact
             });
             prefixes.push(prefix);
             let via_path = format!("{path}.via");
-            let via = self.ip(&via_path, &route.via).filter(|&via| {
-                if let Some(prefix) = prefix {
-                    if prefix.addr().is_ipv4() != via.is_ipv4() {
+            let via = self
+                .unicast_ip(&via_path, &route.via)
+                .filter(|&via| match prefix {
+                    Some(prefix) if prefix.addr().is_ipv4() != via.is_ipv4() => {
                         let message = format!(
                             "next hop {via} is {} but prefix {prefix} is {}",
                             family(via),
                             family(prefix.addr())
                         );
                         self.error(&via_path, message);
-                        return false;
+                        false
                     }
-                }
-                is_unicast(via) || {
-                    self.error(&via_path, format!("{via} is not a unicast address"));
-                    false
-                }
-            });
+                    _ => true,
+                });
             let via = via.filter(|&via| {
                 self.reject_own_address(&via_path, via, "next hop")
                     && self.require_connected(&via_path, via, "next hop")
@@ -862,7 +862,7 @@ impl Checker<'_> {
             vips: &vips,
         };
         let mut names = HashSet::new();
-        let mut identities: Vec<((IpAddr, u16, Protocol), String)> = Vec::new();
+        let mut identities: HashMap<(IpAddr, u16, Protocol), usize> = HashMap::new();
         let mut services = Vec::with_capacity(raw.len());
         for (i, raw_service) in raw.iter().enumerate() {
             let path = format!("services[{i}]");
@@ -878,13 +878,13 @@ impl Checker<'_> {
             if let (Some(vip), Some(port), Some(protocol)) =
                 (service.vip, service.port, service.protocol)
             {
-                let identity = (vip, port, protocol);
-                if let Some((_, other)) = identities.iter().find(|(id, _)| *id == identity) {
+                let first = *identities.entry((vip, port, protocol)).or_insert(i);
+                if first != i {
                     let endpoint = SocketAddr::new(vip, port);
+                    let other = &raw[first].name;
                     let message = format!("{endpoint}/{protocol} is already service `{other}`");
                     self.error(&format!("{path}.vip"), message);
                 }
-                identities.push((identity, raw_service.name.clone()));
             }
             services.push(service.assemble());
         }
@@ -952,7 +952,11 @@ impl Checker<'_> {
         let texts = raw.local_addresses.as_deref().unwrap_or_default();
         match mode {
             Some(ForwardMode::FullNat) if texts.is_empty() => {
-                self.error(&path, "mode fullnat needs at least one local address (the source address towards the real servers)");
+                self.error(
+                    &path,
+                    "mode fullnat needs at least one local address \
+                     (the source address towards the real servers)",
+                );
                 return None;
             }
             Some(mode) if mode != ForwardMode::FullNat && !texts.is_empty() => {
@@ -1014,7 +1018,8 @@ impl Checker<'_> {
                     if port != service_port =>
                 {
                     let message = format!(
-                        "port {port} differs from the service port {service_port}; mode {mode} cannot rewrite ports"
+                        "port {port} differs from the service port {service_port}; \
+                         mode {mode} cannot rewrite ports"
                     );
                     self.error(&port_path, message);
                     false
@@ -1081,10 +1086,7 @@ impl Checker<'_> {
         }
         match mode {
             Some(ForwardMode::Dr) => self.require_connected(path, ip, "real server (mode dr)"),
-            Some(_)
-                if self.connected_port(ip).is_none()
-                    && !reach.routes.iter().any(|r| r.contains(&ip)) =>
-            {
+            Some(_) if !self.is_connected(ip) && !reach.routes.iter().any(|r| r.contains(&ip)) => {
                 self.error(
                     path,
                     format!(

@@ -16,7 +16,7 @@ use crate::packet::MacAddr;
 use super::value::PortDevice;
 
 /// The whole validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// DPDK EAL settings.
     pub eal: EalConfig,

@@ -1462,3 +1462,21 @@ fn aliases_are_expanded_and_positions_fall_back_to_the_alias() {
         "alias",
     );
 }
+
+#[test]
+fn a_repeated_service_is_reported_even_under_the_same_name() {
+    let text = base_with(r#"    vip: "198.18.0.54""#, r#"    vip: "198.18.0.100""#)
+        .replace("  - name: tun", "  - name: web");
+    assert_errors(
+        &parse_err(&text),
+        &[
+            (67, 11, "services[3].name: service name `web` is used twice"),
+            (
+                68,
+                10,
+                "services[3].vip: 198.18.0.100:80/tcp is already service `web`",
+            ),
+        ],
+        "same name and endpoint",
+    );
+}
