@@ -1,0 +1,83 @@
+//! YAML configuration: loading, validation, and `FILE:LINE:COL: message` errors.
+//!
+//! Two passes. serde (`serde_yaml_ng`, `deny_unknown_fields`) checks structure: YAML
+//! syntax, unknown and missing keys, value types. Its first error stops it, so only
+//! that one is reported. The semantic pass (`check`) then parses every value with a
+//! syntax of its own (addresses, prefixes, durations, MACs, devices, keywords) and
+//! checks ranges and cross-references, reporting *all* problems, each at the
+//! position of the offending value, found by path in a map built by `positions`.
+
+mod check;
+mod error;
+mod host;
+mod model;
+mod positions;
+mod raw;
+mod value;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use host::{parse_cpu_list, HostFacts};
+pub use model::{
+    Config, ConnectionsConfig, EalConfig, ForwardMode, ManagementConfig, MempoolConfig,
+    NeighborConfig, PortConfig, Protocol, RealServerConfig, RouteConfig, Scheduler, ServiceConfig,
+    Timeouts, UnknownKeyword, WorkersConfig,
+};
+pub use value::{parse_duration, DeviceError, DurationError, PortDevice};
+
+use positions::{Position, Positions};
+use raw::RawConfig;
+
+/// Reads and validates the config file at `path`, checking cores against this host.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigErrors::one(ConfigError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read: {err}"),
+        })
+    })?;
+    parse(&text, &file, &HostFacts::detect())
+}
+
+/// Validates config `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str, host: &HostFacts) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|err| {
+        let (position, message) = describe_serde_error(&err);
+        ConfigErrors::one(ConfigError {
+            file: file.to_string(),
+            line: position.line,
+            col: position.col,
+            message,
+        })
+    })?;
+    check::check(raw, file, &Positions::of(text), host)
+}
+
+/// The position of a serde_yaml_ng error and its message without the
+/// " at line L column C" that its `Display` appends.
+fn describe_serde_error(err: &serde_yaml_ng::Error) -> (Position, String) {
+    let text = err.to_string();
+    let (position, message) = match err.location() {
+        Some(location) => {
+            let position = Position {
+                line: location.line(),
+                col: location.column(),
+            };
+            let suffix = format!(" at line {} column {}", location.line(), location.column());
+            let message = match text.find(&suffix) {
+                Some(at) => format!("{}{}", &text[..at], &text[at + suffix.len()..]),
+                None => text,
+            };
+            (position, message)
+        }
+        None => (Position::START, text),
+    };
+    (position, message)
+}
+
+#[cfg(test)]
+mod tests;

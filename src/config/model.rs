@@ -1,0 +1,443 @@
+//! The validated configuration: what the rest of ferrovs reads.
+//!
+//! Every value here has passed the checks in `check`; defaults are already filled in.
+//! Nothing positional is kept: line and column exist only in error reports.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::packet::MacAddr;
+
+use super::value::PortDevice;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// DPDK EAL settings.
+    pub eal: EalConfig,
+    /// Ports in configuration order; a port's index here is its index everywhere else.
+    pub ports: Vec<PortConfig>,
+    /// Worker lcores and their polling loop.
+    pub workers: WorkersConfig,
+    /// The packet buffer pool.
+    pub mempool: MempoolConfig,
+    /// Metrics endpoint and control socket.
+    pub management: ManagementConfig,
+    /// Connection table size and per-state timeouts.
+    pub connections: ConnectionsConfig,
+    /// Static routes (connected subnets come from `ports[].addresses`).
+    pub routes: Vec<RouteConfig>,
+    /// Static neighbour entries; ARP and NDP resolve the rest.
+    pub neighbors: Vec<NeighborConfig>,
+    /// Virtual services.
+    pub services: Vec<ServiceConfig>,
+}
+
+impl Config {
+    /// Index of the port whose connected subnet holds `ip`; the longest prefix wins,
+    /// and among equally long prefixes the first port in configuration order.
+    pub fn port_for_address(&self, ip: IpAddr) -> Option<usize> {
+        let mut best: Option<(usize, u8)> = None;
+        for (index, port) in self.ports.iter().enumerate() {
+            for net in &port.addresses {
+                let len = net.prefix_len();
+                let longer = match best {
+                    Some((_, best_len)) => len > best_len,
+                    None => true,
+                };
+                if longer && net.contains(&ip) {
+                    best = Some((index, len));
+                }
+            }
+        }
+        best.map(|(index, _)| index)
+    }
+
+    /// True when `ip` is one of the ports' own addresses.
+    pub fn is_port_address(&self, ip: IpAddr) -> bool {
+        self.ports
+            .iter()
+            .any(|port| port.addresses.iter().any(|net| net.addr() == ip))
+    }
+}
+
+/// DPDK Environment Abstraction Layer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EalConfig {
+    /// Every lcore ferrovs uses, as CPU ids; the first is the management core.
+    pub cores: Vec<u32>,
+    /// Memory to reserve at start-up (EAL `-m`), in MiB.
+    pub memory_mb: u32,
+    /// False runs the EAL with `--no-huge` (tests, no hugepages mounted).
+    pub hugepages: bool,
+    /// EAL `--file-prefix`: unique per instance on one host.
+    pub file_prefix: String,
+    /// Extra EAL arguments, passed verbatim after the ones derived from this config.
+    pub args: Vec<String>,
+}
+
+impl EalConfig {
+    /// The EAL main lcore, which runs the management tasks.
+    pub fn management_core(&self) -> u32 {
+        // `cores` is checked non-empty; 0 is never reached for a validated config.
+        self.cores.first().copied().unwrap_or(0)
+    }
+}
+
+/// One Ethernet port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Short name used in metrics labels and the control API.
+    pub name: String,
+    /// The DPDK device behind the port.
+    pub device: PortDevice,
+    /// Own addresses, each with the prefix length of its connected subnet
+    /// (`198.18.0.1/24`: address 198.18.0.1 on 198.18.0.0/24).
+    pub addresses: Vec<IpNet>,
+    /// Layer-3 MTU in bytes.
+    pub mtu: u16,
+    /// RX ring size per queue.
+    pub rx_descriptors: u16,
+    /// TX ring size per queue.
+    pub tx_descriptors: u16,
+}
+
+/// Worker lcores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// One worker per core; each polls one RX queue of every port.
+    pub cores: Vec<u32>,
+    /// Packets per `rx_burst`.
+    pub burst: u16,
+    /// When true an idle worker sleeps, backing off up to `idle_sleep_max`, instead of
+    /// spinning, so it leaves the CPU to other processes.
+    pub idle_backoff: bool,
+    /// Longest sleep of an idle worker when `idle_backoff` is set.
+    pub idle_sleep_max: Duration,
+}
+
+/// The mbuf pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Number of mbufs (best as 2^n - 1).
+    pub mbufs: u32,
+    /// Per-lcore cache size.
+    pub cache_size: u32,
+}
+
+/// Management interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagementConfig {
+    /// Where `GET /metrics` is served.
+    pub metrics_listen: SocketAddr,
+    /// Unix socket of the mutating control API (absolute path).
+    pub control_socket: PathBuf,
+}
+
+/// Connection table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionsConfig {
+    /// Capacity of the connection table, all workers together.
+    pub max: u32,
+    /// Idle timeouts per protocol state.
+    pub timeouts: Timeouts,
+}
+
+/// Idle timeouts per protocol state, as in IPVS (`ipvsadm --set` and the TCP state table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// ESTABLISHED.
+    pub tcp_established: Duration,
+    /// SYN_SENT and SYN_RECV.
+    pub tcp_syn: Duration,
+    /// FIN_WAIT.
+    pub tcp_fin: Duration,
+    /// TIME_WAIT.
+    pub tcp_time_wait: Duration,
+    /// CLOSE.
+    pub tcp_close: Duration,
+    /// CLOSE_WAIT.
+    pub tcp_close_wait: Duration,
+    /// LAST_ACK.
+    pub tcp_last_ack: Duration,
+    /// Any UDP flow.
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    /// The IPVS defaults (net/netfilter/ipvs/ip_vs_proto_{tcp,udp}.c).
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: Duration::from_secs(15 * 60),
+            tcp_syn: Duration::from_secs(60),
+            tcp_fin: Duration::from_secs(2 * 60),
+            tcp_time_wait: Duration::from_secs(2 * 60),
+            tcp_close: Duration::from_secs(10),
+            tcp_close_wait: Duration::from_secs(60),
+            tcp_last_ack: Duration::from_secs(30),
+            udp: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+/// A static route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// Destination prefix, host bits zero.
+    pub prefix: IpNet,
+    /// Next hop, inside a connected subnet.
+    pub via: IpAddr,
+}
+
+/// A static neighbour (ARP/NDP) entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighborConfig {
+    /// Address inside a connected subnet.
+    pub ip: IpAddr,
+    /// Unicast MAC address.
+    pub mac: MacAddr,
+}
+
+/// A virtual service: (VIP, port, protocol) and its real servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Unique name, used in metrics labels and the control API.
+    pub name: String,
+    /// Virtual IP.
+    pub vip: IpAddr,
+    /// Virtual port.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Forwarding mode.
+    pub mode: ForwardMode,
+    /// Real-server scheduler.
+    pub scheduler: Scheduler,
+    /// Persistence timeout; zero means no persistence.
+    pub persistence: Duration,
+    /// Prefix length grouping clients for persistence (`ipvsadm -M`).
+    pub persistence_netmask: u8,
+    /// FULLNAT source addresses towards the real servers; empty for other modes.
+    pub local_addresses: Vec<IpAddr>,
+    /// Real servers in configuration order.
+    pub real_servers: Vec<RealServerConfig>,
+}
+
+/// A real server of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RealServerConfig {
+    /// Address, same family as the VIP.
+    pub address: IpAddr,
+    /// Port; equals the service port in DR and TUNNEL modes.
+    pub port: u16,
+    /// Scheduler weight, 0..=65535; 0 takes no new connections (quiesced).
+    pub weight: u32,
+}
+
+/// The text did not name one of the allowed keywords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKeyword {
+    /// What was being parsed ("protocol", "mode", "scheduler").
+    pub kind: &'static str,
+    /// The allowed spellings.
+    pub expected: &'static [&'static str],
+}
+
+impl fmt::Display for UnknownKeyword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {}, expected one of: {}",
+            self.kind,
+            self.expected.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownKeyword {}
+
+/// Defines a fieldless enum spelled in the config by fixed lowercase keywords.
+macro_rules! keyword_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $kind:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )+ ];
+            /// The config spellings, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[ $( $text, )+ ];
+
+            /// The config spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownKeyword;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                match text {
+                    $( $text => Ok($name::$variant), )+
+                    _ => Err(UnknownKeyword { kind: $kind, expected: Self::NAMES }),
+                }
+            }
+        }
+    };
+}
+
+keyword_enum! {
+    /// Transport protocol of a service.
+    Protocol, "protocol" {
+        /// TCP.
+        Tcp = "tcp",
+        /// UDP.
+        Udp = "udp",
+    }
+}
+
+keyword_enum! {
+    /// How packets reach the real server (the LVS forwarding methods plus DPVS's FULLNAT).
+    ForwardMode, "mode" {
+        /// Destination NAT: the real server routes replies back through us.
+        Nat = "nat",
+        /// Source and destination NAT: the client address is replaced by a local address.
+        FullNat = "fullnat",
+        /// Direct routing: only the MAC changes; the real server holds the VIP.
+        Dr = "dr",
+        /// IP-in-IP tunnelling to the real server.
+        Tunnel = "tunnel",
+    }
+}
+
+keyword_enum! {
+    /// Real-server scheduler, named as in ipvsadm.
+    Scheduler, "scheduler" {
+        /// Round robin.
+        Rr = "rr",
+        /// Weighted round robin.
+        Wrr = "wrr",
+        /// Least connections.
+        Lc = "lc",
+        /// Weighted least connections.
+        Wlc = "wlc",
+        /// Source hashing.
+        Sh = "sh",
+        /// Destination hashing.
+        Dh = "dh",
+        /// Shortest expected delay.
+        Sed = "sed",
+        /// Never queue.
+        Nq = "nq",
+        /// Maglev hashing.
+        Mh = "mh",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn port(name: &str, addresses: &[&str]) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            device: PortDevice::Pci("0000:00:00.0".into()),
+            addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            mtu: 1500,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+        }
+    }
+
+    fn config_with_ports(ports: Vec<PortConfig>) -> Config {
+        Config {
+            eal: EalConfig {
+                cores: vec![0, 1],
+                memory_mb: 512,
+                hugepages: true,
+                file_prefix: "ferrovs".into(),
+                args: vec![],
+            },
+            ports,
+            workers: WorkersConfig {
+                cores: vec![1],
+                burst: 32,
+                idle_backoff: false,
+                idle_sleep_max: Duration::from_millis(1),
+            },
+            mempool: MempoolConfig {
+                mbufs: 16383,
+                cache_size: 256,
+            },
+            management: ManagementConfig {
+                metrics_listen: "127.0.0.1:9800".parse().unwrap(),
+                control_socket: "/run/ferrovs/ctl.sock".into(),
+            },
+            connections: ConnectionsConfig {
+                max: 1,
+                timeouts: Timeouts::default(),
+            },
+            routes: vec![],
+            neighbors: vec![],
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn port_for_address_prefers_longest_prefix() {
+        let config = config_with_ports(vec![
+            port("wan", &["198.18.0.1/16", "2001:2::1/64"]),
+            port("lan", &["198.18.5.1/24"]),
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(config.port_for_address(ip("198.18.5.77")), Some(1));
+        assert_eq!(config.port_for_address(ip("198.18.6.77")), Some(0));
+        assert_eq!(config.port_for_address(ip("2001:2::99")), Some(0));
+        assert_eq!(config.port_for_address(ip("198.19.0.1")), None);
+        assert_eq!(config.port_for_address(ip("2001:3::1")), None);
+        assert!(config.is_port_address(IpAddr::V4(Ipv4Addr::new(198, 18, 5, 1))));
+        assert!(!config.is_port_address(ip("198.18.5.2")));
+        assert_eq!(config.eal.management_core(), 0);
+    }
+
+    #[test]
+    fn keywords_round_trip_and_reject_unknown() {
+        for (i, name) in Scheduler::NAMES.iter().enumerate() {
+            let parsed: Scheduler = name.parse().unwrap();
+            assert_eq!(parsed, Scheduler::ALL[i]);
+            assert_eq!(parsed.to_string(), *name);
+        }
+        assert_eq!("fullnat".parse(), Ok(ForwardMode::FullNat));
+        assert_eq!("udp".parse(), Ok(Protocol::Udp));
+        let err = "TCP".parse::<Protocol>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown protocol, expected one of: tcp, udp"
+        );
+        assert!("".parse::<ForwardMode>().is_err());
+        assert!("wrr ".parse::<Scheduler>().is_err());
+    }
+}

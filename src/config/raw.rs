@@ -1,0 +1,133 @@
+//! The config as written: the serde layer.
+//!
+//! serde checks only structure here (known keys, required keys, YAML types), because
+//! its first error stops deserialisation. Values with a syntax of their own
+//! (addresses, prefixes, durations, MACs, devices, keywords) stay strings, integers
+//! stay `u64`, and defaulted keys stay `Option`, so that `check` can report every bad
+//! value together and knows which keys were written.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the ferrovs config mapping (eal, ports, workers, ...)"
+)]
+pub(super) struct RawConfig {
+    pub eal: RawEal,
+    pub ports: Vec<RawPort>,
+    pub workers: RawWorkers,
+    pub mempool: Option<RawMempool>,
+    pub management: Option<RawManagement>,
+    pub connections: Option<RawConnections>,
+    pub routes: Option<Vec<RawRoute>>,
+    pub neighbors: Option<Vec<RawNeighbor>>,
+    pub services: Option<Vec<RawService>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the eal mapping")]
+pub(super) struct RawEal {
+    pub cores: Vec<u64>,
+    pub memory_mb: Option<u64>,
+    pub hugepages: Option<bool>,
+    pub file_prefix: Option<String>,
+    pub args: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a port mapping (name, device, ...)")]
+pub(super) struct RawPort {
+    pub name: String,
+    pub device: String,
+    pub addresses: Option<Vec<String>>,
+    pub mtu: Option<u64>,
+    pub rx_descriptors: Option<u64>,
+    pub tx_descriptors: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the workers mapping")]
+pub(super) struct RawWorkers {
+    pub cores: Vec<u64>,
+    pub burst: Option<u64>,
+    pub idle_backoff: Option<bool>,
+    pub idle_sleep_max: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the mempool mapping")]
+pub(super) struct RawMempool {
+    pub mbufs: Option<u64>,
+    pub cache_size: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the management mapping")]
+pub(super) struct RawManagement {
+    pub metrics_listen: Option<String>,
+    pub control_socket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the connections mapping")]
+pub(super) struct RawConnections {
+    pub max: Option<u64>,
+    pub timeouts: Option<RawTimeouts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of timeouts")]
+pub(super) struct RawTimeouts {
+    pub tcp_established: Option<String>,
+    pub tcp_syn: Option<String>,
+    pub tcp_fin: Option<String>,
+    pub tcp_time_wait: Option<String>,
+    pub tcp_close: Option<String>,
+    pub tcp_close_wait: Option<String>,
+    pub tcp_last_ack: Option<String>,
+    pub udp: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a route mapping (prefix, via)")]
+pub(super) struct RawRoute {
+    pub prefix: String,
+    pub via: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a neighbor mapping (ip, mac)")]
+pub(super) struct RawNeighbor {
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a service mapping (name, vip, port, ...)"
+)]
+pub(super) struct RawService {
+    pub name: String,
+    pub vip: String,
+    pub port: u64,
+    pub protocol: String,
+    pub mode: String,
+    pub scheduler: Option<String>,
+    pub persistence: Option<String>,
+    pub persistence_netmask: Option<u64>,
+    pub local_addresses: Option<Vec<String>>,
+    pub real_servers: Option<Vec<RawRealServer>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a real server mapping (address, port, weight)"
+)]
+pub(super) struct RawRealServer {
+    pub address: String,
+    pub port: Option<u64>,
+    pub weight: Option<u64>,
+}

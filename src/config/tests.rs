@@ -1,0 +1,1482 @@
+//! Tests of `parse` and `load` as a whole: values, defaults, and every rule with the
+//! exact position it is reported at.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::packet::MacAddr;
+
+/// The config of DESIGN.md section 2, verbatim.
+const DESIGN_EXAMPLE: &str = r#"
+eal:
+  cores: [0, 1]              # all lcores used; first one is the management core
+  memory_mb: 512
+  hugepages: true            # false: run with --no-huge
+  file_prefix: ferrovs       # unique per instance on one host
+  args: []                   # extra EAL arguments, verbatim
+ports:
+  - name: wan
+    device: "0000:3b:00.0"   # a PCI address, or a DPDK vdev spec such as
+                             # "net_af_packet0,iface=veth-wan"
+    addresses: ["198.18.0.1/24"]
+    mtu: 1500
+  - name: lan
+    device: "net_af_packet1,iface=veth-lan"
+    addresses: ["198.19.0.1/24"]
+workers:
+  cores: [1]                 # each worker polls one RX queue of every port
+  burst: 32
+mempool:
+  mbufs: 16383
+management:
+  metrics_listen: "127.0.0.1:9800"         # GET /metrics
+  control_socket: "/run/ferrovs/ctl.sock"  # mutating API, never on the network
+connections:
+  max: 1000000
+  timeouts: { tcp_established: "900s", tcp_syn: "60s", tcp_fin: "120s", udp: "300s" }
+routes:
+  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
+neighbors:                   # optional static entries; ARP fills the rest
+  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }
+services:
+  - name: web
+    vip: "198.18.0.100"
+    port: 80
+    protocol: tcp            # tcp | udp
+    mode: fullnat            # nat | fullnat | dr | tunnel
+    scheduler: wrr           # rr wrr lc wlc sh dh sed nq mh
+    persistence: "0s"
+    local_addresses: ["198.19.0.2"]   # FULLNAT source pool
+    real_servers:
+      - { address: "198.19.0.10", port: 8080, weight: 1 }
+      - { address: "198.19.0.11", port: 8080, weight: 2 }
+"#;
+
+const EXAMPLE_FILE: &str = include_str!("../../conf/example.yaml");
+
+/// A valid config using every section, both families and all four modes. The rule
+/// tests below edit one line of it; line numbers are in the comments.
+const BASE: &str = r#"eal:
+  cores: [0, 1, 2]
+  memory_mb: 512
+  file_prefix: test
+  args: ["--log-level=5"]
+ports:
+  - name: wan
+    device: "0000:3b:00.0"
+    addresses: ["198.18.0.1/24", "2001:2::1/64"]
+    mtu: 1500
+    rx_descriptors: 1024
+    tx_descriptors: 1024
+  - name: lan
+    device: "net_af_packet1,iface=veth-lan"
+    addresses: ["198.19.0.1/24"]
+  - name: spare
+    device: "net_null0"
+    addresses: ["198.20.0.1/24"]
+workers:
+  cores: [1, 2]
+  burst: 32
+  idle_sleep_max: "1ms"
+mempool:
+  mbufs: 16383
+  cache_size: 256
+management:
+  metrics_listen: "127.0.0.1:9800"
+  control_socket: "/run/ferrovs/ctl.sock"
+connections:
+  max: 1000
+  timeouts: { tcp_established: "900s", udp: "300s" }
+routes:
+  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
+  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }
+neighbors:
+  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }
+services:
+  - name: web
+    vip: "198.18.0.100"
+    port: 80
+    protocol: tcp
+    mode: fullnat
+    scheduler: wrr
+    persistence: "0s"
+    local_addresses: ["198.19.0.2"]
+    real_servers:
+      - { address: "198.19.0.10", port: 8080, weight: 1 }
+      - { address: "198.19.0.11", port: 8080 }
+  - name: dr6
+    vip: "2001:2::100"
+    port: 443
+    protocol: tcp
+    mode: dr
+    persistence: "300s"
+    persistence_netmask: 64
+    real_servers:
+      - { address: "2001:2::10", port: 443 }
+  - name: dns
+    vip: "198.18.0.53"
+    port: 53
+    protocol: udp
+    mode: nat
+    scheduler: sh
+    real_servers:
+      - { address: "198.19.0.20" }
+      - { address: "203.0.113.5", port: 5353 }
+  - name: tun
+    vip: "198.18.0.54"
+    port: 80
+    protocol: tcp
+    mode: tunnel
+    real_servers:
+      - { address: "198.51.100.7", port: 80, weight: 0 }
+"#;
+
+fn host() -> HostFacts {
+    HostFacts {
+        online_cpus: Some(vec![0, 1, 2, 3]),
+    }
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn parse_ok(text: &str) -> Config {
+    match parse(text, "test.yaml", &host()) {
+        Ok(config) => config,
+        Err(errors) => panic!("unexpected errors:\n{errors}"),
+    }
+}
+
+fn parse_err(text: &str) -> Vec<ConfigError> {
+    match parse(text, "test.yaml", &host()) {
+        Ok(config) => panic!("expected errors, got {config:#?}"),
+        Err(errors) => errors.0,
+    }
+}
+
+/// BASE with the line equal to `line` replaced by `replacement`.
+fn base_with(line: &str, replacement: &str) -> String {
+    let matches = BASE.lines().filter(|l| *l == line).count();
+    assert_eq!(matches, 1, "BASE must hold exactly one line {line:?}");
+    BASE.lines()
+        .map(|l| if l == line { replacement } else { l })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts that `errors` are exactly `expected` (line, col, message fragment), in order.
+fn assert_errors(errors: &[ConfigError], expected: &[(usize, usize, &str)], case: &str) {
+    let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), expected.len(), "{case}: got {shown:#?}");
+    for (error, (line, col, fragment)) in errors.iter().zip(expected) {
+        assert_eq!(error.file, "test.yaml", "{case}");
+        assert_eq!((error.line, error.col), (*line, *col), "{case}: {error}");
+        assert!(
+            error.message.contains(fragment),
+            "{case}: {error:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[test]
+fn design_example_parses_into_expected_values() {
+    let config = parse_ok(DESIGN_EXAMPLE);
+    let expected = Config {
+        eal: EalConfig {
+            cores: vec![0, 1],
+            memory_mb: 512,
+            hugepages: true,
+            file_prefix: "ferrovs".into(),
+            args: vec![],
+        },
+        ports: vec![
+            PortConfig {
+                name: "wan".into(),
+                device: PortDevice::Pci("0000:3b:00.0".into()),
+                addresses: vec!["198.18.0.1/24".parse().unwrap()],
+                mtu: 1500,
+                rx_descriptors: 1024,
+                tx_descriptors: 1024,
+            },
+            PortConfig {
+                name: "lan".into(),
+                device: PortDevice::Vdev {
+                    spec: "net_af_packet1,iface=veth-lan".into(),
+                    driver: "net_af_packet1".into(),
+                },
+                addresses: vec!["198.19.0.1/24".parse().unwrap()],
+                mtu: 1500,
+                rx_descriptors: 1024,
+                tx_descriptors: 1024,
+            },
+        ],
+        workers: WorkersConfig {
+            cores: vec![1],
+            burst: 32,
+            idle_backoff: false,
+            idle_sleep_max: Duration::from_millis(1),
+        },
+        mempool: MempoolConfig {
+            mbufs: 16383,
+            cache_size: 256,
+        },
+        management: ManagementConfig {
+            metrics_listen: "127.0.0.1:9800".parse().unwrap(),
+            control_socket: "/run/ferrovs/ctl.sock".into(),
+        },
+        connections: ConnectionsConfig {
+            max: 1_000_000,
+            timeouts: Timeouts {
+                tcp_established: Duration::from_secs(900),
+                tcp_syn: Duration::from_secs(60),
+                tcp_fin: Duration::from_secs(120),
+                tcp_time_wait: Duration::from_secs(120),
+                tcp_close: Duration::from_secs(10),
+                tcp_close_wait: Duration::from_secs(60),
+                tcp_last_ack: Duration::from_secs(30),
+                udp: Duration::from_secs(300),
+            },
+        },
+        routes: vec![RouteConfig {
+            prefix: "0.0.0.0/0".parse().unwrap(),
+            via: ip("198.18.0.254"),
+        }],
+        neighbors: vec![NeighborConfig {
+            ip: ip("198.19.0.10"),
+            mac: MacAddr([2, 0, 0, 0, 1, 0x10]),
+        }],
+        services: vec![ServiceConfig {
+            name: "web".into(),
+            vip: ip("198.18.0.100"),
+            port: 80,
+            protocol: Protocol::Tcp,
+            mode: ForwardMode::FullNat,
+            scheduler: Scheduler::Wrr,
+            persistence: Duration::ZERO,
+            persistence_netmask: 32,
+            local_addresses: vec![ip("198.19.0.2")],
+            real_servers: vec![
+                RealServerConfig {
+                    address: ip("198.19.0.10"),
+                    port: 8080,
+                    weight: 1,
+                },
+                RealServerConfig {
+                    address: ip("198.19.0.11"),
+                    port: 8080,
+                    weight: 2,
+                },
+            ],
+        }],
+    };
+    assert_eq!(config, expected);
+    assert_eq!(config.port_for_address(ip("198.19.0.10")), Some(1));
+    assert_eq!(config.port_for_address(ip("203.0.113.1")), None);
+}
+
+#[test]
+fn example_file_is_the_design_example_with_defaults_spelled_out() {
+    assert_eq!(parse_ok(EXAMPLE_FILE), parse_ok(DESIGN_EXAMPLE));
+}
+
+#[test]
+fn load_reads_a_file_and_reports_unreadable_ones() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/example.yaml");
+    let name = path.display().to_string();
+    assert_eq!(
+        load(&path),
+        parse(EXAMPLE_FILE, &name, &HostFacts::detect())
+    );
+
+    let missing = Path::new("/nonexistent/ferrovs.yaml");
+    let errors = load(missing).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    let text = errors.to_string();
+    assert!(
+        text.starts_with("/nonexistent/ferrovs.yaml:1:1: cannot read: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn defaults_fill_every_optional_key() {
+    let config = parse_ok(
+        "eal:\n  cores: [0, 1]\nports:\n  - name: p0\n    device: net_null0\nworkers:\n  cores: [1]\n",
+    );
+    assert_eq!(config.eal.memory_mb, 512);
+    assert!(config.eal.hugepages);
+    assert_eq!(config.eal.file_prefix, "ferrovs");
+    assert!(config.eal.args.is_empty());
+    assert_eq!(config.eal.management_core(), 0);
+    let port = &config.ports[0];
+    assert!(port.addresses.is_empty());
+    assert_eq!(
+        (port.mtu, port.rx_descriptors, port.tx_descriptors),
+        (1500, 1024, 1024)
+    );
+    assert_eq!(config.workers.burst, 32);
+    assert!(!config.workers.idle_backoff);
+    assert_eq!(config.workers.idle_sleep_max, Duration::from_millis(1));
+    assert_eq!(
+        config.mempool,
+        MempoolConfig {
+            mbufs: 16383,
+            cache_size: 256
+        }
+    );
+    assert_eq!(
+        config.management,
+        ManagementConfig {
+            metrics_listen: "127.0.0.1:9800".parse().unwrap(),
+            control_socket: "/run/ferrovs/ctl.sock".into(),
+        }
+    );
+    assert_eq!(config.connections.max, 1_000_000);
+    assert_eq!(config.connections.timeouts, Timeouts::default());
+    assert_eq!(
+        config.connections.timeouts.tcp_established,
+        Duration::from_secs(900)
+    );
+    assert_eq!(config.connections.timeouts.udp, Duration::from_secs(300));
+    assert!(config.routes.is_empty() && config.neighbors.is_empty());
+    assert!(config.services.is_empty());
+
+    // Empty sections are their defaults too.
+    let config = parse_ok(
+        "eal: {cores: [0, 1]}\nports: [{name: p0, device: net_null0}]\nworkers: {cores: [1]}\n\
+         mempool:\nmanagement:\nconnections: {timeouts: {}}\nroutes:\nneighbors: []\nservices:\n",
+    );
+    assert_eq!(config.mempool.mbufs, 16383);
+    assert_eq!(config.connections.timeouts, Timeouts::default());
+}
+
+#[test]
+fn service_defaults_follow_ipvsadm() {
+    let config = parse_ok(
+        "eal: {cores: [0, 1]}
+ports: [{name: p0, device: net_null0, addresses: [\"2001:2::1/64\", \"198.18.0.1/24\"]}]
+workers: {cores: [1]}
+services:
+  - { name: v6, vip: \"2001:2::100\", port: 80, protocol: tcp, mode: dr,
+      real_servers: [{ address: \"2001:2::10\" }] }
+  - { name: v4, vip: \"198.18.0.100\", port: 80, protocol: udp, mode: nat }
+",
+    );
+    let v6 = &config.services[0];
+    assert_eq!(v6.scheduler, Scheduler::Wlc);
+    assert_eq!(v6.persistence, Duration::ZERO);
+    assert_eq!(v6.persistence_netmask, 128);
+    assert!(v6.local_addresses.is_empty());
+    assert_eq!(
+        v6.real_servers,
+        vec![RealServerConfig {
+            address: ip("2001:2::10"),
+            port: 80,
+            weight: 1
+        }]
+    );
+    let v4 = &config.services[1];
+    assert_eq!(v4.persistence_netmask, 32);
+    assert!(v4.real_servers.is_empty());
+}
+
+#[test]
+fn base_config_is_valid() {
+    let config = parse_ok(BASE);
+    assert_eq!(config.ports.len(), 3);
+    assert_eq!(config.services.len(), 4);
+    let dr6 = &config.services[1];
+    assert_eq!((dr6.mode, dr6.persistence_netmask), (ForwardMode::Dr, 64));
+    assert_eq!(dr6.persistence, Duration::from_secs(300));
+    let dns = &config.services[2];
+    assert_eq!(
+        (dns.protocol, dns.scheduler),
+        (Protocol::Udp, Scheduler::Sh)
+    );
+    assert_eq!(dns.real_servers[0].port, 53);
+    assert_eq!(config.services[3].real_servers[0].weight, 0);
+    assert_eq!(
+        config.connections.timeouts.tcp_fin,
+        Duration::from_secs(120)
+    );
+    assert_eq!(config.port_for_address(ip("2001:2::10")), Some(0));
+    assert!(config.is_port_address(ip("198.20.0.1")));
+}
+
+#[test]
+fn accepted_variations_of_base() {
+    let cases = [
+        // Two addresses of one port may share a subnet.
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1/24", "198.20.0.2/24"]"#,
+        ),
+        // RFC 3021 /31 and a host route have no network or broadcast address.
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.0/31"]"#,
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.255/32"]"#,
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: []"#,
+        ),
+        (
+            r#"      - { address: "198.19.0.20" }"#,
+            r#"      - { address: "198.19.0.20", port: 53 }"#,
+        ),
+        // DR real servers default to the service port.
+        (
+            r#"      - { address: "2001:2::10", port: 443 }"#,
+            r#"      - { address: "2001:2::10" }"#,
+        ),
+        // Same real server address on another port.
+        (
+            r#"      - { address: "198.19.0.11", port: 8080 }"#,
+            r#"      - { address: "198.19.0.10", port: 8081 }"#,
+        ),
+        (r#"  idle_sleep_max: "1ms""#, r#"  idle_sleep_max: "100ms""#),
+        (r#"  idle_sleep_max: "1ms""#, r#"  idle_sleep_max: "1us""#),
+        (
+            r#"  args: ["--log-level=5"]"#,
+            r#"  args: ["--in-memory", "--lcores-x", "-n", "4"]"#,
+        ),
+        (r#"  mbufs: 16383"#, r#"  mbufs: 12544"#),
+        (r#"  cache_size: 256"#, r#"  cache_size: 0"#),
+        (
+            r#"    persistence_netmask: 64"#,
+            r#"    persistence_netmask: 0"#,
+        ),
+        (
+            r#"  metrics_listen: "127.0.0.1:9800""#,
+            r#"  metrics_listen: "[::1]:9800""#,
+        ),
+        (r#"    mtu: 1500"#, r#"    mtu: 1280"#),
+        (r#"    mtu: 1500"#, r#"    mtu: 9000"#),
+        (r#"    rx_descriptors: 1024"#, r#"    rx_descriptors: 64"#),
+        (r#"    tx_descriptors: 1024"#, r#"    tx_descriptors: 2048"#),
+    ];
+    for (line, replacement) in cases {
+        let text = base_with(line, replacement);
+        if let Err(errors) = parse(&text, "test.yaml", &host()) {
+            panic!("{replacement}: unexpected errors:\n{errors}");
+        }
+    }
+    // Same VIP and port with the other protocol is another service.
+    let text = base_with(r#"    vip: "198.18.0.54""#, r#"    vip: "198.18.0.100""#).replace(
+        "    protocol: tcp\n    mode: tunnel",
+        "    protocol: udp\n    mode: tunnel",
+    );
+    assert_eq!(parse_ok(&text).services[3].protocol, Protocol::Udp);
+}
+
+/// (line of BASE, replacement, expected errors as (line, col, message fragment)).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(usize, usize, &'static str)],
+);
+
+fn check_cases(cases: &[Case]) {
+    for (line, replacement, expected) in cases {
+        let errors = parse_err(&base_with(line, replacement));
+        assert_errors(&errors, expected, replacement);
+    }
+}
+
+#[test]
+fn eal_rules() {
+    check_cases(&[
+        (
+            "  cores: [0, 1, 2]",
+            "  cores: []",
+            &[(2, 10, "eal.cores: needs at least one core")],
+        ),
+        (
+            "  cores: [0, 1, 2]",
+            "  cores: [0, 1, 1, 2]",
+            &[(2, 17, "eal.cores[2]: core 1 is listed twice")],
+        ),
+        (
+            "  cores: [0, 1, 2]",
+            "  cores: [0, 1, 2, 9]",
+            &[(
+                2,
+                20,
+                "eal.cores[3]: CPU 9 is not online on this host (online: 0-3)",
+            )],
+        ),
+        (
+            "  cores: [0, 1, 2]",
+            "  cores: [0, 1, 2, 4294967296]",
+            &[(
+                2,
+                20,
+                "eal.cores[3]: 4294967296 is out of range 0..=4294967295",
+            )],
+        ),
+        (
+            "  memory_mb: 512",
+            "  memory_mb: 63",
+            &[(3, 14, "eal.memory_mb: 63 is out of range 64..=4294967295")],
+        ),
+        (
+            "  file_prefix: test",
+            "  file_prefix: te/st",
+            &[(
+                4,
+                16,
+                "eal.file_prefix: `te/st` is not a valid name: 1 to 64 of [A-Za-z0-9_-]",
+            )],
+        ),
+        (
+            "  file_prefix: test",
+            "  file_prefix: \"\"",
+            &[(4, 16, "eal.file_prefix: `` is not a valid name")],
+        ),
+        (
+            r#"  args: ["--log-level=5"]"#,
+            r#"  args: ["--log-level=5", "-l", "--file-prefix=x", "-m512", ""]"#,
+            &[
+                (
+                    5,
+                    27,
+                    "eal.args[1]: EAL option `-l` is derived from `eal.cores`; set it there",
+                ),
+                (
+                    5,
+                    33,
+                    "eal.args[2]: EAL option `--file-prefix` is derived from `eal.file_prefix`",
+                ),
+                (
+                    5,
+                    52,
+                    "eal.args[3]: EAL option `-m` is derived from `eal.memory_mb`",
+                ),
+                (5, 61, "eal.args[4]: empty EAL argument"),
+            ],
+        ),
+        (
+            r#"  args: ["--log-level=5"]"#,
+            r#"  args: ["--no-huge", "--lcores=0@0", "-c", "0x3"]"#,
+            &[
+                (
+                    5,
+                    10,
+                    "eal.args[0]: EAL option `--no-huge` is derived from `eal.hugepages`",
+                ),
+                (
+                    5,
+                    23,
+                    "eal.args[1]: EAL option `--lcores` is derived from `eal.cores`",
+                ),
+                (
+                    5,
+                    39,
+                    "eal.args[2]: EAL option `-c` is derived from `eal.cores`",
+                ),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn eal_core_checks_are_skipped_without_host_facts() {
+    let text = base_with("  cores: [0, 1, 2]", "  cores: [0, 1, 2, 99]");
+    assert!(parse(&text, "test.yaml", &HostFacts { online_cpus: None }).is_ok());
+}
+
+#[test]
+fn port_rules() {
+    check_cases(&[
+        (
+            "  - name: wan",
+            "  - name: WAN",
+            &[(7, 11, "ports[0].name: `WAN` is not a valid name: 1 to 15 of [a-z0-9_-]")],
+        ),
+        (
+            "  - name: wan",
+            "  - name: abcdefghijklmnop",
+            &[(7, 11, "ports[0].name: `abcdefghijklmnop` is not a valid name")],
+        ),
+        (
+            "  - name: lan",
+            "  - name: wan",
+            &[(13, 11, "ports[1].name: port name `wan` is used twice")],
+        ),
+        (
+            r#"    device: "0000:3b:00.0""#,
+            r#"    device: "eth0""#,
+            &[(8, 13, "ports[0].device: `eth0`: expected a PCI address (\"0000:3b:00.0\" or \"3b:00.0\") or a vdev spec")],
+        ),
+        (
+            r#"    device: "0000:3b:00.0""#,
+            r#"    device: "0000:3b:00.8""#,
+            &[(8, 13, "ports[0].device: `0000:3b:00.8`: bad PCI address")],
+        ),
+        (
+            r#"    device: "net_af_packet1,iface=veth-lan""#,
+            r#"    device: "3B:00.0""#,
+            &[(14, 13, "ports[1].device: device 0000:3b:00.0 is already used by ports[0]")],
+        ),
+        (
+            r#"    device: "net_null0""#,
+            r#"    device: "net_af_packet1,iface=other""#,
+            &[(17, 13, "ports[2].device: device net_af_packet1 is already used by ports[1]")],
+        ),
+        (
+            r#"    device: "net_null0""#,
+            r#"    device: "net_null0,iface""#,
+            &[(17, 13, "ports[2].device: `net_null0,iface`: bad vdev argument `iface`")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1/33"]"#,
+            &[(18, 17, "ports[2].addresses[0]: `198.20.0.1/33` is not an address/prefix-length")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1"]"#,
+            &[(18, 17, "ports[2].addresses[0]: `198.20.0.1` is not an address/prefix-length")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.0/24"]"#,
+            &[(18, 17, "ports[2].addresses[0]: 198.20.0.0 is the network address of 198.20.0.0/24")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.255/24"]"#,
+            &[(18, 17, "198.20.0.255 is the broadcast address of 198.20.0.0/24")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["2001:3::/64"]"#,
+            &[(18, 17, "2001:3:: is the subnet-router anycast address of 2001:3::/64")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1/0"]"#,
+            &[(18, 17, "198.20.0.1/0: a connected subnet cannot be the whole address space")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["224.0.0.1/24"]"#,
+            &[(18, 17, "224.0.0.1 is not a unicast address")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["127.0.0.2/8"]"#,
+            &[(18, 17, "127.0.0.2 is not a unicast address")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.18.0.1/24"]"#,
+            &[(18, 17, "ports[2].addresses[0]: address 198.18.0.1 is already on port wan")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1/24", "198.20.0.1/25"]"#,
+            &[(18, 34, "ports[2].addresses[1]: address 198.20.0.1 is already on port spare")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.18.7.1/16"]"#,
+            &[(18, 17, "ports[2].addresses[0]: subnet 198.18.0.0/16 overlaps 198.18.0.0/24 of port wan")],
+        ),
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["2001:2::9/126"]"#,
+            &[(18, 17, "subnet 2001:2::8/126 overlaps 2001:2::/64 of port wan")],
+        ),
+        (
+            "    mtu: 1500",
+            "    mtu: 1279",
+            &[(10, 10, "ports[0].mtu: 1279 is below 1280, the IPv6 minimum MTU")],
+        ),
+        ("    mtu: 1500", "    mtu: 67", &[(10, 10, "ports[0].mtu: 67 is out of range 68..=9000")]),
+        ("    mtu: 1500", "    mtu: 9001", &[(10, 10, "ports[0].mtu: 9001 is out of range 68..=9000")]),
+        (
+            "    rx_descriptors: 1024",
+            "    rx_descriptors: 1000",
+            &[(11, 21, "ports[0].rx_descriptors: 1000 is not a power of two")],
+        ),
+        (
+            "    tx_descriptors: 1024",
+            "    tx_descriptors: 32768",
+            &[(12, 21, "ports[0].tx_descriptors: 32768 is out of range 64..=16384")],
+        ),
+        (
+            "    tx_descriptors: 1024",
+            "    tx_descriptors: 32",
+            &[(12, 21, "ports[0].tx_descriptors: 32 is out of range 64..=16384")],
+        ),
+    ]);
+}
+
+#[test]
+fn port_count_limits() {
+    let errors = parse_err("eal: {cores: [0, 1]}\nports: []\nworkers: {cores: [1]}\n");
+    assert_errors(
+        &errors,
+        &[(2, 8, "ports: needs at least one port")],
+        "no ports",
+    );
+
+    let mut text = String::from(
+        "eal: {cores: [0, 1]}\nworkers: {cores: [1]}\nmempool: {mbufs: 200000}\nports:\n",
+    );
+    for i in 0..33 {
+        text.push_str(&format!("  - {{name: p{i}, device: net_null{i}}}\n"));
+    }
+    let errors = parse_err(&text);
+    assert_errors(
+        &errors,
+        &[(5, 3, "ports: 33 ports exceed RTE_MAX_ETHPORTS (32)")],
+        "33 ports",
+    );
+}
+
+#[test]
+fn worker_rules() {
+    check_cases(&[
+        (
+            "  cores: [1, 2]",
+            "  cores: [1, 3]",
+            &[(20, 14, "workers.cores[1]: core 3 is not in eal.cores [0, 1, 2]")],
+        ),
+        (
+            "  cores: [1, 2]",
+            "  cores: [0, 1]",
+            &[(20, 11, "workers.cores[0]: core 0 is the management core (eal.cores[0])")],
+        ),
+        ("  cores: [1, 2]", "  cores: [1, 1]", &[(20, 14, "workers.cores[1]: core 1 is listed twice")]),
+        ("  cores: [1, 2]", "  cores: []", &[(20, 10, "workers.cores: needs at least one worker core")]),
+        ("  burst: 32", "  burst: 0", &[(21, 10, "workers.burst: 0 is out of range 1..=256")]),
+        ("  burst: 32", "  burst: 257", &[(21, 10, "workers.burst: 257 is out of range 1..=256")]),
+        (
+            r#"  idle_sleep_max: "1ms""#,
+            r#"  idle_sleep_max: "0us""#,
+            &[(22, 19, "workers.idle_sleep_max: 0s is out of range 1us..=100ms")],
+        ),
+        (
+            r#"  idle_sleep_max: "1ms""#,
+            r#"  idle_sleep_max: "101ms""#,
+            &[(22, 19, "workers.idle_sleep_max: 101ms is out of range 1us..=100ms")],
+        ),
+        (
+            r#"  idle_sleep_max: "1ms""#,
+            r#"  idle_sleep_max: fast"#,
+            &[(22, 19, "workers.idle_sleep_max: invalid duration `fast`: expected an integer followed by a unit (us, ms, s, m, h)")],
+        ),
+    ]);
+}
+
+#[test]
+fn workers_are_checked_against_eal_cores_even_if_eal_is_bad() {
+    let text =
+        base_with("  memory_mb: 512", "  memory_mb: 1").replace("cores: [1, 2]", "cores: [1, 5]");
+    assert_errors(
+        &parse_err(&text),
+        &[
+            (3, 14, "eal.memory_mb: 1 is out of range"),
+            (
+                20,
+                14,
+                "workers.cores[1]: core 5 is not in eal.cores [0, 1, 2]",
+            ),
+        ],
+        "bad eal",
+    );
+}
+
+#[test]
+fn mempool_rules() {
+    // 3 ports x 2 workers x (1024 + 1024) + 4 x 32 x 2 = 12544.
+    check_cases(&[
+        (
+            "  mbufs: 16383",
+            "  mbufs: 12543",
+            &[(
+                24,
+                10,
+                "mempool.mbufs: 12543 is too few: need at least 12544",
+            )],
+        ),
+        (
+            "  cache_size: 256",
+            "  cache_size: 513",
+            &[(25, 15, "mempool.cache_size: 513 is out of range 0..=512")],
+        ),
+        (
+            "  mbufs: 16383",
+            "  mbufs: 4294967296",
+            &[(
+                24,
+                10,
+                "mempool.mbufs: 4294967296 is out of range 12544..=4294967295",
+            )],
+        ),
+    ]);
+    // The floor of 1023 holds for the smallest setup.
+    let text = "eal: {cores: [0, 1]}\nports: [{name: p, device: net_null0, rx_descriptors: 64, tx_descriptors: 64}]\n\
+                workers: {cores: [1], burst: 1}\nmempool: {mbufs: 1022}\n";
+    assert_errors(
+        &parse_err(text),
+        &[(4, 18, "mempool.mbufs: 1022 is too few: need at least 1023")],
+        "floor",
+    );
+}
+
+#[test]
+fn defaulted_value_errors_are_reported_at_the_parent_mapping() {
+    // The default 16383 mbufs are too few for 16384-entry rings; there is no `mbufs`
+    // key, so the error points at the `mempool` mapping, or the root without one.
+    let text =
+        "eal: {cores: [0, 1]}\nports: [{name: p, device: net_null0, rx_descriptors: 16384}]\n\
+                workers: {cores: [1]}\n";
+    assert_errors(
+        &parse_err(text),
+        &[(1, 1, "mempool.mbufs: 16383 is too few: need at least 17536")],
+        "no mempool",
+    );
+    let text = format!("{text}mempool:\n  cache_size: 8\n");
+    assert_errors(
+        &parse_err(&text),
+        &[(5, 3, "mempool.mbufs: 16383 is too few: need at least 17536")],
+        "mempool without mbufs",
+    );
+    // A FULLNAT service without `local_addresses` is reported at the service mapping.
+    let text = base_with(r#"    local_addresses: ["198.19.0.2"]"#, "    # none");
+    assert_errors(
+        &parse_err(&text),
+        &[(
+            38,
+            5,
+            "services[0].local_addresses: mode fullnat needs at least one local address",
+        )],
+        "fullnat without local addresses",
+    );
+}
+
+#[test]
+fn management_rules() {
+    check_cases(&[
+        (
+            r#"  metrics_listen: "127.0.0.1:9800""#,
+            r#"  metrics_listen: "127.0.0.1""#,
+            &[(
+                27,
+                19,
+                "management.metrics_listen: `127.0.0.1` is not ADDRESS:PORT",
+            )],
+        ),
+        (
+            r#"  metrics_listen: "127.0.0.1:9800""#,
+            r#"  metrics_listen: "127.0.0.1:0""#,
+            &[(
+                27,
+                19,
+                "management.metrics_listen: port 0 picks a random port",
+            )],
+        ),
+        (
+            r#"  control_socket: "/run/ferrovs/ctl.sock""#,
+            r#"  control_socket: "ctl.sock""#,
+            &[(
+                28,
+                19,
+                "management.control_socket: `ctl.sock` is not an absolute path",
+            )],
+        ),
+        (
+            r#"  control_socket: "/run/ferrovs/ctl.sock""#,
+            r#"  control_socket: "/run/ferrovs/""#,
+            &[(
+                28,
+                19,
+                "management.control_socket: `/run/ferrovs/` names a directory",
+            )],
+        ),
+    ]);
+    let socket = |len: usize| format!("  control_socket: /run/{}", "s".repeat(len - "/run/".len()));
+    assert!(parse(
+        &base_with(r#"  control_socket: "/run/ferrovs/ctl.sock""#, &socket(107)),
+        "t",
+        &host()
+    )
+    .is_ok());
+    assert_errors(
+        &parse_err(&base_with(
+            r#"  control_socket: "/run/ferrovs/ctl.sock""#,
+            &socket(108),
+        )),
+        &[(
+            28,
+            19,
+            "management.control_socket: path is 108 bytes; a Unix socket path holds at most 107",
+        )],
+        "long socket path",
+    );
+}
+
+#[test]
+fn connection_rules() {
+    check_cases(&[
+        (
+            "  max: 1000",
+            "  max: 0",
+            &[(30, 8, "connections.max: 0 is out of range 1..=100000000")],
+        ),
+        (
+            "  max: 1000",
+            "  max: 100000001",
+            &[(
+                30,
+                8,
+                "connections.max: 100000001 is out of range 1..=100000000",
+            )],
+        ),
+        (
+            r#"  timeouts: { tcp_established: "900s", udp: "300s" }"#,
+            r#"  timeouts: { tcp_established: "0s", udp: "300" }"#,
+            &[
+                (
+                    31,
+                    32,
+                    "connections.timeouts.tcp_established: must be greater than zero",
+                ),
+                (
+                    31,
+                    43,
+                    "connections.timeouts.udp: invalid duration `300`: missing unit",
+                ),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn route_rules() {
+    check_cases(&[
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:101::/56", via: "2001:2::fe" }"#,
+            &[(34, 15, "routes[1].prefix: prefix 2001:2:0:101::/56 has host bits set; did you mean 2001:2:0:100::/56?")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/129", via: "2001:2::fe" }"#,
+            &[(34, 15, "routes[1].prefix: `2001:2:0:100::/129` is not an address/prefix-length")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }   # again"#,
+            &[(34, 15, "routes[1].prefix: prefix 0.0.0.0/0 is listed twice")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/56", via: "198.18.0.9" }"#,
+            &[(34, 41, "routes[1].via: next hop 198.18.0.9 is IPv4 but prefix 2001:2:0:100::/56 is IPv6")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:5::fe" }"#,
+            &[(34, 41, "routes[1].via: next hop 2001:5::fe is not inside any port's connected subnet (2001:2::/64 on wan)")],
+        ),
+        (
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+            r#"  - { prefix: "0.0.0.0/0", via: "198.21.0.254" }"#,
+            &[(33, 33, "routes[0].via: next hop 198.21.0.254 is not inside any port's connected subnet (198.18.0.0/24 on wan, 198.19.0.0/24 on lan, 198.20.0.0/24 on spare)")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::1" }"#,
+            &[(34, 41, "routes[1].via: next hop 2001:2::1 is the address of port wan")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::zz" }"#,
+            &[(34, 41, "routes[1].via: `2001:2::zz` is not an IPv4 or IPv6 address")],
+        ),
+        (
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            r#"  - { prefix: "2001:2:0:100::/56", via: "ff02::1" }"#,
+            &[(34, 41, "routes[1].via: ff02::1 is not a unicast address")],
+        ),
+    ]);
+}
+
+#[test]
+fn next_hop_error_names_the_missing_family() {
+    let text = "eal: {cores: [0, 1]}\nports: [{name: p, device: net_null0, addresses: [\"198.18.0.1/24\"]}]\n\
+                workers: {cores: [1]}\nroutes: [{prefix: \"::/0\", via: \"2001:2::1\"}]\n";
+    assert_errors(
+        &parse_err(text),
+        &[(4, 32, "routes[0].via: next hop 2001:2::1 is not inside any port's connected subnet (no port has an IPv6 address)")],
+        "no v6",
+    );
+}
+
+#[test]
+fn neighbor_rules() {
+    check_cases(&[
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            r#"  - { ip: "198.21.0.10", mac: "02:00:00:00:01:10" }"#,
+            &[(36, 11, "neighbors[0].ip: neighbor 198.21.0.10 is not inside any port's connected subnet")],
+        ),
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            r#"  - { ip: "198.19.0.1", mac: "02:00:00:00:01:10" }"#,
+            &[(36, 11, "neighbors[0].ip: neighbor 198.19.0.1 is the address of port lan")],
+        ),
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            r#"  - { ip: "198.19.0.10", mac: "01:00:5e:00:00:01" }"#,
+            &[(36, 31, "neighbors[0].mac: 01:00:5e:00:00:01 is not a unicast MAC address")],
+        ),
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            r#"  - { ip: "198.19.0.10", mac: "00:00:00:00:00:00" }"#,
+            &[(36, 31, "neighbors[0].mac: 00:00:00:00:00:00 is not a unicast MAC address")],
+        ),
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01" }"#,
+            &[(36, 31, "neighbors[0].mac: `02:00:00:00:01`: expected a MAC address like 02:00:00:00:01:10")],
+        ),
+        (
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            "  - { ip: \"198.19.0.10\", mac: \"02:00:00:00:01:10\" }\n  - { ip: \"198.19.0.10\", mac: \"02:00:00:00:01:11\" }",
+            &[(37, 11, "neighbors[1].ip: neighbor 198.19.0.10 is listed twice")],
+        ),
+    ]);
+}
+
+#[test]
+fn service_rules() {
+    check_cases(&[
+        (
+            "  - name: web",
+            "  - name: \"we b\"",
+            &[(38, 11, "services[0].name: `we b` is not a valid name: 1 to 32 of [A-Za-z0-9_.-]")],
+        ),
+        (
+            "  - name: web",
+            "  - name: abcdefghijklmnopqrstuvwxyz0123456",
+            &[(38, 11, "services[0].name: `abcdefghijklmnopqrstuvwxyz0123456` is not a valid name")],
+        ),
+        ("  - name: dr6", "  - name: web", &[(49, 11, "services[1].name: service name `web` is used twice")]),
+        (
+            r#"    vip: "198.18.0.100""#,
+            r#"    vip: "198.18.0""#,
+            &[(39, 10, "services[0].vip: `198.18.0` is not an IPv4 or IPv6 address")],
+        ),
+        (
+            r#"    vip: "198.18.0.100""#,
+            r#"    vip: "198.18.0.1""#,
+            &[(39, 10, "services[0].vip: VIP 198.18.0.1 is the address of port wan")],
+        ),
+        (
+            r#"    vip: "198.18.0.100""#,
+            r#"    vip: "239.1.1.1""#,
+            &[(39, 10, "services[0].vip: 239.1.1.1 is not a unicast address")],
+        ),
+        (
+            r#"    vip: "198.18.0.54""#,
+            r#"    vip: "198.18.0.100""#,
+            &[(68, 10, "services[3].vip: 198.18.0.100:80/tcp is already service `web`")],
+        ),
+        (
+            "    port: 443",
+            "    port: 0",
+            &[(51, 11, "services[1].port: 0 is out of range 1..=65535")],
+        ),
+        (
+            "    port: 443",
+            "    port: 65536",
+            &[(51, 11, "services[1].port: 65536 is out of range 1..=65535")],
+        ),
+        (
+            "    mode: fullnat",
+            "    mode: masq",
+            &[(42, 11, "services[0].mode: `masq`: unknown mode, expected one of: nat, fullnat, dr, tunnel")],
+        ),
+        (
+            "    scheduler: wrr",
+            "    scheduler: lblc",
+            &[(43, 16, "services[0].scheduler: `lblc`: unknown scheduler, expected one of: rr, wrr, lc, wlc, sh, dh, sed, nq, mh")],
+        ),
+        (
+            r#"    persistence: "0s""#,
+            r#"    persistence: "5""#,
+            &[(44, 18, "services[0].persistence: invalid duration `5`: missing unit")],
+        ),
+        (
+            "    persistence_netmask: 64",
+            "    persistence_netmask: 129",
+            &[(55, 26, "services[1].persistence_netmask: 129 is out of range 0..=128")],
+        ),
+    ]);
+}
+
+#[test]
+fn service_protocol_and_netmask_rules() {
+    check_cases(&[
+        (
+            "    protocol: udp",
+            "    protocol: sctp",
+            &[(
+                61,
+                15,
+                "services[2].protocol: `sctp`: unknown protocol, expected one of: tcp, udp",
+            )],
+        ),
+        (
+            "    scheduler: sh",
+            "    persistence_netmask: 33",
+            &[(
+                63,
+                26,
+                "services[2].persistence_netmask: 33 is out of range 0..=32",
+            )],
+        ),
+    ]);
+}
+
+#[test]
+fn local_address_rules() {
+    check_cases(&[
+        (
+            r#"    local_addresses: ["198.19.0.2"]"#,
+            "    local_addresses: []",
+            &[(45, 22, "services[0].local_addresses: mode fullnat needs at least one local address")],
+        ),
+        (
+            "    scheduler: sh",
+            r#"    local_addresses: ["198.19.0.3"]"#,
+            &[(63, 22, "services[2].local_addresses: only mode fullnat uses local addresses, this service is nat")],
+        ),
+        (
+            r#"    local_addresses: ["198.19.0.2"]"#,
+            r#"    local_addresses: ["198.21.0.2"]"#,
+            &[(45, 23, "services[0].local_addresses[0]: local address 198.21.0.2 is not inside any port's connected subnet")],
+        ),
+        (
+            r#"    local_addresses: ["198.19.0.2"]"#,
+            r#"    local_addresses: ["2001:2::2"]"#,
+            &[(45, 23, "services[0].local_addresses[0]: local address 2001:2::2 is IPv6 but the real servers are IPv4 like the VIP")],
+        ),
+        (
+            r#"    local_addresses: ["198.19.0.2"]"#,
+            r#"    local_addresses: ["198.19.0.2", "198.19.0.2"]"#,
+            &[(45, 37, "services[0].local_addresses[1]: local address 198.19.0.2 is listed twice")],
+        ),
+        (
+            r#"    local_addresses: ["198.19.0.2"]"#,
+            r#"    local_addresses: ["0.0.0.0"]"#,
+            &[(45, 23, "services[0].local_addresses[0]: 0.0.0.0 is not a unicast address")],
+        ),
+    ]);
+}
+
+#[test]
+fn real_server_rules() {
+    check_cases(&[
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 65536 }"#,
+            &[(47, 55, "services[0].real_servers[0].weight: 65536 is out of range 0..=65535")],
+        ),
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "198.19.0.10", port: 0, weight: 1 }"#,
+            &[(47, 41, "services[0].real_servers[0].port: 0 is out of range 1..=65535")],
+        ),
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "2001:2::10", port: 8080, weight: 1 }"#,
+            &[(47, 20, "services[0].real_servers[0].address: real server 2001:2::10 is IPv6 but the VIP 198.18.0.100 is IPv4")],
+        ),
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "198.19.0.1", port: 8080, weight: 1 }"#,
+            &[(47, 20, "services[0].real_servers[0].address: real server 198.19.0.1 is the address of port lan")],
+        ),
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "198.18.0.53", port: 8080, weight: 1 }"#,
+            &[(47, 20, "services[0].real_servers[0].address: real server 198.18.0.53 is the VIP of service `dns`")],
+        ),
+        (
+            r#"      - { address: "198.19.0.10", port: 8080, weight: 1 }"#,
+            r#"      - { address: "255.255.255.255", port: 8080, weight: 1 }"#,
+            &[(47, 20, "services[0].real_servers[0].address: 255.255.255.255 is not a unicast address")],
+        ),
+        (
+            r#"      - { address: "198.19.0.11", port: 8080 }"#,
+            r#"      - { address: "198.19.0.10", port: 8080 }"#,
+            &[(48, 20, "services[0].real_servers[1].address: real server 198.19.0.10:8080 is listed twice")],
+        ),
+        (
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+            r#"  - { prefix: "198.51.100.0/24", via: "198.18.0.254" }"#,
+            &[(66, 20, "services[2].real_servers[1].address: real server 203.0.113.5 is not routable: no connected subnet or route covers it")],
+        ),
+        (
+            r#"      - { address: "198.51.100.7", port: 80, weight: 0 }"#,
+            r#"      - { address: "198.51.100.7", port: 8080, weight: 0 }"#,
+            &[(73, 42, "services[3].real_servers[0].port: port 8080 differs from the service port 80; mode tunnel cannot rewrite ports")],
+        ),
+        (
+            r#"      - { address: "2001:2::10", port: 443 }"#,
+            r#"      - { address: "2001:2::10", port: 8443 }"#,
+            &[(57, 40, "services[1].real_servers[0].port: port 8443 differs from the service port 443; mode dr cannot rewrite ports")],
+        ),
+        (
+            r#"      - { address: "2001:2::10", port: 443 }"#,
+            r#"      - { address: "2001:2:0:100::10", port: 443 }"#,
+            &[(57, 20, "services[1].real_servers[0].address: real server (mode dr) 2001:2:0:100::10 is not inside any port's connected subnet (2001:2::/64 on wan)")],
+        ),
+    ]);
+}
+
+#[test]
+fn service_count_limit() {
+    let mut text = String::from(
+        "eal: {cores: [0, 1]}\nports: [{name: p, device: net_null0}]\nworkers: {cores: [1]}\nservices:\n",
+    );
+    for port in 1..=4097 {
+        text.push_str(&format!(
+            "  - {{name: s{port}, vip: 198.18.0.1, port: {port}, protocol: tcp, mode: nat}}\n"
+        ));
+    }
+    assert_errors(
+        &parse_err(&text),
+        &[(5, 3, "services: 4097 services exceed the limit of 4096")],
+        "4097 services",
+    );
+}
+
+#[test]
+fn several_errors_are_reported_together_in_file_order() {
+    let text = base_with("  burst: 32", "  burst: 0")
+        .replace(r#"vip: "198.18.0.100""#, r#"vip: "198.18.0.300""#)
+        .replace("    mtu: 1500", "    mtu: 50")
+        .replace(r#"mac: "02:00:00:00:01:10""#, r#"mac: "ff:ff:ff:ff:ff:ff""#)
+        .replace(r#"via: "2001:2::fe""#, r#"via: "2001:9::fe""#);
+    let errors = parse(&text, "test.yaml", &host()).unwrap_err();
+    let expected = "\
+test.yaml:10:10: ports[0].mtu: 50 is out of range 68..=9000
+test.yaml:21:10: workers.burst: 0 is out of range 1..=256
+test.yaml:34:41: routes[1].via: next hop 2001:9::fe is not inside any port's connected subnet (2001:2::/64 on wan)
+test.yaml:36:31: neighbors[0].mac: ff:ff:ff:ff:ff:ff is not a unicast MAC address
+test.yaml:39:10: services[0].vip: `198.18.0.300` is not an IPv4 or IPv6 address";
+    assert_eq!(errors.to_string(), expected);
+}
+
+#[test]
+fn cascading_errors_stay_meaningful() {
+    // A bad address removes lan's subnet: what relied on it is reported too, each at
+    // its own position, and nothing is reported twice.
+    let text = base_with(
+        r#"    addresses: ["198.19.0.1/24"]"#,
+        r#"    addresses: ["198.19.0.1/24x"]"#,
+    );
+    assert_errors(
+        &parse_err(&text),
+        &[
+            (15, 17, "ports[1].addresses[0]: `198.19.0.1/24x` is not an address/prefix-length"),
+            (36, 11, "neighbors[0].ip: neighbor 198.19.0.10 is not inside any port's connected subnet"),
+            (45, 23, "services[0].local_addresses[0]: local address 198.19.0.2 is not inside any port's connected subnet"),
+        ],
+        "lan subnet gone",
+    );
+}
+
+#[test]
+fn unknown_key_is_reported_with_its_position() {
+    let text = base_with("  burst: 32", "  burts: 32");
+    let errors = parse_err(&text);
+    assert_errors(
+        &errors,
+        &[(21, 3, "workers: unknown field `burts`, expected one of `cores`, `burst`, `idle_backoff`, `idle_sleep_max`")],
+        "burts",
+    );
+    let errors = parse_err(&base_with(
+        "    mode: fullnat",
+        "    mode: fullnat\n    weight: 3",
+    ));
+    assert_errors(
+        &errors,
+        &[(43, 5, "services[0]: unknown field `weight`")],
+        "weight",
+    );
+    let errors = parse_err(&format!("{BASE}extra: 1\n"));
+    assert_errors(&errors, &[(74, 1, "unknown field `extra`")], "top level");
+}
+
+#[test]
+fn syntax_error_is_reported_with_its_position() {
+    let errors = parse_err(&base_with("  cores: [1, 2]", "  cores: [1, 2]]"));
+    assert_errors(
+        &errors,
+        &[(
+            20,
+            16,
+            "did not find expected key, while parsing a block mapping at line 20 column 3",
+        )],
+        "extra bracket",
+    );
+    // The position is not repeated inside the message.
+    assert!(
+        !errors[0].message.contains("line 20 column 16"),
+        "{}",
+        errors[0]
+    );
+    assert_errors(
+        &parse_err(&base_with("  burst: 32", "\tburst: 32")),
+        &[(21, 1, "found character that cannot start any token")],
+        "tab",
+    );
+    assert_errors(
+        &parse_err("eal: {cores: [0, 1]\n"),
+        &[(
+            2,
+            1,
+            "did not find expected ',' or '}', while parsing a flow mapping at line 1 column 6",
+        )],
+        "unclosed",
+    );
+    assert_errors(
+        &parse_err("eal:\n  cores: [0]\n bad indent: 1\n"),
+        &[(3, 2, "did not find expected key")],
+        "indent",
+    );
+}
+
+#[test]
+fn type_errors_and_missing_keys_come_from_serde_with_positions() {
+    let errors = parse_err(&base_with("  memory_mb: 512", "  memory_mb: lots"));
+    assert_errors(
+        &errors,
+        &[(
+            3,
+            14,
+            "eal.memory_mb: invalid type: string \"lots\", expected u64",
+        )],
+        "type",
+    );
+    let errors = parse_err(&base_with("  memory_mb: 512", "  memory_mb: -5"));
+    assert_errors(
+        &errors,
+        &[(
+            3,
+            14,
+            "eal.memory_mb: invalid type: integer `-5`, expected u64",
+        )],
+        "negative",
+    );
+    let errors = parse_err(&base_with(
+        r#"    device: "0000:3b:00.0""#,
+        "    # no device",
+    ));
+    assert_errors(
+        &errors,
+        &[(7, 5, "ports[0]: missing field `device`")],
+        "missing",
+    );
+    let errors = parse_err("ports: []\n");
+    assert_errors(&errors, &[(1, 1, "missing field `eal`")], "missing section");
+    let errors = parse_err(&base_with(
+        "  cores: [0, 1, 2]",
+        "  cores: [0, 1, 2]\n  cores: [0]",
+    ));
+    // serde reports a repeated key at the start of its mapping.
+    assert_errors(
+        &errors,
+        &[(2, 3, "eal: duplicate field `cores`")],
+        "duplicate key",
+    );
+}
+
+#[test]
+fn odd_documents_are_rejected() {
+    assert_errors(&parse_err(""), &[(1, 1, "missing field `eal`")], "empty");
+    assert_errors(
+        &parse_err("# nothing\n"),
+        &[(2, 1, "missing field `eal`")],
+        "comment only",
+    );
+    // serde's messages name mappings, not Rust types.
+    assert_errors(
+        &parse_err("- 1\n- 2\n"),
+        &[(
+            1,
+            1,
+            "invalid type: sequence, expected the ferrovs config mapping",
+        )],
+        "sequence",
+    );
+    assert_errors(
+        &parse_err("eal: 5\n"),
+        &[(
+            1,
+            6,
+            "eal: invalid type: integer `5`, expected the eal mapping",
+        )],
+        "scalar section",
+    );
+    let errors = parse_err(&format!("{BASE}---\n{BASE}"));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.contains("more than one document"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn aliases_are_expanded_and_positions_fall_back_to_the_alias() {
+    let text = base_with("  cores: [1, 2]", "  cores: *workers")
+        .replace("  cores: [0, 1, 2]", "  cores: &workers [0, 1, 2]");
+    // Worker cores are the EAL cores, so core 0 (the management core) is refused at
+    // the alias, its only position.
+    assert_errors(
+        &parse_err(&text),
+        &[
+            (20, 10, "workers.cores[0]: core 0 is the management core"),
+            (
+                24,
+                10,
+                "mempool.mbufs: 16383 is too few: need at least 18816",
+            ),
+        ],
+        "alias",
+    );
+}
+
+#[test]
+fn a_repeated_service_is_reported_even_under_the_same_name() {
+    let text = base_with(r#"    vip: "198.18.0.54""#, r#"    vip: "198.18.0.100""#)
+        .replace("  - name: tun", "  - name: web");
+    assert_errors(
+        &parse_err(&text),
+        &[
+            (67, 11, "services[3].name: service name `web` is used twice"),
+            (
+                68,
+                10,
+                "services[3].vip: 198.18.0.100:80/tcp is already service `web`",
+            ),
+        ],
+        "same name and endpoint",
+    );
+}
