@@ -2,10 +2,25 @@
 //!
 //! Every header has one checked view (`new_checked` validates lengths once, then
 //! accessors index without further checks), field ranges live in a `field` module
-//! next to the view, and parsing is kept apart from emitting.
+//! next to the view, and parsing is kept apart from emitting. [`parse::parse_frame`]
+//! classifies a received frame in one pass.
+//!
+//! Views over `&mut [u8]` rewrite in place; the `rewrite_*` setters also fix the
+//! checksums they cover incrementally (RFC 1624), and address rewrites return a
+//! [`checksum::Delta`] for the TCP/UDP checksum, which covers the addresses through
+//! its pseudo-header.
 
 pub mod buf;
+pub mod checksum;
+mod error;
 pub mod ethernet;
+pub mod ip;
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use buf::{NoRoom, PacketBuf, VecBuf};
-pub use ethernet::MacAddr;
+pub use checksum::{Delta, Sum};
+pub use error::WireError;
+pub use ethernet::{EtherType, EthernetFrame, MacAddr, VlanTag};
+pub use ip::{IpPair, IpProtocol};
