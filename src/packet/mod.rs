@@ -10,6 +10,7 @@
 //! [`checksum::Delta`] for the TCP/UDP checksum, which covers the addresses through
 //! its pseudo-header.
 
+pub mod arp;
 pub mod buf;
 pub mod checksum;
 mod error;
@@ -19,6 +20,7 @@ pub mod ip;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use arp::{ArpOperation, ArpPacket};
 pub use buf::{NoRoom, PacketBuf, VecBuf};
 pub use checksum::{Delta, Sum};
 pub use error::WireError;
