@@ -16,6 +16,8 @@ pub mod checksum;
 mod error;
 pub mod ethernet;
 pub mod ip;
+pub mod ipv4;
+pub mod ipv6;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -26,3 +28,5 @@ pub use checksum::{Delta, Sum};
 pub use error::WireError;
 pub use ethernet::{EtherType, EthernetFrame, MacAddr, VlanTag};
 pub use ip::{IpPair, IpProtocol};
+pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv6::{Ipv6Packet, Ipv6Repr};
