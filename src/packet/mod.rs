@@ -18,6 +18,8 @@ pub mod ethernet;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -30,3 +32,5 @@ pub use ethernet::{EtherType, EthernetFrame, MacAddr, VlanTag};
 pub use ip::{IpPair, IpProtocol};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use tcp::{TcpFlags, TcpPacket};
+pub use udp::UdpPacket;
