@@ -20,6 +20,7 @@ pub mod icmpv6;
 pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
+pub mod parse;
 pub mod tcp;
 pub mod udp;
 
@@ -36,5 +37,6 @@ pub use icmpv6::{Icmpv6Packet, Icmpv6Type};
 pub use ip::{IpPair, IpProtocol};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use parse::{parse_frame, FrameInfo, ParseError};
 pub use tcp::{TcpFlags, TcpPacket};
 pub use udp::UdpPacket;
