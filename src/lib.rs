@@ -8,7 +8,9 @@
 //! - [`sched`]: real-server schedulers with IPVS semantics (rr wrr lc wlc sh dh sed nq mh).
 //! - [`stats`]: per-worker counters and drop reasons.
 //! - [`dpdk`]: the safe DPDK layer, the only place with `unsafe`.
+//! - [`worker`]: the per-packet pipeline and the DPDK poll loop around it.
 //! - [`mgmt`]: the management core (metrics endpoint).
+//! - [`runtime`]: start-up and shutdown of the whole process.
 
 pub mod config;
 pub mod conn;
@@ -16,5 +18,7 @@ pub mod dpdk;
 pub mod mgmt;
 pub mod net;
 pub mod packet;
+pub mod runtime;
 pub mod sched;
 pub mod stats;
+pub mod worker;

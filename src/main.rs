@@ -1,1 +1,94 @@
-fn main() {}
+//! The `ferrovs` command.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Exit code for a user error (bad config, bad arguments).
+const EXIT_USER: u8 = 1;
+/// Exit code for an internal or environment error (DPDK, sockets).
+const EXIT_INTERNAL: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrovs",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("FERROVS_GIT_COMMIT"), ")"),
+    about = "Kernel-bypass Layer-4 load balancer on DPDK"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run in the foreground until SIGINT/SIGTERM.
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without touching DPDK.
+    CheckConfig {
+        /// The YAML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USER)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::CheckConfig { file } => match ferrovs::config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(EXIT_USER)
+            }
+        },
+        Command::Run { config } => {
+            init_logging();
+            let cfg = match ferrovs::config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::from(EXIT_USER);
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+                    eprintln!("cannot install signal handler: {e}");
+                    return ExitCode::from(EXIT_INTERNAL);
+                }
+            }
+            match ferrovs::runtime::run(cfg, stop) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(EXIT_INTERNAL)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+}

@@ -62,8 +62,105 @@ macro_rules! drop_reasons {
 }
 
 drop_reasons! {
-    /// Frame shorter than an Ethernet header.
+    // Malformed frames, one per `packet::ParseError` with the same label.
+    /// Shorter than an Ethernet header.
     Runt => "runt",
+    /// A VLAN tag on a port configured without VLANs.
+    VlanNotConfigured => "vlan_not_configured",
+    /// A VLAN TPID without the tag after it.
+    TruncatedVlan => "truncated_vlan",
+    /// A second VLAN tag.
+    NestedVlan => "nested_vlan",
+    /// An EtherType other than IPv4, IPv6 and ARP.
+    UnknownEthertype => "unknown_ethertype",
+    /// An ARP payload shorter than 28 bytes.
+    TruncatedArp => "truncated_arp",
+    /// ARP for other than Ethernet/IPv4.
+    UnsupportedArp => "unsupported_arp",
+    /// An IPv4 header cut short.
+    TruncatedIpv4 => "truncated_ipv4",
+    /// An IPv6 header cut short.
+    TruncatedIpv6 => "truncated_ipv6",
+    /// IP version nibble disagrees with the EtherType.
+    IpVersionMismatch => "ip_version_mismatch",
+    /// IPv4 header length below 20 bytes.
+    BadIhl => "bad_ihl",
+    /// IP length below the header or beyond the frame.
+    BadTotalLength => "bad_total_length",
+    /// IPv4 header checksum does not verify.
+    BadIpv4Checksum => "bad_ipv4_checksum",
+    /// Truncated, repeated or misplaced IPv6 extension header.
+    BadIpv6ExtensionHeader => "bad_ipv6_extension_header",
+    /// IPv6 extension header chain too long.
+    TooManyIpv6ExtensionHeaders => "too_many_ipv6_extension_headers",
+    /// TCP/UDP/ICMP header cut short.
+    TruncatedL4 => "truncated_l4",
+    /// TCP data offset below 5 or beyond the segment.
+    BadTcpOffset => "bad_tcp_offset",
+    /// UDP length below 8 or beyond the IP payload.
+    BadUdpLength => "bad_udp_length",
+
+    // Layer 2 and 3.
+    /// A chained (multi-segment) mbuf; RX scatter is never enabled.
+    MultiSegment => "multi_segment",
+    /// Unicast to a MAC address that is not the port's.
+    ForeignMac => "foreign_mac",
+    /// An ARP request for an address ferrovs does not own (ignored).
+    ArpNotForUs => "arp_not_for_us",
+    /// A neighbour solicitation for an address ferrovs does not own (ignored).
+    NdNotForUs => "nd_not_for_us",
+    /// IP to an address that is neither ours nor a known flow.
+    NotForUs => "not_for_us",
+    /// To one of our addresses, a protocol or message ferrovs does not serve.
+    LocalUnsupported => "local_unsupported",
+    /// An ICMP/ICMPv6 message to us whose checksum does not verify.
+    BadIcmpChecksum => "bad_icmp_checksum",
+    /// A neighbour solicitation/advertisement failing RFC 4861 checks.
+    BadNeighborDiscovery => "bad_neighbor_discovery",
+    /// An IP fragment to one of our addresses (no reassembly).
+    Fragment => "fragment",
+    /// No route to the destination.
+    NoRoute => "no_route",
+    /// TTL or hop limit would reach zero.
+    TtlExceeded => "ttl_exceeded",
+    /// Too many neighbours being resolved at once.
+    NeighborBusy => "neighbor_busy",
+    /// The queue of packets waiting for ARP/ND is full.
+    NeighborQueueFull => "neighbor_queue_full",
+    /// ARP/ND got no answer; the packets waiting for it are dropped.
+    NeighborUnresolved => "neighbor_unresolved",
+    /// No own address on the egress port to send ARP/ND from.
+    NoSourceAddress => "no_source_address",
+    /// The mempool was empty when ferrovs had to build a packet.
+    NoMbuf => "no_mbuf",
+    /// The NIC's TX queue did not take the packet.
+    TxFull => "tx_full",
+}
+
+impl From<crate::packet::ParseError> for DropReason {
+    fn from(e: crate::packet::ParseError) -> Self {
+        use crate::packet::ParseError as P;
+        match e {
+            P::Runt => DropReason::Runt,
+            P::VlanNotConfigured => DropReason::VlanNotConfigured,
+            P::TruncatedVlan => DropReason::TruncatedVlan,
+            P::NestedVlan => DropReason::NestedVlan,
+            P::UnknownEthertype => DropReason::UnknownEthertype,
+            P::TruncatedArp => DropReason::TruncatedArp,
+            P::UnsupportedArp => DropReason::UnsupportedArp,
+            P::TruncatedIpv4 => DropReason::TruncatedIpv4,
+            P::TruncatedIpv6 => DropReason::TruncatedIpv6,
+            P::IpVersionMismatch => DropReason::IpVersionMismatch,
+            P::BadIhl => DropReason::BadIhl,
+            P::BadTotalLength => DropReason::BadTotalLength,
+            P::BadIpv4Checksum => DropReason::BadIpv4Checksum,
+            P::BadIpv6ExtensionHeader => DropReason::BadIpv6ExtensionHeader,
+            P::TooManyIpv6ExtensionHeaders => DropReason::TooManyIpv6ExtensionHeaders,
+            P::TruncatedL4 => DropReason::TruncatedL4,
+            P::BadTcpOffset => DropReason::BadTcpOffset,
+            P::BadUdpLength => DropReason::BadUdpLength,
+        }
+    }
 }
 
 /// Counters of one worker, on their own cache lines.
@@ -71,9 +168,7 @@ drop_reasons! {
 #[repr(align(64))]
 pub struct WorkerStats {
     pub rx_packets: Counter,
-    pub rx_bytes: Counter,
     pub tx_packets: Counter,
-    pub tx_bytes: Counter,
     /// TSC cycles of loop iterations that found packets.
     pub busy_cycles: Counter,
     /// TSC cycles of all loop iterations.
@@ -87,9 +182,7 @@ impl Default for WorkerStats {
     fn default() -> Self {
         WorkerStats {
             rx_packets: Counter::default(),
-            rx_bytes: Counter::default(),
             tx_packets: Counter::default(),
-            tx_bytes: Counter::default(),
             busy_cycles: Counter::default(),
             total_cycles: Counter::default(),
             handoff_packets: Counter::default(),
@@ -131,6 +224,13 @@ mod tests {
                 "{l}"
             );
             assert_eq!(DropReason::ALL[*r as usize], *r);
+        }
+    }
+
+    #[test]
+    fn parse_errors_keep_their_labels() {
+        for e in crate::packet::ParseError::ALL {
+            assert_eq!(DropReason::from(e).label(), e.reason());
         }
     }
 

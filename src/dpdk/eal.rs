@@ -10,6 +10,9 @@ static EAL_INITIALISED: AtomicBool = AtomicBool::new(false);
 /// The initialised EAL. Dropping it runs `rte_eal_cleanup`; every port, queue and
 /// mempool must be gone by then.
 pub struct Eal {
+    /// EAL's runtime directory (`/var/run/dpdk/<file-prefix>`), removed at cleanup:
+    /// ferrovs runs no secondary processes that could still need it.
+    runtime_dir: Option<std::path::PathBuf>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -41,7 +44,11 @@ impl Eal {
         if ret < 0 {
             return Err(DpdkError::from_errno("rte_eal_init", args.join(" ")));
         }
+        // SAFETY: EAL is initialised; the returned string is static in EAL.
+        let dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) };
+        let dir = dir.to_string_lossy().into_owned();
         Ok(Eal {
+            runtime_dir: (!dir.is_empty()).then(|| dir.into()),
             _not_send: std::marker::PhantomData,
         })
     }
@@ -65,6 +72,9 @@ impl Drop for Eal {
         // the runtime); cleanup releases hugepage memory and EAL files.
         unsafe {
             dpdk_sys::rte_eal_cleanup();
+        }
+        if let Some(dir) = &self.runtime_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

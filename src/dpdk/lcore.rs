@@ -14,10 +14,7 @@ unsafe extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: arg is the Box<Job> leaked by launch_on_lcore, consumed exactly once.
     let job: Box<Job> = unsafe { Box::from_raw(arg.cast::<Job>()) };
     // A panic must not unwind into C; report it as a failed job.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-        Ok(code) => code,
-        Err(_) => -1,
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
 }
 
 /// Runs `job` on worker lcore `lcore` (which must be idle and not the main lcore).

@@ -15,7 +15,7 @@ pub use eal::Eal;
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
-pub use port::{LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
+pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
 
 use std::ffi::CStr;
 use std::fmt;

@@ -57,17 +57,6 @@ pub struct TxQueue {
     queue: u16,
 }
 
-/// The ethdev name of a configured device: a vdev spec's name is the part before
-/// the first comma; a PCI address gets the default domain when it has none.
-pub fn ethdev_name(device: &str) -> String {
-    let name = device.split(',').next().unwrap_or(device);
-    if !name.starts_with("net_") && name.matches(':').count() == 1 {
-        format!("0000:{name}")
-    } else {
-        name.to_string()
-    }
-}
-
 fn check(call: &'static str, context: &str, ret: i32) -> Result<(), DpdkError> {
     if ret < 0 {
         Err(DpdkError::new(call, context, ret))
@@ -77,22 +66,21 @@ fn check(call: &'static str, context: &str, ret: i32) -> Result<(), DpdkError> {
 }
 
 impl Port {
-    /// Finds the probed device named by `device` (a PCI address or a vdev spec as
-    /// given to the EAL), configures it with `conf` and sets up its queues on `pool`.
-    /// The port is not started.
-    pub fn configure(device: &str, conf: &PortConf, pool: &Mempool) -> Result<Port, DpdkError> {
-        let name = ethdev_name(device);
-        let cname = CString::new(name.clone())
-            .map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", device, 22))?;
+    /// Finds the probed device named `name` (a normalised PCI address, or a vdev
+    /// instance name such as `net_af_packet0`), configures it with `conf` and sets up
+    /// its queues on `pool`. The port is not started.
+    pub fn configure(name: &str, conf: &PortConf, pool: &Mempool) -> Result<Port, DpdkError> {
+        let cname = CString::new(name)
+            .map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", name, 22))?;
         let mut id = 0u16;
         // SAFETY: valid C string and out pointer.
         let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
-        check("rte_eth_dev_get_port_by_name", &name, ret)?;
+        check("rte_eth_dev_get_port_by_name", name, ret)?;
 
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: id is a valid port; info is a valid out struct.
         let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) };
-        check("rte_eth_dev_info_get", &name, ret)?;
+        check("rte_eth_dev_info_get", name, ret)?;
         let driver = if info.driver_name.is_null() {
             String::from("unknown")
         } else {
@@ -124,13 +112,13 @@ impl Port {
         // SAFETY: valid port id and fully initialised config struct.
         let ret =
             unsafe { dpdk_sys::rte_eth_dev_configure(id, conf.queues, conf.queues, &eth_conf) };
-        check("rte_eth_dev_configure", &name, ret)?;
+        check("rte_eth_dev_configure", name, ret)?;
 
         let mut rxd = conf.rx_descriptors;
         let mut txd = conf.tx_descriptors;
         // SAFETY: valid port id and out pointers.
         let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rxd, &mut txd) };
-        check("rte_eth_dev_adjust_nb_rx_tx_desc", &name, ret)?;
+        check("rte_eth_dev_adjust_nb_rx_tx_desc", name, ret)?;
 
         // SAFETY: valid port id.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
@@ -157,7 +145,7 @@ impl Port {
         }
         Ok(Port {
             id,
-            device: device.to_string(),
+            device: name.to_string(),
             driver,
             queues: conf.queues,
             started: false,
@@ -366,21 +354,5 @@ impl TxQueue {
         };
         Mbuf::forget_front(pkts, usize::from(n));
         usize::from(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ethdev_names_from_device_specs() {
-        assert_eq!(
-            ethdev_name("net_af_packet0,iface=veth0,qpairs=2"),
-            "net_af_packet0"
-        );
-        assert_eq!(ethdev_name("net_null1"), "net_null1");
-        assert_eq!(ethdev_name("0000:3b:00.0"), "0000:3b:00.0");
-        assert_eq!(ethdev_name("3b:00.1"), "0000:3b:00.1");
     }
 }

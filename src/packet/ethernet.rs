@@ -125,7 +125,7 @@ pub const HEADER_LEN: usize = 14;
 pub const VLAN_TAG_LEN: usize = 4;
 
 /// Byte ranges of the Ethernet header and of the tag that may follow it.
-mod field {
+pub mod field {
     use std::ops::Range;
 
     pub const DST: Range<usize> = 0..6;

@@ -13,6 +13,7 @@
 pub mod arp;
 pub mod buf;
 pub mod checksum;
+pub mod craft;
 mod error;
 pub mod ethernet;
 pub mod icmp;

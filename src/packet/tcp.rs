@@ -165,6 +165,11 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         Ok(packet)
     }
 
+    /// A view over a buffer the caller has already sized for a header (emitters).
+    pub(crate) fn new_unchecked(buffer: T) -> Self {
+        TcpPacket { buffer }
+    }
+
     /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer

@@ -38,6 +38,11 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         Ok(packet)
     }
 
+    /// A view over a buffer the caller has already sized for a header (emitters).
+    pub(crate) fn new_unchecked(buffer: T) -> Self {
+        UdpPacket { buffer }
+    }
+
     /// The wrapped buffer.
     pub fn into_inner(self) -> T {
         self.buffer

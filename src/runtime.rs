@@ -1,0 +1,212 @@
+//! Brings ferrovs up and down: EAL, mempool, ports, workers on their lcores, and
+//! the management loop on the main lcore. Teardown runs in reverse: workers return,
+//! ports stop and close, the pool is freed, the EAL cleans up.
+
+use crate::config::{Config, PortDevice};
+use crate::dpdk::eal_args::{eal_args, EalDevice, EalSpec};
+use crate::dpdk::{self, launch_on_lcore, Eal, LcoreJoin, Mempool, Port, PortConf};
+use crate::mgmt::{self, Management};
+use crate::stats::WorkerStats;
+use crate::worker::{Dataplane, IdlePolicy, Pipeline, WorkerCommand, WorkerEvent, WorkerLoop};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Why ferrovs could not run.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<dpdk::DpdkError> for RunError {
+    fn from(e: dpdk::DpdkError) -> Self {
+        RunError(e.to_string())
+    }
+}
+
+/// Capacity of each worker's command channel (config snapshots, neighbours).
+const COMMAND_QUEUE: usize = 4096;
+/// Capacity of the channel from workers to the management core.
+const EVENT_QUEUE: usize = 8192;
+
+/// DPDK objects in the order they must be released: fields drop top to bottom.
+struct Resources {
+    ports: Vec<Port>,
+    pool: Arc<Mempool>,
+    _eal: Eal,
+}
+
+/// Runs ferrovs with a validated config until SIGINT/SIGTERM (or `stop` is set).
+pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+    let started = Instant::now();
+    let devices: Vec<EalDevice> = cfg
+        .ports
+        .iter()
+        .map(|p| match &p.device {
+            PortDevice::Pci(addr) => EalDevice::Pci(addr.clone()),
+            PortDevice::Vdev { spec, .. } => EalDevice::Vdev(spec.clone()),
+        })
+        .collect();
+    let args = eal_args(&EalSpec {
+        cores: &cfg.eal.cores,
+        memory_mb: cfg.eal.memory_mb,
+        hugepages: cfg.eal.hugepages,
+        file_prefix: &cfg.eal.file_prefix,
+        devices: &devices,
+        extra: &cfg.eal.args,
+    });
+    log::info!("starting EAL: {}", args.join(" "));
+    let eal = Eal::init(&args)?;
+    log::info!(
+        "{} initialised, main lcore {}",
+        dpdk::version(),
+        eal.main_lcore()
+    );
+
+    let workers = cfg.workers.cores.len();
+    let pool = Arc::new(Mempool::new(
+        "ferrovs_pkts",
+        cfg.mempool.mbufs,
+        cfg.mempool.cache_size,
+    )?);
+    let mut res = Resources {
+        ports: Vec::new(),
+        pool,
+        _eal: eal,
+    };
+    for p in &cfg.ports {
+        let conf = PortConf {
+            queues: workers as u16,
+            rx_descriptors: p.rx_descriptors,
+            tx_descriptors: p.tx_descriptors,
+            mtu: p.mtu,
+        };
+        let port = Port::configure(p.device.ethdev_name(), &conf, &res.pool)
+            .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
+        res.ports.push(port);
+    }
+    for (port, p) in res.ports.iter_mut().zip(&cfg.ports) {
+        port.start()
+            .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
+        let link = port.link();
+        log::info!(
+            "port {} ({}, driver {}): ethdev {}, MAC {}, link {} {} Mb/s, {} queue(s)",
+            p.name,
+            p.device,
+            port.driver(),
+            port.id(),
+            port.mac(),
+            if link.up { "up" } else { "down" },
+            link.speed_mbps,
+            port.queues()
+        );
+    }
+
+    let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
+    let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
+    let (event_tx, event_rx): (Sender<WorkerEvent>, Receiver<WorkerEvent>) = bounded(EVENT_QUEUE);
+    let idle = if cfg.workers.idle_backoff {
+        IdlePolicy::Backoff {
+            max: cfg.workers.idle_sleep_max,
+        }
+    } else {
+        IdlePolicy::BusyPoll
+    };
+
+    let mut stats = Vec::with_capacity(workers);
+    let mut command_tx = Vec::with_capacity(workers);
+    let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    for (w, &lcore) in cfg.workers.cores.iter().enumerate() {
+        let ws = Arc::new(WorkerStats::default());
+        let (ctx, crx) = bounded::<WorkerCommand>(COMMAND_QUEUE);
+        let mut rx = Vec::with_capacity(res.ports.len());
+        let mut tx = Vec::with_capacity(res.ports.len());
+        for port in res.ports.iter_mut() {
+            let q = w as u16;
+            rx.push(
+                port.take_rx_queue(q)
+                    .expect("queue per worker was configured"),
+            );
+            tx.push(
+                port.take_tx_queue(q)
+                    .expect("queue per worker was configured"),
+            );
+        }
+        let pipeline = Pipeline::new(
+            w,
+            dataplane.clone(),
+            res.pool.clone(),
+            ws.clone(),
+            event_tx.clone(),
+            usize::from(cfg.workers.burst),
+        );
+        let job = WorkerLoop {
+            pipeline,
+            rx,
+            tx,
+            commands: crx,
+            stop: worker_stop.clone(),
+            burst: usize::from(cfg.workers.burst),
+            idle,
+        };
+        let join = launch_on_lcore(lcore, move || job.run())
+            .map_err(|e| RunError(format!("worker {w}: {e}")))?;
+        joins.push(join);
+        stats.push(ws);
+        command_tx.push(ctx);
+    }
+    drop(event_tx);
+    log::info!(
+        "ready in {} ms: {} port(s), {} worker(s) on lcores {:?}, metrics on http://{}/metrics",
+        started.elapsed().as_millis(),
+        res.ports.len(),
+        workers,
+        cfg.workers.cores,
+        cfg.management.metrics_listen
+    );
+
+    let port_meta = cfg
+        .ports
+        .iter()
+        .zip(&res.ports)
+        .map(|(c, p)| mgmt::metrics::PortMeta {
+            name: c.name.clone(),
+            dpdk_id: p.id(),
+        })
+        .collect();
+    let pool = res.pool.clone();
+    let management = Management::new(
+        &cfg,
+        port_meta,
+        stats,
+        Box::new(move || u64::from(pool.available())),
+        command_tx,
+        event_rx,
+    );
+    let result = management.and_then(|m| m.run(&stop));
+
+    log::info!("stopping workers");
+    worker_stop.store(true, Ordering::SeqCst);
+    for j in joins {
+        let lcore = j.lcore();
+        let code = j.join();
+        if code != 0 {
+            log::error!("worker on lcore {lcore} exited with {code}");
+        }
+    }
+    // Closing the ports returns the mbufs sitting in their RX rings to the pool.
+    res.ports.clear();
+    let in_use = res.pool.in_use();
+    if in_use != 0 {
+        log::warn!("{in_use} mbufs still in use at shutdown");
+    }
+    drop(res);
+    log::info!("stopped cleanly");
+    result.map_err(RunError)
+}

@@ -1,0 +1,109 @@
+//! The immutable configuration snapshot every worker reads: interfaces, own
+//! addresses, routes and static neighbours. Built once by the runtime and shared
+//! through an `Arc`; a new snapshot replaces the old one between bursts.
+
+use crate::config::Config;
+use crate::net::{NextHop, Route, RouteTable};
+use crate::packet::MacAddr;
+use foldhash::fast::FixedState;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// One port as the data plane sees it.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    /// Own addresses with their connected prefixes.
+    pub addrs: Vec<IpNet>,
+    pub mtu: u16,
+}
+
+/// An address ferrovs owns: it answers ARP/ND for it on `port` and ICMP echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr {
+    /// The port whose connected subnet holds the address (where ARP is answered).
+    pub port: usize,
+}
+
+/// The configuration snapshot shared by all workers.
+#[derive(Debug, Clone)]
+pub struct Dataplane {
+    pub ifaces: Vec<Interface>,
+    pub routes: RouteTable,
+    pub static_neighbors: Vec<(IpAddr, MacAddr, usize)>,
+    local: HashMap<IpAddr, LocalAddr, FixedState>,
+}
+
+impl Dataplane {
+    /// Builds the snapshot from a validated config and the ports' MAC addresses
+    /// (index = config port order).
+    pub fn from_config(cfg: &Config, macs: &[MacAddr]) -> Dataplane {
+        let ifaces: Vec<Interface> = cfg
+            .ports
+            .iter()
+            .zip(macs)
+            .map(|(p, mac)| Interface {
+                name: p.name.clone(),
+                mac: *mac,
+                addrs: p.addresses.clone(),
+                mtu: p.mtu,
+            })
+            .collect();
+
+        let connected = ifaces.iter().enumerate().flat_map(|(port, i)| {
+            i.addrs.iter().map(move |a| Route {
+                prefix: a.trunc(),
+                next_hop: NextHop { port, via: None },
+            })
+        });
+        // Validation guarantees every gateway is on a connected subnet.
+        let configured = cfg.routes.iter().filter_map(|r| {
+            Some(Route {
+                prefix: r.prefix,
+                next_hop: NextHop {
+                    port: cfg.port_for_address(r.via)?,
+                    via: Some(r.via),
+                },
+            })
+        });
+        let routes = RouteTable::new(connected.chain(configured));
+
+        let static_neighbors = cfg
+            .neighbors
+            .iter()
+            .filter_map(|n| Some((n.ip, n.mac, cfg.port_for_address(n.ip)?)))
+            .collect();
+
+        let mut local = HashMap::with_hasher(FixedState::default());
+        for (port, i) in ifaces.iter().enumerate() {
+            for a in &i.addrs {
+                local.insert(a.addr(), LocalAddr { port });
+            }
+        }
+        Dataplane {
+            ifaces,
+            routes,
+            static_neighbors,
+            local,
+        }
+    }
+
+    /// Whether `ip` is ours, and where.
+    #[inline]
+    pub fn local(&self, ip: IpAddr) -> Option<LocalAddr> {
+        self.local.get(&ip).copied()
+    }
+
+    /// The own address to use as the source towards `dst` out of `port`: one in the
+    /// same subnet, else the port's first address of the same family.
+    pub fn source_for(&self, port: usize, dst: IpAddr) -> Option<IpAddr> {
+        let addrs = &self.ifaces.get(port)?.addrs;
+        addrs
+            .iter()
+            .find(|a| a.contains(&dst))
+            .or_else(|| addrs.iter().find(|a| a.addr().is_ipv4() == dst.is_ipv4()))
+            .map(IpNet::addr)
+    }
+}

@@ -1,0 +1,129 @@
+//! The poll loop of one worker lcore: receive a burst on every port, run it through
+//! the pipeline, transmit what the pipeline queued, free what it dropped in bulk.
+
+use super::{Pipeline, WorkerCommand};
+use crate::dpdk::{Mbuf, RxQueue, Tsc, TxQueue};
+use crate::stats::DropReason;
+use crossbeam_channel::Receiver;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a worker does when its queues are empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Poll without pause: lowest latency, one full core per worker.
+    BusyPoll,
+    /// After a run of empty polls, sleep with exponential backoff up to `max`, so
+    /// other processes get the core (tests, the demo, small machines).
+    Backoff { max: Duration },
+}
+
+/// Empty polls before an idle worker starts sleeping.
+const IDLE_POLLS_BEFORE_SLEEP: u32 = 256;
+/// First sleep of an idle worker.
+const FIRST_SLEEP: Duration = Duration::from_micros(10);
+/// Housekeeping (neighbour retries, timers) runs at most this often.
+const HOUSEKEEPING_MS: u64 = 10;
+
+/// Everything one worker lcore owns.
+pub struct WorkerLoop {
+    pub pipeline: Pipeline<Arc<crate::dpdk::Mempool>>,
+    /// One RX and one TX queue per port, indexed like the config's ports.
+    pub rx: Vec<RxQueue>,
+    pub tx: Vec<TxQueue>,
+    pub commands: Receiver<WorkerCommand>,
+    pub stop: Arc<AtomicBool>,
+    pub burst: usize,
+    pub idle: IdlePolicy,
+}
+
+impl WorkerLoop {
+    /// Runs until `stop` is set. Returns 0 (the lcore job's exit code).
+    pub fn run(mut self) -> i32 {
+        let clock = Tsc::new();
+        let mut rx_buf: Vec<Mbuf> = Vec::with_capacity(self.burst);
+        let mut last = Tsc::cycles();
+        let mut last_housekeeping = 0u64;
+        let mut idle_polls = 0u32;
+        let mut sleep = FIRST_SLEEP;
+
+        while !self.stop.load(Ordering::Relaxed) {
+            let now_cycles = Tsc::cycles();
+            let now_ms = clock.millis(now_cycles);
+            self.pipeline.set_time(now_ms);
+
+            while let Ok(cmd) = self.commands.try_recv() {
+                self.pipeline.apply(cmd);
+            }
+
+            let mut received = 0;
+            for (port, q) in self.rx.iter_mut().enumerate() {
+                let n = q.rx_burst(&mut rx_buf, self.burst);
+                if n == 0 {
+                    continue;
+                }
+                received += n;
+                for pkt in rx_buf.drain(..) {
+                    self.pipeline.process(pkt, port);
+                }
+            }
+
+            if now_ms.wrapping_sub(last_housekeeping) >= HOUSEKEEPING_MS {
+                last_housekeeping = now_ms;
+                self.pipeline.housekeeping();
+            }
+
+            self.flush();
+
+            let stats = self.pipeline.stats();
+            let spent = now_cycles.wrapping_sub(last);
+            last = now_cycles;
+            stats.total_cycles.add(spent);
+            if received > 0 {
+                stats.busy_cycles.add(spent);
+                idle_polls = 0;
+                sleep = FIRST_SLEEP;
+            } else if let IdlePolicy::Backoff { max } = self.idle {
+                idle_polls = idle_polls.saturating_add(1);
+                if idle_polls >= IDLE_POLLS_BEFORE_SLEEP {
+                    std::thread::sleep(sleep);
+                    sleep = (sleep * 2).min(max);
+                }
+            }
+        }
+        // Give every held mbuf back before the ports and the pool go away.
+        self.pipeline.release_all();
+        self.flush();
+        0
+    }
+
+    /// Transmits the queued packets of every port; what a NIC refuses is counted and
+    /// freed with everything the pipeline dropped, in one bulk call.
+    fn flush(&mut self) {
+        for (port, q) in self.tx.iter_mut().enumerate() {
+            let out = self.pipeline.tx_queue(port);
+            if out.is_empty() {
+                continue;
+            }
+            let queued = out.len();
+            let sent = q.tx_burst(out);
+            let refused = queued - sent;
+            let stats = self.pipeline.stats();
+            stats.tx_packets.add(sent as u64);
+            if refused > 0 {
+                stats.count_drop(DropReason::TxFull, refused as u64);
+                self.pipeline.discard_tx(port);
+            }
+        }
+        Mbuf::free_bulk(self.pipeline.garbage());
+    }
+}
+
+impl super::PacketPool for Arc<crate::dpdk::Mempool> {
+    type Buf = Mbuf;
+
+    fn alloc(&self) -> Option<Mbuf> {
+        Mbuf::alloc(self)
+    }
+}

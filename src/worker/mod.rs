@@ -1,0 +1,45 @@
+//! The worker: the per-packet pipeline (pure Rust, generic over the buffer type) and
+//! the DPDK poll loop that feeds it.
+//!
+//! [`Pipeline::process`] is the one function to read for the flow of a packet.
+
+mod dataplane;
+mod lcore;
+mod pipeline;
+
+pub use dataplane::{Dataplane, Interface, LocalAddr};
+pub use lcore::{IdlePolicy, WorkerLoop};
+pub use pipeline::Pipeline;
+
+use crate::packet::{MacAddr, PacketBuf};
+use std::net::IpAddr;
+
+/// A message from the management core to a worker, read between bursts.
+#[derive(Debug, Clone)]
+pub enum WorkerCommand {
+    /// A neighbour learned by any worker (all workers share one view).
+    Neighbor {
+        ip: IpAddr,
+        mac: MacAddr,
+        port: usize,
+    },
+}
+
+/// A message from a worker to the management core.
+#[derive(Debug, Clone)]
+pub enum WorkerEvent {
+    /// This worker learned or saw a change of a neighbour's MAC.
+    NeighborLearned {
+        ip: IpAddr,
+        mac: MacAddr,
+        port: usize,
+    },
+}
+
+/// Where the pipeline gets fresh buffers for packets it originates (ARP requests,
+/// neighbour solicitations, ICMP errors).
+pub trait PacketPool {
+    type Buf: PacketBuf;
+    /// An empty buffer (length 0), or None when the pool is exhausted.
+    fn alloc(&self) -> Option<Self::Buf>;
+}

@@ -1,0 +1,548 @@
+//! The per-packet pipeline of one worker. Pure Rust over [`PacketBuf`]: the DPDK
+//! loop feeds it received mbufs, unit tests feed it [`crate::packet::VecBuf`]s.
+//!
+//! Every packet ends in exactly one of three places: a port's TX queue, the
+//! neighbour table's hold queue (waiting for ARP/ND), or the garbage list that the
+//! caller frees in bulk (counted under a drop reason unless it was consumed, like an
+//! ARP reply we learned from).
+
+use super::{Dataplane, PacketPool, WorkerCommand, WorkerEvent};
+use crate::net::{Learned, Lookup, NeighLimits, NeighTable};
+use crate::packet::arp::{self, ArpOperation, ArpPacket};
+use crate::packet::icmpv6::{self, NeighborAdvert, NeighborSolicit, ND_FRAME_LEN};
+use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
+use crate::packet::{
+    ethernet, parse_frame, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, Ipv4Packet,
+    Ipv6Packet, MacAddr, PacketBuf,
+};
+use crate::stats::{DropReason, WorkerStats};
+use crossbeam_channel::Sender;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// TTL / hop limit of packets ferrovs originates or answers.
+const REPLY_TTL: u8 = 64;
+/// Minimum Ethernet frame without FCS; shorter frames we build are zero-padded.
+const MIN_FRAME: usize = 60;
+
+/// One worker's packet pipeline.
+pub struct Pipeline<P: PacketPool> {
+    worker: usize,
+    dp: Arc<Dataplane>,
+    pool: P,
+    stats: Arc<WorkerStats>,
+    events: Sender<WorkerEvent>,
+    neigh: NeighTable<P::Buf>,
+    /// Per-port packets to transmit at the end of the loop iteration.
+    tx: Vec<Vec<P::Buf>>,
+    /// Packets to free in bulk at the end of the loop iteration.
+    garbage: Vec<P::Buf>,
+    now_ms: u64,
+}
+
+impl<P: PacketPool> Pipeline<P> {
+    /// A pipeline for worker `worker`. Every queue is allocated here, sized from
+    /// `burst`, so nothing allocates per packet.
+    pub fn new(
+        worker: usize,
+        dp: Arc<Dataplane>,
+        pool: P,
+        stats: Arc<WorkerStats>,
+        events: Sender<WorkerEvent>,
+        burst: usize,
+    ) -> Self {
+        let limits = NeighLimits::default();
+        let ports = dp.ifaces.len();
+        // One burst from every port can go out of one port, plus every held packet
+        // released at once by a neighbour answer.
+        let tx_cap = burst * ports.max(1) + limits.held;
+        let mut neigh = NeighTable::new(limits);
+        for (ip, mac, port) in &dp.static_neighbors {
+            neigh.add_static(*ip, *mac, *port);
+        }
+        Pipeline {
+            worker,
+            dp,
+            pool,
+            stats,
+            events,
+            neigh,
+            tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
+            garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
+            now_ms: 0,
+        }
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
+    }
+
+    /// The clock for this burst, in monotonic milliseconds.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Packets queued for `port`; the caller transmits and leaves what the NIC
+    /// refused for [`Pipeline::discard_tx`].
+    pub fn tx_queue(&mut self, port: usize) -> &mut Vec<P::Buf> {
+        &mut self.tx[port]
+    }
+
+    /// Moves what is left in `port`'s TX queue to the garbage (already counted).
+    pub fn discard_tx(&mut self, port: usize) {
+        let Self { tx, garbage, .. } = self;
+        for pkt in tx[port].drain(..) {
+            if garbage.len() < garbage.capacity() {
+                garbage.push(pkt);
+            }
+        }
+    }
+
+    /// Packets to free; the caller empties it.
+    pub fn garbage(&mut self) -> &mut Vec<P::Buf> {
+        &mut self.garbage
+    }
+
+    /// Applies a command from the management core.
+    pub fn apply(&mut self, cmd: WorkerCommand) {
+        match cmd {
+            WorkerCommand::Neighbor { ip, mac, port } => {
+                self.learn_neighbor(ip, mac, port, true);
+            }
+        }
+    }
+
+    /// Periodic work: neighbour probe retries and give-ups.
+    pub fn housekeeping(&mut self) {
+        let Self {
+            neigh,
+            dp,
+            pool,
+            stats,
+            tx,
+            garbage,
+            now_ms,
+            ..
+        } = self;
+        let mut probes: [Option<(IpAddr, usize)>; 16] = [None; 16];
+        let mut n = 0;
+        neigh.tick(
+            *now_ms,
+            |ip, port| {
+                if n < probes.len() {
+                    probes[n] = Some((ip, port));
+                    n += 1;
+                }
+            },
+            |pkt| {
+                stats.count_drop(DropReason::NeighborUnresolved, 1);
+                if garbage.len() < garbage.capacity() {
+                    garbage.push(pkt);
+                }
+            },
+        );
+        for (ip, port) in probes.iter().flatten() {
+            send_probe(dp, pool, stats, tx, *ip, *port);
+        }
+    }
+
+    /// Gives every held packet back (shutdown).
+    pub fn release_all(&mut self) {
+        let Self {
+            neigh,
+            garbage,
+            stats,
+            ..
+        } = self;
+        neigh.tick(
+            u64::MAX,
+            |_, _| {},
+            |pkt| {
+                stats.count_drop(DropReason::NeighborUnresolved, 1);
+                if garbage.len() < garbage.capacity() {
+                    garbage.push(pkt);
+                }
+            },
+        );
+    }
+
+    /// The flow of one received packet: classify, then answer, forward or drop.
+    pub fn process(&mut self, pkt: P::Buf, port: usize) {
+        self.stats.rx_packets.inc();
+        let info = match parse_frame(pkt.data(), false) {
+            Ok(info) => info,
+            Err(e) => return self.discard(pkt, e.into()),
+        };
+        let dst_mac = MacAddr(
+            pkt.data()[ethernet::field::DST]
+                .try_into()
+                .unwrap_or([0; 6]),
+        );
+        if !dst_mac.is_multicast() && dst_mac != self.dp.ifaces[port].mac {
+            return self.discard(pkt, DropReason::ForeignMac);
+        }
+        match info.l3 {
+            L3Info::Arp => self.arp_input(pkt, port, &info),
+            L3Info::Ip(ip) => self.ip_input(pkt, port, &info, &ip),
+        }
+    }
+
+    fn ip_input(&mut self, pkt: P::Buf, port: usize, info: &FrameInfo, ip: &IpInfo) {
+        let dst = ip.addrs.dst();
+        let for_us = match dst {
+            IpAddr::V6(d) if d.is_multicast() => is_nd(ip),
+            _ => self.dp.local(dst).is_some(),
+        };
+        if !for_us {
+            return self.discard(pkt, DropReason::NotForUs);
+        }
+        if ip.fragment {
+            return self.discard(pkt, DropReason::Fragment);
+        }
+        match ip.l4.map(|l4| l4.header) {
+            Some(L4Header::Icmpv4 {
+                msg_type: IcmpType::ECHO_REQUEST,
+                ..
+            }) => self.echo_reply_v4(pkt, info),
+            Some(L4Header::Icmpv6 {
+                msg_type: Icmpv6Type::ECHO_REQUEST,
+                ..
+            }) => self.echo_reply_v6(pkt, info),
+            Some(L4Header::Icmpv6 {
+                msg_type: Icmpv6Type::NEIGHBOR_SOLICIT,
+                ..
+            }) => self.nd_solicit_input(pkt, port, info),
+            Some(L4Header::Icmpv6 {
+                msg_type: Icmpv6Type::NEIGHBOR_ADVERT,
+                ..
+            }) => self.nd_advert_input(pkt, port, info),
+            _ => self.discard(pkt, DropReason::LocalUnsupported),
+        }
+    }
+
+    /// ARP: learn the sender (RFC 826: update a known entry; add it when the request
+    /// is for us), answer requests for our addresses on this port.
+    fn arp_input(&mut self, mut pkt: P::Buf, port: usize, info: &FrameInfo) {
+        let l3 = usize::from(info.l3_offset);
+        let Ok(arp) = ArpPacket::new_checked(&pkt.data()[l3..]) else {
+            return self.discard(pkt, DropReason::TruncatedArp);
+        };
+        let (op, sha, spa, tpa) = (
+            arp.operation(),
+            arp.sender_hw_addr(),
+            arp.sender_proto_addr(),
+            arp.target_proto_addr(),
+        );
+        let target_is_ours = self
+            .dp
+            .local(IpAddr::V4(tpa))
+            .is_some_and(|l| l.port == port);
+        let sender_on_link = self.dp.ifaces[port]
+            .addrs
+            .iter()
+            .any(|a| a.contains(&IpAddr::V4(spa)));
+        if !spa.is_unspecified() && sender_on_link && self.dp.local(IpAddr::V4(spa)).is_none() {
+            self.learn_neighbor(IpAddr::V4(spa), sha, port, target_is_ours);
+        }
+        if op != ArpOperation::REQUEST {
+            return self.consume(pkt);
+        }
+        if !target_is_ours {
+            return self.discard(pkt, DropReason::ArpNotForUs);
+        }
+        let mac = self.dp.ifaces[port].mac;
+        if arp::reply_in_place(pkt.data_mut(), mac).is_err() {
+            return self.discard(pkt, DropReason::TruncatedArp);
+        }
+        self.queue_tx(port, pkt);
+    }
+
+    /// ICMP echo request to one of our IPv4 addresses: answered in place and routed
+    /// back like any packet we send.
+    fn echo_reply_v4(&mut self, mut pkt: P::Buf, info: &FrameInfo) {
+        pkt.truncate(info.l3_end());
+        let l3 = usize::from(info.l3_offset);
+        let Ok(mut ip) = Ipv4Packet::new_checked(&mut pkt.data_mut()[l3..]) else {
+            return self.discard(pkt, DropReason::TruncatedIpv4);
+        };
+        let Ok(mut icmp) = Icmpv4Packet::new_checked(ip.payload_mut()) else {
+            return self.discard(pkt, DropReason::TruncatedL4);
+        };
+        if !icmp.verify_checksum() || icmp.make_echo_reply().is_err() {
+            return self.discard(pkt, DropReason::BadIcmpChecksum);
+        }
+        ip.swap_addrs();
+        ip.rewrite_ttl(REPLY_TTL);
+        let dst = ip.dst_addr();
+        self.route_out(pkt, IpAddr::V4(dst));
+    }
+
+    /// ICMPv6 echo request to one of our IPv6 addresses.
+    fn echo_reply_v6(&mut self, mut pkt: P::Buf, info: &FrameInfo) {
+        pkt.truncate(info.l3_end());
+        let l3 = usize::from(info.l3_offset);
+        let Ok(mut ip) = Ipv6Packet::new_checked(&mut pkt.data_mut()[l3..]) else {
+            return self.discard(pkt, DropReason::TruncatedIpv6);
+        };
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let Ok(mut icmp) = Icmpv6Packet::new_checked(ip.payload_mut()) else {
+            return self.discard(pkt, DropReason::TruncatedL4);
+        };
+        if !icmp.verify_checksum(src, dst) || icmp.make_echo_reply().is_err() {
+            return self.discard(pkt, DropReason::BadIcmpChecksum);
+        }
+        // Swapping source and destination leaves the pseudo-header sum unchanged.
+        ip.swap_addrs();
+        ip.set_hop_limit(REPLY_TTL);
+        self.route_out(pkt, IpAddr::V6(src));
+    }
+
+    /// Neighbour solicitation: learn the solicitor, answer for our own addresses.
+    fn nd_solicit_input(&mut self, mut pkt: P::Buf, port: usize, info: &FrameInfo) {
+        let l3 = usize::from(info.l3_offset);
+        let ns = match Ipv6Packet::new_checked(&pkt.data()[l3..])
+            .map(|ip| NeighborSolicit::parse(&ip))
+        {
+            Ok(Ok(ns)) => ns,
+            _ => return self.discard(pkt, DropReason::BadNeighborDiscovery),
+        };
+        let requester = MacAddr(
+            pkt.data()[ethernet::field::SRC]
+                .try_into()
+                .unwrap_or([0; 6]),
+        );
+        let target_is_ours = self
+            .dp
+            .local(IpAddr::V6(ns.target))
+            .is_some_and(|l| l.port == port);
+        if let (false, Some(mac)) = (ns.source.is_unspecified(), ns.source_link_addr) {
+            self.learn_neighbor(IpAddr::V6(ns.source), mac, port, target_is_ours);
+        }
+        if !target_is_ours {
+            return self.discard(pkt, DropReason::NdNotForUs);
+        }
+        let mac = self.dp.ifaces[port].mac;
+        if pkt.len() < ND_FRAME_LEN && pkt.append(ND_FRAME_LEN - pkt.len()).is_err() {
+            return self.discard(pkt, DropReason::NoMbuf);
+        }
+        match icmpv6::emit_neighbor_advert(pkt.data_mut(), mac, &ns, requester) {
+            Ok(len) => {
+                pkt.truncate(len);
+                self.queue_tx(port, pkt);
+            }
+            Err(_) => self.discard(pkt, DropReason::BadNeighborDiscovery),
+        }
+    }
+
+    /// Neighbour advertisement: completes or refreshes a resolution.
+    fn nd_advert_input(&mut self, pkt: P::Buf, port: usize, info: &FrameInfo) {
+        let l3 = usize::from(info.l3_offset);
+        let na =
+            match Ipv6Packet::new_checked(&pkt.data()[l3..]).map(|ip| NeighborAdvert::parse(&ip)) {
+                Ok(Ok(na)) => na,
+                _ => return self.discard(pkt, DropReason::BadNeighborDiscovery),
+            };
+        if let Some(mac) = na.target_link_addr {
+            self.learn_neighbor(IpAddr::V6(na.target), mac, port, false);
+        }
+        self.consume(pkt);
+    }
+
+    /// Records a neighbour, releases the packets that waited for it and tells the
+    /// management core (which shares it with the other workers).
+    fn learn_neighbor(&mut self, ip: IpAddr, mac: MacAddr, port: usize, create: bool) {
+        let Self {
+            neigh,
+            dp,
+            tx,
+            stats,
+            garbage,
+            now_ms,
+            ..
+        } = self;
+        let learned = neigh.learn(ip, mac, port, *now_ms, create, |pkt, mac, port| {
+            set_l2(dp, pkt, port, mac, tx, stats, garbage)
+        });
+        if matches!(learned, Learned::New | Learned::Changed) {
+            // A full channel only delays the other workers' learning.
+            let _ = self
+                .events
+                .try_send(WorkerEvent::NeighborLearned { ip, mac, port });
+        }
+    }
+
+    /// Sends an IP packet whose L3 header is final: route, resolve the next hop,
+    /// write the Ethernet header, queue. A miss holds the packet while ARP/ND runs.
+    fn route_out(&mut self, pkt: P::Buf, dst: IpAddr) {
+        let Some(hop) = self.dp.routes.lookup(dst) else {
+            return self.discard(pkt, DropReason::NoRoute);
+        };
+        let next = hop.neighbor(dst);
+        match self.neigh.lookup(next, hop.port, self.now_ms) {
+            Lookup::Known { mac, probe } => {
+                if probe {
+                    self.probe(next, hop.port);
+                }
+                let Self {
+                    dp,
+                    tx,
+                    stats,
+                    garbage,
+                    ..
+                } = self;
+                set_l2(dp, pkt, hop.port, mac, tx, stats, garbage);
+            }
+            Lookup::Resolving { probe } => {
+                if probe {
+                    self.probe(next, hop.port);
+                }
+                if let Err(pkt) = self.neigh.hold(next, pkt, self.now_ms) {
+                    self.discard(pkt, DropReason::NeighborQueueFull);
+                }
+            }
+            Lookup::Busy => self.discard(pkt, DropReason::NeighborBusy),
+        }
+    }
+
+    fn probe(&mut self, ip: IpAddr, port: usize) {
+        let Self {
+            dp,
+            pool,
+            stats,
+            tx,
+            ..
+        } = self;
+        send_probe(dp, pool, stats, tx, ip, port);
+    }
+
+    fn queue_tx(&mut self, port: usize, pkt: P::Buf) {
+        let q = &mut self.tx[port];
+        if q.len() < q.capacity() {
+            q.push(pkt);
+        } else {
+            self.discard(pkt, DropReason::TxFull);
+        }
+    }
+
+    /// Drops `pkt`, counted under `reason`.
+    #[inline]
+    fn discard(&mut self, pkt: P::Buf, reason: DropReason) {
+        self.stats.count_drop(reason, 1);
+        self.consume(pkt);
+    }
+
+    /// Frees `pkt` without counting a drop (a packet the control plane used up).
+    #[inline]
+    fn consume(&mut self, pkt: P::Buf) {
+        if self.garbage.len() < self.garbage.capacity() {
+            self.garbage.push(pkt);
+        }
+        // else: dropped here, freed individually (never reached with the sizing above)
+    }
+}
+
+/// Whether an IPv6 packet to a multicast group is neighbour discovery.
+fn is_nd(ip: &IpInfo) -> bool {
+    matches!(
+        ip.l4.map(|l4| l4.header),
+        Some(L4Header::Icmpv6 {
+            msg_type: Icmpv6Type::NEIGHBOR_SOLICIT | Icmpv6Type::NEIGHBOR_ADVERT,
+            ..
+        })
+    )
+}
+
+/// Writes the Ethernet addresses for `port` and queues the packet there.
+fn set_l2<B: PacketBuf>(
+    dp: &Dataplane,
+    mut pkt: B,
+    port: usize,
+    dst_mac: MacAddr,
+    tx: &mut [Vec<B>],
+    stats: &WorkerStats,
+    garbage: &mut Vec<B>,
+) {
+    let data = pkt.data_mut();
+    data[ethernet::field::DST].copy_from_slice(&dst_mac.0);
+    data[ethernet::field::SRC].copy_from_slice(&dp.ifaces[port].mac.0);
+    let q = &mut tx[port];
+    if q.len() < q.capacity() {
+        q.push(pkt);
+    } else {
+        stats.count_drop(DropReason::TxFull, 1);
+        if garbage.len() < garbage.capacity() {
+            garbage.push(pkt);
+        }
+    }
+}
+
+/// Builds an ARP request (IPv4) or neighbour solicitation (IPv6) for `ip` out of
+/// `port` and queues it.
+fn send_probe<P: PacketPool>(
+    dp: &Dataplane,
+    pool: &P,
+    stats: &WorkerStats,
+    tx: &mut [Vec<P::Buf>],
+    ip: IpAddr,
+    port: usize,
+) {
+    let Some(src) = dp.source_for(port, ip) else {
+        stats.count_drop(DropReason::NoSourceAddress, 1);
+        return;
+    };
+    let Some(mut pkt) = pool.alloc() else {
+        stats.count_drop(DropReason::NoMbuf, 1);
+        return;
+    };
+    let mac = dp.ifaces[port].mac;
+    let built = match (src, ip) {
+        (IpAddr::V4(src), IpAddr::V4(target)) => build_arp_request(&mut pkt, mac, src, target),
+        (IpAddr::V6(src), IpAddr::V6(target)) => build_nd_solicit(&mut pkt, mac, src, target),
+        _ => false,
+    };
+    let q = &mut tx[port];
+    if built && q.len() < q.capacity() {
+        q.push(pkt);
+    } else {
+        stats.count_drop(DropReason::TxFull, 1);
+    }
+}
+
+fn build_arp_request<B: PacketBuf>(
+    pkt: &mut B,
+    mac: MacAddr,
+    src: Ipv4Addr,
+    target: Ipv4Addr,
+) -> bool {
+    if pkt.append(MIN_FRAME).is_err() {
+        return false;
+    }
+    let data = pkt.data_mut();
+    data.fill(0);
+    arp::emit_request(data, mac, src, target).is_ok()
+}
+
+fn build_nd_solicit<B: PacketBuf>(
+    pkt: &mut B,
+    mac: MacAddr,
+    src: Ipv6Addr,
+    target: Ipv6Addr,
+) -> bool {
+    if pkt.append(ND_FRAME_LEN).is_err() {
+        return false;
+    }
+    match icmpv6::emit_neighbor_solicit(pkt.data_mut(), mac, src, target) {
+        Ok(len) => {
+            pkt.truncate(len);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

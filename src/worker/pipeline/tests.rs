@@ -1,0 +1,449 @@
+//! Pipeline tests over plain buffers: what goes in, what comes out, what is counted.
+
+use super::*;
+use crate::config::{self, HostFacts};
+use crate::packet::craft::{self, L2};
+use crate::packet::parse::L3Info;
+use crate::packet::{TcpFlags, VecBuf};
+use crossbeam_channel::{bounded, Receiver};
+
+const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+const LAN_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
+const GW_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
+
+const CONFIG: &str = r#"
+eal: { cores: [0, 1], hugepages: false }
+ports:
+  - { name: wan, device: "net_null0", addresses: ["198.18.0.1/24", "2001:2::1/64"] }
+  - { name: lan, device: "net_null1", addresses: ["198.19.0.1/24"] }
+workers: { cores: [1] }
+routes:
+  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
+neighbors:
+  - { ip: "198.19.0.50", mac: "02:00:00:00:00:50" }
+"#;
+
+struct TestPool;
+
+impl PacketPool for TestPool {
+    type Buf = VecBuf;
+    fn alloc(&self) -> Option<VecBuf> {
+        Some(VecBuf::from_frame(&[]))
+    }
+}
+
+struct Harness {
+    p: Pipeline<TestPool>,
+    events: Receiver<WorkerEvent>,
+    stats: Arc<WorkerStats>,
+}
+
+fn harness() -> Harness {
+    let cfg = config::parse(CONFIG, "test.yaml", &HostFacts::default()).expect("valid config");
+    let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
+    let stats = Arc::new(WorkerStats::default());
+    let (tx, rx) = bounded(64);
+    Harness {
+        p: Pipeline::new(0, dp, TestPool, stats.clone(), tx, 32),
+        events: rx,
+        stats,
+    }
+}
+
+impl Harness {
+    fn rx(&mut self, frame: Vec<u8>, port: usize) {
+        self.p.process(VecBuf::from_frame(&frame), port);
+    }
+
+    fn take_tx(&mut self, port: usize) -> Vec<VecBuf> {
+        self.p.tx_queue(port).drain(..).collect()
+    }
+
+    fn dropped(&self, r: DropReason) -> u64 {
+        self.stats.dropped(r)
+    }
+}
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn l2_to_us(src: MacAddr) -> L2 {
+    L2 { src, dst: OUR_MAC }
+}
+
+#[test]
+fn answers_arp_for_own_address_and_learns_the_sender() {
+    let mut h = harness();
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.18.0.1")),
+        0,
+    );
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let arp = ArpPacket::new_checked(&out[0].data()[14..]).unwrap();
+    assert_eq!(arp.operation(), ArpOperation::REPLY);
+    assert_eq!(arp.sender_hw_addr(), OUR_MAC);
+    assert_eq!(arp.sender_proto_addr(), ip4("198.18.0.1"));
+    assert_eq!(arp.target_hw_addr(), CLIENT_MAC);
+    assert_eq!(arp.target_proto_addr(), ip4("198.18.0.10"));
+    assert_eq!(&out[0].data()[0..6], &CLIENT_MAC.0);
+    assert_eq!(&out[0].data()[6..12], &OUR_MAC.0);
+    match h.events.try_recv().unwrap() {
+        WorkerEvent::NeighborLearned { ip, mac, port } => {
+            assert_eq!(
+                (ip, mac, port),
+                (IpAddr::V4(ip4("198.18.0.10")), CLIENT_MAC, 0)
+            );
+        }
+    }
+    assert_eq!(h.stats.dropped_total(), 0);
+}
+
+#[test]
+fn ignores_arp_for_foreign_addresses_and_the_wrong_port() {
+    let mut h = harness();
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.18.0.77")),
+        0,
+    );
+    // 198.19.0.1 is ours, but on the lan port: not answered on wan
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.19.0.1")),
+        0,
+    );
+    assert!(h.take_tx(0).is_empty());
+    assert_eq!(h.dropped(DropReason::ArpNotForUs), 2);
+    // not learned: the requests were not for us (RFC 826 adds only when targeted)
+    assert!(h.events.try_recv().is_err());
+}
+
+#[test]
+fn answers_ping_through_the_neighbour_table() {
+    let mut h = harness();
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.18.0.1")),
+        0,
+    );
+    h.take_tx(0);
+    let l2 = l2_to_us(CLIENT_MAC);
+    h.rx(
+        craft::echo_request(
+            l2,
+            "198.18.0.10".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
+            7,
+            1,
+            b"hello",
+        ),
+        0,
+    );
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let frame = out[0].data();
+    assert_eq!(&frame[0..6], &CLIENT_MAC.0);
+    let info = parse_frame(frame, false).unwrap();
+    let L3Info::Ip(ip) = info.l3 else {
+        panic!("not IP")
+    };
+    assert_eq!(ip.addrs.src(), "198.18.0.1".parse::<IpAddr>().unwrap());
+    assert_eq!(ip.addrs.dst(), "198.18.0.10".parse::<IpAddr>().unwrap());
+    assert_eq!(ip.ttl, 64);
+    let v4 = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+    assert!(v4.verify_checksum());
+    let icmp = Icmpv4Packet::new_checked(v4.payload()).unwrap();
+    assert_eq!(icmp.msg_type(), IcmpType::ECHO_REPLY);
+    assert!(icmp.verify_checksum());
+    assert_eq!((icmp.echo_ident(), icmp.echo_seq_no()), (7, 1));
+    assert_eq!(&icmp.data()[..5], b"hello");
+}
+
+#[test]
+fn holds_replies_until_arp_resolves_them() {
+    let mut h = harness();
+    // ping from an off-link host: the reply goes to the default gateway, unknown yet
+    let l2 = l2_to_us(GW_MAC);
+    h.rx(
+        craft::echo_request(
+            l2,
+            "203.0.113.9".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
+            1,
+            1,
+            b"",
+        ),
+        0,
+    );
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1, "an ARP request for the gateway");
+    let arp = ArpPacket::new_checked(&out[0].data()[14..]).unwrap();
+    assert_eq!(arp.operation(), ArpOperation::REQUEST);
+    assert_eq!(arp.target_proto_addr(), ip4("198.18.0.254"));
+    assert_eq!(arp.sender_proto_addr(), ip4("198.18.0.1"));
+    assert_eq!(out[0].len(), 60);
+
+    h.rx(
+        craft::arp_reply(GW_MAC, ip4("198.18.0.254"), OUR_MAC, ip4("198.18.0.1")),
+        0,
+    );
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1, "the held echo reply");
+    assert_eq!(&out[0].data()[0..6], &GW_MAC.0);
+    assert_eq!(h.stats.dropped_total(), 0);
+}
+
+#[test]
+fn gives_up_on_silent_neighbours_and_counts_the_loss() {
+    let mut h = harness();
+    h.p.set_time(0);
+    let l2 = l2_to_us(GW_MAC);
+    for seq in 0..3 {
+        h.rx(
+            craft::echo_request(
+                l2,
+                "203.0.113.9".parse().unwrap(),
+                "198.18.0.1".parse().unwrap(),
+                1,
+                seq,
+                b"",
+            ),
+            0,
+        );
+    }
+    let mut probes = h.take_tx(0).len();
+    assert_eq!(probes, 1, "one probe however many packets wait");
+    for t in (100..=3500).step_by(100) {
+        h.p.set_time(t);
+        h.p.housekeeping();
+        probes += h.take_tx(0).len();
+    }
+    assert_eq!(probes, 3);
+    assert_eq!(h.dropped(DropReason::NeighborUnresolved), 3);
+    assert_eq!(h.p.garbage().len(), 3);
+}
+
+#[test]
+fn static_neighbours_need_no_resolution() {
+    let mut h = harness();
+    let l2 = L2 {
+        src: MacAddr([2, 0, 0, 0, 0, 0x50]),
+        dst: LAN_MAC,
+    };
+    h.rx(
+        craft::echo_request(
+            l2,
+            "198.19.0.50".parse().unwrap(),
+            "198.19.0.1".parse().unwrap(),
+            1,
+            1,
+            b"",
+        ),
+        1,
+    );
+    let out = h.take_tx(1);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &[2, 0, 0, 0, 0, 0x50]);
+}
+
+#[test]
+fn malformed_frames_are_counted_by_reason() {
+    let mut h = harness();
+    let good = craft::echo_request(
+        l2_to_us(CLIENT_MAC),
+        "198.18.0.10".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+        1,
+        1,
+        b"",
+    );
+
+    h.rx(vec![0u8; 10], 0);
+    assert_eq!(h.dropped(DropReason::Runt), 1);
+
+    let mut bad_sum = good.clone();
+    bad_sum[14 + 10] ^= 0xff;
+    h.rx(bad_sum, 0);
+    assert_eq!(h.dropped(DropReason::BadIpv4Checksum), 1);
+
+    let mut bad_ihl = good.clone();
+    bad_ihl[14] = 0x44;
+    h.rx(bad_ihl, 0);
+    assert_eq!(h.dropped(DropReason::BadIhl), 1);
+
+    let mut version = good.clone();
+    version[14] = 0x65;
+    h.rx(version, 0);
+    assert_eq!(h.dropped(DropReason::IpVersionMismatch), 1);
+
+    let mut long = good.clone();
+    long[14 + 2..14 + 4].copy_from_slice(&1500u16.to_be_bytes());
+    h.rx(long, 0);
+    assert_eq!(h.dropped(DropReason::BadTotalLength), 1);
+
+    let mut unknown = good.clone();
+    unknown[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+    h.rx(unknown, 0);
+    assert_eq!(h.dropped(DropReason::UnknownEthertype), 1);
+
+    let mut vlan = good.clone();
+    vlan.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    h.rx(vlan, 0);
+    assert_eq!(h.dropped(DropReason::VlanNotConfigured), 1);
+
+    h.rx(good[..14 + 12].to_vec(), 0);
+    assert_eq!(h.dropped(DropReason::TruncatedIpv4), 1);
+
+    let mut foreign = good.clone();
+    foreign[0..6].copy_from_slice(&[2, 9, 9, 9, 9, 9]);
+    h.rx(foreign, 0);
+    assert_eq!(h.dropped(DropReason::ForeignMac), 1);
+
+    let mut bad_icmp = good.clone();
+    bad_icmp[14 + 20 + 2] ^= 0x55;
+    h.rx(bad_icmp, 0);
+    assert_eq!(h.dropped(DropReason::BadIcmpChecksum), 1);
+
+    assert!(h.take_tx(0).is_empty());
+    assert_eq!(h.stats.dropped_total(), 10);
+    assert_eq!(h.p.garbage().len(), 10);
+    // and the pipeline still answers
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.18.0.1")),
+        0,
+    );
+    h.rx(good, 0);
+    assert_eq!(h.take_tx(0).len(), 2);
+}
+
+#[test]
+fn traffic_not_for_us_is_dropped() {
+    let mut h = harness();
+    let l2 = l2_to_us(CLIENT_MAC);
+    let to_other = craft::udp(
+        l2,
+        "198.18.0.10:5000".parse().unwrap(),
+        "198.18.0.99:53".parse().unwrap(),
+        b"q",
+    );
+    h.rx(to_other, 0);
+    assert_eq!(h.dropped(DropReason::NotForUs), 1);
+    let tcp_to_us = craft::tcp(
+        l2,
+        "198.18.0.10:5000".parse().unwrap(),
+        "198.18.0.1:22".parse().unwrap(),
+        TcpFlags::SYN,
+        1,
+        0,
+        b"",
+    );
+    h.rx(tcp_to_us, 0);
+    assert_eq!(h.dropped(DropReason::LocalUnsupported), 1);
+    let mut frag = craft::echo_request(
+        l2,
+        "198.18.0.10".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+        1,
+        1,
+        b"",
+    );
+    frag[14 + 6] = 0x20; // MF
+    let mut ip = Ipv4Packet::new_checked(&mut frag[14..]).unwrap();
+    ip.fill_checksum();
+    h.rx(frag, 0);
+    assert_eq!(h.dropped(DropReason::Fragment), 1);
+}
+
+#[test]
+fn answers_neighbour_solicitation_and_ipv6_ping() {
+    let mut h = harness();
+    let client: Ipv6Addr = "2001:2::10".parse().unwrap();
+    let ours: Ipv6Addr = "2001:2::1".parse().unwrap();
+    h.rx(craft::neighbor_solicit(CLIENT_MAC, client, ours), 0);
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv6Packet::new_checked(&out[0].data()[14..]).unwrap();
+    let na = NeighborAdvert::parse(&ip).unwrap();
+    assert_eq!(na.target, ours);
+    assert_eq!(na.target_link_addr, Some(OUR_MAC));
+    assert_eq!(&out[0].data()[0..6], &CLIENT_MAC.0);
+
+    h.rx(
+        craft::echo_request(
+            l2_to_us(CLIENT_MAC),
+            IpAddr::V6(client),
+            IpAddr::V6(ours),
+            3,
+            4,
+            b"v6",
+        ),
+        0,
+    );
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1);
+    let ip = Ipv6Packet::new_checked(&out[0].data()[14..]).unwrap();
+    assert_eq!((ip.src_addr(), ip.dst_addr()), (ours, client));
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!(icmp.msg_type(), Icmpv6Type::ECHO_REPLY);
+    assert!(icmp.verify_checksum(ours, client));
+
+    // a solicitation for someone else is ignored and counted
+    h.rx(
+        craft::neighbor_solicit(CLIENT_MAC, client, "2001:2::99".parse().unwrap()),
+        0,
+    );
+    assert!(h.take_tx(0).is_empty());
+    assert_eq!(h.dropped(DropReason::NdNotForUs), 1);
+}
+
+#[test]
+fn neighbours_from_other_workers_release_held_packets() {
+    let mut h = harness();
+    let l2 = l2_to_us(GW_MAC);
+    h.rx(
+        craft::echo_request(
+            l2,
+            "203.0.113.9".parse().unwrap(),
+            "198.18.0.1".parse().unwrap(),
+            1,
+            1,
+            b"",
+        ),
+        0,
+    );
+    assert_eq!(h.take_tx(0).len(), 1); // the probe
+    h.p.apply(WorkerCommand::Neighbor {
+        ip: "198.18.0.254".parse().unwrap(),
+        mac: GW_MAC,
+        port: 0,
+    });
+    let out = h.take_tx(0);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0].data()[0..6], &GW_MAC.0);
+}
+
+#[test]
+fn tx_queue_overflow_is_counted_not_grown() {
+    let mut h = harness();
+    h.rx(
+        craft::arp_request(CLIENT_MAC, ip4("198.18.0.10"), ip4("198.18.0.1")),
+        0,
+    );
+    h.take_tx(0);
+    let cap = h.p.tx_queue(0).capacity();
+    let l2 = l2_to_us(CLIENT_MAC);
+    let ping = craft::echo_request(
+        l2,
+        "198.18.0.10".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+        1,
+        1,
+        b"",
+    );
+    for _ in 0..cap + 5 {
+        h.rx(ping.clone(), 0);
+    }
+    assert_eq!(h.p.tx_queue(0).len(), cap);
+    assert_eq!(h.p.tx_queue(0).capacity(), cap);
+    assert_eq!(h.dropped(DropReason::TxFull), 5);
+}

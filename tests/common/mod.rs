@@ -1,0 +1,351 @@
+//! End-to-end harness: network namespaces joined by veth pairs, a real ferrovs child
+//! process attached to its veth ends with `net_af_packet`, and real Linux peers.
+//!
+//! Everything a test creates is registered in its [`Lab`] and removed on drop, also
+//! when the test panics. Tests need root and DPDK; they are `#[ignore]`d so plain
+//! `cargo test` stays unprivileged, and the README's test command runs them one at a
+//! time (`--ignored --test-threads=1`): a worker takes a core and the machine may have
+//! only two.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The ferrovs binary cargo built for this test run.
+pub const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
+
+/// Runs `cmd` and returns its output, panicking with the output when it fails.
+pub fn sh(cmd: &[&str]) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed: {}\nstdout: {}\nstderr: {}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs `cmd` and returns its output, whatever the exit status.
+pub fn run(cmd: &[&str]) -> Output {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd[0]))
+}
+
+/// Polls `f` every 50 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A test topology. Names carry the process id, so leftovers of a crashed run never
+/// collide with a new one.
+pub struct Lab {
+    pub tag: String,
+    namespaces: Vec<String>,
+    children: Vec<(String, Child)>,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    /// A new lab; `tag` is a short test name (a few letters).
+    pub fn new(tag: &str) -> Lab {
+        assert!(
+            run(&["id", "-u"]).stdout.starts_with(b"0"),
+            "end-to-end tests need root (network namespaces, DPDK)"
+        );
+        let tag = format!("fv{}{}", std::process::id() % 100_000, tag);
+        let dir = std::env::temp_dir().join(format!("ferrovs-e2e-{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Lab {
+            tag,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Creates namespace `role` (full name returned) with loopback up.
+    pub fn ns(&mut self, role: &str) -> String {
+        let name = format!("{}-{role}", self.tag);
+        sh(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Joins two namespaces with a veth pair, checksum offload off on both ends (veth
+    /// would otherwise hand ferrovs packets with unfinished checksums), IPv6 off
+    /// unless an IPv6 address is given, links up. Addresses are "a.b.c.d/len".
+    pub fn link(&self, ns_a: &str, if_a: &str, addr_a: &[&str], ns_b: &str, if_b: &str, addr_b: &[&str]) {
+        sh(&[
+            "ip", "link", "add", "name", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
+            "netns", ns_b,
+        ]);
+        for (ns, ifname, addrs) in [(ns_a, if_a, addr_a), (ns_b, if_b, addr_b)] {
+            self.configure_if(ns, ifname, addrs);
+        }
+    }
+
+    /// Offloads off, IPv6 only when asked, addresses, up.
+    pub fn configure_if(&self, ns: &str, ifname: &str, addrs: &[&str]) {
+        self.exec_ok(ns, &["ethtool", "-K", ifname, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+        let v6 = addrs.iter().any(|a| a.contains(':'));
+        self.exec_ok(
+            ns,
+            &["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.disable_ipv6={}", u8::from(!v6))],
+        );
+        for a in addrs {
+            let mut cmd = vec!["ip", "addr", "add", a, "dev", ifname];
+            if a.contains(':') {
+                cmd.push("nodad");
+            }
+            self.exec_ok(ns, &cmd);
+        }
+        self.exec_ok(ns, &["ip", "link", "set", ifname, "up"]);
+    }
+
+    /// Runs `cmd` inside `ns`.
+    pub fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// Runs `cmd` inside `ns` and panics if it fails.
+    pub fn exec_ok(&self, ns: &str, cmd: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(cmd);
+        sh(&full)
+    }
+
+    /// Starts `cmd` in `ns` in the background; killed when the lab is dropped. Output
+    /// goes to `<dir>/<name>.log`.
+    pub fn spawn(&mut self, name: &str, ns: &str, cmd: &[&str]) -> u32 {
+        let log = fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", cmd.join(" ")));
+        let pid = child.id();
+        self.children.push((name.to_string(), child));
+        pid
+    }
+
+    /// Stops a background process started with [`Lab::spawn`] (SIGKILL).
+    pub fn kill(&mut self, name: &str) {
+        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(pos);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Writes `text` to `<dir>/<file>` and returns the path.
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(file);
+        fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Starts an HTTP real server (nginx) in `ns` listening on `addr:port` that
+    /// answers every request with `body` and a newline.
+    pub fn http_server(&mut self, name: &str, ns: &str, addr: &str, port: u16, body: &str) {
+        let root = self.dir.join(name);
+        fs::create_dir_all(&root).unwrap();
+        let listen = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log stderr warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {root};\n  proxy_temp_path {root};\n\
+               fastcgi_temp_path {root};\n  uwsgi_temp_path {root};\n  scgi_temp_path {root};\n\
+               keepalive_requests 1000000;\n\
+               server {{\n    listen {listen} reuseport;\n\
+                 location / {{ default_type text/plain; return 200 \"{body}\\n\"; }}\n  }}\n}}\n",
+            root = root.display(),
+        );
+        let path = root.join("nginx.conf");
+        fs::write(&path, conf).unwrap();
+        self.spawn(name, ns, &["nginx", "-c", path.to_str().unwrap()]);
+        let target = listen.clone();
+        let up = wait_for(Duration::from_secs(10), || {
+            let out = self.exec(ns, &["ss", "-Hltn", &format!("sport = :{port}")]);
+            (!out.stdout.is_empty()).then_some(())
+        });
+        assert!(up.is_some(), "nginx {name} did not listen on {target}");
+    }
+
+    /// Starts ferrovs in `ns` with `config` (YAML text) and waits until it is ready.
+    pub fn ferrovs(&mut self, ns: &str, config: &str) -> Ferrovs {
+        let path = self.write("ferrovs.yaml", config);
+        Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (_, child) in self.children.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            // Processes started with `ip netns exec` outside `spawn` (none should be
+            // left) are killed with the namespace's pids.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            // Deleting a namespace deletes the veth ends in it, and so their peers.
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A running ferrovs process.
+pub struct Ferrovs {
+    child: Option<Child>,
+    pub ns: String,
+    pub log: PathBuf,
+    pub metrics_addr: String,
+    pub started: Instant,
+    pub ready_after: Duration,
+}
+
+impl Ferrovs {
+    fn start(ns: &str, config: &Path, log: &Path) -> Ferrovs {
+        let text = fs::read_to_string(config).unwrap();
+        let metrics_addr = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("metrics_listen:"))
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .unwrap_or_else(|| "127.0.0.1:9800".into());
+        let logfile = fs::File::create(log).unwrap();
+        let started = Instant::now();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, FERROVS, "run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
+            .stderr(logfile)
+            .spawn()
+            .expect("start ferrovs");
+        let mut f = Ferrovs {
+            child: Some(child),
+            ns: ns.to_string(),
+            log: log.to_path_buf(),
+            metrics_addr,
+            started,
+            ready_after: Duration::ZERO,
+        };
+        let ready = wait_for(Duration::from_secs(30), || {
+            if let Some(status) = f.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("ferrovs exited during start-up ({status}):\n{}", f.log_text());
+            }
+            f.log_text().contains(" ready in ").then_some(())
+        });
+        assert!(ready.is_some(), "ferrovs not ready after 30 s:\n{}", f.log_text());
+        f.ready_after = started.elapsed();
+        f
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut file) = fs::File::open(&self.log) {
+            let _ = file.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The /metrics text, fetched with curl inside ferrovs's namespace.
+    pub fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let out = run(&["ip", "netns", "exec", &self.ns, "curl", "-sf", "--max-time", "5", &url]);
+        assert!(out.status.success(), "GET {url} failed:\n{}", self.log_text());
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The value of one sample, e.g. `metric("ferrovs_worker_rx_packets_total{worker=\"0\"}")`,
+    /// or the sum over all label sets when `series` has no labels.
+    pub fn metric(&self, series: &str) -> f64 {
+        sample(&self.metrics(), series)
+    }
+
+    /// Sends SIGTERM and waits up to 20 s for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate().expect("ferrovs did not exit within 20 s of SIGTERM")
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        // `ip netns exec` execs the program, so the child pid is ferrovs itself.
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let status = wait_for(Duration::from_secs(20), || child.try_wait().unwrap());
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Ferrovs {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
+
+/// One sample (or the sum over every series of a metric name when `series` has no
+/// `{`) from Prometheus text.
+pub fn sample(text: &str, series: &str) -> f64 {
+    let mut total = 0.0;
+    let mut found = false;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let matches = if series.contains('{') {
+            name == series
+        } else {
+            name == series || name.starts_with(&format!("{series}{{"))
+        };
+        if matches {
+            found = true;
+            total += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    assert!(found, "no sample {series} in metrics:\n{text}");
+    total
+}
+
+/// Lines of `text` that contain `needle`, for assertion messages.
+pub fn grep(text: &str, needle: &str) -> String {
+    BufReader::new(text.as_bytes())
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
