@@ -21,13 +21,18 @@ pub const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
 /// Runs `cmd` and returns its output, panicking with the output when it fails.
 pub fn sh(cmd: &[&str]) -> Output {
     let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "command failed: {}\nstdout: {}\nstderr: {}",
-        cmd.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        let mut line = cmd.join(" ");
+        if line.len() > 300 {
+            line.truncate(300);
+            line.push_str(" ...");
+        }
+        panic!(
+            "command failed: {line}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     out
 }
 
@@ -93,7 +98,15 @@ impl Lab {
     /// Joins two namespaces with a veth pair, checksum offload off on both ends (veth
     /// would otherwise hand ferrovs packets with unfinished checksums), IPv6 off
     /// unless an IPv6 address is given, links up. Addresses are "a.b.c.d/len".
-    pub fn link(&self, ns_a: &str, if_a: &str, addr_a: &[&str], ns_b: &str, if_b: &str, addr_b: &[&str]) {
+    pub fn link(
+        &self,
+        ns_a: &str,
+        if_a: &str,
+        addr_a: &[&str],
+        ns_b: &str,
+        if_b: &str,
+        addr_b: &[&str],
+    ) {
         sh(&[
             "ip", "link", "add", "name", if_a, "netns", ns_a, "type", "veth", "peer", "name", if_b,
             "netns", ns_b,
@@ -105,11 +118,21 @@ impl Lab {
 
     /// Offloads off, IPv6 only when asked, addresses, up.
     pub fn configure_if(&self, ns: &str, ifname: &str, addrs: &[&str]) {
-        self.exec_ok(ns, &["ethtool", "-K", ifname, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+        self.exec_ok(
+            ns,
+            &[
+                "ethtool", "-K", ifname, "tx", "off", "rx", "off", "tso", "off", "gso", "off",
+                "gro", "off",
+            ],
+        );
         let v6 = addrs.iter().any(|a| a.contains(':'));
         self.exec_ok(
             ns,
-            &["sysctl", "-qw", &format!("net.ipv6.conf.{ifname}.disable_ipv6={}", u8::from(!v6))],
+            &[
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{ifname}.disable_ipv6={}", u8::from(!v6)),
+            ],
         );
         for a in addrs {
             let mut cmd = vec!["ip", "addr", "add", a, "dev", ifname];
@@ -173,7 +196,11 @@ impl Lab {
     pub fn http_server(&mut self, name: &str, ns: &str, addr: &str, port: u16, body: &str) {
         let root = self.dir.join(name);
         fs::create_dir_all(&root).unwrap();
-        let listen = if addr.contains(':') { format!("[{addr}]:{port}") } else { format!("{addr}:{port}") };
+        let listen = if addr.contains(':') {
+            format!("[{addr}]:{port}")
+        } else {
+            format!("{addr}:{port}")
+        };
         let conf = format!(
             "daemon off;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log stderr warn;\n\
              events {{ worker_connections 4096; }}\n\
@@ -264,11 +291,18 @@ impl Ferrovs {
         };
         let ready = wait_for(Duration::from_secs(30), || {
             if let Some(status) = f.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("ferrovs exited during start-up ({status}):\n{}", f.log_text());
+                panic!(
+                    "ferrovs exited during start-up ({status}):\n{}",
+                    f.log_text()
+                );
             }
             f.log_text().contains(" ready in ").then_some(())
         });
-        assert!(ready.is_some(), "ferrovs not ready after 30 s:\n{}", f.log_text());
+        assert!(
+            ready.is_some(),
+            "ferrovs not ready after 30 s:\n{}",
+            f.log_text()
+        );
         f.ready_after = started.elapsed();
         f
     }
@@ -284,8 +318,22 @@ impl Ferrovs {
     /// The /metrics text, fetched with curl inside ferrovs's namespace.
     pub fn metrics(&self) -> String {
         let url = format!("http://{}/metrics", self.metrics_addr);
-        let out = run(&["ip", "netns", "exec", &self.ns, "curl", "-sf", "--max-time", "5", &url]);
-        assert!(out.status.success(), "GET {url} failed:\n{}", self.log_text());
+        let out = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.ns,
+            "curl",
+            "-sf",
+            "--max-time",
+            "5",
+            &url,
+        ]);
+        assert!(
+            out.status.success(),
+            "GET {url} failed:\n{}",
+            self.log_text()
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -297,13 +345,16 @@ impl Ferrovs {
 
     /// Sends SIGTERM and waits up to 20 s for the exit status.
     pub fn stop(mut self) -> ExitStatus {
-        self.terminate().expect("ferrovs did not exit within 20 s of SIGTERM")
+        self.terminate()
+            .expect("ferrovs did not exit within 20 s of SIGTERM")
     }
 
     fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         // `ip netns exec` execs the program, so the child pid is ferrovs itself.
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let status = wait_for(Duration::from_secs(20), || child.try_wait().unwrap());
         if status.is_none() {
             let _ = child.kill();
@@ -325,7 +376,9 @@ pub fn sample(text: &str, series: &str) -> f64 {
     let mut total = 0.0;
     let mut found = false;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let matches = if series.contains('{') {
             name == series
         } else {
@@ -348,4 +401,56 @@ pub fn grep(text: &str, needle: &str) -> String {
         .filter(|l| l.contains(needle))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+impl Lab {
+    /// Sends raw Ethernet frames out of `ifname` in `ns` (AF_PACKET via Debian's
+    /// python3, standard library only).
+    /// Frames shorter than an Ethernet header cannot be sent this way (the kernel
+    /// refuses them), so runts are covered by unit tests only.
+    pub fn inject(&self, ns: &str, ifname: &str, frames: &[Vec<u8>]) {
+        let hex: Vec<String> = frames
+            .iter()
+            .map(|f| f.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        let list = self.write("frames.hex", &hex.join("\n"));
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('{ifname}', 0))\n\
+             for h in open('{}').read().split():\n    s.send(bytes.fromhex(h))\n",
+            list.display()
+        );
+        self.exec_ok(ns, &["/usr/bin/python3", "-c", &script]);
+    }
+
+    /// The MAC address of `ifname` in `ns`.
+    pub fn mac(&self, ns: &str, ifname: &str) -> [u8; 6] {
+        let out = self.exec_ok(ns, &["cat", &format!("/sys/class/net/{ifname}/address")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut mac = [0u8; 6];
+        for (i, part) in text.trim().split(':').enumerate() {
+            mac[i] = u8::from_str_radix(part, 16).unwrap();
+        }
+        mac
+    }
+}
+
+/// A ferrovs config for tests: lcores 0 (management) and 1 (worker), no hugepages,
+/// idle backoff so the peers keep CPU, `ports` as (name, iface, addresses), and
+/// `extra` YAML appended (routes, services, ...).
+pub fn config(ports: &[(&str, &str, &[&str])], extra: &str) -> String {
+    let mut y = String::from(
+        "eal:\n  cores: [0, 1]\n  memory_mb: 256\n  hugepages: false\n  file_prefix: ferrovs-e2e\nports:\n",
+    );
+    for (i, (name, iface, addrs)) in ports.iter().enumerate() {
+        let addrs: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+        y.push_str(&format!(
+            "  - name: {name}\n    device: \"net_af_packet{i},iface={iface}\"\n    addresses: [{}]\n",
+            addrs.join(", ")
+        ));
+    }
+    y.push_str(
+        "workers:\n  cores: [1]\n  idle_backoff: true\nmempool:\n  mbufs: 4095\nconnections:\n  max: 10000\n",
+    );
+    y.push_str(extra);
+    y
 }
