@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine for ferrovs: build dependencies (DPDK 22.11, libclang),
+# the tools the tests and the demo drive (iproute2, ethtool, nginx, wrk, curl,
+# promtool, ...), and 2 MB hugepages. Safe to run again. Needs root.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup.sh: run as root (packages, hugepages, network namespaces)" >&2
+    exit 1
+fi
+
+packages=(
+    # build
+    build-essential pkg-config clang libclang-dev dpdk libdpdk-dev dpdk-dev
+    # tests and demo
+    iproute2 ethtool iputils-ping arping curl nginx-light wrk prometheus
+    python3 tshark tcpdump netcat-openbsd procps
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup.sh: no Rust toolchain; installing rustup (stable)"
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+
+# 2 MB hugepages for DPDK: at least 512 pages (1 GiB), mounted at /dev/hugepages.
+want=512
+have=$(cat /proc/sys/vm/nr_hugepages)
+if [ "$have" -lt "$want" ]; then
+    echo "$want" > /proc/sys/vm/nr_hugepages
+fi
+mkdir -p /dev/hugepages
+if ! mountpoint -q /dev/hugepages; then
+    mount -t hugetlbfs nodev /dev/hugepages
+fi
+echo "setup.sh: ready ($(pkg-config --modversion libdpdk | sed 's/^/DPDK /'), $(cargo --version), hugepages $(cat /proc/sys/vm/nr_hugepages) x 2 MB)"
