@@ -15,10 +15,12 @@
 pub mod config;
 pub mod conn;
 pub mod dpdk;
+pub mod forward;
 pub mod mgmt;
 pub mod net;
 pub mod packet;
 pub mod runtime;
 pub mod sched;
+pub mod service;
 pub mod stats;
 pub mod worker;

@@ -7,7 +7,10 @@ use crate::dpdk::eal_args::{eal_args, EalDevice, EalSpec};
 use crate::dpdk::{self, launch_on_lcore, Eal, LcoreJoin, Mempool, Port, PortConf};
 use crate::mgmt::{self, Management};
 use crate::stats::WorkerStats;
-use crate::worker::{Dataplane, IdlePolicy, Pipeline, WorkerCommand, WorkerEvent, WorkerLoop};
+use crate::worker::{
+    Balancer, BalancerLimits, Dataplane, IdlePolicy, Pipeline, WorkerCommand, WorkerEvent,
+    WorkerLoop,
+};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +47,16 @@ struct Resources {
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM (or `stop` is set).
 pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     let started = Instant::now();
+    if let Some(s) = cfg
+        .services
+        .iter()
+        .find(|s| s.mode != crate::config::ForwardMode::Nat)
+    {
+        return Err(RunError(format!(
+            "service {}: mode {} is not available in this build (only nat is)",
+            s.name, s.mode
+        )));
+    }
     let devices: Vec<EalDevice> = cfg
         .ports
         .iter()
@@ -118,12 +131,15 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         IdlePolicy::BusyPoll
     };
 
+    let limits =
+        BalancerLimits::for_config(cfg.connections.max as usize, workers, &dataplane.services);
+    let timeouts = conn_timeouts(&cfg.connections.timeouts);
     let mut stats = Vec::with_capacity(workers);
     let mut command_tx = Vec::with_capacity(workers);
     let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
     let worker_stop = Arc::new(AtomicBool::new(false));
     for (w, &lcore) in cfg.workers.cores.iter().enumerate() {
-        let ws = Arc::new(WorkerStats::default());
+        let ws = Arc::new(WorkerStats::new(dataplane.services.real_server_slots()));
         let (ctx, crx) = bounded::<WorkerCommand>(COMMAND_QUEUE);
         let mut rx = Vec::with_capacity(res.ports.len());
         let mut tx = Vec::with_capacity(res.ports.len());
@@ -138,9 +154,12 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
                     .expect("queue per worker was configured"),
             );
         }
+        let lb = Balancer::new(&dataplane.services, limits, &timeouts)
+            .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         let pipeline = Pipeline::new(
             w,
             dataplane.clone(),
+            lb,
             res.pool.clone(),
             ws.clone(),
             event_tx.clone(),
@@ -186,6 +205,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         port_meta,
         stats,
         Box::new(move || u64::from(pool.available())),
+        Arc::new(dataplane.services.clone()),
         command_tx,
         event_rx,
     );
@@ -209,4 +229,18 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
     drop(res);
     log::info!("stopped cleanly");
     result.map_err(RunError)
+}
+
+/// The connection timeouts of the config, in the connection table's terms.
+fn conn_timeouts(t: &crate::config::Timeouts) -> crate::conn::Timeouts {
+    crate::conn::Timeouts {
+        tcp_established: t.tcp_established,
+        tcp_syn: t.tcp_syn,
+        tcp_fin: t.tcp_fin,
+        tcp_time_wait: t.tcp_time_wait,
+        tcp_close: t.tcp_close,
+        tcp_close_wait: t.tcp_close_wait,
+        tcp_last_ack: t.tcp_last_ack,
+        udp: t.udp,
+    }
 }

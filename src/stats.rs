@@ -135,6 +135,22 @@ drop_reasons! {
     NoMbuf => "no_mbuf",
     /// The NIC's TX queue did not take the packet.
     TxFull => "tx_full",
+
+    // Load balancing.
+    /// TCP/UDP to a VIP on a port/protocol without a service.
+    NoService => "no_service",
+    /// A TCP segment other than a SYN for a connection that does not exist.
+    TcpNoConnection => "tcp_no_connection",
+    /// TCP flags that make no sense (SYN+FIN, SYN+RST, none).
+    BadTcpFlags => "bad_tcp_flags",
+    /// Traffic that is not to a VIP and matches no connection (e.g. a stray reply).
+    NoConnection => "no_connection",
+    /// No real server can take a new connection (all drained, down or none).
+    NoRealServer => "no_real_server",
+    /// The connection table is full; live connections are kept.
+    ConnTableFull => "conn_table_full",
+    /// The new connection's return key is taken by another connection.
+    ConnConflict => "conn_conflict",
 }
 
 impl From<crate::packet::ParseError> for DropReason {
@@ -163,6 +179,23 @@ impl From<crate::packet::ParseError> for DropReason {
     }
 }
 
+/// Counters of one real server on one worker.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct RealServerStats {
+    /// Connections scheduled to the server.
+    pub conns: Counter,
+    /// Client-to-server packets and bytes.
+    pub in_packets: Counter,
+    pub in_bytes: Counter,
+    /// Server-to-client packets and bytes (NAT and FULLNAT only).
+    pub out_packets: Counter,
+    pub out_bytes: Counter,
+    /// Gauges: this worker's active (IPVS sense) and other connections.
+    pub active: Counter,
+    pub inactive: Counter,
+}
+
 /// Counters of one worker, on their own cache lines.
 #[derive(Debug)]
 #[repr(align(64))]
@@ -175,23 +208,51 @@ pub struct WorkerStats {
     pub total_cycles: Counter,
     /// Packets handed to another worker (steering).
     pub handoff_packets: Counter,
+    /// Gauge: live connections in this worker's tables.
+    pub conns_active: Counter,
     drops: [Counter; DropReason::COUNT],
+    real_servers: Box<[RealServerStats]>,
 }
 
 impl Default for WorkerStats {
     fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl WorkerStats {
+    /// Counters for a worker serving `real_server_slots` real servers.
+    pub fn new(real_server_slots: usize) -> Self {
         WorkerStats {
             rx_packets: Counter::default(),
             tx_packets: Counter::default(),
             busy_cycles: Counter::default(),
             total_cycles: Counter::default(),
             handoff_packets: Counter::default(),
+            conns_active: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
+            real_servers: (0..real_server_slots)
+                .map(|_| RealServerStats::default())
+                .collect(),
         }
     }
-}
 
-impl WorkerStats {
+    /// The counters of real server `slot` (a shared dummy for an unknown slot, so the
+    /// packet path never branches on it).
+    #[inline(always)]
+    pub fn real_server(&self, slot: u16) -> &RealServerStats {
+        static NONE: RealServerStats = RealServerStats {
+            conns: Counter(AtomicU64::new(0)),
+            in_packets: Counter(AtomicU64::new(0)),
+            in_bytes: Counter(AtomicU64::new(0)),
+            out_packets: Counter(AtomicU64::new(0)),
+            out_bytes: Counter(AtomicU64::new(0)),
+            active: Counter(AtomicU64::new(0)),
+            inactive: Counter(AtomicU64::new(0)),
+        };
+        self.real_servers.get(usize::from(slot)).unwrap_or(&NONE)
+    }
+
     /// Counts `n` packets dropped for `reason`.
     #[inline(always)]
     pub fn count_drop(&self, reason: DropReason, n: u64) {

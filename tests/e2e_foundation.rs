@@ -208,14 +208,25 @@ fn malformed_frames_are_counted_and_do_not_stop_ping() {
     lab.inject(&client, "eth0", &all);
     let out = lab.exec_ok(&client, &["ping", "-c", "10", "-i", "0.05", "198.18.0.1"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"));
-    let after = f.metrics();
-    for reason in expect.iter() {
+    let delta = |after: &str, reason: &str| {
         let series =
             format!("ferrovs_worker_dropped_packets_total{{worker=\"0\",reason=\"{reason}\"}}");
-        let delta = sample(&after, &series) - sample(&before, &series);
-        assert!(
-            delta >= rounds as f64,
-            "{reason}: {delta} drops, expected {rounds}\n{}",
+        sample(after, &series) - sample(&before, &series)
+    };
+    let after = wait_for(Duration::from_secs(5), || {
+        let m = f.metrics();
+        expect
+            .iter()
+            .all(|r| delta(&m, r) >= rounds as f64)
+            .then_some(m)
+    })
+    .unwrap_or_else(|| f.metrics());
+    for reason in expect.iter() {
+        let d = delta(&after, reason);
+        assert_eq!(
+            d,
+            rounds as f64,
+            "{reason}: {d} drops\n{}",
             grep(&after, "dropped")
         );
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::hash::Hasher;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 mod sealed {
     pub trait Sealed {}
@@ -27,6 +27,12 @@ pub trait Family:
     /// Feeds the address to a hasher as one integer (cheaper than hashing the
     /// octets as a slice, which also hashes a length prefix).
     fn write_hash<H: Hasher>(self, state: &mut H);
+
+    /// The address as an `IpAddr`.
+    fn into_ip(self) -> IpAddr;
+
+    /// The address of this family inside `ip`, if it is one.
+    fn from_ip(ip: IpAddr) -> Option<Self>;
 }
 
 impl Family for Ipv4Addr {
@@ -44,6 +50,19 @@ impl Family for Ipv4Addr {
     fn write_hash<H: Hasher>(self, state: &mut H) {
         state.write_u32(u32::from(self));
     }
+
+    #[inline]
+    fn into_ip(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+
+    #[inline]
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
 }
 
 impl Family for Ipv6Addr {
@@ -60,6 +79,19 @@ impl Family for Ipv6Addr {
     #[inline]
     fn write_hash<H: Hasher>(self, state: &mut H) {
         state.write_u128(u128::from(self));
+    }
+
+    #[inline]
+    fn into_ip(self) -> IpAddr {
+        IpAddr::V6(self)
+    }
+
+    #[inline]
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! ethdev statistics when scraped, and the read-only HTTP endpoint serving them.
 
 use crate::dpdk::PortStats;
+use crate::service::{endpoint, Services};
 use crate::stats::{DropReason, WorkerStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -26,6 +27,10 @@ pub struct Telemetry {
     pub workers: Vec<Arc<WorkerStats>>,
     pub port_stats: PortStatsFn,
     pub mempool_available: ReadFn,
+    /// The services currently configured (replaced on reload).
+    pub services: Arc<Mutex<Arc<Services>>>,
+    /// `connections.max`.
+    pub conn_capacity: u64,
     /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
     busy_prev: Mutex<Vec<(u64, u64)>>,
 }
@@ -36,6 +41,8 @@ impl Telemetry {
         workers: Vec<Arc<WorkerStats>>,
         port_stats: PortStatsFn,
         mempool_available: ReadFn,
+        services: Arc<Mutex<Arc<Services>>>,
+        conn_capacity: u64,
     ) -> Telemetry {
         let n = workers.len();
         Telemetry {
@@ -43,6 +50,8 @@ impl Telemetry {
             workers,
             port_stats,
             mempool_available,
+            services,
+            conn_capacity,
             busy_prev: Mutex::new(vec![(0, 0); n]),
         }
     }
@@ -210,12 +219,109 @@ impl Collector for Telemetry {
         drop(prev);
         out.extend([rx.0, tx.0, handoff.0, dropped.0, busy.0]);
 
+        let mut active = Family::gauge(
+            "connections_active",
+            "Live connections in the worker's tables",
+        );
+        for (i, w) in self.workers.iter().enumerate() {
+            active.sample(&[("worker", &ids[i])], w.conns_active.get() as f64);
+        }
+        out.push(active.0);
+        let mut capacity = Family::gauge(
+            "connections_capacity",
+            "Connections the tables can hold (connections.max)",
+        );
+        capacity.sample(&[], self.conn_capacity as f64);
+        out.push(capacity.0);
+        out.extend(self.service_families());
+
         let mut pool = Family::gauge(
             "mempool_available_mbufs",
             "Free mbufs in the packet mempool",
         );
         pool.sample(&[], (self.mempool_available)() as f64);
         out.push(pool.0);
+        out
+    }
+}
+
+impl Telemetry {
+    /// Per-service and per-real-server families: each real server's counters summed
+    /// over the workers, each service's the sum over its real servers.
+    fn service_families(&self) -> Vec<MetricFamily> {
+        let services = self
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let sum = |slot: u16, get: fn(&crate::stats::RealServerStats) -> u64| -> u64 {
+            self.workers.iter().map(|w| get(w.real_server(slot))).sum()
+        };
+        type Get = fn(&crate::stats::RealServerStats) -> u64;
+        let counters: [(&str, &str, Get); 5] = [
+            ("connections_total", "Connections scheduled", |c| {
+                c.conns.get()
+            }),
+            ("in_packets_total", "Client-to-server packets", |c| {
+                c.in_packets.get()
+            }),
+            ("in_bytes_total", "Client-to-server bytes (IP)", |c| {
+                c.in_bytes.get()
+            }),
+            (
+                "out_packets_total",
+                "Server-to-client packets through ferrovs",
+                |c| c.out_packets.get(),
+            ),
+            (
+                "out_bytes_total",
+                "Server-to-client bytes (IP) through ferrovs",
+                |c| c.out_bytes.get(),
+            ),
+        ];
+        let mut out = Vec::new();
+        for (name, help, get) in counters {
+            let mut svc = Family::counter(&format!("service_{name}"), help);
+            let mut rs = Family::counter(&format!("real_server_{name}"), help);
+            for s in services.iter() {
+                let mut total = 0;
+                for r in &s.real_servers {
+                    let v = sum(r.slot, get);
+                    total += v;
+                    rs.sample(
+                        &[
+                            ("service", &s.name),
+                            ("real_server", &endpoint(r.addr, r.port)),
+                        ],
+                        v as f64,
+                    );
+                }
+                svc.sample(&[("service", &s.name)], total as f64);
+            }
+            out.push(svc.0);
+            out.push(rs.0);
+        }
+        let mut active = Family::gauge(
+            "real_server_active_connections",
+            "Active (IPVS sense) connections, all workers",
+        );
+        let mut inactive = Family::gauge(
+            "real_server_inactive_connections",
+            "Other live connections, all workers",
+        );
+        let mut weight = Family::gauge("real_server_weight", "Configured weight (0 = draining)");
+        for s in services.iter() {
+            for r in &s.real_servers {
+                let labels = [
+                    ("service", s.name.as_str()),
+                    ("real_server", &endpoint(r.addr, r.port)),
+                ];
+                active.sample(&labels, sum(r.slot, |c| c.active.get()) as f64);
+                inactive.sample(&labels, sum(r.slot, |c| c.inactive.get()) as f64);
+                weight.sample(&labels, f64::from(r.weight));
+            }
+        }
+        out.extend([active.0, inactive.0, weight.0]);
         out
     }
 }
@@ -252,6 +358,8 @@ mod tests {
                 ..Default::default()
             }),
             Box::new(|| 4000),
+            Arc::new(Mutex::new(Arc::new(Services::default()))),
+            1000,
         )
     }
 

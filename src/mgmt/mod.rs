@@ -8,6 +8,7 @@ pub mod metrics;
 
 use crate::config::Config;
 use crate::packet::MacAddr;
+use crate::service::Services;
 use crate::stats::WorkerStats;
 use crate::worker::{WorkerCommand, WorkerEvent};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -15,7 +16,7 @@ use metrics::{PortMeta, ReadFn, Telemetry};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often the management loop wakes to read worker events.
@@ -36,6 +37,7 @@ impl Management {
         ports: Vec<PortMeta>,
         workers: Vec<Arc<WorkerStats>>,
         mempool_available: ReadFn,
+        services: Arc<Services>,
         commands: Vec<Sender<WorkerCommand>>,
         events: Receiver<WorkerEvent>,
     ) -> Result<Management, String> {
@@ -44,6 +46,8 @@ impl Management {
             workers,
             Box::new(crate::dpdk::port_stats),
             mempool_available,
+            Arc::new(Mutex::new(services)),
+            u64::from(cfg.connections.max),
         );
         let registry = prometheus::Registry::new();
         registry

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::net::{NextHop, Route, RouteTable};
 use crate::packet::MacAddr;
+use crate::service::Services;
 use foldhash::fast::FixedState;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -20,11 +21,22 @@ pub struct Interface {
     pub mtu: u16,
 }
 
-/// An address ferrovs owns: it answers ARP/ND for it on `port` and ICMP echo.
+/// What an own address is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    /// A port's own address: ARP, ICMP echo, later the kernel exception path.
+    Interface,
+    /// A virtual service address: ARP, ICMP echo, and the services on it.
+    Vip,
+}
+
+/// An address ferrovs owns: it answers ICMP echo for it, and ARP/ND on `port`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr {
-    /// The port whose connected subnet holds the address (where ARP is answered).
-    pub port: usize,
+    /// The port whose connected subnet holds the address, where ARP/ND is answered;
+    /// None for a VIP that routers send to us without ARP.
+    pub port: Option<usize>,
+    pub kind: LocalKind,
 }
 
 /// The configuration snapshot shared by all workers.
@@ -33,6 +45,7 @@ pub struct Dataplane {
     pub ifaces: Vec<Interface>,
     pub routes: RouteTable,
     pub static_neighbors: Vec<(IpAddr, MacAddr, usize)>,
+    pub services: Services,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
 }
 
@@ -76,21 +89,38 @@ impl Dataplane {
             .filter_map(|n| Some((n.ip, n.mac, cfg.port_for_address(n.ip)?)))
             .collect();
 
+        let services = Services::from_config(cfg);
         let mut local = HashMap::with_hasher(FixedState::default());
+        for s in services.iter() {
+            local.insert(
+                s.vip,
+                LocalAddr {
+                    port: cfg.port_for_address(s.vip),
+                    kind: LocalKind::Vip,
+                },
+            );
+        }
         for (port, i) in ifaces.iter().enumerate() {
             for a in &i.addrs {
-                local.insert(a.addr(), LocalAddr { port });
+                local.insert(
+                    a.addr(),
+                    LocalAddr {
+                        port: Some(port),
+                        kind: LocalKind::Interface,
+                    },
+                );
             }
         }
         Dataplane {
             ifaces,
             routes,
             static_neighbors,
+            services,
             local,
         }
     }
 
-    /// Whether `ip` is ours, and where.
+    /// Whether `ip` is ours, what for, and where ARP/ND for it is answered.
     #[inline]
     pub fn local(&self, ip: IpAddr) -> Option<LocalAddr> {
         self.local.get(&ip).copied()

@@ -69,6 +69,7 @@ impl WorkerLoop {
                 }
             }
 
+            self.pipeline.expire_connections();
             if now_ms.wrapping_sub(last_housekeeping) >= HOUSEKEEPING_MS {
                 last_housekeeping = now_ms;
                 self.pipeline.housekeeping();

@@ -3,11 +3,13 @@
 //!
 //! [`Pipeline::process`] is the one function to read for the flow of a packet.
 
+mod balancer;
 mod dataplane;
 mod lcore;
 mod pipeline;
 
-pub use dataplane::{Dataplane, Interface, LocalAddr};
+pub use balancer::{Balancer, BalancerLimits};
+pub use dataplane::{Dataplane, Interface, LocalAddr, LocalKind};
 pub use lcore::{IdlePolicy, WorkerLoop};
 pub use pipeline::Pipeline;
 

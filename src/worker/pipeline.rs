@@ -6,14 +6,17 @@
 //! caller frees in bulk (counted under a drop reason unless it was consumed, like an
 //! ARP reply we learned from).
 
-use super::{Dataplane, PacketPool, WorkerCommand, WorkerEvent};
+use super::balancer::{Balancer, Tables};
+use super::{Dataplane, LocalKind, PacketPool, WorkerCommand, WorkerEvent};
+use crate::conn::{Dir, Endpoint, FlowKey, Mode, Proto};
+use crate::forward::{quoted_flow, translate, translate_icmp_error, Translation};
 use crate::net::{Learned, Lookup, NeighLimits, NeighTable};
 use crate::packet::arp::{self, ArpOperation, ArpPacket};
 use crate::packet::icmpv6::{self, NeighborAdvert, NeighborSolicit, ND_FRAME_LEN};
 use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
 use crate::packet::{
-    ethernet, parse_frame, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, Ipv4Packet,
-    Ipv6Packet, MacAddr, PacketBuf,
+    ethernet, parse_frame, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, IpPair, IpProtocol,
+    Ipv4Packet, Ipv6Packet, MacAddr, PacketBuf, TcpFlags,
 };
 use crate::stats::{DropReason, WorkerStats};
 use crossbeam_channel::Sender;
@@ -24,6 +27,8 @@ use std::sync::Arc;
 const REPLY_TTL: u8 = 64;
 /// Minimum Ethernet frame without FCS; shorter frames we build are zero-padded.
 const MIN_FRAME: usize = 60;
+/// Connections expired at most per loop iteration and family.
+const EXPIRE_BUDGET: usize = 64;
 
 /// One worker's packet pipeline.
 pub struct Pipeline<P: PacketPool> {
@@ -33,6 +38,7 @@ pub struct Pipeline<P: PacketPool> {
     stats: Arc<WorkerStats>,
     events: Sender<WorkerEvent>,
     neigh: NeighTable<P::Buf>,
+    lb: Balancer,
     /// Per-port packets to transmit at the end of the loop iteration.
     tx: Vec<Vec<P::Buf>>,
     /// Packets to free in bulk at the end of the loop iteration.
@@ -41,11 +47,12 @@ pub struct Pipeline<P: PacketPool> {
 }
 
 impl<P: PacketPool> Pipeline<P> {
-    /// A pipeline for worker `worker`. Every queue is allocated here, sized from
-    /// `burst`, so nothing allocates per packet.
+    /// A pipeline for worker `worker`. Every queue and table is allocated here,
+    /// sized from `burst` and the balancer's limits, so nothing allocates per packet.
     pub fn new(
         worker: usize,
         dp: Arc<Dataplane>,
+        lb: Balancer,
         pool: P,
         stats: Arc<WorkerStats>,
         events: Sender<WorkerEvent>,
@@ -67,6 +74,7 @@ impl<P: PacketPool> Pipeline<P> {
             stats,
             events,
             neigh,
+            lb,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
             garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
             now_ms: 0,
@@ -114,6 +122,12 @@ impl<P: PacketPool> Pipeline<P> {
                 self.learn_neighbor(ip, mac, port, true);
             }
         }
+    }
+
+    /// Expires connections whose time is up; called every loop iteration.
+    pub fn expire_connections(&mut self) {
+        self.lb.expire(self.now_ms, EXPIRE_BUDGET, &self.stats);
+        self.stats.conns_active.set(self.lb.len() as u64);
     }
 
     /// Periodic work: neighbour probe retries and give-ups.
@@ -193,11 +207,23 @@ impl<P: PacketPool> Pipeline<P> {
 
     fn ip_input(&mut self, pkt: P::Buf, port: usize, info: &FrameInfo, ip: &IpInfo) {
         let dst = ip.addrs.dst();
-        let for_us = match dst {
-            IpAddr::V6(d) if d.is_multicast() => is_nd(ip),
-            _ => self.dp.local(dst).is_some(),
+        let local = match dst {
+            IpAddr::V6(d) if d.is_multicast() && is_nd(ip) => Some(LocalKind::Interface),
+            _ => self.dp.local(dst).map(|l| l.kind),
         };
-        if !for_us {
+        if matches!(ip.protocol, IpProtocol::TCP | IpProtocol::UDP) {
+            if local == Some(LocalKind::Interface) {
+                return self.discard(pkt, DropReason::LocalUnsupported);
+            }
+            if ip.fragment {
+                return self.discard(pkt, DropReason::Fragment);
+            }
+            return self.flow_input(pkt, info, ip);
+        }
+        if let Some(flow) = quoted_flow(pkt.data(), info, ip) {
+            return self.icmp_error_input(pkt, info, ip, flow);
+        }
+        if local.is_none() {
             return self.discard(pkt, DropReason::NotForUs);
         }
         if ip.fragment {
@@ -224,6 +250,215 @@ impl<P: PacketPool> Pipeline<P> {
         }
     }
 
+    /// TCP/UDP: a packet of a known connection, or the first packet of a new one
+    /// to a service, or nothing we forward.
+    fn flow_input(&mut self, pkt: P::Buf, info: &FrameInfo, ip: &IpInfo) {
+        let (proto, sport, dport, flags) = match ip.l4.map(|l4| l4.header) {
+            Some(L4Header::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            }) => {
+                if flags.is_nonsense() {
+                    return self.discard(pkt, DropReason::BadTcpFlags);
+                }
+                (Proto::Tcp, src_port, dst_port, flags)
+            }
+            Some(L4Header::Udp { src_port, dst_port }) => {
+                (Proto::Udp, src_port, dst_port, TcpFlags::default())
+            }
+            _ => return self.discard(pkt, DropReason::TruncatedL4),
+        };
+        match ip.addrs {
+            IpPair::V4 { src, dst } => {
+                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
+            }
+            IpPair::V6 { src, dst } => {
+                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn flow_input_af<A: Tables>(
+        &mut self,
+        mut pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        proto: Proto,
+        (src, sport): (A, u16),
+        (dst, dport): (A, u16),
+        flags: TcpFlags,
+    ) {
+        let key = FlowKey::new(proto, src, sport, dst, dport);
+        let hit = match self.lb.lookup(&key) {
+            Some((id, Dir::Inbound))
+                if is_opening_syn(proto, flags)
+                    && self.lb.reuse_closed::<A>(id, self.now_ms, &self.stats) =>
+            {
+                None
+            }
+            hit => hit,
+        };
+        let (id, dir) = match hit {
+            Some(hit) => hit,
+            None => match self.new_connection(proto, (src, sport), (dst, dport), flags) {
+                Ok(id) => (id, Dir::Inbound),
+                Err(reason) => return self.discard(pkt, reason),
+            },
+        };
+        let Some(conn) = self
+            .lb
+            .on_packet::<A>(id, dir, flags.bits(), self.now_ms, &self.stats)
+        else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        let bytes = (info.l3_end() - usize::from(info.l3_offset)) as u64;
+        let counters = self.stats.real_server(conn.real_server());
+        let ip_of = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+        let (t, next_hop) = match (conn.mode(), dir) {
+            (Mode::Nat, Dir::Inbound) => {
+                counters.in_packets.inc();
+                counters.in_bytes.add(bytes);
+                let real = ip_of(conn.real());
+                (
+                    Translation {
+                        src: None,
+                        dst: Some(real),
+                    },
+                    real.0,
+                )
+            }
+            (Mode::Nat, Dir::Outbound) => {
+                counters.out_packets.inc();
+                counters.out_bytes.add(bytes);
+                let vip = ip_of(conn.vip());
+                (
+                    Translation {
+                        src: Some(vip),
+                        dst: None,
+                    },
+                    conn.client().addr.into_ip(),
+                )
+            }
+            (Mode::FullNat | Mode::Dr | Mode::Tunnel, _) => {
+                return self.discard(pkt, DropReason::NoService)
+            }
+        };
+        if let Err(reason) = translate(pkt.data_mut(), info, ip, proto, &t) {
+            return self.discard(pkt, reason);
+        }
+        pkt.truncate(info.l3_end());
+        self.route_out(pkt, next_hop);
+    }
+
+    /// Schedules and inserts the connection a first packet opens, if it may open one.
+    fn new_connection<A: Tables>(
+        &mut self,
+        proto: Proto,
+        (src, sport): (A, u16),
+        (dst, dport): (A, u16),
+        flags: TcpFlags,
+    ) -> Result<crate::conn::ConnId, DropReason> {
+        let Self {
+            dp,
+            lb,
+            stats,
+            now_ms,
+            ..
+        } = self;
+        let Some(svc) = dp.services.find(dst.into_ip(), dport, proto) else {
+            return Err(match dp.local(dst.into_ip()) {
+                Some(_) => DropReason::NoService,
+                None => DropReason::NoConnection,
+            });
+        };
+        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
+        if proto == Proto::Tcp && !is_opening_syn(proto, flags) {
+            return Err(DropReason::TcpNoConnection);
+        }
+        lb.connect(
+            svc,
+            proto,
+            Endpoint::new(src, sport),
+            Endpoint::new(dst, dport),
+            None,
+            *now_ms,
+            stats,
+        )
+    }
+
+    /// An ICMP error quoting a packet of a connection: translated like the
+    /// connection's packets in the error's direction, then forwarded.
+    fn icmp_error_input(
+        &mut self,
+        pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        flow: crate::forward::QuotedFlow,
+    ) {
+        match (flow.src, flow.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
+            _ => self.discard(pkt, DropReason::NoConnection),
+        }
+    }
+
+    fn icmp_error_af<A: Tables>(
+        &mut self,
+        mut pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        flow: &crate::forward::QuotedFlow,
+        quoted_src: A,
+        quoted_dst: A,
+    ) {
+        // The quoted packet went one way; the error goes back the other way, so the
+        // connection key of the error's direction is the quoted packet reversed.
+        let key = FlowKey::new(flow.proto, quoted_dst, flow.dport, quoted_src, flow.sport);
+        let Some((id, dir)) = self.lb.lookup(&key) else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        let Some(conn) = self.lb.get::<A>(id) else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+        let (outer, inner, next_hop) = match (conn.mode(), dir) {
+            // From the server side to the client: the error looks as if the VIP sent
+            // it, about the packet the client sent to the VIP.
+            (Mode::Nat, Dir::Outbound) => (
+                Translation {
+                    src: Some(ep(conn.vip())),
+                    dst: None,
+                },
+                Translation {
+                    src: None,
+                    dst: Some(ep(conn.vip())),
+                },
+                conn.client().addr.into_ip(),
+            ),
+            // From the client side to the server: about the packet the server sent.
+            (Mode::Nat, Dir::Inbound) => (
+                Translation {
+                    src: None,
+                    dst: Some(ep(conn.real())),
+                },
+                Translation {
+                    src: Some(ep(conn.real())),
+                    dst: None,
+                },
+                conn.real().addr.into_ip(),
+            ),
+            _ => return self.discard(pkt, DropReason::NoConnection),
+        };
+        if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
+            return self.discard(pkt, reason);
+        }
+        pkt.truncate(info.l3_end());
+        self.route_out(pkt, next_hop);
+    }
+
     /// ARP: learn the sender (RFC 826: update a known entry; add it when the request
     /// is for us), answer requests for our addresses on this port.
     fn arp_input(&mut self, mut pkt: P::Buf, port: usize, info: &FrameInfo) {
@@ -240,7 +475,7 @@ impl<P: PacketPool> Pipeline<P> {
         let target_is_ours = self
             .dp
             .local(IpAddr::V4(tpa))
-            .is_some_and(|l| l.port == port);
+            .is_some_and(|l| l.port == Some(port));
         let sender_on_link = self.dp.ifaces[port]
             .addrs
             .iter()
@@ -318,7 +553,7 @@ impl<P: PacketPool> Pipeline<P> {
         let target_is_ours = self
             .dp
             .local(IpAddr::V6(ns.target))
-            .is_some_and(|l| l.port == port);
+            .is_some_and(|l| l.port == Some(port));
         if let (false, Some(mac)) = (ns.source.is_unspecified(), ns.source_link_addr) {
             self.learn_neighbor(IpAddr::V6(ns.source), mac, port, target_is_ours);
         }
@@ -443,6 +678,14 @@ impl<P: PacketPool> Pipeline<P> {
         }
         // else: dropped here, freed individually (never reached with the sizing above)
     }
+}
+
+/// A segment that may open a TCP connection: SYN without ACK, RST or FIN.
+#[inline]
+fn is_opening_syn(proto: Proto, flags: TcpFlags) -> bool {
+    proto == Proto::Tcp
+        && flags.contains(TcpFlags::SYN)
+        && !flags.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
 }
 
 /// Whether an IPv6 packet to a multicast group is neighbour discovery.

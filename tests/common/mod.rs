@@ -449,8 +449,177 @@ pub fn config(ports: &[(&str, &str, &[&str])], extra: &str) -> String {
         ));
     }
     y.push_str(
-        "workers:\n  cores: [1]\n  idle_backoff: true\nmempool:\n  mbufs: 4095\nconnections:\n  max: 10000\n",
+        "workers:\n  cores: [1]\n  idle_backoff: true\nmempool:\n  mbufs: 8191\nconnections:\n  max: 262144\n",
     );
     y.push_str(extra);
     y
+}
+
+/// A peer script from `tests/peers/`, run with Debian's python3.
+pub fn peer(script: &str) -> String {
+    format!("{}/tests/peers/{script}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The two-arm load-balancer topology most tests use:
+///
+/// ```text
+/// client 198.18.0.10/24 --- wan0 [ferrovs] lan0 --- bridge --- rs0 198.19.0.10/24
+///                     (198.18.0.1)        (198.19.0.1)     +-- rs1 198.19.0.11/24 ...
+///                                                          +-- direct 198.19.0.200/24
+/// ```
+/// Real servers route through ferrovs (NAT). `direct` is a client on the server LAN,
+/// for measurements that bypass ferrovs.
+pub struct Topology {
+    pub lab: Lab,
+    pub lb: String,
+    pub client: String,
+    pub bridge: String,
+    pub servers: Vec<String>,
+    pub direct: String,
+}
+
+impl Topology {
+    pub fn new(tag: &str, servers: usize) -> Topology {
+        let mut lab = Lab::new(tag);
+        let lb = lab.ns("lb");
+        let client = lab.ns("client");
+        let bridge = lab.ns("br");
+        lab.exec_ok(&bridge, &["ip", "link", "add", "br0", "type", "bridge"]);
+        lab.exec_ok(&bridge, &["ip", "link", "set", "br0", "up"]);
+        lab.link(&lb, "wan0", &[], &client, "eth0", &["198.18.0.10/24"]);
+        lab.link(&lb, "lan0", &[], &bridge, "p-lb", &[]);
+        lab.exec_ok(&bridge, &["ip", "link", "set", "p-lb", "master", "br0"]);
+        let mut rs = Vec::new();
+        for i in 0..servers {
+            let ns = lab.ns(&format!("rs{i}"));
+            let addr = format!("198.19.0.{}/24", 10 + i);
+            lab.link(&ns, "eth0", &[&addr], &bridge, &format!("p-rs{i}"), &[]);
+            lab.exec_ok(
+                &bridge,
+                &["ip", "link", "set", &format!("p-rs{i}"), "master", "br0"],
+            );
+            lab.exec_ok(&ns, &["ip", "route", "add", "default", "via", "198.19.0.1"]);
+            rs.push(ns);
+        }
+        let direct = lab.ns("direct");
+        lab.link(
+            &direct,
+            "eth0",
+            &["198.19.0.200/24"],
+            &bridge,
+            "p-direct",
+            &[],
+        );
+        lab.exec_ok(&bridge, &["ip", "link", "set", "p-direct", "master", "br0"]);
+        Topology {
+            lab,
+            lb,
+            client,
+            bridge,
+            servers: rs,
+            direct,
+        }
+    }
+
+    /// Address of real server `i`.
+    pub fn rs_addr(i: usize) -> String {
+        format!("198.19.0.{}", 10 + i)
+    }
+
+    /// Starts nginx on every real server, port `port`, answering "rs<i>".
+    pub fn http_servers(&mut self, port: u16) {
+        for i in 0..self.servers.len() {
+            let ns = self.servers[i].clone();
+            self.lab.http_server(
+                &format!("nginx{i}"),
+                &ns,
+                &Self::rs_addr(i),
+                port,
+                &format!("rs{i}"),
+            );
+        }
+    }
+
+    /// The ferrovs config for this topology with `services` (YAML list items) and
+    /// `extra` top-level YAML.
+    pub fn config(&self, services: &str, extra: &str) -> String {
+        config(
+            &[
+                ("wan", "wan0", &["198.18.0.1/24"]),
+                ("lan", "lan0", &["198.19.0.1/24"]),
+            ],
+            &format!("{extra}services:\n{services}"),
+        )
+    }
+
+    /// `n` HTTP GETs from the client to `url`, one connection each; the bodies.
+    pub fn curl_many(&self, url: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let out = self.lab.exec(&self.client, &["curl", "-s", "-m", "5", url]);
+                String::from_utf8_lossy(&out.stdout).trim().to_string()
+            })
+            .collect()
+    }
+}
+
+/// How many times each distinct string occurs, sorted by string.
+pub fn tally(items: &[String]) -> Vec<(String, usize)> {
+    let mut m = std::collections::BTreeMap::new();
+    for i in items {
+        *m.entry(i.clone()).or_insert(0) += 1;
+    }
+    m.into_iter().collect()
+}
+
+/// A NAT service item for [`Topology::config`].
+pub fn nat_service(
+    name: &str,
+    vip: &str,
+    port: u16,
+    proto: &str,
+    scheduler: &str,
+    servers: &[(String, u16, u32)],
+    extra: &str,
+) -> String {
+    let mut s = format!(
+        "  - name: {name}\n    vip: {vip}\n    port: {port}\n    protocol: {proto}\n    mode: nat\n    scheduler: {scheduler}\n{extra}    real_servers:\n"
+    );
+    for (addr, p, w) in servers {
+        s.push_str(&format!(
+            "      - {{ address: {addr}, port: {p}, weight: {w} }}\n"
+        ));
+    }
+    s
+}
+
+/// wrk's summary: (requests, errors of any kind, requests/s).
+pub fn wrk_summary(out: &str) -> (u64, u64, f64) {
+    let mut requests = 0;
+    let mut errors = 0;
+    let mut rps = 0.0;
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(n) = l
+            .split(" requests in ")
+            .next()
+            .filter(|_| l.contains(" requests in "))
+        {
+            requests = n.trim().parse().unwrap_or(0);
+        }
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().unwrap_or(0.0);
+        }
+        if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            errors += v.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(v) = l.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    (requests, errors, rps)
 }

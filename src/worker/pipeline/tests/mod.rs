@@ -5,6 +5,7 @@ use crate::config::{self, HostFacts};
 use crate::packet::craft::{self, L2};
 use crate::packet::parse::L3Info;
 use crate::packet::{TcpFlags, VecBuf};
+use crate::worker::BalancerLimits;
 use crossbeam_channel::{bounded, Receiver};
 
 const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
@@ -40,12 +41,18 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    let cfg = config::parse(CONFIG, "test.yaml", &HostFacts::default()).expect("valid config");
+    harness_with(CONFIG)
+}
+
+fn harness_with(text: &str) -> Harness {
+    let cfg = config::parse(text, "test.yaml", &HostFacts::default()).expect("valid config");
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
-    let stats = Arc::new(WorkerStats::default());
+    let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
+    let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
+    let lb = Balancer::new(&dp.services, limits, &crate::conn::Timeouts::default()).unwrap();
     let (tx, rx) = bounded(64);
     Harness {
-        p: Pipeline::new(0, dp, TestPool, stats.clone(), tx, 32),
+        p: Pipeline::new(0, dp, lb, TestPool, stats.clone(), tx, 32),
         events: rx,
         stats,
     }
@@ -72,6 +79,8 @@ fn ip4(s: &str) -> Ipv4Addr {
 fn l2_to_us(src: MacAddr) -> L2 {
     L2 { src, dst: OUR_MAC }
 }
+
+mod nat;
 
 #[test]
 fn answers_arp_for_own_address_and_learns_the_sender() {
@@ -327,6 +336,16 @@ fn traffic_not_for_us_is_dropped() {
         b"q",
     );
     h.rx(to_other, 0);
+    assert_eq!(h.dropped(DropReason::NoConnection), 1);
+    let ping_other = craft::echo_request(
+        l2,
+        "198.18.0.10".parse().unwrap(),
+        "198.18.0.99".parse().unwrap(),
+        1,
+        1,
+        b"",
+    );
+    h.rx(ping_other, 0);
     assert_eq!(h.dropped(DropReason::NotForUs), 1);
     let tcp_to_us = craft::tcp(
         l2,

@@ -1,0 +1,245 @@
+//! Address and port translation of TCP/UDP packets, with TTL decrement.
+
+use crate::conn::Proto;
+use crate::packet::checksum::Delta;
+use crate::packet::parse::{FrameInfo, IpInfo};
+use crate::packet::{Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+use crate::stats::DropReason;
+use std::net::IpAddr;
+
+/// New source and/or destination endpoints for a packet. Addresses must be of the
+/// packet's family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Translation {
+    pub src: Option<(IpAddr, u16)>,
+    pub dst: Option<(IpAddr, u16)>,
+}
+
+/// Rewrites the packet in `frame` (as classified by `info`/`ip`) per `t`: addresses
+/// in the IP header, ports in the TCP/UDP header, both checksums updated
+/// incrementally (a zero UDP checksum over IPv4 stays zero), TTL or hop limit
+/// decremented. On error the frame is unchanged.
+#[inline]
+pub fn translate(
+    frame: &mut [u8],
+    info: &FrameInfo,
+    ip: &IpInfo,
+    proto: Proto,
+    t: &Translation,
+) -> Result<(), DropReason> {
+    let l3 = usize::from(info.l3_offset);
+    let end = info.l3_end().min(frame.len());
+    let l4 = ip.l4.ok_or(DropReason::TruncatedL4)?.offset as usize;
+    if l4 > end || l3 > l4 {
+        return Err(DropReason::TruncatedL4);
+    }
+    let mut delta = Delta::NONE;
+    match ip.addrs.src() {
+        IpAddr::V4(_) => {
+            // parse_frame validated the header, so the unchecked view is safe to index.
+            let mut h = Ipv4Packet::new_unchecked(&mut frame[l3..l4]);
+            if h.ttl() <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            h.decrement_ttl();
+            if let Some((IpAddr::V4(a), _)) = t.src {
+                delta = delta.and(h.rewrite_src_addr(a));
+            }
+            if let Some((IpAddr::V4(a), _)) = t.dst {
+                delta = delta.and(h.rewrite_dst_addr(a));
+            }
+        }
+        IpAddr::V6(_) => {
+            let mut h = Ipv6Packet::new_unchecked(&mut frame[l3..l4]);
+            if h.hop_limit() <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            h.decrement_hop_limit();
+            if let Some((IpAddr::V6(a), _)) = t.src {
+                delta = delta.and(h.rewrite_src_addr(a));
+            }
+            if let Some((IpAddr::V6(a), _)) = t.dst {
+                delta = delta.and(h.rewrite_dst_addr(a));
+            }
+        }
+    }
+    let seg = &mut frame[l4..end];
+    match proto {
+        Proto::Tcp => {
+            let mut tcp = TcpPacket::new_unchecked(seg);
+            tcp.apply_checksum_delta(delta);
+            if let Some((_, p)) = t.src {
+                tcp.rewrite_src_port(p);
+            }
+            if let Some((_, p)) = t.dst {
+                tcp.rewrite_dst_port(p);
+            }
+        }
+        Proto::Udp => {
+            let mut udp = UdpPacket::new_unchecked(seg);
+            udp.apply_checksum_delta(delta);
+            if let Some((_, p)) = t.src {
+                udp.rewrite_src_port(p);
+            }
+            if let Some((_, p)) = t.dst {
+                udp.rewrite_dst_port(p);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::craft::{self, L2};
+    use crate::packet::parse::L3Info;
+    use crate::packet::{parse_frame, MacAddr, TcpFlags};
+
+    const L2S: L2 = L2 {
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+    };
+
+    fn check(frame: &[u8]) -> IpInfo {
+        let info = parse_frame(frame, false).unwrap();
+        let L3Info::Ip(ip) = info.l3 else { panic!() };
+        let l4 = ip.l4.unwrap().offset as usize;
+        let seg = &frame[l4..info.l3_end()];
+        if ip.addrs.src().is_ipv4() {
+            assert!(Ipv4Packet::new_checked(&frame[14..])
+                .unwrap()
+                .verify_checksum());
+        }
+        let proto = ip.protocol;
+        let zero_udp = proto == crate::packet::IpProtocol::UDP && seg[6..8] == [0, 0];
+        assert!(
+            zero_udp || craft::l4_checksum_ok(&ip.addrs, proto, seg),
+            "L4 checksum"
+        );
+        ip
+    }
+
+    fn apply(frame: &mut [u8], proto: Proto, t: Translation) -> Result<(), DropReason> {
+        let info = parse_frame(frame, false).unwrap();
+        let L3Info::Ip(ip) = info.l3 else { panic!() };
+        translate(frame, &info, &ip, proto, &t)
+    }
+
+    #[test]
+    fn dnat_and_snat_keep_checksums_valid() {
+        for (client, vip, rs) in [
+            ("198.18.0.10:40000", "198.18.0.100:80", "198.19.0.11:8080"),
+            (
+                "[2001:2::10]:40000",
+                "[2001:2::100]:80",
+                "[2001:2:0:1::11]:8080",
+            ),
+        ] {
+            let (client, vip, rs): (
+                std::net::SocketAddr,
+                std::net::SocketAddr,
+                std::net::SocketAddr,
+            ) = (
+                client.parse().unwrap(),
+                vip.parse().unwrap(),
+                rs.parse().unwrap(),
+            );
+            let mut f = craft::tcp(L2S, client, vip, TcpFlags::SYN, 7, 0, b"");
+            apply(
+                &mut f,
+                Proto::Tcp,
+                Translation {
+                    dst: Some((rs.ip(), rs.port())),
+                    src: None,
+                },
+            )
+            .unwrap();
+            let ip = check(&f);
+            assert_eq!(ip.addrs.dst(), rs.ip());
+            assert_eq!(ip.ports(), Some((client.port(), rs.port())));
+            assert_eq!(ip.ttl, 63);
+
+            let mut f = craft::udp(L2S, rs, client, b"answer");
+            apply(
+                &mut f,
+                Proto::Udp,
+                Translation {
+                    src: Some((vip.ip(), vip.port())),
+                    dst: None,
+                },
+            )
+            .unwrap();
+            let ip = check(&f);
+            assert_eq!(ip.addrs.src(), vip.ip());
+            assert_eq!(ip.ports(), Some((vip.port(), client.port())));
+        }
+    }
+
+    #[test]
+    fn both_endpoints_at_once() {
+        let mut f = craft::tcp(
+            L2S,
+            "198.18.0.10:40000".parse().unwrap(),
+            "198.18.0.100:80".parse().unwrap(),
+            TcpFlags::ACK,
+            1,
+            2,
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        let t = Translation {
+            src: Some(("198.19.0.2".parse().unwrap(), 5000)),
+            dst: Some(("198.19.0.11".parse().unwrap(), 8080)),
+        };
+        apply(&mut f, Proto::Tcp, t).unwrap();
+        let ip = check(&f);
+        assert_eq!(ip.ports(), Some((5000, 8080)));
+        assert_eq!(ip.addrs.src(), "198.19.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn zero_udp_checksum_stays_zero() {
+        let mut f = craft::udp(
+            L2S,
+            "198.18.0.10:5353".parse().unwrap(),
+            "198.18.0.100:53".parse().unwrap(),
+            b"q",
+        );
+        f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        apply(
+            &mut f,
+            Proto::Udp,
+            Translation {
+                dst: Some(("198.19.0.11".parse().unwrap(), 53)),
+                src: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(&f[14 + 20 + 6..14 + 20 + 8], &[0, 0]);
+        check(&f);
+    }
+
+    #[test]
+    fn expiring_ttl_is_refused_untouched() {
+        let mut f = craft::udp(
+            L2S,
+            "198.18.0.10:1".parse().unwrap(),
+            "198.18.0.100:53".parse().unwrap(),
+            b"q",
+        );
+        f[14 + 8] = 1;
+        let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+        ip.fill_checksum();
+        let before = f.clone();
+        let r = apply(
+            &mut f,
+            Proto::Udp,
+            Translation {
+                dst: Some(("198.19.0.11".parse().unwrap(), 53)),
+                src: None,
+            },
+        );
+        assert_eq!(r, Err(DropReason::TtlExceeded));
+        assert_eq!(f, before);
+    }
+}

@@ -1,0 +1,417 @@
+//! One worker's load-balancing state: its connection tables, persistence
+//! templates, and a scheduler per service with this worker's view of every real
+//! server (weight, active and inactive connections).
+//!
+//! Nothing here is shared: each worker balances its own share of the flows, as
+//! DPVS does per lcore, so least-connection schedulers count per worker.
+
+use crate::conn::{
+    Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
+    NewConn, PersistTable, Proto, StateChange, TcpState, TemplateId, Timeouts,
+};
+use crate::sched::{Candidate, FlowHint, Scheduler};
+use crate::service::{Service, Services};
+use crate::stats::{DropReason, WorkerStats};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// Connection and template tables of one address family.
+pub struct FamilyTables<A: Family> {
+    pub conns: ConnTable<A>,
+    pub persist: PersistTable<A>,
+}
+
+/// Selects the tables of one address family.
+pub trait Tables: Family {
+    fn select<'a>(
+        v4: &'a mut FamilyTables<Ipv4Addr>,
+        v6: &'a mut FamilyTables<Ipv6Addr>,
+    ) -> &'a mut FamilyTables<Self>;
+    fn select_ref<'a>(
+        v4: &'a FamilyTables<Ipv4Addr>,
+        v6: &'a FamilyTables<Ipv6Addr>,
+    ) -> &'a FamilyTables<Self>;
+}
+
+impl Tables for Ipv4Addr {
+    #[inline(always)]
+    fn select<'a>(
+        v4: &'a mut FamilyTables<Ipv4Addr>,
+        _: &'a mut FamilyTables<Ipv6Addr>,
+    ) -> &'a mut FamilyTables<Self> {
+        v4
+    }
+    #[inline(always)]
+    fn select_ref<'a>(
+        v4: &'a FamilyTables<Ipv4Addr>,
+        _: &'a FamilyTables<Ipv6Addr>,
+    ) -> &'a FamilyTables<Self> {
+        v4
+    }
+}
+
+impl Tables for Ipv6Addr {
+    #[inline(always)]
+    fn select<'a>(
+        _: &'a mut FamilyTables<Ipv4Addr>,
+        v6: &'a mut FamilyTables<Ipv6Addr>,
+    ) -> &'a mut FamilyTables<Self> {
+        v6
+    }
+    #[inline(always)]
+    fn select_ref<'a>(
+        _: &'a FamilyTables<Ipv4Addr>,
+        v6: &'a FamilyTables<Ipv6Addr>,
+    ) -> &'a FamilyTables<Self> {
+        v6
+    }
+}
+
+/// A service's scheduler and this worker's view of its real servers.
+struct ServiceState {
+    sched: Option<Scheduler>,
+    candidates: Vec<Candidate>,
+}
+
+/// Where a real-server slot lives: service slot and index in its candidates.
+#[derive(Debug, Clone, Copy)]
+struct RsPos {
+    service: u16,
+    index: u16,
+}
+
+/// Sizes of one worker's tables.
+#[derive(Debug, Clone, Copy)]
+pub struct BalancerLimits {
+    /// Connections per address family on this worker.
+    pub conns_v4: usize,
+    pub conns_v6: usize,
+    /// Persistence templates per family.
+    pub templates: usize,
+}
+
+impl BalancerLimits {
+    /// Splits `connections.max` over `workers`; IPv6 tables only when an IPv6
+    /// service exists, templates only when a service uses persistence.
+    pub fn for_config(max: usize, workers: usize, services: &Services) -> BalancerLimits {
+        let per_worker = max.div_ceil(workers.max(1));
+        BalancerLimits {
+            conns_v4: per_worker,
+            conns_v6: if services.any_ipv6() { per_worker } else { 0 },
+            templates: if services.any_persistence() {
+                per_worker
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// This worker's view of every service's real servers.
+struct Views {
+    services: Vec<ServiceState>,
+    rs_pos: Vec<Option<RsPos>>,
+}
+
+impl Views {
+    fn candidate(&mut self, rs_slot: u16) -> Option<&mut Candidate> {
+        let pos = (*self.rs_pos.get(usize::from(rs_slot))?)?;
+        self.services
+            .get_mut(usize::from(pos.service))?
+            .candidates
+            .get_mut(usize::from(pos.index))
+    }
+
+    /// A connection to `rs_slot` moved between active and inactive.
+    fn count_state_change(&mut self, rs_slot: u16, change: StateChange, stats: &WorkerStats) {
+        let Some(c) = self.candidate(rs_slot) else {
+            return;
+        };
+        if change.activated() {
+            c.active += 1;
+            c.inactive = c.inactive.saturating_sub(1);
+        } else {
+            c.active = c.active.saturating_sub(1);
+            c.inactive += 1;
+        }
+        let rs = stats.real_server(rs_slot);
+        rs.active.set(u64::from(c.active));
+        rs.inactive.set(u64::from(c.inactive));
+    }
+
+    /// A connection to `rs_slot` is gone.
+    fn count_removal(&mut self, rs_slot: u16, was_active: bool, stats: &WorkerStats) {
+        let Some(c) = self.candidate(rs_slot) else {
+            return;
+        };
+        let rs = stats.real_server(rs_slot);
+        if was_active {
+            c.active = c.active.saturating_sub(1);
+            rs.active.set(u64::from(c.active));
+        } else {
+            c.inactive = c.inactive.saturating_sub(1);
+            rs.inactive.set(u64::from(c.inactive));
+        }
+    }
+}
+
+/// One worker's load-balancing state.
+pub struct Balancer {
+    v4: FamilyTables<Ipv4Addr>,
+    v6: FamilyTables<Ipv6Addr>,
+    views: Views,
+}
+
+impl Balancer {
+    /// Allocates every table up front.
+    pub fn new(
+        services: &Services,
+        limits: BalancerLimits,
+        timeouts: &Timeouts,
+    ) -> Result<Balancer, ConnError> {
+        let hasher = FlowHasher::random();
+        let v6_templates = if limits.conns_v6 > 0 {
+            limits.templates
+        } else {
+            0
+        };
+        let mut b = Balancer {
+            v4: FamilyTables {
+                conns: ConnTable::with_hasher(limits.conns_v4, timeouts, hasher.clone())?,
+                persist: PersistTable::with_hasher(limits.templates, hasher.clone())
+                    .map_err(|_| ConnError::OutOfMemory)?,
+            },
+            v6: FamilyTables {
+                conns: ConnTable::with_hasher(limits.conns_v6, timeouts, hasher.clone())?,
+                persist: PersistTable::with_hasher(v6_templates, hasher.clone())
+                    .map_err(|_| ConnError::OutOfMemory)?,
+            },
+            views: Views {
+                services: Vec::new(),
+                rs_pos: Vec::new(),
+            },
+        };
+        b.load_services(services);
+        Ok(b)
+    }
+
+    /// (Re)builds schedulers and candidate lists from `services`.
+    fn load_services(&mut self, services: &Services) {
+        let views = &mut self.views;
+        views.rs_pos = vec![None; services.real_server_slots()];
+        views.services = services
+            .iter()
+            .map(|s| {
+                let candidates: Vec<Candidate> = s
+                    .real_servers
+                    .iter()
+                    .map(|r| Candidate::new(r.id(), r.weight))
+                    .collect();
+                for (i, r) in s.real_servers.iter().enumerate() {
+                    views.rs_pos[usize::from(r.slot)] = Some(RsPos {
+                        service: s.slot,
+                        index: i as u16,
+                    });
+                }
+                let sched = Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok();
+                ServiceState { sched, candidates }
+            })
+            .collect();
+    }
+
+    /// Live connections of both families.
+    pub fn len(&self) -> usize {
+        self.v4.conns.len() + self.v6.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The connection a packet belongs to, and its direction.
+    #[inline]
+    pub fn lookup<A: Tables>(&self, key: &FlowKey<A>) -> Option<(ConnId, Dir)> {
+        A::select_ref(&self.v4, &self.v6).conns.lookup(key)
+    }
+
+    /// A copy of connection `id`.
+    #[inline]
+    pub fn get<A: Tables>(&self, id: ConnId) -> Option<Conn<A>> {
+        A::select_ref(&self.v4, &self.v6).conns.get(id).copied()
+    }
+
+    /// IPVS `conn_reuse_mode`: a client SYN that finds its 5-tuple in TIME_WAIT or
+    /// CLOSE (the client reused its port) starts a new connection: the old one is
+    /// removed here so the caller schedules afresh. Returns true when it removed it.
+    pub fn reuse_closed<A: Tables>(&mut self, id: ConnId, now: u64, stats: &WorkerStats) -> bool {
+        let Balancer { v4, v6, views } = self;
+        let FamilyTables { conns, persist } = A::select(v4, v6);
+        let closed = conns.get(id).is_some_and(|c| {
+            matches!(
+                c.state(),
+                ConnState::Tcp(TcpState::TimeWait | TcpState::Close)
+            )
+        });
+        if !closed {
+            return false;
+        }
+        let Ok(conn) = conns.remove(id) else {
+            return false;
+        };
+        if let Some(t) = conn.template() {
+            let _ = persist.release(t, now);
+        }
+        views.count_removal(conn.real_server(), conn.is_active(), stats);
+        true
+    }
+
+    /// Advances the connection's state for a packet and keeps the per-server
+    /// active/inactive counts in step. Returns the connection (a copy: it is small).
+    #[inline]
+    pub fn on_packet<A: Tables>(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Option<Conn<A>> {
+        let t = A::select(&mut self.v4, &mut self.v6);
+        let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
+        let conn = *t.conns.get(id)?;
+        if change.activated() || change.deactivated() {
+            self.views
+                .count_state_change(conn.real_server(), change, stats);
+        }
+        Some(conn)
+    }
+
+    /// Schedules a new connection from `client` to `svc` (reached at `vip`) and
+    /// inserts it, inbound state NONE/UDP. `local` is the source the real server
+    /// will see (the client itself except in FULLNAT). The caller then runs
+    /// [`Balancer::on_packet`] for the first packet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn connect<A: Tables>(
+        &mut self,
+        svc: &Service,
+        proto: Proto,
+        client: Endpoint<A>,
+        vip: Endpoint<A>,
+        local: Option<Endpoint<A>>,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Result<ConnId, DropReason> {
+        let Balancer { v4, v6, views } = self;
+        let tables = A::select(v4, v6);
+        let slot = usize::from(svc.slot);
+        let persist = svc.persistence_ms > 0;
+        let mut template: Option<TemplateId> = None;
+        let mut chosen = None;
+
+        if persist {
+            let hit = tables
+                .persist
+                .lookup(svc.slot, client.addr, svc.persistence_netmask, now);
+            if let Some((tid, rs_slot)) = hit {
+                let usable = svc
+                    .real_servers
+                    .iter()
+                    .position(|r| r.slot == rs_slot)
+                    .filter(|&i| views.services[slot].candidates[i].takes_new());
+                match usable {
+                    Some(i) => {
+                        chosen = Some(i);
+                        template = Some(tid);
+                    }
+                    // The server went away or stopped taking connections: like
+                    // ip_vs_check_template, forget the template and schedule anew.
+                    None => {
+                        let _ = tables.persist.invalidate(tid, now);
+                    }
+                }
+            }
+        }
+
+        let index = match chosen {
+            Some(i) => i,
+            None => {
+                let st = &mut views.services[slot];
+                let hint = FlowHint {
+                    src: client.addr.into_ip(),
+                    src_port: client.port,
+                    dst: vip.addr.into_ip(),
+                    dst_port: vip.port,
+                };
+                let sched = st.sched.as_mut().ok_or(DropReason::NoRealServer)?;
+                sched
+                    .pick(&st.candidates, &hint)
+                    .ok_or(DropReason::NoRealServer)?
+            }
+        };
+        let rs = &svc.real_servers[index];
+        let real = Endpoint::new(
+            A::from_ip(rs.addr).ok_or(DropReason::NoRealServer)?,
+            rs.port,
+        );
+
+        if persist && template.is_none() {
+            // A full template table only costs stickiness, never the connection.
+            template = tables
+                .persist
+                .insert(
+                    svc.slot,
+                    client.addr,
+                    svc.persistence_netmask,
+                    rs.slot,
+                    Duration::from_millis(svc.persistence_ms),
+                    now,
+                )
+                .ok();
+        }
+        let new = NewConn {
+            proto,
+            mode: svc.mode,
+            client,
+            vip,
+            local: local.unwrap_or(client),
+            real,
+            service: svc.slot,
+            real_server: rs.slot,
+            template,
+        };
+        let id = tables.conns.insert(&new, now).map_err(|e| match e {
+            ConnError::InboundKeyExists | ConnError::OutboundKeyExists => DropReason::ConnConflict,
+            _ => DropReason::ConnTableFull,
+        })?;
+        if let Some(t) = template {
+            let _ = tables.persist.hold(t);
+        }
+        let c = &mut views.services[slot].candidates[index];
+        c.inactive += 1;
+        let inactive = c.inactive;
+        let counters = stats.real_server(rs.slot);
+        counters.conns.inc();
+        counters.inactive.set(u64::from(inactive));
+        Ok(id)
+    }
+
+    /// Removes connections and templates whose time is up (at most `budget` of each)
+    /// and updates the per-server counts. Returns how many connections went.
+    pub fn expire(&mut self, now: u64, budget: usize, stats: &WorkerStats) -> usize {
+        self.expire_family::<Ipv4Addr>(now, budget, stats)
+            + self.expire_family::<Ipv6Addr>(now, budget, stats)
+    }
+
+    fn expire_family<A: Tables>(&mut self, now: u64, budget: usize, stats: &WorkerStats) -> usize {
+        let Balancer { v4, v6, views } = self;
+        let FamilyTables { conns, persist } = A::select(v4, v6);
+        let removed = conns.expire(now, budget, |_, conn| {
+            if let Some(t) = conn.template() {
+                let _ = persist.release(t, now);
+            }
+            views.count_removal(conn.real_server(), conn.is_active(), stats);
+        });
+        persist.expire(now, budget, |_, _| {});
+        removed
+    }
+}
