@@ -3,7 +3,6 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Exit code for a user error (bad config, bad arguments).
@@ -69,14 +68,19 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_USER);
                 }
             };
-            let stop = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            let signals = ferrovs::runtime::Signals::default();
+            let handlers = [
+                (signal_hook::consts::SIGINT, &signals.stop),
+                (signal_hook::consts::SIGTERM, &signals.stop),
+                (signal_hook::consts::SIGHUP, &signals.reload),
+            ];
+            for (sig, flag) in handlers {
+                if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
                     eprintln!("cannot install signal handler: {e}");
                     return ExitCode::from(EXIT_INTERNAL);
                 }
             }
-            match ferrovs::runtime::run(cfg, stop) {
+            match ferrovs::runtime::run(cfg, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");

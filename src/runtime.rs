@@ -44,8 +44,17 @@ struct Resources {
     _eal: Eal,
 }
 
-/// Runs ferrovs with a validated config until SIGINT/SIGTERM (or `stop` is set).
-pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
+/// Flags the signal handlers set and the management loop reads.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// SIGINT/SIGTERM: stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGHUP: reload the configuration.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Runs ferrovs with a validated config until SIGINT/SIGTERM.
+pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
     if let Some(s) = cfg
         .services
@@ -209,7 +218,7 @@ pub fn run(cfg: Config, stop: Arc<AtomicBool>) -> Result<(), RunError> {
         command_tx,
         event_rx,
     );
-    let result = management.and_then(|m| m.run(&stop));
+    let result = management.and_then(|m| m.run(&signals));
 
     log::info!("stopping workers");
     worker_stop.store(true, Ordering::SeqCst);

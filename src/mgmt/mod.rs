@@ -8,6 +8,7 @@ pub mod metrics;
 
 use crate::config::Config;
 use crate::packet::MacAddr;
+use crate::runtime::Signals;
 use crate::service::Services;
 use crate::stats::WorkerStats;
 use crate::worker::{WorkerCommand, WorkerEvent};
@@ -15,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use metrics::{PortMeta, ReadFn, Telemetry};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,11 +63,14 @@ impl Management {
         })
     }
 
-    /// Serves until `stop` is set.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), String> {
-        while !stop.load(Ordering::Relaxed) {
+    /// Serves until SIGINT/SIGTERM.
+    pub fn run(mut self, signals: &Signals) -> Result<(), String> {
+        while !signals.stop.load(Ordering::Relaxed) {
             while let Ok(ev) = self.events.try_recv() {
                 self.handle(ev);
+            }
+            if signals.reload.swap(false, Ordering::Relaxed) {
+                log::warn!("SIGHUP: configuration reload is not available in this build; running config unchanged");
             }
             std::thread::sleep(POLL);
         }
