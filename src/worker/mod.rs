@@ -7,11 +7,13 @@ mod balancer;
 mod dataplane;
 mod lcore;
 mod pipeline;
+mod steer;
 
 pub use balancer::{Balancer, BalancerLimits};
 pub use dataplane::{Dataplane, Interface, LocalAddr, LocalKind};
 pub use lcore::{IdlePolicy, WorkerLoop};
 pub use pipeline::Pipeline;
+pub use steer::{owner_of, steering_rules, PortMatch, SteeringRule};
 
 use crate::packet::{MacAddr, PacketBuf};
 use std::net::IpAddr;

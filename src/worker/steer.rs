@@ -1,0 +1,176 @@
+//! Which worker owns a connection, computed from a packet alone (DESIGN.md, data
+//! plane step 3), and the NIC rules that make packets land on their owner.
+//!
+//! The owner is the client-side port modulo the number of workers:
+//! - a packet to a VIP: its source port (the client's);
+//! - a NAT reply (to the client, not to us): its destination port (the client's);
+//! - a FULLNAT reply (to a local address): its destination port, the local port,
+//!   which the owner allocated from its own residue class modulo the workers.
+//!
+//! So both directions of every connection meet on one worker, on any NIC. A packet
+//! that RSS delivers elsewhere is handed over through a ring; with a power-of-two
+//! number of workers "port mod W" is "port & (W-1)", which rte_flow can match, and
+//! [`steering_rules`] describes the rules that make the handoff rare.
+
+use crate::conn::{Mode, Proto};
+use crate::service::Services;
+use std::net::IpAddr;
+
+/// The owner of a connection whose client-side (or local) port is `port`.
+#[inline(always)]
+pub fn owner_of(port: u16, workers: usize) -> usize {
+    usize::from(port) % workers.max(1)
+}
+
+/// A 16-bit port match: `port & mask == value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMatch {
+    pub value: u16,
+    pub mask: u16,
+}
+
+/// One NIC flow rule: packets matching all the given fields go to `queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteeringRule {
+    pub proto: Proto,
+    pub src_addr: Option<IpAddr>,
+    pub dst_addr: Option<IpAddr>,
+    pub src_port: Option<PortMatch>,
+    pub dst_port: Option<PortMatch>,
+    pub queue: u16,
+}
+
+/// The rules that send every connection's packets to its owner's queue, or none
+/// when `workers` is 1 or not a power of two (the residue is then not a bit mask).
+pub fn steering_rules(services: &Services, workers: usize) -> Vec<SteeringRule> {
+    if workers < 2 || !workers.is_power_of_two() || workers > usize::from(u16::MAX) {
+        return Vec::new();
+    }
+    let mask = (workers - 1) as u16;
+    let mut rules = Vec::new();
+    for w in 0..workers as u16 {
+        let low_bits = Some(PortMatch { value: w, mask });
+        for s in services.iter() {
+            // Client to VIP: the client's source port.
+            rules.push(SteeringRule {
+                proto: s.proto,
+                src_addr: None,
+                dst_addr: Some(s.vip),
+                src_port: low_bits,
+                dst_port: Some(PortMatch {
+                    value: s.port,
+                    mask: u16::MAX,
+                }),
+                queue: w,
+            });
+            match s.mode {
+                // Server to client: the client's port is the destination port.
+                Mode::Nat => {
+                    for r in &s.real_servers {
+                        rules.push(SteeringRule {
+                            proto: s.proto,
+                            src_addr: Some(r.addr),
+                            dst_addr: None,
+                            src_port: Some(PortMatch {
+                                value: r.port,
+                                mask: u16::MAX,
+                            }),
+                            dst_port: low_bits,
+                            queue: w,
+                        });
+                    }
+                }
+                // Server to local address: the local port.
+                Mode::FullNat => {
+                    for lip in &s.local_addrs {
+                        rules.push(SteeringRule {
+                            proto: s.proto,
+                            src_addr: None,
+                            dst_addr: Some(*lip),
+                            src_port: None,
+                            dst_port: low_bits,
+                            queue: w,
+                        });
+                    }
+                }
+                // Replies go straight to the client.
+                Mode::Dr | Mode::Tunnel => {}
+            }
+        }
+    }
+    rules.sort_by_key(|r| (r.queue, r.dst_addr, r.src_addr));
+    rules.dedup();
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, HostFacts};
+
+    #[test]
+    fn owner_is_the_client_port_modulo_workers() {
+        assert_eq!(owner_of(40001, 1), 0);
+        assert_eq!(owner_of(40001, 2), 1);
+        assert_eq!(owner_of(40002, 4), 2);
+        assert_eq!(owner_of(7, 3), 1);
+        assert_eq!(owner_of(7, 0), 0);
+    }
+
+    fn services() -> Services {
+        let text = r#"
+eal: { cores: [0, 1, 2] }
+ports:
+  - { name: wan, device: net_null0, addresses: ["198.18.0.1/24"] }
+  - { name: lan, device: net_null1, addresses: ["198.19.0.1/24"] }
+workers: { cores: [1, 2] }
+services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    protocol: tcp
+    mode: nat
+    real_servers: [{ address: 198.19.0.10, port: 8080 }]
+  - name: full
+    vip: 198.18.0.101
+    port: 443
+    protocol: tcp
+    mode: fullnat
+    local_addresses: [198.19.0.2]
+    real_servers: [{ address: 198.19.0.11 }]
+"#;
+        let cfg = config::parse(text, "t.yaml", &HostFacts::default()).unwrap();
+        Services::from_config(&cfg)
+    }
+
+    #[test]
+    fn rules_only_for_a_power_of_two_of_workers() {
+        let s = services();
+        assert!(steering_rules(&s, 1).is_empty());
+        assert!(steering_rules(&s, 3).is_empty());
+        // per worker: 2 VIP rules, 1 NAT reply rule, 1 FULLNAT reply rule
+        assert_eq!(steering_rules(&s, 2).len(), 8);
+        assert_eq!(steering_rules(&s, 4).len(), 16);
+    }
+
+    #[test]
+    fn every_rule_agrees_with_owner_of() {
+        let s = services();
+        let workers = 4;
+        for r in steering_rules(&s, workers) {
+            let m = r
+                .src_port
+                .filter(|m| m.mask != u16::MAX)
+                .or(r.dst_port.filter(|m| m.mask != u16::MAX))
+                .unwrap();
+            for port in [1024u16, 40001, 65535, 3] {
+                let matches = port & m.mask == m.value;
+                assert_eq!(
+                    matches,
+                    owner_of(port, workers) == usize::from(r.queue),
+                    "{r:?} port {port}"
+                );
+            }
+        }
+    }
+}
