@@ -56,16 +56,6 @@ pub struct Signals {
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM.
 pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
-    if let Some(s) = cfg
-        .services
-        .iter()
-        .find(|s| s.mode != crate::config::ForwardMode::Nat)
-    {
-        return Err(RunError(format!(
-            "service {}: mode {} is not available in this build (only nat is)",
-            s.name, s.mode
-        )));
-    }
     let devices: Vec<EalDevice> = cfg
         .ports
         .iter()
@@ -163,7 +153,7 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
                     .expect("queue per worker was configured"),
             );
         }
-        let lb = Balancer::new(&dataplane.services, limits, &timeouts)
+        let lb = Balancer::new(&dataplane.services, limits, &timeouts, w, workers)
             .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         let pipeline = Pipeline::new(
             w,

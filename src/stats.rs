@@ -151,6 +151,11 @@ drop_reasons! {
     ConnTableFull => "conn_table_full",
     /// The new connection's return key is taken by another connection.
     ConnConflict => "conn_conflict",
+    /// FULLNAT: no free local port on the service's local addresses (this worker).
+    LocalPortExhausted => "local_port_exhausted",
+    /// TUNNEL: the encapsulated packet would exceed the egress MTU (with DF set the
+    /// client gets "fragmentation needed"; ferrovs never fragments).
+    MtuExceeded => "mtu_exceeded",
 }
 
 impl From<crate::packet::ParseError> for DropReason {

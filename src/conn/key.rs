@@ -153,6 +153,12 @@ pub struct FlowHasher {
 }
 
 impl FlowHasher {
+    /// This hasher's random seed, for other per-worker randomisation (local port
+    /// order) that should not be predictable either.
+    pub fn seed(&self) -> u64 {
+        self.per_hasher
+    }
+
     /// A hasher with seeds from the operating system's random source (through std's
     /// `RandomState`, whose SipHash keys come from getrandom).
     pub fn random() -> Self {

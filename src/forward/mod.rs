@@ -1,17 +1,203 @@
 //! Forwarding modes: how a packet of a connection is rewritten on its way to the
 //! real server and back.
 //!
-//! - NAT ([`translate`] of the destination inbound, of the source outbound): IPVS
-//!   masquerading; real servers route their replies through ferrovs.
-//! - ICMP errors about a connection ([`quoted_flow`], [`translate_icmp_error`]) are
-//!   translated in both directions, quoted packet included, so path MTU discovery
-//!   works through the balancer.
+//! | mode | client -> server | server -> client |
+//! | --- | --- | --- |
+//! | NAT | destination VIP:port -> RS:port | source RS:port -> VIP:port |
+//! | FULLNAT | source -> LIP:lport, destination -> RS:port | source -> VIP:port, destination -> client |
+//! | DR | nothing but the MAC addresses (RS on a connected subnet) | not through us |
+//! | TUNNEL | IP-in-IP to the RS, outer source our address | not through us |
+//!
+//! ICMP errors about a connection are translated like the connection's packets in
+//! the error's direction, quoted packet included, so path MTU discovery works
+//! through the balancer ([`icmp_error_action`]).
 //!
 //! Everything works in place on a frame that `packet::parse_frame` validated, with
 //! incremental checksum updates (RFC 1624).
 
 mod icmp_error;
 mod nat;
+mod tunnel;
 
 pub use icmp_error::{quoted_flow, translate_icmp_error, QuotedFlow};
 pub use nat::{translate, Translation};
+pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
+
+use crate::conn::{Dir, Mode};
+use std::net::IpAddr;
+
+/// A connection's four endpoints, address family erased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    pub client: (IpAddr, u16),
+    pub vip: (IpAddr, u16),
+    /// The source the real server sees: the client, or LIP:lport in FULLNAT.
+    pub local: (IpAddr, u16),
+    pub real: (IpAddr, u16),
+}
+
+/// What to do with a packet of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Rewrite addresses and ports (TTL decremented), send towards `next_hop`.
+    Translate { t: Translation, next_hop: IpAddr },
+    /// Send unchanged to the real server on its link (DR).
+    Direct { next_hop: IpAddr },
+    /// Encapsulate towards the real server (TUNNEL).
+    Encapsulate { next_hop: IpAddr },
+}
+
+/// The action for a packet of a `mode` connection travelling in direction `dir`;
+/// None for a direction the mode never sees (DR/TUNNEL replies).
+#[inline]
+pub fn packet_action(mode: Mode, dir: Dir, e: &Endpoints) -> Option<Action> {
+    let real = e.real.0;
+    Some(match (mode, dir) {
+        (Mode::Nat, Dir::Inbound) => Action::Translate {
+            t: Translation {
+                src: None,
+                dst: Some(e.real),
+            },
+            next_hop: real,
+        },
+        (Mode::Nat, Dir::Outbound) => Action::Translate {
+            t: Translation {
+                src: Some(e.vip),
+                dst: None,
+            },
+            next_hop: e.client.0,
+        },
+        (Mode::FullNat, Dir::Inbound) => Action::Translate {
+            t: Translation {
+                src: Some(e.local),
+                dst: Some(e.real),
+            },
+            next_hop: real,
+        },
+        (Mode::FullNat, Dir::Outbound) => Action::Translate {
+            t: Translation {
+                src: Some(e.vip),
+                dst: Some(e.client),
+            },
+            next_hop: e.client.0,
+        },
+        (Mode::Dr, Dir::Inbound) => Action::Direct { next_hop: real },
+        (Mode::Tunnel, Dir::Inbound) => Action::Encapsulate { next_hop: real },
+        (Mode::Dr | Mode::Tunnel, Dir::Outbound) => return None,
+    })
+}
+
+/// How to translate an ICMP error about a connection travelling in direction `dir`
+/// (the reverse of the quoted packet's): (outer, inner, next hop), or None when the
+/// mode forwards it unchanged (DR/TUNNEL inbound: use [`packet_action`]) or never
+/// sees it.
+pub fn icmp_error_action(
+    mode: Mode,
+    dir: Dir,
+    e: &Endpoints,
+) -> Option<(Translation, Translation, IpAddr)> {
+    match (mode, dir) {
+        // From the server side to the client: as if the VIP sent it, about the
+        // packet the client sent to the VIP.
+        (Mode::Nat | Mode::FullNat, Dir::Outbound) => Some((
+            Translation {
+                src: Some(e.vip),
+                dst: Some(e.client),
+            },
+            Translation {
+                src: Some(e.client),
+                dst: Some(e.vip),
+            },
+            e.client.0,
+        )),
+        // From the client side to the server: about the packet the server sent. In
+        // NAT the outer source (the client or a router near it) is routable from the
+        // server and stays; in FULLNAT the server only knows the local address.
+        (Mode::Nat | Mode::FullNat, Dir::Inbound) => Some((
+            Translation {
+                src: (mode == Mode::FullNat).then_some(e.local),
+                dst: Some(e.real),
+            },
+            Translation {
+                src: Some(e.real),
+                dst: Some(e.local),
+            },
+            e.real.0,
+        )),
+        (Mode::Dr | Mode::Tunnel, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> (IpAddr, u16) {
+        let a: std::net::SocketAddr = s.parse().unwrap();
+        (a.ip(), a.port())
+    }
+
+    fn endpoints(mode: Mode) -> Endpoints {
+        let client = ep("198.18.0.10:40000");
+        Endpoints {
+            client,
+            vip: ep("198.18.0.100:80"),
+            local: if mode == Mode::FullNat {
+                ep("198.19.0.2:5000")
+            } else {
+                client
+            },
+            real: ep("198.19.0.11:8080"),
+        }
+    }
+
+    #[test]
+    fn each_mode_rewrites_what_it_should() {
+        let e = endpoints(Mode::Nat);
+        assert_eq!(
+            packet_action(Mode::Nat, Dir::Inbound, &e),
+            Some(Action::Translate {
+                t: Translation {
+                    src: None,
+                    dst: Some(e.real)
+                },
+                next_hop: e.real.0
+            })
+        );
+        let f = endpoints(Mode::FullNat);
+        assert_eq!(
+            packet_action(Mode::FullNat, Dir::Outbound, &f),
+            Some(Action::Translate {
+                t: Translation {
+                    src: Some(f.vip),
+                    dst: Some(f.client)
+                },
+                next_hop: f.client.0
+            })
+        );
+        assert_eq!(
+            packet_action(Mode::Dr, Dir::Inbound, &e),
+            Some(Action::Direct { next_hop: e.real.0 })
+        );
+        assert_eq!(
+            packet_action(Mode::Tunnel, Dir::Inbound, &e),
+            Some(Action::Encapsulate { next_hop: e.real.0 })
+        );
+        assert_eq!(packet_action(Mode::Dr, Dir::Outbound, &e), None);
+    }
+
+    #[test]
+    fn icmp_errors_mirror_the_connection() {
+        let f = endpoints(Mode::FullNat);
+        let (outer, inner, hop) = icmp_error_action(Mode::FullNat, Dir::Inbound, &f).unwrap();
+        assert_eq!(
+            (outer.src, outer.dst, hop),
+            (Some(f.local), Some(f.real), f.real.0)
+        );
+        assert_eq!((inner.src, inner.dst), (Some(f.real), Some(f.local)));
+        let n = endpoints(Mode::Nat);
+        let (outer, _, _) = icmp_error_action(Mode::Nat, Dir::Inbound, &n).unwrap();
+        assert_eq!(outer.src, None, "NAT keeps the outer source");
+        assert!(icmp_error_action(Mode::Dr, Dir::Inbound, &n).is_none());
+    }
+}

@@ -549,6 +549,55 @@ pub fn emit_neighbor_advert(
     .emit(buf)
 }
 
+/// Largest ICMPv6 error packet (RFC 4443 section 2.4: it must not exceed the IPv6
+/// minimum MTU).
+pub const MAX_ERROR_LEN: usize = 1280;
+
+/// Writes an ICMPv6 "packet too big" about `offending` (the IPv6 packet as received,
+/// from its header on) into the start of `buf`: an IPv6 header from `src_addr` back
+/// to the offending source, the message with `mtu`, and as much of the offending
+/// packet as fits in [`MAX_ERROR_LEN`] and `buf`. Returns the length written.
+pub fn emit_packet_too_big(
+    buf: &mut [u8],
+    src_addr: Ipv6Addr,
+    offending: &[u8],
+    mtu: u32,
+) -> Result<usize, WireError> {
+    let original = Ipv6Packet::new_checked(offending)?;
+    if original.src_addr().is_multicast() || original.src_addr().is_unspecified() {
+        return Err(WireError::IcmpErrorSuppressed);
+    }
+    let dst = original.src_addr();
+    let overhead = ipv6::HEADER_LEN + MIN_LEN;
+    let room = buf.len().min(MAX_ERROR_LEN);
+    if room < overhead + ipv6::HEADER_LEN {
+        return Err(WireError::BufferTooSmall);
+    }
+    let quote_len = original
+        .total_len()
+        .min(offending.len())
+        .min(room - overhead);
+    let total = overhead + quote_len;
+    let (ip_header, msg) = buf[..total].split_at_mut(ipv6::HEADER_LEN);
+    Ipv6Repr {
+        src_addr,
+        dst_addr: dst,
+        next_header: IpProtocol::ICMPV6,
+        payload_len: MIN_LEN + quote_len,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(ip_header)?;
+    msg[MIN_LEN..].copy_from_slice(&offending[..quote_len]);
+    let mut icmp = Icmpv6Packet { buffer: msg };
+    icmp.set_msg_type(Icmpv6Type::PACKET_TOO_BIG);
+    icmp.set_code(0);
+    icmp.set_mtu(mtu);
+    icmp.fill_checksum(src_addr, dst);
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,5 +927,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn packet_too_big_quotes_the_offending_packet() {
+        use crate::packet::craft::{self, L2};
+        let l2 = L2 {
+            src: MacAddr([2, 0, 0, 0, 0, 1]),
+            dst: MacAddr([2, 0, 0, 0, 0, 2]),
+        };
+        let big = craft::udp(
+            l2,
+            "[2001:2::10]:5000".parse().unwrap(),
+            "[2001:2::100]:53".parse().unwrap(),
+            &[1u8; 1400],
+        );
+        let mut buf = vec![0u8; 2000];
+        let me = addr("2001:2::1");
+        let n = emit_packet_too_big(&mut buf, me, &big[14..], 1440).unwrap();
+        assert_eq!(n, MAX_ERROR_LEN);
+        let ip = Ipv6Packet::new_checked(&buf[..n]).unwrap();
+        assert_eq!((ip.src_addr(), ip.dst_addr()), (me, addr("2001:2::10")));
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(icmp.msg_type(), Icmpv6Type::PACKET_TOO_BIG);
+        assert_eq!(icmp.mtu(), 1440);
+        assert!(icmp.verify_checksum(me, addr("2001:2::10")));
+        assert_eq!(&icmp.data()[..40], &big[14..54]);
     }
 }

@@ -5,9 +5,10 @@
 //! Nothing here is shared: each worker balances its own share of the flows, as
 //! DPVS does per lcore, so least-connection schedulers count per worker.
 
+use super::lports::LocalPorts;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    NewConn, PersistTable, Proto, StateChange, TcpState, TemplateId, Timeouts,
+    Mode, NewConn, PersistTable, Proto, StateChange, TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, Scheduler};
 use crate::service::{Service, Services};
@@ -71,6 +72,8 @@ impl Tables for Ipv6Addr {
 struct ServiceState {
     sched: Option<Scheduler>,
     candidates: Vec<Candidate>,
+    /// FULLNAT: the local address to try first for the next connection.
+    next_local: usize,
 }
 
 /// Where a real-server slot lives: service slot and index in its candidates.
@@ -160,14 +163,17 @@ pub struct Balancer {
     v4: FamilyTables<Ipv4Addr>,
     v6: FamilyTables<Ipv6Addr>,
     views: Views,
+    lports: LocalPorts,
 }
 
 impl Balancer {
-    /// Allocates every table up front.
+    /// Allocates every table up front for worker `worker` of `workers`.
     pub fn new(
         services: &Services,
         limits: BalancerLimits,
         timeouts: &Timeouts,
+        worker: usize,
+        workers: usize,
     ) -> Result<Balancer, ConnError> {
         let hasher = FlowHasher::random();
         let v6_templates = if limits.conns_v6 > 0 {
@@ -190,6 +196,12 @@ impl Balancer {
                 services: Vec::new(),
                 rs_pos: Vec::new(),
             },
+            lports: LocalPorts::new(
+                services.iter().flat_map(|s| s.local_addrs.iter().copied()),
+                worker,
+                workers,
+                hasher.seed(),
+            ),
         };
         b.load_services(services);
         Ok(b)
@@ -214,7 +226,11 @@ impl Balancer {
                     });
                 }
                 let sched = Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok();
-                ServiceState { sched, candidates }
+                ServiceState {
+                    sched,
+                    candidates,
+                    next_local: 0,
+                }
             })
             .collect();
     }
@@ -244,7 +260,12 @@ impl Balancer {
     /// CLOSE (the client reused its port) starts a new connection: the old one is
     /// removed here so the caller schedules afresh. Returns true when it removed it.
     pub fn reuse_closed<A: Tables>(&mut self, id: ConnId, now: u64, stats: &WorkerStats) -> bool {
-        let Balancer { v4, v6, views } = self;
+        let Balancer {
+            v4,
+            v6,
+            views,
+            lports,
+        } = self;
         let FamilyTables { conns, persist } = A::select(v4, v6);
         let closed = conns.get(id).is_some_and(|c| {
             matches!(
@@ -258,10 +279,7 @@ impl Balancer {
         let Ok(conn) = conns.remove(id) else {
             return false;
         };
-        if let Some(t) = conn.template() {
-            let _ = persist.release(t, now);
-        }
-        views.count_removal(conn.real_server(), conn.is_active(), stats);
+        release(&conn, persist, lports, views, now, stats);
         true
     }
 
@@ -287,21 +305,25 @@ impl Balancer {
     }
 
     /// Schedules a new connection from `client` to `svc` (reached at `vip`) and
-    /// inserts it, inbound state NONE/UDP. `local` is the source the real server
-    /// will see (the client itself except in FULLNAT). The caller then runs
-    /// [`Balancer::on_packet`] for the first packet.
-    #[allow(clippy::too_many_arguments)]
+    /// inserts it, inbound state NONE/UDP. The source the real server will see is
+    /// the client itself, except in FULLNAT where a local address and port of this
+    /// worker is taken. The caller then runs [`Balancer::on_packet`] for the first
+    /// packet.
     pub fn connect<A: Tables>(
         &mut self,
         svc: &Service,
         proto: Proto,
         client: Endpoint<A>,
         vip: Endpoint<A>,
-        local: Option<Endpoint<A>>,
         now: u64,
         stats: &WorkerStats,
     ) -> Result<ConnId, DropReason> {
-        let Balancer { v4, v6, views } = self;
+        let Balancer {
+            v4,
+            v6,
+            views,
+            lports,
+        } = self;
         let tables = A::select(v4, v6);
         let slot = usize::from(svc.slot);
         let persist = svc.persistence_ms > 0;
@@ -353,6 +375,18 @@ impl Balancer {
             A::from_ip(rs.addr).ok_or(DropReason::NoRealServer)?,
             rs.port,
         );
+        let local = if svc.mode == Mode::FullNat {
+            let next = &mut views.services[slot].next_local;
+            let (addr, port) = lports
+                .take(&svc.local_addrs, next)
+                .ok_or(DropReason::LocalPortExhausted)?;
+            Endpoint::new(
+                A::from_ip(addr).ok_or(DropReason::LocalPortExhausted)?,
+                port,
+            )
+        } else {
+            client
+        };
 
         if persist && template.is_none() {
             // A full template table only costs stickiness, never the connection.
@@ -373,16 +407,30 @@ impl Balancer {
             mode: svc.mode,
             client,
             vip,
-            local: local.unwrap_or(client),
+            local,
             real,
             service: svc.slot,
             real_server: rs.slot,
             template,
         };
-        let id = tables.conns.insert(&new, now).map_err(|e| match e {
-            ConnError::InboundKeyExists | ConnError::OutboundKeyExists => DropReason::ConnConflict,
-            _ => DropReason::ConnTableFull,
-        })?;
+        let id = match tables.conns.insert(&new, now) {
+            Ok(id) => id,
+            Err(e) => {
+                if svc.mode == Mode::FullNat {
+                    lports.give_back(local.addr.into_ip(), local.port);
+                }
+                if let Some(t) = template {
+                    // A template made for this connection alone goes again with it.
+                    let _ = tables.persist.release(t, now);
+                }
+                return Err(match e {
+                    ConnError::InboundKeyExists | ConnError::OutboundKeyExists => {
+                        DropReason::ConnConflict
+                    }
+                    _ => DropReason::ConnTableFull,
+                });
+            }
+        };
         if let Some(t) = template {
             let _ = tables.persist.hold(t);
         }
@@ -403,15 +451,37 @@ impl Balancer {
     }
 
     fn expire_family<A: Tables>(&mut self, now: u64, budget: usize, stats: &WorkerStats) -> usize {
-        let Balancer { v4, v6, views } = self;
+        let Balancer {
+            v4,
+            v6,
+            views,
+            lports,
+        } = self;
         let FamilyTables { conns, persist } = A::select(v4, v6);
         let removed = conns.expire(now, budget, |_, conn| {
-            if let Some(t) = conn.template() {
-                let _ = persist.release(t, now);
-            }
-            views.count_removal(conn.real_server(), conn.is_active(), stats);
+            release(conn, persist, lports, views, now, stats);
         });
         persist.expire(now, budget, |_, _| {});
         removed
     }
+}
+
+/// Gives back what a connection held: its template, its local port, its place in
+/// the per-server counts.
+fn release<A: Family>(
+    conn: &Conn<A>,
+    persist: &mut PersistTable<A>,
+    lports: &mut LocalPorts,
+    views: &mut Views,
+    now: u64,
+    stats: &WorkerStats,
+) {
+    if let Some(t) = conn.template() {
+        let _ = persist.release(t, now);
+    }
+    if conn.mode() == Mode::FullNat {
+        let local = conn.local();
+        lports.give_back(local.addr.into_ip(), local.port);
+    }
+    views.count_removal(conn.real_server(), conn.is_active(), stats);
 }

@@ -28,6 +28,8 @@ pub enum LocalKind {
     Interface,
     /// A virtual service address: ARP, ICMP echo, and the services on it.
     Vip,
+    /// A FULLNAT local address: ARP, ICMP echo, and real servers' replies.
+    Lip,
 }
 
 /// An address ferrovs owns: it answers ICMP echo for it, and ARP/ND on `port`.
@@ -99,6 +101,17 @@ impl Dataplane {
                     kind: LocalKind::Vip,
                 },
             );
+        }
+        for s in services.iter() {
+            for lip in &s.local_addrs {
+                local.insert(
+                    *lip,
+                    LocalAddr {
+                        port: cfg.port_for_address(*lip),
+                        kind: LocalKind::Lip,
+                    },
+                );
+            }
         }
         for (port, i) in ifaces.iter().enumerate() {
             for a in &i.addrs {

@@ -6,6 +6,7 @@
 mod balancer;
 mod dataplane;
 mod lcore;
+mod lports;
 mod pipeline;
 mod steer;
 

@@ -8,15 +8,19 @@
 
 use super::balancer::{Balancer, Tables};
 use super::{Dataplane, LocalKind, PacketPool, WorkerCommand, WorkerEvent};
-use crate::conn::{Dir, Endpoint, FlowKey, Mode, Proto};
-use crate::forward::{quoted_flow, translate, translate_icmp_error, Translation};
+use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
+use crate::forward::{
+    encapsulate, icmp_error_action, packet_action, quoted_flow, translate, translate_icmp_error,
+    Action, Endpoints, TunnelError,
+};
 use crate::net::{Learned, Lookup, NeighLimits, NeighTable};
 use crate::packet::arp::{self, ArpOperation, ArpPacket};
+use crate::packet::icmp::{emit_error, IcmpError};
 use crate::packet::icmpv6::{self, NeighborAdvert, NeighborSolicit, ND_FRAME_LEN};
 use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
 use crate::packet::{
-    ethernet, parse_frame, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, IpPair, IpProtocol,
-    Ipv4Packet, Ipv6Packet, MacAddr, PacketBuf, TcpFlags,
+    ethernet, parse_frame, EtherType, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, IpPair,
+    IpProtocol, Ipv4Packet, Ipv6Packet, MacAddr, PacketBuf, TcpFlags,
 };
 use crate::stats::{DropReason, WorkerStats};
 use crossbeam_channel::Sender;
@@ -283,7 +287,7 @@ impl<P: PacketPool> Pipeline<P> {
     #[inline]
     fn flow_input_af<A: Tables>(
         &mut self,
-        mut pkt: P::Buf,
+        pkt: P::Buf,
         info: &FrameInfo,
         ip: &IpInfo,
         proto: Proto,
@@ -316,41 +320,117 @@ impl<P: PacketPool> Pipeline<P> {
         };
         let bytes = (info.l3_end() - usize::from(info.l3_offset)) as u64;
         let counters = self.stats.real_server(conn.real_server());
-        let ip_of = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
-        let (t, next_hop) = match (conn.mode(), dir) {
-            (Mode::Nat, Dir::Inbound) => {
-                counters.in_packets.inc();
-                counters.in_bytes.add(bytes);
-                let real = ip_of(conn.real());
-                (
-                    Translation {
-                        src: None,
-                        dst: Some(real),
-                    },
-                    real.0,
-                )
-            }
-            (Mode::Nat, Dir::Outbound) => {
-                counters.out_packets.inc();
-                counters.out_bytes.add(bytes);
-                let vip = ip_of(conn.vip());
-                (
-                    Translation {
-                        src: Some(vip),
-                        dst: None,
-                    },
-                    conn.client().addr.into_ip(),
-                )
-            }
-            (Mode::FullNat | Mode::Dr | Mode::Tunnel, _) => {
-                return self.discard(pkt, DropReason::NoService)
-            }
-        };
-        if let Err(reason) = translate(pkt.data_mut(), info, ip, proto, &t) {
-            return self.discard(pkt, reason);
+        if dir == Dir::Inbound {
+            counters.in_packets.inc();
+            counters.in_bytes.add(bytes);
+        } else {
+            counters.out_packets.inc();
+            counters.out_bytes.add(bytes);
         }
-        pkt.truncate(info.l3_end());
-        self.route_out(pkt, next_hop);
+        let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        self.forward(pkt, info, ip, proto, action);
+    }
+
+    /// Carries out a forwarding action on a packet of a connection.
+    #[inline]
+    fn forward(
+        &mut self,
+        mut pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        proto: Proto,
+        action: Action,
+    ) {
+        match action {
+            Action::Translate { t, next_hop } => {
+                if let Err(reason) = translate(pkt.data_mut(), info, ip, proto, &t) {
+                    return self.discard(pkt, reason);
+                }
+                pkt.truncate(info.l3_end());
+                self.route_out(pkt, next_hop);
+            }
+            Action::Direct { next_hop } => {
+                pkt.truncate(info.l3_end());
+                self.route_out(pkt, next_hop);
+            }
+            Action::Encapsulate { next_hop } => self.encapsulate(pkt, info, next_hop),
+        }
+    }
+
+    /// TUNNEL: wraps the packet in an outer header from our address on the egress
+    /// port to the real server. A packet that would not fit the egress MTU is
+    /// refused; with DF (or IPv6) its sender learns the MTU that fits.
+    fn encapsulate(&mut self, mut pkt: P::Buf, info: &FrameInfo, rs: IpAddr) {
+        let Some(hop) = self.dp.routes.lookup(rs) else {
+            return self.discard(pkt, DropReason::NoRoute);
+        };
+        let Some(src) = self.dp.source_for(hop.port, rs) else {
+            return self.discard(pkt, DropReason::NoSourceAddress);
+        };
+        let mtu = self.dp.ifaces[hop.port].mtu;
+        match encapsulate(&mut pkt, info, src, rs, mtu) {
+            Ok(()) => self.route_out(pkt, rs),
+            Err(TunnelError::FragmentationNeeded { mtu }) => {
+                self.send_too_big(&pkt, info, mtu);
+                self.discard(pkt, DropReason::MtuExceeded);
+            }
+            Err(TunnelError::TooBig) => self.discard(pkt, DropReason::MtuExceeded),
+            Err(TunnelError::NoRoom | TunnelError::FamilyMismatch) => {
+                self.discard(pkt, DropReason::NoMbuf)
+            }
+        }
+    }
+
+    /// Tells the sender of `offending` that only `mtu` bytes fit: ICMP
+    /// fragmentation needed (IPv4) or ICMPv6 packet too big, from our address
+    /// towards it.
+    fn send_too_big(&mut self, offending: &P::Buf, info: &FrameInfo, mtu: u16) {
+        let Some(ip) = info.ip() else { return };
+        let client = ip.addrs.src();
+        let Some(hop) = self.dp.routes.lookup(client) else {
+            return self.stats.count_drop(DropReason::NoRoute, 1);
+        };
+        let Some(src) = self.dp.source_for(hop.port, client) else {
+            return self.stats.count_drop(DropReason::NoSourceAddress, 1);
+        };
+        let Some(mut err) = self.pool.alloc() else {
+            return self.stats.count_drop(DropReason::NoMbuf, 1);
+        };
+        let l3 = usize::from(info.l3_offset);
+        let quote = &offending.data()[l3..info.l3_end()];
+        let room = ethernet::HEADER_LEN + icmpv6::MAX_ERROR_LEN;
+        if err.append(room.min(err.tailroom())).is_err() {
+            return self.stats.count_drop(DropReason::NoMbuf, 1);
+        }
+        let body = &mut err.data_mut()[ethernet::HEADER_LEN..];
+        let written = match (src, ip.addrs) {
+            (IpAddr::V4(s), IpPair::V4 { .. }) => emit_error(
+                body,
+                IcmpError::FragmentationNeeded { next_hop_mtu: mtu },
+                s,
+                quote,
+            )
+            .ok(),
+            (IpAddr::V6(s), IpPair::V6 { .. }) => {
+                icmpv6::emit_packet_too_big(body, s, quote, u32::from(mtu)).ok()
+            }
+            _ => None,
+        };
+        let Some(n) = written else {
+            // An error about an error, a multicast source, ...: nothing to send.
+            self.consume(err);
+            return;
+        };
+        err.truncate(ethernet::HEADER_LEN + n);
+        let ethertype = if src.is_ipv4() {
+            EtherType::IPV4
+        } else {
+            EtherType::IPV6
+        };
+        err.data_mut()[ethernet::field::ETHERTYPE].copy_from_slice(&ethertype.0.to_be_bytes());
+        self.route_out(err, client);
     }
 
     /// Schedules and inserts the connection a first packet opens, if it may open one.
@@ -383,7 +463,6 @@ impl<P: PacketPool> Pipeline<P> {
             proto,
             Endpoint::new(src, sport),
             Endpoint::new(dst, dport),
-            None,
             *now_ms,
             stats,
         )
@@ -423,34 +502,13 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(conn) = self.lb.get::<A>(id) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
-        let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
-        let (outer, inner, next_hop) = match (conn.mode(), dir) {
-            // From the server side to the client: the error looks as if the VIP sent
-            // it, about the packet the client sent to the VIP.
-            (Mode::Nat, Dir::Outbound) => (
-                Translation {
-                    src: Some(ep(conn.vip())),
-                    dst: None,
-                },
-                Translation {
-                    src: None,
-                    dst: Some(ep(conn.vip())),
-                },
-                conn.client().addr.into_ip(),
-            ),
-            // From the client side to the server: about the packet the server sent.
-            (Mode::Nat, Dir::Inbound) => (
-                Translation {
-                    src: None,
-                    dst: Some(ep(conn.real())),
-                },
-                Translation {
-                    src: Some(ep(conn.real())),
-                    dst: None,
-                },
-                conn.real().addr.into_ip(),
-            ),
-            _ => return self.discard(pkt, DropReason::NoConnection),
+        let e = endpoints(&conn);
+        let Some((outer, inner, next_hop)) = icmp_error_action(conn.mode(), dir, &e) else {
+            // DR/TUNNEL: an error from the client side goes to the server as is.
+            return match packet_action(conn.mode(), dir, &e) {
+                Some(action) => self.forward(pkt, info, ip, flow.proto, action),
+                None => self.discard(pkt, DropReason::NoConnection),
+            };
         };
         if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
             return self.discard(pkt, reason);
@@ -677,6 +735,18 @@ impl<P: PacketPool> Pipeline<P> {
             self.garbage.push(pkt);
         }
         // else: dropped here, freed individually (never reached with the sizing above)
+    }
+}
+
+/// A connection's endpoints for the forwarding module.
+#[inline]
+fn endpoints<A: Family>(c: &Conn<A>) -> Endpoints {
+    let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+    Endpoints {
+        client: ep(c.client()),
+        vip: ep(c.vip()),
+        local: ep(c.local()),
+        real: ep(c.real()),
     }
 }
 

@@ -479,7 +479,17 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Real servers route through ferrovs (NAT).
     pub fn new(tag: &str, servers: usize) -> Topology {
+        Self::build(tag, servers, true)
+    }
+
+    /// Real servers with no route beyond their own subnet (FULLNAT needs none).
+    pub fn isolated_servers(tag: &str, servers: usize) -> Topology {
+        Self::build(tag, servers, false)
+    }
+
+    fn build(tag: &str, servers: usize, server_default_route: bool) -> Topology {
         let mut lab = Lab::new(tag);
         let lb = lab.ns("lb");
         let client = lab.ns("client");
@@ -498,7 +508,9 @@ impl Topology {
                 &bridge,
                 &["ip", "link", "set", &format!("p-rs{i}"), "master", "br0"],
             );
-            lab.exec_ok(&ns, &["ip", "route", "add", "default", "via", "198.19.0.1"]);
+            if server_default_route {
+                lab.exec_ok(&ns, &["ip", "route", "add", "default", "via", "198.19.0.1"]);
+            }
             rs.push(ns);
         }
         let direct = lab.ns("direct");
@@ -622,4 +634,93 @@ pub fn wrk_summary(out: &str) -> (u64, u64, f64) {
         }
     }
     (requests, errors, rps)
+}
+
+/// The one-arm topology of DR and TUNNEL: client, ferrovs and real servers on one
+/// bridge, each real server holding the VIP on `lo` with `arp_ignore=1` and
+/// `arp_announce=2` so only ferrovs answers ARP for it, and answering clients
+/// directly.
+///
+/// ```text
+///   client 198.18.0.10 --+
+///   ferrovs 198.18.0.1 --+-- bridge
+///   rs<i> 198.18.0.2<i> -+   (VIP on lo)
+/// ```
+pub struct OneArm {
+    pub lab: Lab,
+    pub lb: String,
+    pub client: String,
+    pub servers: Vec<String>,
+}
+
+impl OneArm {
+    pub fn new(tag: &str, servers: usize, vip: &str) -> OneArm {
+        let mut lab = Lab::new(tag);
+        let lb = lab.ns("lb");
+        let client = lab.ns("client");
+        let bridge = lab.ns("br");
+        lab.exec_ok(&bridge, &["ip", "link", "add", "br0", "type", "bridge"]);
+        lab.exec_ok(&bridge, &["ip", "link", "set", "br0", "up"]);
+        let attach = |lab: &Lab, ns: &str, ifname: &str, addrs: &[&str], port: &str| {
+            lab.link(ns, ifname, addrs, &bridge, port, &[]);
+            lab.exec_ok(&bridge, &["ip", "link", "set", port, "master", "br0"]);
+        };
+        attach(&lab, &lb, "lan0", &[], "p-lb");
+        attach(&lab, &client, "eth0", &["198.18.0.10/24"], "p-client");
+        let mut rs = Vec::new();
+        for i in 0..servers {
+            let ns = lab.ns(&format!("rs{i}"));
+            let addr = format!("{}/24", Self::rs_addr(i));
+            attach(&lab, &ns, "eth0", &[&addr], &format!("p-rs{i}"));
+            lab.exec_ok(
+                &ns,
+                &["ip", "addr", "add", &format!("{vip}/32"), "dev", "lo"],
+            );
+            for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+                for dev in ["all", "eth0"] {
+                    lab.exec_ok(
+                        &ns,
+                        &[
+                            "sysctl",
+                            "-qw",
+                            &format!("net.ipv4.conf.{dev}.{key}={value}"),
+                        ],
+                    );
+                }
+            }
+            rs.push(ns);
+        }
+        OneArm {
+            lab,
+            lb,
+            client,
+            servers: rs,
+        }
+    }
+
+    pub fn rs_addr(i: usize) -> String {
+        format!("198.18.0.{}", 20 + i)
+    }
+
+    /// ferrovs on its single port with `services`.
+    pub fn config(&self, services: &str) -> String {
+        config(
+            &[("lan", "lan0", &["198.18.0.1/24"])],
+            &format!("services:\n{services}"),
+        )
+    }
+}
+
+/// A service item of any mode for the topology configs.
+pub fn service(
+    name: &str,
+    mode: &str,
+    vip: &str,
+    port: u16,
+    scheduler: &str,
+    servers: &[(String, u16, u32)],
+    extra: &str,
+) -> String {
+    nat_service(name, vip, port, "tcp", scheduler, servers, extra)
+        .replace("    mode: nat\n", &format!("    mode: {mode}\n"))
 }

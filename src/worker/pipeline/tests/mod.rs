@@ -49,7 +49,14 @@ fn harness_with(text: &str) -> Harness {
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
-    let lb = Balancer::new(&dp.services, limits, &crate::conn::Timeouts::default()).unwrap();
+    let lb = Balancer::new(
+        &dp.services,
+        limits,
+        &crate::conn::Timeouts::default(),
+        0,
+        1,
+    )
+    .unwrap();
     let (tx, rx) = bounded(64);
     Harness {
         p: Pipeline::new(0, dp, lb, TestPool, stats.clone(), tx, 32),
@@ -80,6 +87,7 @@ fn l2_to_us(src: MacAddr) -> L2 {
     L2 { src, dst: OUR_MAC }
 }
 
+mod modes;
 mod nat;
 
 #[test]

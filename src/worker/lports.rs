@@ -1,0 +1,156 @@
+//! FULLNAT local ports: each worker owns the ports of every local address that are
+//! congruent to its index modulo the number of workers, so a real server's reply to
+//! `LIP:lport` tells which worker owns the connection (see `steer`).
+
+use foldhash::fast::FixedState;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// Lowest local port handed out; below are the well-known and registered ranges
+/// a real server may treat specially.
+pub const FIRST_LOCAL_PORT: u16 = 1024;
+
+/// One local address's free ports on this worker.
+struct Pool {
+    addr: IpAddr,
+    /// Free ports, used as a stack; filled in a shuffled order so consecutive
+    /// connections do not get predictable ports.
+    free: Vec<u16>,
+}
+
+/// The local ports of one worker, for every FULLNAT local address.
+#[derive(Default)]
+pub struct LocalPorts {
+    pools: Vec<Pool>,
+    by_addr: HashMap<IpAddr, usize, FixedState>,
+}
+
+impl LocalPorts {
+    /// Pools for `addrs` holding the ports `p >= FIRST_LOCAL_PORT` with
+    /// `p % workers == worker`.
+    pub fn new(
+        addrs: impl IntoIterator<Item = IpAddr>,
+        worker: usize,
+        workers: usize,
+        seed: u64,
+    ) -> Self {
+        let workers = workers.max(1);
+        let mut lp = LocalPorts::default();
+        let mut rng = seed | 1;
+        for addr in addrs {
+            if lp.by_addr.contains_key(&addr) {
+                continue;
+            }
+            let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
+                .filter(|p| usize::from(*p) % workers == worker)
+                .collect();
+            // Fisher-Yates with xorshift: cheap, deterministic per seed.
+            for i in (1..free.len()).rev() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                free.swap(i, (rng % (i as u64 + 1)) as usize);
+            }
+            lp.by_addr.insert(addr, lp.pools.len());
+            lp.pools.push(Pool { addr, free });
+        }
+        lp
+    }
+
+    /// A free port on one of `addrs`, trying them in turn from `*next` (which is
+    /// advanced so a service spreads its connections over its local addresses).
+    #[inline]
+    pub fn take(&mut self, addrs: &[IpAddr], next: &mut usize) -> Option<(IpAddr, u16)> {
+        for _ in 0..addrs.len() {
+            let addr = addrs[*next % addrs.len()];
+            *next = next.wrapping_add(1);
+            let Some(&i) = self.by_addr.get(&addr) else {
+                continue;
+            };
+            if let Some(port) = self.pools[i].free.pop() {
+                return Some((self.pools[i].addr, port));
+            }
+        }
+        None
+    }
+
+    /// Returns a port taken with [`LocalPorts::take`].
+    #[inline]
+    pub fn give_back(&mut self, addr: IpAddr, port: u16) {
+        if let Some(&i) = self.by_addr.get(&addr) {
+            let pool = &mut self.pools[i];
+            // Capacity was reserved at construction, so this never allocates.
+            if pool.free.len() < pool.free.capacity() {
+                pool.free.push(port);
+            }
+        }
+    }
+
+    /// Free ports on `addr`.
+    #[cfg(test)]
+    pub fn available(&self, addr: IpAddr) -> usize {
+        self.by_addr
+            .get(&addr)
+            .map_or(0, |&i| self.pools[i].free.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ports_belong_to_the_worker_residue_class() {
+        let lip = ip("198.19.0.2");
+        for (worker, workers) in [(0, 1), (0, 2), (1, 2), (3, 4)] {
+            let mut lp = LocalPorts::new([lip], worker, workers, 7);
+            let total = lp.available(lip);
+            let mut next = 0;
+            let mut seen = std::collections::HashSet::new();
+            while let Some((a, p)) = lp.take(&[lip], &mut next) {
+                assert_eq!(a, lip);
+                assert!(p >= FIRST_LOCAL_PORT);
+                assert_eq!(usize::from(p) % workers, worker);
+                assert!(seen.insert(p), "port {p} handed out twice");
+            }
+            assert_eq!(seen.len(), total);
+            assert!(total >= (65536 - 1024) / workers - 1);
+        }
+    }
+
+    #[test]
+    fn exhaustion_then_reuse() {
+        let lip = ip("198.19.0.2");
+        let mut lp = LocalPorts::new([lip], 0, 1, 1);
+        let mut next = 0;
+        let mut taken = vec![];
+        while let Some(t) = lp.take(&[lip], &mut next) {
+            taken.push(t);
+        }
+        assert_eq!(lp.take(&[lip], &mut next), None);
+        lp.give_back(taken[10].0, taken[10].1);
+        assert_eq!(lp.take(&[lip], &mut next), Some(taken[10]));
+    }
+
+    #[test]
+    fn connections_rotate_over_local_addresses() {
+        let (a, b) = (ip("198.19.0.2"), ip("198.19.0.3"));
+        let mut lp = LocalPorts::new([a, b, a], 0, 1, 3);
+        let mut next = 0;
+        let got: Vec<IpAddr> = (0..4)
+            .map(|_| lp.take(&[a, b], &mut next).unwrap().0)
+            .collect();
+        assert_eq!(got, vec![a, b, a, b]);
+        // an address without a pool is skipped
+        assert_eq!(lp.take(&[ip("198.19.0.9"), a], &mut next).unwrap().0, a);
+        // first pick order is shuffled, not 1024, 1025, ...
+        let mut lp = LocalPorts::new([a], 0, 1, 3);
+        let mut n = 0;
+        let first: Vec<u16> = (0..4).map(|_| lp.take(&[a], &mut n).unwrap().1).collect();
+        assert_ne!(first, vec![65535, 65534, 65533, 65532]);
+    }
+}

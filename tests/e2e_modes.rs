@@ -1,0 +1,199 @@
+//! FULLNAT, DR and TUNNEL end to end with real HTTP clients and servers.
+//!
+//! Needs root and DPDK: run through `scripts/test.sh` (or
+//! `cargo test --release --test e2e_modes -- --ignored --test-threads=1 --nocapture`).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const VIP: &str = "198.18.0.100";
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn fullnat_serves_clients_from_servers_with_no_route_to_them() {
+    let mut t = Topology::isolated_servers("fnat", 2);
+    for i in 0..2 {
+        let ns = t.servers[i].clone();
+        t.lab.http_server(
+            &format!("nginx{i}"),
+            &ns,
+            &Topology::rs_addr(i),
+            8080,
+            &format!("rs{i} sees $remote_addr"),
+        );
+    }
+    let servers = vec![
+        (Topology::rs_addr(0), 8080, 1),
+        (Topology::rs_addr(1), 8080, 1),
+    ];
+    let svc = service(
+        "web",
+        "fullnat",
+        VIP,
+        80,
+        "rr",
+        &servers,
+        "    local_addresses: [198.19.0.2, 198.19.0.3]\n",
+    );
+    let cfg = t.config(&svc, "");
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let bodies = t.curl_many("http://198.18.0.100/", 20);
+    let servers_seen = tally(
+        &bodies
+            .iter()
+            .map(|b| b.split(' ').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>(),
+    );
+    let sources = tally(
+        &bodies
+            .iter()
+            .map(|b| b.rsplit(' ').next().unwrap_or("").to_string())
+            .collect::<Vec<_>>(),
+    );
+    println!("fullnat rr over 20 requests: {servers_seen:?}; sources the servers saw: {sources:?}");
+    assert_eq!(servers_seen, vec![("rs0".into(), 10), ("rs1".into(), 10)]);
+    for (src, _) in &sources {
+        assert!(
+            src == "198.19.0.2" || src == "198.19.0.3",
+            "server saw {src}"
+        );
+    }
+    let out = t.lab.exec_ok(
+        &t.client,
+        &["wrk", "-t1", "-c16", "-d3s", "http://198.18.0.100/"],
+    );
+    let (requests, errors, rps) = wrk_summary(&String::from_utf8_lossy(&out.stdout));
+    println!("fullnat wrk -c16 3s: {requests} requests, {errors} errors, {rps:.0} req/s");
+    assert_eq!(errors, 0);
+    assert!(requests > 1000);
+    assert!(f.stop().success());
+}
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn dr_in_one_arm_with_the_vip_on_the_servers_loopback() {
+    let mut t = OneArm::new("dr", 2, VIP);
+    for i in 0..2 {
+        let ns = t.servers[i].clone();
+        // DR cannot change ports: servers listen on the VIP's port.
+        t.lab
+            .http_server(&format!("nginx{i}"), &ns, "0.0.0.0", 80, &format!("rs{i}"));
+    }
+    let servers = vec![(OneArm::rs_addr(0), 80, 1), (OneArm::rs_addr(1), 80, 1)];
+    let cfg = t.config(&service("web", "dr", VIP, 80, "rr", &servers, ""));
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let bodies: Vec<String> = (0..20)
+        .map(|_| {
+            let out = t.lab.exec(
+                &t.client,
+                &["curl", "-s", "-m", "5", "http://198.18.0.100/"],
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let share = tally(&bodies);
+    println!("dr rr over 20 requests: {share:?}");
+    assert_eq!(share, vec![("rs0".into(), 10), ("rs1".into(), 10)]);
+    let out = t.lab.exec_ok(
+        &t.client,
+        &["wrk", "-t1", "-c16", "-d3s", "http://198.18.0.100/"],
+    );
+    let (requests, errors, rps) = wrk_summary(&String::from_utf8_lossy(&out.stdout));
+    println!("dr wrk -c16 3s: {requests} requests, {errors} errors, {rps:.0} req/s");
+    assert_eq!(errors, 0);
+    let m = f.metrics();
+    // replies bypass ferrovs: nothing counted outbound
+    assert_eq!(
+        sample(&m, "ferrovs_service_out_packets_total{service=\"web\"}"),
+        0.0
+    );
+    assert!(sample(&m, "ferrovs_service_in_packets_total{service=\"web\"}") > 1000.0);
+    assert!(f.stop().success());
+}
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn tunnel_through_a_userspace_decapsulator_with_path_mtu() {
+    let mut t = OneArm::new("tun", 2, VIP);
+    for i in 0..2 {
+        let ns = t.servers[i].clone();
+        t.lab.spawn(
+            &format!("decap{i}"),
+            &ns,
+            &["/usr/bin/python3", &peer("ipip_decap.py"), "tun0"],
+        );
+        t.lab
+            .http_server(&format!("nginx{i}"), &ns, "0.0.0.0", 80, &format!("rs{i}"));
+    }
+    for i in 0..2 {
+        let log = t.lab.dir.join(format!("decap{i}.log"));
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|s| s.contains("ready"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "decapsulator {i} not ready: {:?}",
+                std::fs::read_to_string(&log)
+            )
+        });
+    }
+    let servers = vec![(OneArm::rs_addr(0), 80, 1), (OneArm::rs_addr(1), 80, 1)];
+    let cfg = t.config(&service("web", "tunnel", VIP, 80, "rr", &servers, ""));
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let bodies: Vec<String> = (0..10)
+        .map(|_| {
+            let out = t.lab.exec(
+                &t.client,
+                &["curl", "-s", "-m", "5", "http://198.18.0.100/"],
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    let share = tally(&bodies);
+    println!("tunnel rr over 10 requests: {share:?}");
+    assert_eq!(share, vec![("rs0".into(), 5), ("rs1".into(), 5)]);
+    // Full-size segments do not fit with 20 more bytes: ferrovs answers
+    // "fragmentation needed" with MTU 1480 and the upload goes through.
+    t.lab.exec_ok(
+        &t.client,
+        &[
+            "sh",
+            "-c",
+            "head -c 200000 /dev/zero > /tmp/ferrovs-tun-body",
+        ],
+    );
+    let out = t.lab.exec(
+        &t.client,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            "@/tmp/ferrovs-tun-body",
+            "http://198.18.0.100/",
+        ],
+    );
+    let route = t.lab.exec_ok(&t.client, &["ip", "route", "get", VIP]);
+    let route = String::from_utf8_lossy(&route.stdout).to_string();
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    println!(
+        "tunnel upload: status {code}; client route: {}",
+        route.replace('\n', " ")
+    );
+    assert_eq!(code, "200");
+    assert!(route.contains("mtu 1480"), "{route}");
+    assert!(
+        f.metric("ferrovs_worker_dropped_packets_total{worker=\"0\",reason=\"mtu_exceeded\"}")
+            >= 1.0
+    );
+    assert!(f.stop().success());
+}
