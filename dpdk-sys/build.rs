@@ -39,6 +39,7 @@ fn main() {
         .allowlist_type("rte_.*")
         .allowlist_var("RTE_.*")
         .allowlist_var("rte_.*")
+        .allowlist_var("RING_F_.*")
         // Packed structs nested in packed structs: rustc refuses the layout bindgen
         // emits, and ferrovs parses these headers itself.
         .opaque_type("rte_arp_hdr")

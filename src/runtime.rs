@@ -4,7 +4,10 @@
 
 use crate::config::{Config, PortDevice};
 use crate::dpdk::eal_args::{eal_args, EalDevice, EalSpec};
-use crate::dpdk::{self, launch_on_lcore, Eal, LcoreJoin, Mempool, Port, PortConf};
+use crate::dpdk::{
+    self, handoff_ring, launch_on_lcore, Eal, LcoreJoin, Mempool, Port, PortConf, RingConsumer,
+    RingProducer,
+};
 use crate::mgmt::{self, Management};
 use crate::stats::WorkerStats;
 use crate::worker::{
@@ -36,6 +39,8 @@ impl From<dpdk::DpdkError> for RunError {
 const COMMAND_QUEUE: usize = 4096;
 /// Capacity of the channel from workers to the management core.
 const EVENT_QUEUE: usize = 8192;
+/// Mbufs a handoff ring between two workers holds.
+const HANDOFF_RING: u32 = 4096;
 
 /// DPDK objects in the order they must be released: fields drop top to bottom.
 struct Resources {
@@ -66,6 +71,7 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
         .collect();
     let args = eal_args(&EalSpec {
         cores: &cfg.eal.cores,
+        cpus: &cfg.eal.cpus,
         memory_mb: cfg.eal.memory_mb,
         hugepages: cfg.eal.hugepages,
         file_prefix: &cfg.eal.file_prefix,
@@ -133,6 +139,17 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
     let limits =
         BalancerLimits::for_config(cfg.connections.max as usize, workers, &dataplane.services);
     let timeouts = conn_timeouts(&cfg.connections.timeouts);
+    // Handoff rings: one per ordered pair of workers, producer side at the sender.
+    let mut outboxes: Vec<Vec<Option<RingProducer>>> =
+        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut inboxes: Vec<Vec<RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
+    for from in 0..workers {
+        for to in (0..workers).filter(|&to| to != from) {
+            let (p, c) = handoff_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)?;
+            outboxes[from][to] = Some(p);
+            inboxes[to].push(c);
+        }
+    }
     let mut stats = Vec::with_capacity(workers);
     let mut command_tx = Vec::with_capacity(workers);
     let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
@@ -157,6 +174,7 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
             .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         let pipeline = Pipeline::new(
             w,
+            workers,
             dataplane.clone(),
             lb,
             res.pool.clone(),
@@ -169,6 +187,8 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
             rx,
             tx,
             commands: crx,
+            outboxes: std::mem::take(&mut outboxes[w]),
+            inboxes: std::mem::take(&mut inboxes[w]),
             stop: worker_stop.clone(),
             burst: usize::from(cfg.workers.burst),
             idle,

@@ -135,6 +135,8 @@ drop_reasons! {
     NoMbuf => "no_mbuf",
     /// The NIC's TX queue did not take the packet.
     TxFull => "tx_full",
+    /// The ring to the worker that owns the packet's connection was full.
+    HandoffFull => "handoff_full",
 
     // Load balancing.
     /// TCP/UDP to a VIP on a port/protocol without a service.

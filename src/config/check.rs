@@ -318,17 +318,50 @@ impl Checker<'_> {
             );
         }
         let cores = self.cores("eal.cores", &raw.cores);
-        if let Some(online) = &host.online_cpus {
-            for (i, core) in cores.iter().enumerate() {
-                if let Some(core) = core.filter(|core| !online.contains(core)) {
-                    self.error(
-                        &format!("eal.cores[{i}]"),
-                        format!(
-                            "CPU {core} is not online on this host (online: {})",
-                            format_cpu_list(online)
-                        ),
-                    );
+        let map = raw.cpu_map.clone().unwrap_or_default();
+        for (&lcore, &cpu) in &map {
+            let path = format!("eal.cpu_map.{lcore}");
+            if !raw.cores.contains(&lcore) {
+                self.error(&path, format!("lcore {lcore} is not in eal.cores"));
+            }
+            if cpu > u64::from(u32::MAX) {
+                self.error(&path, format!("CPU {cpu} is out of range"));
+            }
+        }
+        // The CPU of every lcore: mapped, or the lcore id itself.
+        let cpus: Vec<Option<u32>> = cores
+            .iter()
+            .map(|core| {
+                let core = (*core)?;
+                match map.get(&u64::from(core)) {
+                    Some(&cpu) => u32::try_from(cpu).ok(),
+                    None => Some(core),
                 }
+            })
+            .collect();
+        if let Some(online) = &host.online_cpus {
+            for (i, (core, cpu)) in cores.iter().zip(&cpus).enumerate() {
+                let (Some(core), Some(cpu)) = (core, cpu) else { continue };
+                if online.contains(cpu) {
+                    continue;
+                }
+                let (path, what) = if map.contains_key(&u64::from(*core)) {
+                    (format!("eal.cpu_map.{core}"), format!("CPU {cpu}"))
+                } else {
+                    (format!("eal.cores[{i}]"), format!("CPU {core}"))
+                };
+                self.error(
+                    &path,
+                    format!(
+                        "{what} is not online on this host (online: {}){}",
+                        format_cpu_list(online),
+                        if map.is_empty() {
+                            "; eal.cpu_map can place lcores on existing CPUs"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
             }
         }
         let memory_mb = self.int(
@@ -358,8 +391,10 @@ impl Checker<'_> {
             }
         }
         let cores = cores.into_iter().collect::<Option<Vec<_>>>();
+        let cpus = cpus.into_iter().collect::<Option<Vec<_>>>();
         Some(EalConfig {
             cores: cores.filter(|c| !c.is_empty())?,
+            cpus: cpus?,
             memory_mb: memory_mb?,
             hugepages: raw.hugepages.unwrap_or(true),
             file_prefix: file_prefix?,

@@ -69,8 +69,11 @@ impl Config {
 /// DPDK Environment Abstraction Layer settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EalConfig {
-    /// Every lcore ferrovs uses, as CPU ids; the first is the management core.
+    /// Every lcore ferrovs uses; the first is the management core.
     pub cores: Vec<u32>,
+    /// The CPU each lcore of `cores` runs on (same order): the lcore id itself
+    /// unless `eal.cpu_map` says otherwise.
+    pub cpus: Vec<u32>,
     /// Memory to reserve at start-up (EAL `-m`), in MiB.
     pub memory_mb: u32,
     /// False runs the EAL with `--no-huge` (tests, no hugepages mounted).
@@ -376,6 +379,7 @@ mod tests {
         Config {
             eal: EalConfig {
                 cores: vec![0, 1],
+                cpus: vec![0, 1],
                 memory_mb: 512,
                 hugepages: true,
                 file_prefix: "ferrovs".into(),

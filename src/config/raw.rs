@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, expecting = "the eal mapping")]
 pub(super) struct RawEal {
     pub cores: Vec<u64>,
+    pub cpu_map: Option<std::collections::BTreeMap<u64, u64>>,
     pub memory_mb: Option<u64>,
     pub hugepages: Option<bool>,
     pub file_prefix: Option<String>,

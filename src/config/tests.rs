@@ -187,6 +187,7 @@ fn design_example_parses_into_expected_values() {
     let expected = Config {
         eal: EalConfig {
             cores: vec![0, 1],
+            cpus: vec![0, 1],
             memory_mb: 512,
             hugepages: true,
             file_prefix: "ferrovs".into(),
@@ -1479,4 +1480,34 @@ fn a_repeated_service_is_reported_even_under_the_same_name() {
         ],
         "same name and endpoint",
     );
+}
+
+const CPU_MAP: &str = "eal:
+  cores: [0, 1, 2]
+  cpu_map: { 2: 1 }
+ports:
+  - { name: wan, device: net_null0 }
+workers:
+  cores: [1, 2]
+";
+
+#[test]
+fn cpu_map_places_lcores_on_existing_cpus() {
+    let two_cpus = HostFacts {
+        online_cpus: Some(vec![0, 1]),
+    };
+    let config = parse(CPU_MAP, "test.yaml", &two_cpus).unwrap();
+    assert_eq!(config.eal.cores, vec![0, 1, 2]);
+    assert_eq!(config.eal.cpus, vec![0, 1, 1]);
+    // without the map, lcore 2 is a CPU this host does not have
+    let errors = parse(&CPU_MAP.replace("  cpu_map: { 2: 1 }\n", ""), "test.yaml", &two_cpus).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert_eq!((errors.0[0].line, errors.0[0].col), (2, 17));
+    assert!(errors.0[0].message.contains("eal.cpu_map can place lcores"), "{}", errors.0[0].message);
+    // a mapped CPU must exist, and only lcores in eal.cores can be mapped
+    let errors = parse(&CPU_MAP.replace("{ 2: 1 }", "{ 2: 7, 5: 0 }"), "test.yaml", &two_cpus).unwrap_err();
+    let messages: Vec<String> = errors.0.iter().map(|e| format!("{}:{} {}", e.line, e.col, e.message)).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("3:") && m.contains("lcore 5 is not in eal.cores")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.starts_with("3:") && m.contains("CPU 7 is not online")), "{messages:?}");
 }

@@ -15,6 +15,8 @@ pub enum EalDevice {
 pub struct EalSpec<'a> {
     /// All lcores; the first is the main (management) lcore.
     pub cores: &'a [u32],
+    /// The CPU of each lcore (same order as `cores`).
+    pub cpus: &'a [u32],
     pub memory_mb: u32,
     pub hugepages: bool,
     pub file_prefix: &'a str,
@@ -26,9 +28,21 @@ pub struct EalSpec<'a> {
 /// The argv for `rte_eal_init`, program name first.
 pub fn eal_args(spec: &EalSpec<'_>) -> Vec<String> {
     let mut args = vec!["ferrovs".to_string()];
-    let cores: Vec<String> = spec.cores.iter().map(u32::to_string).collect();
-    args.push("-l".into());
-    args.push(cores.join(","));
+    if spec.cores == spec.cpus {
+        let cores: Vec<String> = spec.cores.iter().map(u32::to_string).collect();
+        args.push("-l".into());
+        args.push(cores.join(","));
+    } else {
+        // lcore@cpu: several lcores may share a CPU (tests, small machines).
+        let map: Vec<String> = spec
+            .cores
+            .iter()
+            .zip(spec.cpus)
+            .map(|(l, c)| format!("{l}@{c}"))
+            .collect();
+        args.push("--lcores".into());
+        args.push(map.join(","));
+    }
     if let Some(main) = spec.cores.first() {
         args.push("--main-lcore".into());
         args.push(main.to_string());
@@ -80,6 +94,7 @@ mod tests {
         let extra = ["--no-telemetry".to_string()];
         let args = eal_args(&EalSpec {
             cores: &[0, 1],
+            cpus: &[0, 1],
             memory_mb: 256,
             hugepages: false,
             file_prefix: "t1",
@@ -117,6 +132,7 @@ mod tests {
         ];
         let args = eal_args(&EalSpec {
             cores: &[2, 4, 6],
+            cpus: &[2, 4, 6],
             memory_mb: 2048,
             hugepages: true,
             file_prefix: "lb1",
@@ -129,5 +145,21 @@ mod tests {
         assert!(joined.contains("--huge-unlink"));
         assert!(!joined.contains("--no-pci"));
         assert!(!joined.contains("--no-huge"));
+    }
+
+    #[test]
+    fn mapped_lcores_use_the_lcores_option() {
+        let args = eal_args(&EalSpec {
+            cores: &[0, 1, 2],
+            cpus: &[0, 1, 1],
+            memory_mb: 256,
+            hugepages: false,
+            file_prefix: "t",
+            devices: &[],
+            extra: &[],
+        });
+        let joined = args.join(" ");
+        assert!(joined.contains("--lcores 0@0,1@1,2@1 --main-lcore 0"), "{joined}");
+        assert!(!joined.contains(" -l "));
     }
 }

@@ -47,11 +47,6 @@ impl Mbuf {
         m.nb_segs == 1 && m.pkt_len == u32::from(m.data_len)
     }
 
-    /// The ethdev port the packet was received on.
-    pub fn port(&self) -> u16 {
-        self.raw().port
-    }
-
     /// Frees every mbuf in `pkts` with one `rte_pktmbuf_free_bulk` call and empties it.
     pub fn free_bulk(pkts: &mut Vec<Mbuf>) {
         if pkts.is_empty() {
@@ -153,5 +148,15 @@ impl PacketBuf for Mbuf {
             m.data_len = len as u16;
             m.pkt_len = len as u32;
         }
+    }
+
+    /// Kept in the mbuf's `port` field: after RX ferrovs no longer needs the
+    /// ethdev id there, and the field travels with the mbuf through a ring.
+    fn rx_port(&self) -> u16 {
+        self.raw().port
+    }
+
+    fn set_rx_port(&mut self, port: u16) {
+        self.raw_mut().port = port;
     }
 }

@@ -10,11 +10,13 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use eal::Eal;
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
+pub use ring::{handoff_ring, RingConsumer, RingProducer};
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
 
 use std::ffi::CStr;

@@ -27,6 +27,11 @@ pub trait PacketBuf {
     fn append(&mut self, n: usize) -> Result<(), NoRoom>;
     /// Shortens the packet to `len` bytes (no-op when already shorter).
     fn truncate(&mut self, len: usize);
+    /// The index of the port the packet arrived on, as recorded with
+    /// [`PacketBuf::set_rx_port`] (a packet handed to another worker carries it).
+    fn rx_port(&self) -> u16;
+    /// Records the index of the port the packet arrived on.
+    fn set_rx_port(&mut self, port: u16);
 
     /// Packet length in bytes.
     fn len(&self) -> usize {
@@ -50,6 +55,7 @@ pub struct VecBuf {
     mem: Box<[u8]>,
     start: usize,
     end: usize,
+    port: u16,
 }
 
 impl VecBuf {
@@ -62,6 +68,7 @@ impl VecBuf {
             mem,
             start: DEFAULT_HEADROOM,
             end: DEFAULT_HEADROOM + frame.len(),
+            port: 0,
         }
     }
 }
@@ -109,6 +116,12 @@ impl PacketBuf for VecBuf {
     }
     fn truncate(&mut self, len: usize) {
         self.end = self.start + len.min(self.len());
+    }
+    fn rx_port(&self) -> u16 {
+        self.port
+    }
+    fn set_rx_port(&mut self, port: u16) {
+        self.port = port;
     }
 }
 

@@ -2,7 +2,7 @@
 //! the pipeline, transmit what the pipeline queued, free what it dropped in bulk.
 
 use super::{Pipeline, WorkerCommand};
-use crate::dpdk::{Mbuf, RxQueue, Tsc, TxQueue};
+use crate::dpdk::{Mbuf, RingConsumer, RingProducer, RxQueue, Tsc, TxQueue};
 use crate::stats::DropReason;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,10 @@ pub struct WorkerLoop {
     pub rx: Vec<RxQueue>,
     pub tx: Vec<TxQueue>,
     pub commands: Receiver<WorkerCommand>,
+    /// Rings to the other workers, indexed by worker (None at this worker's index).
+    pub outboxes: Vec<Option<RingProducer>>,
+    /// Rings from the other workers.
+    pub inboxes: Vec<RingConsumer>,
     pub stop: Arc<AtomicBool>,
     pub burst: usize,
     pub idle: IdlePolicy,
@@ -66,6 +70,16 @@ impl WorkerLoop {
                 received += n;
                 for pkt in rx_buf.drain(..) {
                     self.pipeline.process(pkt, port);
+                }
+            }
+            for inbox in self.inboxes.iter_mut() {
+                let n = inbox.dequeue_burst(&mut rx_buf, self.burst);
+                if n == 0 {
+                    continue;
+                }
+                received += n;
+                for pkt in rx_buf.drain(..) {
+                    self.pipeline.process_handed(pkt);
                 }
             }
 
@@ -102,6 +116,17 @@ impl WorkerLoop {
     /// Transmits the queued packets of every port; what a NIC refuses is counted and
     /// freed with everything the pipeline dropped, in one bulk call.
     fn flush(&mut self) {
+        for (owner, ring) in self.outboxes.iter_mut().enumerate() {
+            let Some(ring) = ring else { continue };
+            let out = self.pipeline.handoff_queue(owner);
+            if out.is_empty() {
+                continue;
+            }
+            ring.enqueue_burst(out);
+            if !out.is_empty() {
+                self.pipeline.discard_handoff(owner);
+            }
+        }
         for (port, q) in self.tx.iter_mut().enumerate() {
             let out = self.pipeline.tx_queue(port);
             if out.is_empty() {

@@ -7,6 +7,7 @@
 //! ARP reply we learned from).
 
 use super::balancer::{Balancer, Tables};
+use super::steer::owner_of;
 use super::{Dataplane, LocalKind, PacketPool, WorkerCommand, WorkerEvent};
 use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
 use crate::forward::{
@@ -37,6 +38,7 @@ const EXPIRE_BUDGET: usize = 64;
 /// One worker's packet pipeline.
 pub struct Pipeline<P: PacketPool> {
     worker: usize,
+    workers: usize,
     dp: Arc<Dataplane>,
     pool: P,
     stats: Arc<WorkerStats>,
@@ -47,14 +49,18 @@ pub struct Pipeline<P: PacketPool> {
     tx: Vec<Vec<P::Buf>>,
     /// Packets to free in bulk at the end of the loop iteration.
     garbage: Vec<P::Buf>,
+    /// Per-worker packets to hand to the worker that owns their connection.
+    handoff: Vec<Vec<P::Buf>>,
     now_ms: u64,
 }
 
 impl<P: PacketPool> Pipeline<P> {
     /// A pipeline for worker `worker`. Every queue and table is allocated here,
     /// sized from `burst` and the balancer's limits, so nothing allocates per packet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         worker: usize,
+        workers: usize,
         dp: Arc<Dataplane>,
         lb: Balancer,
         pool: P,
@@ -73,6 +79,7 @@ impl<P: PacketPool> Pipeline<P> {
         }
         Pipeline {
             worker,
+            workers: workers.max(1),
             dp,
             pool,
             stats,
@@ -81,6 +88,9 @@ impl<P: PacketPool> Pipeline<P> {
             lb,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
             garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
+            handoff: (0..workers.max(1))
+                .map(|w| Vec::with_capacity(if w == worker { 0 } else { burst * ports.max(1) }))
+                .collect(),
             now_ms: 0,
         }
     }
@@ -108,6 +118,24 @@ impl<P: PacketPool> Pipeline<P> {
     pub fn discard_tx(&mut self, port: usize) {
         let Self { tx, garbage, .. } = self;
         for pkt in tx[port].drain(..) {
+            if garbage.len() < garbage.capacity() {
+                garbage.push(pkt);
+            }
+        }
+    }
+
+    /// Packets for worker `owner`; the caller moves them to its ring and leaves what
+    /// did not fit for [`Pipeline::discard_handoff`].
+    pub fn handoff_queue(&mut self, owner: usize) -> &mut Vec<P::Buf> {
+        &mut self.handoff[owner]
+    }
+
+    /// Drops what is left in the handoff queue to `owner` (its ring was full).
+    pub fn discard_handoff(&mut self, owner: usize) {
+        let n = self.handoff[owner].len();
+        self.stats.count_drop(DropReason::HandoffFull, n as u64);
+        let Self { handoff, garbage, .. } = self;
+        for pkt in handoff[owner].drain(..) {
             if garbage.len() < garbage.capacity() {
                 garbage.push(pkt);
             }
@@ -188,24 +216,81 @@ impl<P: PacketPool> Pipeline<P> {
         );
     }
 
-    /// The flow of one received packet: classify, then answer, forward or drop.
-    pub fn process(&mut self, pkt: P::Buf, port: usize) {
+    /// The flow of one received packet: classify, steer to the owner worker, then
+    /// answer, forward or drop.
+    pub fn process(&mut self, mut pkt: P::Buf, port: usize) {
         self.stats.rx_packets.inc();
+        pkt.set_rx_port(port as u16);
+        self.handle(pkt, port, true);
+    }
+
+    /// A packet another worker handed over because this worker owns its connection.
+    pub fn process_handed(&mut self, pkt: P::Buf) {
+        let port = usize::from(pkt.rx_port());
+        if port >= self.dp.ifaces.len() {
+            return self.discard(pkt, DropReason::NotForUs);
+        }
+        self.handle(pkt, port, false);
+    }
+
+    fn handle(&mut self, pkt: P::Buf, port: usize, steer: bool) {
         let info = match parse_frame(pkt.data(), false) {
             Ok(info) => info,
             Err(e) => return self.discard(pkt, e.into()),
         };
-        let dst_mac = MacAddr(
-            pkt.data()[ethernet::field::DST]
-                .try_into()
-                .unwrap_or([0; 6]),
-        );
+        let dst_mac = MacAddr(pkt.data()[ethernet::field::DST].try_into().unwrap_or([0; 6]));
         if !dst_mac.is_multicast() && dst_mac != self.dp.ifaces[port].mac {
             return self.discard(pkt, DropReason::ForeignMac);
         }
         match info.l3 {
             L3Info::Arp => self.arp_input(pkt, port, &info),
-            L3Info::Ip(ip) => self.ip_input(pkt, port, &info, &ip),
+            L3Info::Ip(ip) => {
+                if steer && self.workers > 1 {
+                    if let Some(owner) = self.owner(&pkt, &info, &ip) {
+                        if owner != self.worker {
+                            return self.hand_over(pkt, owner);
+                        }
+                    }
+                }
+                self.ip_input(pkt, port, &info, &ip)
+            }
+        }
+    }
+
+    /// The worker that owns the connection of this packet (see `steer`), or None
+    /// for packets any worker answers (ARP, ping, ND, our own addresses).
+    #[inline]
+    fn owner(&self, pkt: &P::Buf, info: &FrameInfo, ip: &IpInfo) -> Option<usize> {
+        let local = self.dp.local(ip.addrs.dst()).map(|l| l.kind);
+        let port = match ip.l4?.header {
+            L4Header::Tcp {
+                src_port, dst_port, ..
+            }
+            | L4Header::Udp { src_port, dst_port } => match local {
+                Some(LocalKind::Vip) => src_port,
+                Some(LocalKind::Lip) | None => dst_port,
+                Some(LocalKind::Interface) => return None,
+            },
+            L4Header::Icmpv4 { .. } | L4Header::Icmpv6 { .. } => {
+                // An error about a connection: the quoted packet went the other way.
+                let q = quoted_flow(pkt.data(), info, ip)?;
+                if local == Some(LocalKind::Vip) {
+                    q.dport
+                } else {
+                    q.sport
+                }
+            }
+        };
+        Some(owner_of(port, self.workers))
+    }
+
+    fn hand_over(&mut self, pkt: P::Buf, owner: usize) {
+        let q = &mut self.handoff[owner];
+        if q.len() < q.capacity() {
+            q.push(pkt);
+            self.stats.handoff_packets.inc();
+        } else {
+            self.discard(pkt, DropReason::HandoffFull);
         }
     }
 

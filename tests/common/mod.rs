@@ -724,3 +724,25 @@ pub fn service(
     nat_service(name, vip, port, "tcp", scheduler, servers, extra)
         .replace("    mode: nat\n", &format!("    mode: {mode}\n"))
 }
+
+/// Turns a one-worker test config into a two-worker one: lcores 0 (management), 1
+/// and 2 (workers), lcore 2 placed on CPU 1 with `eal.cpu_map` (the test machine has
+/// two CPUs; idle backoff makes sharing work), and every `net_af_packet` port with
+/// two queue pairs, which its fanout fills by flow hash like RSS would.
+pub fn two_workers(config: &str) -> String {
+    let out = config
+        .replace("eal:\n  cores: [0, 1]\n", "eal:\n  cores: [0, 1, 2]\n  cpu_map: { 2: 1 }\n")
+        .replace("workers:\n  cores: [1]\n", "workers:\n  cores: [1, 2]\n");
+    let mut s = String::new();
+    for line in out.lines() {
+        if line.contains("device: \"net_af_packet") {
+            s.push_str(&line.replacen("\"\n", "", 1).trim_end_matches('"').to_string());
+            s.push_str(",qpairs=2\"\n");
+        } else {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    assert!(s.contains("cores: [1, 2]") && s.contains("qpairs=2"), "not a test config:\n{config}");
+    s
+}

@@ -59,7 +59,7 @@ fn harness_with(text: &str) -> Harness {
     .unwrap();
     let (tx, rx) = bounded(64);
     Harness {
-        p: Pipeline::new(0, dp, lb, TestPool, stats.clone(), tx, 32),
+        p: Pipeline::new(0, 1, dp, lb, TestPool, stats.clone(), tx, 32),
         events: rx,
         stats,
     }
