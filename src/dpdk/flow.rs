@@ -355,13 +355,28 @@ pub fn flow_error_type_name(t: sys::rte_flow_error_type) -> &'static str {
     }
 }
 
-/// "TYPE[ at PART]: MESSAGE", the context of a [`DpdkError`] from rte_flow.
-fn flow_error_context(kind: &str, located: Option<&str>, message: Option<&str>) -> String {
-    let at = located.map(|p| format!(" at {p}")).unwrap_or_default();
-    format!(
-        "{kind}{at}: {}",
-        message.unwrap_or("no message from the PMD")
-    )
+/// "TYPE[ at PART][: MESSAGE]", the context of a [`DpdkError`] from rte_flow. The
+/// message is left out when it only repeats `errno_text`, which the error's Display
+/// prints anyway (ethdev's own refusals set it to `rte_strerror(code)`).
+fn flow_error_context(
+    kind: &str,
+    located: Option<&str>,
+    message: Option<&str>,
+    errno_text: &str,
+) -> String {
+    let mut context = String::from(kind);
+    if let Some(part) = located {
+        context.push_str(" at ");
+        context.push_str(part);
+    }
+    match message {
+        Some(m) if !m.is_empty() && m != errno_text => {
+            context.push_str(": ");
+            context.push_str(m);
+        }
+        _ => {}
+    }
+    context
 }
 
 /// The [`DpdkError`] for a failed rte_flow call on `spec`, from its `rte_flow_error`.
@@ -383,10 +398,13 @@ fn flow_error(
         )
     };
     let located = spec.locate(err.cause);
+    // SAFETY: rte_strerror returns a NUL-terminated string for any code, never NULL.
+    let errno_text = unsafe { CStr::from_ptr(sys::rte_strerror(code.abs())) }.to_string_lossy();
     let context = flow_error_context(
         flow_error_type_name(err.type_),
         located.as_deref(),
         message.as_deref(),
+        &errno_text,
     );
     DpdkError::new(call, context, code)
 }
@@ -970,13 +988,27 @@ mod tests {
 
     #[test]
     fn error_context_reads_well() {
+        let enosys = "Function not implemented";
         assert_eq!(
-            flow_error_context("unspecified", None, Some("Function not implemented")),
-            "unspecified: Function not implemented"
+            flow_error_context("unspecified", None, Some(enosys), enosys),
+            "unspecified"
         );
         assert_eq!(
-            flow_error_context("item_mask", Some("pattern item 2 (tcp) mask"), None),
-            "item_mask at pattern item 2 (tcp) mask: no message from the PMD"
+            flow_error_context(
+                "item_mask",
+                Some("pattern item 2 (tcp) mask"),
+                Some("partial port masks are not supported"),
+                "Invalid argument"
+            ),
+            "item_mask at pattern item 2 (tcp) mask: partial port masks are not supported"
+        );
+        assert_eq!(
+            flow_error_context("item", Some("pattern item 1 (ipv4)"), None, enosys),
+            "item at pattern item 1 (ipv4)"
+        );
+        assert_eq!(
+            flow_error_context("action", None, Some(""), enosys),
+            "action"
         );
     }
 
@@ -1047,6 +1079,74 @@ mod tests {
              queue 1): the rule names no address, so no IP version: 3 rule(s) before it \
              stay installed, the rest by software handoff"
         );
+    }
+
+    /// What the virtual PMDs used in tests and benchmarks answer to rte_flow. Needs
+    /// the EAL (no hugepages, no root beyond an AF_PACKET socket on `lo`), so it runs
+    /// only on request, alone in its process:
+    /// `cargo test --lib dpdk::flow::tests::virtual_pmds -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "initialises the EAL and opens an AF_PACKET socket on lo"]
+    fn virtual_pmds_answer_rte_flow() {
+        use crate::dpdk::{Eal, Mempool, PortConf};
+        let args: Vec<String> = [
+            "ferrovs-flow-check",
+            "-l",
+            "0",
+            "--no-huge",
+            "-m",
+            "256",
+            "--file-prefix",
+            "ferrovs-flow-check",
+            "--no-pci",
+            "--no-telemetry",
+            "--log-level",
+            "notice",
+            "--vdev",
+            "net_null0",
+            "--vdev",
+            "net_af_packet0,iface=lo,qpairs=2",
+        ]
+        .map(String::from)
+        .to_vec();
+        let _eal = Eal::init(&args).expect("EAL");
+        let pool = Mempool::new("flow_check", 8191, 256).expect("mempool");
+        let rules = [
+            vip_rule(),
+            SteeringRule {
+                queue: 0,
+                src_port: low_bits(0, 1),
+                ..vip_rule()
+            },
+        ];
+        for device in ["net_null0", "net_af_packet0"] {
+            let conf = PortConf {
+                queues: 2,
+                rx_descriptors: 512,
+                tx_descriptors: 512,
+                mtu: 1500,
+            };
+            let mut port = Port::configure(device, &conf, &pool).expect("configure");
+            port.start().expect("start");
+            let spec = FlowSpec::from_rule(&rules[0]).unwrap();
+            let validated = port.validate_flow(&spec);
+            println!(
+                "{device} ({}): rte_flow_validate: {validated:?}",
+                port.driver()
+            );
+            let report = port.create_flows(&rules);
+            println!("{device}: {report}");
+            // Neither PMD has rte_flow ops: ethdev answers ENOSYS with an
+            // unspecified error, nothing is installed, and the port works on.
+            let err = validated.expect_err("a virtual PMD accepted an rte_flow rule");
+            assert_eq!((err.call, err.code), ("rte_flow_validate", 38));
+            assert_eq!(report.installed, 0);
+            assert_eq!(port.installed_flows(), 0);
+            let refusal = report.refused.expect("refusal");
+            assert_eq!(refusal.index, 0);
+            assert_eq!(refusal.cause, FlowRefusalCause::Validate(err));
+            port.stop();
+        }
     }
 
     #[test]
