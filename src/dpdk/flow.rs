@@ -443,7 +443,12 @@ pub enum FlowRefusalCause {
     /// The rule cannot be expressed in rte_flow; it never reached the PMD.
     Rule(FlowRuleError),
     /// The rule names a queue the port was not configured with.
-    NoSuchQueue { queue: u16, queues: u16 },
+    NoSuchQueue {
+        /// The queue the rule names.
+        queue: u16,
+        /// The port's queue count.
+        queues: u16,
+    },
     /// `rte_flow_validate` refused it.
     Validate(DpdkError),
     /// `rte_flow_validate` accepted it but `rte_flow_create` failed.
@@ -479,7 +484,9 @@ impl fmt::Display for FlowRefusalCause {
 pub struct FlowRefusal {
     /// Position of the rule in the slice given to [`Port::create_flows`] (from 0).
     pub index: usize,
+    /// The rule itself.
     pub rule: SteeringRule,
+    /// Why it was not installed.
     pub cause: FlowRefusalCause,
 }
 
@@ -487,8 +494,11 @@ pub struct FlowRefusal {
 /// the first refusal, after which it stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowReport {
+    /// Rules asked for.
     pub requested: usize,
+    /// Rules installed (the first `installed` of them).
     pub installed: usize,
+    /// The first rule not installed; none after it was tried.
     pub refused: Option<FlowRefusal>,
 }
 
