@@ -11,8 +11,8 @@ use crate::dpdk::{
 use crate::mgmt::{self, Management};
 use crate::stats::WorkerStats;
 use crate::worker::{
-    Balancer, BalancerLimits, Dataplane, IdlePolicy, Pipeline, WorkerCommand, WorkerEvent,
-    WorkerLoop,
+    steering_rules, Balancer, BalancerLimits, Dataplane, IdlePolicy, Pipeline, WorkerCommand,
+    WorkerEvent, WorkerLoop,
 };
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +127,7 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
 
     let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
     let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
+    install_steering(&mut res.ports, &cfg, &dataplane, workers);
     let (event_tx, event_rx): (Sender<WorkerEvent>, Receiver<WorkerEvent>) = bounded(EVENT_QUEUE);
     let idle = if cfg.workers.idle_backoff {
         IdlePolicy::Backoff {
@@ -248,6 +249,36 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
     drop(res);
     log::info!("stopped cleanly");
     result.map_err(RunError)
+}
+
+/// Installs the rte_flow rules that send each connection to its owner worker's
+/// queue on every port. Only an optimisation: whatever a port refuses is logged and
+/// left to the software handoff between workers.
+fn install_steering(ports: &mut [Port], cfg: &Config, dataplane: &Dataplane, workers: usize) {
+    if workers < 2 {
+        log::info!("one worker owns every connection: no steering rules needed");
+        return;
+    }
+    if !workers.is_power_of_two() {
+        log::info!(
+            "{workers} workers (not a power of two, which NIC port masks need): \
+             steering by software handoff only"
+        );
+        return;
+    }
+    let rules = steering_rules(&dataplane.services, workers);
+    if rules.is_empty() {
+        log::info!("no services: no steering rules, software handoff only");
+        return;
+    }
+    for (port, p) in ports.iter_mut().zip(&cfg.ports) {
+        let report = port.create_flows(&rules);
+        if report.complete() {
+            log::info!("port {}: {report}", p.name);
+        } else {
+            log::warn!("port {}: {report}", p.name);
+        }
+    }
 }
 
 /// The connection timeouts of the config, in the connection table's terms.

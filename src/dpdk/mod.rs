@@ -1,11 +1,12 @@
 //! The safe DPDK layer: the only place in ferrovs with `unsafe` DPDK calls.
 //!
-//! It wraps the EAL, mempools, ethdev ports and queues, an owned [`Mbuf`] that is
-//! freed on drop, and lcore launch. Packet logic never sees DPDK types: it works on
+//! It wraps the EAL, mempools, ethdev ports and queues, rte_flow steering rules, an
+//! owned [`Mbuf`] that is freed on drop, and lcore launch. Packet logic never sees DPDK types: it works on
 //! [`crate::packet::PacketBuf`], which [`Mbuf`] implements.
 
 mod eal;
 pub mod eal_args;
+mod flow;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -13,6 +14,10 @@ mod port;
 mod ring;
 
 pub use eal::Eal;
+pub use flow::{
+    flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
+    RuleDisplay,
+};
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;

@@ -1,5 +1,6 @@
 //! Ethernet ports: configuration, queues, start/stop, statistics.
 
+use super::flow::{self, FlowHandle};
 use super::{DpdkError, Mbuf, Mempool};
 use crate::packet::MacAddr;
 use std::ffi::{CStr, CString};
@@ -34,7 +35,8 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// One configured ethdev port. Stopped and closed on drop.
+/// One configured ethdev port. Its steering rules are destroyed, then it is stopped
+/// and closed, on drop.
 pub struct Port {
     id: u16,
     device: String,
@@ -43,6 +45,8 @@ pub struct Port {
     started: bool,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
+    /// rte_flow rules installed by [`Port::create_flows`] (src/dpdk/flow.rs).
+    pub(super) flows: Vec<FlowHandle>,
 }
 
 /// The receive side of one queue of one port. Owned by exactly one worker.
@@ -151,6 +155,7 @@ impl Port {
             started: false,
             rx_taken: vec![false; usize::from(conf.queues)],
             tx_taken: vec![false; usize::from(conf.queues)],
+            flows: Vec::new(),
         })
     }
 
@@ -184,8 +189,12 @@ impl Port {
         Ok(())
     }
 
-    /// Stops the port (idempotent).
+    /// Destroys the port's steering rules, then stops it (idempotent). The rules
+    /// go first: they name queues that stopping and closing release.
     pub fn stop(&mut self) {
+        if !self.flows.is_empty() {
+            flow::destroy_flows(self.id, &self.device, &mut self.flows);
+        }
         if self.started {
             // SAFETY: valid started port; no worker polls it any more (the runtime
             // stops ports only after all lcores returned).
