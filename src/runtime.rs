@@ -141,15 +141,20 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
         BalancerLimits::for_config(cfg.connections.max as usize, workers, &dataplane.services);
     let timeouts = conn_timeouts(&cfg.connections.timeouts);
     // Handoff rings: one per ordered pair of workers, producer side at the sender.
-    let mut outboxes: Vec<Vec<Option<RingProducer>>> =
-        (0..workers).map(|_| (0..workers).map(|_| None).collect()).collect();
+    let mut outboxes: Vec<Vec<Option<RingProducer>>> = Vec::with_capacity(workers);
     let mut inboxes: Vec<Vec<RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
     for from in 0..workers {
-        for to in (0..workers).filter(|&to| to != from) {
+        let mut row = Vec::with_capacity(workers);
+        for (to, inbox) in inboxes.iter_mut().enumerate() {
+            if to == from {
+                row.push(None);
+                continue;
+            }
             let (p, c) = handoff_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)?;
-            outboxes[from][to] = Some(p);
-            inboxes[to].push(c);
+            row.push(Some(p));
+            inbox.push(c);
         }
+        outboxes.push(row);
     }
     let mut stats = Vec::with_capacity(workers);
     let mut command_tx = Vec::with_capacity(workers);

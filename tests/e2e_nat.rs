@@ -622,3 +622,45 @@ fn ipv6_http_through_a_nat_service() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(" 0% packet loss"));
     assert!(f.stop().success());
 }
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn nat_with_two_workers_and_two_queues() {
+    let mut t = Topology::new("nat2", 2);
+    t.http_servers(8080);
+    let cfg = two_workers(&t.config(
+        &nat_service("web", VIP, 80, "tcp", "wlc", &two_servers(8080), ""),
+        "",
+    ));
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let bodies = t.curl_many("http://198.18.0.100/", 20);
+    let share = tally(&bodies);
+    println!("nat, 2 workers, wlc over 20 requests: {share:?}");
+    assert_eq!(share.iter().map(|(_, n)| n).sum::<usize>(), 20, "{share:?}");
+    let out = t.lab.exec_ok(
+        &t.client,
+        &[
+            "wrk",
+            "-t1",
+            "-c16",
+            "-d4s",
+            "-H",
+            "Connection: close",
+            "http://198.18.0.100/",
+        ],
+    );
+    let (requests, errors, rps) = wrk_summary(&String::from_utf8_lossy(&out.stdout));
+    let m = f.metrics();
+    let handed = sample(&m, "ferrovs_worker_handoff_packets_total");
+    let conns: Vec<f64> = (0..2)
+        .map(|w| sample(&m, &format!("ferrovs_connections_active{{worker=\"{w}\"}}")))
+        .collect();
+    println!("nat, 2 workers, wrk -c16 4s a connection per request: {requests} requests, {errors} errors, {rps:.0} req/s; {handed} packets handed over; live connections per worker {conns:?}");
+    assert_eq!(errors, 0);
+    assert!(handed > 0.0);
+    assert!(
+        conns.iter().all(|c| *c > 0.0),
+        "both workers own connections: {conns:?}"
+    );
+    assert!(f.stop().success());
+}

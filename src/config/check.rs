@@ -341,7 +341,9 @@ impl Checker<'_> {
             .collect();
         if let Some(online) = &host.online_cpus {
             for (i, (core, cpu)) in cores.iter().zip(&cpus).enumerate() {
-                let (Some(core), Some(cpu)) = (core, cpu) else { continue };
+                let (Some(core), Some(cpu)) = (core, cpu) else {
+                    continue;
+                };
                 if online.contains(cpu) {
                     continue;
                 }

@@ -1500,14 +1500,42 @@ fn cpu_map_places_lcores_on_existing_cpus() {
     assert_eq!(config.eal.cores, vec![0, 1, 2]);
     assert_eq!(config.eal.cpus, vec![0, 1, 1]);
     // without the map, lcore 2 is a CPU this host does not have
-    let errors = parse(&CPU_MAP.replace("  cpu_map: { 2: 1 }\n", ""), "test.yaml", &two_cpus).unwrap_err();
+    let errors = parse(
+        &CPU_MAP.replace("  cpu_map: { 2: 1 }\n", ""),
+        "test.yaml",
+        &two_cpus,
+    )
+    .unwrap_err();
     assert_eq!(errors.0.len(), 1);
     assert_eq!((errors.0[0].line, errors.0[0].col), (2, 17));
-    assert!(errors.0[0].message.contains("eal.cpu_map can place lcores"), "{}", errors.0[0].message);
+    assert!(
+        errors.0[0].message.contains("eal.cpu_map can place lcores"),
+        "{}",
+        errors.0[0].message
+    );
     // a mapped CPU must exist, and only lcores in eal.cores can be mapped
-    let errors = parse(&CPU_MAP.replace("{ 2: 1 }", "{ 2: 7, 5: 0 }"), "test.yaml", &two_cpus).unwrap_err();
-    let messages: Vec<String> = errors.0.iter().map(|e| format!("{}:{} {}", e.line, e.col, e.message)).collect();
+    let errors = parse(
+        &CPU_MAP.replace("{ 2: 1 }", "{ 2: 7, 5: 0 }"),
+        "test.yaml",
+        &two_cpus,
+    )
+    .unwrap_err();
+    let messages: Vec<String> = errors
+        .0
+        .iter()
+        .map(|e| format!("{}:{} {}", e.line, e.col, e.message))
+        .collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(messages.iter().any(|m| m.starts_with("3:") && m.contains("lcore 5 is not in eal.cores")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.starts_with("3:") && m.contains("CPU 7 is not online")), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("3:") && m.contains("lcore 5 is not in eal.cores")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("3:") && m.contains("CPU 7 is not online")),
+        "{messages:?}"
+    );
 }

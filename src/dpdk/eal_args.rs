@@ -159,7 +159,10 @@ mod tests {
             extra: &[],
         });
         let joined = args.join(" ");
-        assert!(joined.contains("--lcores 0@0,1@1,2@1 --main-lcore 0"), "{joined}");
+        assert!(
+            joined.contains("--lcores 0@0,1@1,2@1 --main-lcore 0"),
+            "{joined}"
+        );
         assert!(!joined.contains(" -l "));
     }
 }

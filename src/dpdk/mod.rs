@@ -21,8 +21,8 @@ pub use flow::{
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
-pub use ring::{handoff_ring, RingConsumer, RingProducer};
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
+pub use ring::{handoff_ring, RingConsumer, RingProducer};
 
 use std::ffi::CStr;
 use std::fmt;

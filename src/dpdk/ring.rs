@@ -57,7 +57,14 @@ pub fn handoff_ring(name: &str, size: u32) -> Result<(RingProducer, RingConsumer
     let cname = CString::new(name).map_err(|_| DpdkError::new("rte_ring_create", name, 22))?;
     let flags = dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ | dpdk_sys::RING_F_EXACT_SZ;
     // SAFETY: valid C string; EAL is initialised (the caller holds an Eal).
-    let raw = unsafe { dpdk_sys::rte_ring_create(cname.as_ptr(), size, dpdk_sys::rte_socket_id() as i32, flags) };
+    let raw = unsafe {
+        dpdk_sys::rte_ring_create(
+            cname.as_ptr(),
+            size,
+            dpdk_sys::rte_socket_id() as i32,
+            flags,
+        )
+    };
     let raw = NonNull::new(raw).ok_or_else(|| DpdkError::from_errno("rte_ring_create", name))?;
     let ring = Arc::new(Ring { raw });
     Ok((RingProducer(ring.clone()), RingConsumer(ring)))
@@ -97,7 +104,12 @@ impl RingConsumer {
         // ring writes n <= room owned mbuf pointers there, which set_len adopts.
         unsafe {
             let dst = out.as_mut_ptr().add(len).cast::<*mut c_void>();
-            let n = dpdk_sys::rte_ring_dequeue_burst(self.0.raw.as_ptr(), dst, room as u32, std::ptr::null_mut()) as usize;
+            let n = dpdk_sys::rte_ring_dequeue_burst(
+                self.0.raw.as_ptr(),
+                dst,
+                room as u32,
+                std::ptr::null_mut(),
+            ) as usize;
             out.set_len(len + n);
             n
         }

@@ -1,7 +1,8 @@
-//! FULLNAT local ports: each worker owns the ports of every local address that are
-//! congruent to its index modulo the number of workers, so a real server's reply to
-//! `LIP:lport` tells which worker owns the connection (see `steer`).
+//! FULLNAT local ports: each worker hands out only the ports of every local address
+//! that it owns by `steer::owner_of`, so a real server's reply to `LIP:lport` tells
+//! which worker owns the connection.
 
+use super::steer::owner_of;
 use foldhash::fast::FixedState;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -26,8 +27,8 @@ pub struct LocalPorts {
 }
 
 impl LocalPorts {
-    /// Pools for `addrs` holding the ports `p >= FIRST_LOCAL_PORT` with
-    /// `p % workers == worker`.
+    /// Pools for `addrs` holding the ports `p >= FIRST_LOCAL_PORT` that `worker`
+    /// owns among `workers`.
     pub fn new(
         addrs: impl IntoIterator<Item = IpAddr>,
         worker: usize,
@@ -42,7 +43,7 @@ impl LocalPorts {
                 continue;
             }
             let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
-                .filter(|p| usize::from(*p) % workers == worker)
+                .filter(|p| owner_of(*p, workers) == worker)
                 .collect();
             // Fisher-Yates with xorshift: cheap, deterministic per seed.
             for i in (1..free.len()).rev() {
@@ -114,7 +115,7 @@ mod tests {
             while let Some((a, p)) = lp.take(&[lip], &mut next) {
                 assert_eq!(a, lip);
                 assert!(p >= FIRST_LOCAL_PORT);
-                assert_eq!(usize::from(p) % workers, worker);
+                assert_eq!(owner_of(p, workers), worker);
                 assert!(seen.insert(p), "port {p} handed out twice");
             }
             assert_eq!(seen.len(), total);

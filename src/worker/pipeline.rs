@@ -134,7 +134,9 @@ impl<P: PacketPool> Pipeline<P> {
     pub fn discard_handoff(&mut self, owner: usize) {
         let n = self.handoff[owner].len();
         self.stats.count_drop(DropReason::HandoffFull, n as u64);
-        let Self { handoff, garbage, .. } = self;
+        let Self {
+            handoff, garbage, ..
+        } = self;
         for pkt in handoff[owner].drain(..) {
             if garbage.len() < garbage.capacity() {
                 garbage.push(pkt);
@@ -238,7 +240,11 @@ impl<P: PacketPool> Pipeline<P> {
             Ok(info) => info,
             Err(e) => return self.discard(pkt, e.into()),
         };
-        let dst_mac = MacAddr(pkt.data()[ethernet::field::DST].try_into().unwrap_or([0; 6]));
+        let dst_mac = MacAddr(
+            pkt.data()[ethernet::field::DST]
+                .try_into()
+                .unwrap_or([0; 6]),
+        );
         if !dst_mac.is_multicast() && dst_mac != self.dp.ifaces[port].mac {
             return self.discard(pkt, DropReason::ForeignMac);
         }

@@ -1,16 +1,19 @@
 //! Which worker owns a connection, computed from a packet alone (DESIGN.md, data
 //! plane step 3), and the NIC rules that make packets land on their owner.
 //!
-//! The owner is the client-side port modulo the number of workers:
+//! The owner is the client-side port, without its lowest bit, modulo the number of
+//! workers. The lowest bit is skipped because Linux picks even ephemeral ports for
+//! `connect()` (and odd ones for `bind()`), so with two workers the parity alone
+//! would put every Linux client on one worker. The port is:
 //! - a packet to a VIP: its source port (the client's);
 //! - a NAT reply (to the client, not to us): its destination port (the client's);
 //! - a FULLNAT reply (to a local address): its destination port, the local port,
-//!   which the owner allocated from its own residue class modulo the workers.
+//!   which the owner allocated from the ports it owns.
 //!
 //! So both directions of every connection meet on one worker, on any NIC. A packet
 //! that RSS delivers elsewhere is handed over through a ring; with a power-of-two
-//! number of workers "port mod W" is "port & (W-1)", which rte_flow can match, and
-//! [`steering_rules`] describes the rules that make the handoff rare.
+//! number of workers "(port >> 1) mod W" is "port & ((W-1) << 1)", which rte_flow
+//! can match, and [`steering_rules`] describes the rules that make the handoff rare.
 
 use crate::conn::{Mode, Proto};
 use crate::service::Services;
@@ -19,7 +22,7 @@ use std::net::IpAddr;
 /// The owner of a connection whose client-side (or local) port is `port`.
 #[inline(always)]
 pub fn owner_of(port: u16, workers: usize) -> usize {
-    usize::from(port) % workers.max(1)
+    usize::from(port >> 1) % workers.max(1)
 }
 
 /// A 16-bit port match: `port & mask == value`.
@@ -46,10 +49,13 @@ pub fn steering_rules(services: &Services, workers: usize) -> Vec<SteeringRule> 
     if workers < 2 || !workers.is_power_of_two() || workers > usize::from(u16::MAX) {
         return Vec::new();
     }
-    let mask = (workers - 1) as u16;
+    let mask = ((workers - 1) as u16) << 1;
     let mut rules = Vec::new();
     for w in 0..workers as u16 {
-        let low_bits = Some(PortMatch { value: w, mask });
+        let low_bits = Some(PortMatch {
+            value: w << 1,
+            mask,
+        });
         for s in services.iter() {
             // Client to VIP: the client's source port.
             rules.push(SteeringRule {
@@ -109,12 +115,27 @@ mod tests {
     use crate::config::{self, HostFacts};
 
     #[test]
-    fn owner_is_the_client_port_modulo_workers() {
+    fn owner_is_the_client_port_without_its_lowest_bit_modulo_workers() {
         assert_eq!(owner_of(40001, 1), 0);
-        assert_eq!(owner_of(40001, 2), 1);
-        assert_eq!(owner_of(40002, 4), 2);
-        assert_eq!(owner_of(7, 3), 1);
+        assert_eq!(owner_of(40002, 2), 1);
+        assert_eq!(owner_of(40003, 2), 1);
+        assert_eq!(owner_of(40004, 2), 0);
+        assert_eq!(owner_of(40004, 4), 2);
+        assert_eq!(owner_of(7, 3), 0);
         assert_eq!(owner_of(7, 0), 0);
+    }
+
+    #[test]
+    fn even_ports_alone_spread_over_workers() {
+        // Linux clients connect() from even ports.
+        for workers in [2, 3, 4] {
+            let mut per = vec![0; workers];
+            for port in (32768..61000u16).step_by(2) {
+                per[owner_of(port, workers)] += 1;
+            }
+            let (min, max) = (per.iter().min().unwrap(), per.iter().max().unwrap());
+            assert!(max - min <= 1, "{workers} workers: {per:?}");
+        }
     }
 
     fn services() -> Services {

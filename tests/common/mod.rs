@@ -370,21 +370,29 @@ impl Drop for Ferrovs {
     }
 }
 
-/// One sample (or the sum over every series of a metric name when `series` has no
-/// `{`) from Prometheus text.
+/// The sum of the samples of `series` in Prometheus text: `name` alone sums every
+/// label set, `name{a="x",b="y"}` sums those whose labels include all the given ones.
 pub fn sample(text: &str, series: &str) -> f64 {
+    let (want_name, want_labels) = match series.split_once('{') {
+        Some((n, l)) => (n, l.trim_end_matches('}')),
+        None => (series, ""),
+    };
+    let wanted: Vec<&str> = want_labels
+        .split("\",")
+        .filter(|l| !l.is_empty())
+        .map(|l| l.trim_end_matches('"'))
+        .collect();
     let mut total = 0.0;
     let mut found = false;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
+        let Some((id, value)) = line.rsplit_once(' ') else {
             continue;
         };
-        let matches = if series.contains('{') {
-            name == series
-        } else {
-            name == series || name.starts_with(&format!("{series}{{"))
+        let (name, labels) = match id.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (id, ""),
         };
-        if matches {
+        if name == want_name && wanted.iter().all(|w| labels.contains(&format!("{w}\""))) {
             found = true;
             total += value.parse::<f64>().unwrap_or(0.0);
         }
@@ -731,18 +739,30 @@ pub fn service(
 /// two queue pairs, which its fanout fills by flow hash like RSS would.
 pub fn two_workers(config: &str) -> String {
     let out = config
-        .replace("eal:\n  cores: [0, 1]\n", "eal:\n  cores: [0, 1, 2]\n  cpu_map: { 2: 1 }\n")
-        .replace("workers:\n  cores: [1]\n", "workers:\n  cores: [1, 2]\n");
+        .replace(
+            "eal:\n  cores: [0, 1]\n",
+            "eal:\n  cores: [0, 1, 2]\n  cpu_map: { 2: 1 }\n",
+        )
+        .replace("workers:\n  cores: [1]\n", "workers:\n  cores: [1, 2]\n")
+        .replace("mbufs: 8191", "mbufs: 16383");
     let mut s = String::new();
     for line in out.lines() {
         if line.contains("device: \"net_af_packet") {
-            s.push_str(&line.replacen("\"\n", "", 1).trim_end_matches('"').to_string());
+            s.push_str(
+                &line
+                    .replacen("\"\n", "", 1)
+                    .trim_end_matches('"')
+                    .to_string(),
+            );
             s.push_str(",qpairs=2\"\n");
         } else {
             s.push_str(line);
             s.push('\n');
         }
     }
-    assert!(s.contains("cores: [1, 2]") && s.contains("qpairs=2"), "not a test config:\n{config}");
+    assert!(
+        s.contains("cores: [1, 2]") && s.contains("qpairs=2"),
+        "not a test config:\n{config}"
+    );
     s
 }

@@ -487,14 +487,26 @@ fn packets_of_connections_owned_elsewhere_are_handed_over() {
     let mut workers: Vec<(Pipeline<TestPool>, Arc<WorkerStats>)> = (0..2)
         .map(|w| {
             let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
-            let lb = Balancer::new(&dp.services, limits, &crate::conn::Timeouts::default(), w, 2).unwrap();
+            let lb = Balancer::new(
+                &dp.services,
+                limits,
+                &crate::conn::Timeouts::default(),
+                w,
+                2,
+            )
+            .unwrap();
             let (tx, _rx) = bounded(64);
-            (Pipeline::new(w, 2, dp.clone(), lb, TestPool, stats.clone(), tx, 32), stats)
+            (
+                Pipeline::new(w, 2, dp.clone(), lb, TestPool, stats.clone(), tx, 32),
+                stats,
+            )
         })
         .collect();
-    // client port 40001 is odd: worker 1 owns it; the SYN lands on worker 0
-    let client = sa("198.18.0.10:40001");
-    workers[0].0.process(VecBuf::from_frame(&syn("198.18.0.10:40001")), 0);
+    // worker 1 owns client port 40002 ((40002 >> 1) % 2 == 1); the SYN lands on worker 0
+    let client = sa("198.18.0.10:40002");
+    workers[0]
+        .0
+        .process(VecBuf::from_frame(&syn("198.18.0.10:40002")), 0);
     assert_eq!(workers[0].1.handoff_packets.get(), 1);
     assert!(workers[0].0.tx_queue(1).is_empty());
     let handed: Vec<VecBuf> = workers[0].0.handoff_queue(1).drain(..).collect();
@@ -508,17 +520,36 @@ fn packets_of_connections_owned_elsewhere_are_handed_over() {
     let (_, ip) = sent(&out[0]);
     let rs = SocketAddr::new(ip.addrs.dst(), 8080);
     // the server's reply lands on worker 0 too: also handed to worker 1
-    let reply = craft::tcp(rs_l2(RS1_MAC), rs, client, TcpFlags::SYN | TcpFlags::ACK, 5, 1, b"");
+    let reply = craft::tcp(
+        rs_l2(RS1_MAC),
+        rs,
+        client,
+        TcpFlags::SYN | TcpFlags::ACK,
+        5,
+        1,
+        b"",
+    );
     workers[0].0.process(VecBuf::from_frame(&reply), 1);
     let handed: Vec<VecBuf> = workers[0].0.handoff_queue(1).drain(..).collect();
     assert_eq!(handed.len(), 1);
     assert_eq!(handed[0].rx_port(), 1);
-    workers[1].0.process_handed(handed.into_iter().next().unwrap());
+    workers[1]
+        .0
+        .process_handed(handed.into_iter().next().unwrap());
     assert_eq!(workers[1].0.tx_queue(0).len(), 1);
-    // an even client port stays on worker 0; ARP and ping are answered anywhere
-    workers[0].0.process(VecBuf::from_frame(&syn("198.18.0.10:40002")), 0);
+    // port 40004 stays on worker 0; ARP and ping are answered anywhere
+    workers[0]
+        .0
+        .process(VecBuf::from_frame(&syn("198.18.0.10:40004")), 0);
     assert_eq!(workers[0].0.tx_queue(1).len(), 1);
-    workers[1].0.process(VecBuf::from_frame(&craft::arp_request(CLIENT_MAC, "198.18.0.10".parse().unwrap(), "198.18.0.100".parse().unwrap())), 0);
+    workers[1].0.process(
+        VecBuf::from_frame(&craft::arp_request(
+            CLIENT_MAC,
+            "198.18.0.10".parse().unwrap(),
+            "198.18.0.100".parse().unwrap(),
+        )),
+        0,
+    );
     assert_eq!(workers[1].0.tx_queue(0).len(), 2);
     assert_eq!(workers[1].1.handoff_packets.get(), 0);
     for (_, s) in &workers {
