@@ -748,12 +748,7 @@ pub fn two_workers(config: &str) -> String {
     let mut s = String::new();
     for line in out.lines() {
         if line.contains("device: \"net_af_packet") {
-            s.push_str(
-                &line
-                    .replacen("\"\n", "", 1)
-                    .trim_end_matches('"')
-                    .to_string(),
-            );
+            s.push_str(line.trim_end_matches('"'));
             s.push_str(",qpairs=2\"\n");
         } else {
             s.push_str(line);
