@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod ctl;
 pub mod dpdk;
 pub mod forward;
 pub mod mgmt;

@@ -1,0 +1,3 @@
+//! `ferrovs ctl`: the operator's side of the control socket.
+
+pub mod proto;
