@@ -80,7 +80,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_INTERNAL);
                 }
             }
-            match ferrovs::runtime::run(cfg, signals) {
+            match ferrovs::runtime::run(cfg, config, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("{e}");

@@ -15,6 +15,7 @@ use crate::worker::{
     WorkerEvent, WorkerLoop,
 };
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,7 +60,7 @@ pub struct Signals {
 }
 
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM.
-pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
+pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
     let devices: Vec<EalDevice> = cfg
         .ports
@@ -139,7 +140,7 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
 
     let limits =
         BalancerLimits::for_config(cfg.connections.max as usize, workers, &dataplane.services);
-    let timeouts = conn_timeouts(&cfg.connections.timeouts);
+    let timeouts = dataplane.timeouts;
     // Handoff rings: one per ordered pair of workers, producer side at the sender.
     let mut outboxes: Vec<Vec<Option<RingProducer>>> = Vec::with_capacity(workers);
     let mut inboxes: Vec<Vec<RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
@@ -206,14 +207,6 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
         command_tx.push(ctx);
     }
     drop(event_tx);
-    log::info!(
-        "ready in {} ms: {} port(s), {} worker(s) on lcores {:?}, metrics on http://{}/metrics",
-        started.elapsed().as_millis(),
-        res.ports.len(),
-        workers,
-        cfg.workers.cores,
-        cfg.management.metrics_listen
-    );
 
     let port_meta = cfg
         .ports
@@ -225,15 +218,29 @@ pub fn run(cfg: Config, signals: Signals) -> Result<(), RunError> {
         })
         .collect();
     let pool = res.pool.clone();
-    let management = Management::new(
-        &cfg,
-        port_meta,
-        stats,
-        Box::new(move || u64::from(pool.available())),
-        Arc::new(dataplane.services.clone()),
-        command_tx,
-        event_rx,
-    );
+    let (metrics_listen, worker_cores) = (cfg.management.metrics_listen, cfg.workers.cores.clone());
+    let management = Management::new(mgmt::Setup {
+        config: cfg,
+        config_path,
+        macs,
+        limits,
+        dataplane,
+        ports: port_meta,
+        workers: stats,
+        mempool_available: Box::new(move || u64::from(pool.available())),
+        commands: command_tx,
+        events: event_rx,
+    });
+    if management.is_ok() {
+        log::info!(
+            "ready in {} ms: {} port(s), {} worker(s) on lcores {:?}, metrics on http://{}/metrics",
+            started.elapsed().as_millis(),
+            res.ports.len(),
+            workers,
+            worker_cores,
+            metrics_listen
+        );
+    }
     let result = management.and_then(|m| m.run(&signals));
 
     log::info!("stopping workers");
@@ -283,19 +290,5 @@ fn install_steering(ports: &mut [Port], cfg: &Config, dataplane: &Dataplane, wor
         } else {
             log::warn!("port {}: {report}", p.name);
         }
-    }
-}
-
-/// The connection timeouts of the config, in the connection table's terms.
-fn conn_timeouts(t: &crate::config::Timeouts) -> crate::conn::Timeouts {
-    crate::conn::Timeouts {
-        tcp_established: t.tcp_established,
-        tcp_syn: t.tcp_syn,
-        tcp_fin: t.tcp_fin,
-        tcp_time_wait: t.tcp_time_wait,
-        tcp_close: t.tcp_close,
-        tcp_close_wait: t.tcp_close_wait,
-        tcp_last_ack: t.tcp_last_ack,
-        udp: t.udp,
     }
 }

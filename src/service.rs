@@ -2,7 +2,9 @@
 //! the configuration into an immutable table that workers share.
 //!
 //! Every service and real server has a *slot*: a small stable number that
-//! connections, per-worker counters and scheduler state are indexed by.
+//! connections, per-worker counters and scheduler state are indexed by. Slots are
+//! handed out by [`Slots`], which keeps them across configuration changes: a service
+//! or real server that stays keeps its slot (and so its counters and connections).
 
 use crate::config::{self, Config};
 use crate::conn::{Mode, Proto};
@@ -20,6 +22,8 @@ pub struct RealServer {
     pub port: u16,
     /// 0 = no new connections (drain); live ones continue.
     pub weight: u32,
+    /// Health: false when checks took the server out (no new connections).
+    pub up: bool,
 }
 
 impl RealServer {
@@ -72,24 +76,148 @@ pub struct ServiceKey {
     pub proto: Proto,
 }
 
+/// Most real servers ferrovs tracks at once (slots of per-worker counters).
+pub const MAX_REAL_SERVERS: usize = 16384;
+/// Most services at once.
+pub const MAX_SERVICES: usize = 4096;
+
+/// Stable slot numbers for services (by name) and real servers (by service name,
+/// address and port).
+///
+/// A real server's slot is reused only once nothing can refer to it: the caller
+/// passes `reusable` to [`Slots::assign`], which says whether a slot retired earlier
+/// is free (every worker runs a configuration without it and holds no connection to
+/// it).
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    services: HashMap<String, u16>,
+    real_servers: HashMap<(String, IpAddr, u16), u16>,
+    next_rs: u16,
+    next_service: u16,
+    /// Real-server slots no longer configured, with the version that dropped them.
+    retired: Vec<(u16, u64)>,
+    free_services: Vec<u16>,
+}
+
+impl Slots {
+    /// Assigns slots for every service and real server of `cfg` (configuration
+    /// `version`), keeping existing ones, retiring vanished ones and reusing retired
+    /// real-server slots for which `reusable(slot, retired_at)` holds.
+    pub fn assign(
+        &mut self,
+        cfg: &Config,
+        version: u64,
+        mut reusable: impl FnMut(u16, u64) -> bool,
+    ) -> Result<(), String> {
+        // Retire what is gone.
+        let wanted_services: std::collections::HashSet<&str> =
+            cfg.services.iter().map(|s| s.name.as_str()).collect();
+        let gone: Vec<String> = self
+            .services
+            .keys()
+            .filter(|n| !wanted_services.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(slot) = self.services.remove(&name) {
+                self.free_services.push(slot);
+            }
+        }
+        let wanted_rs: std::collections::HashSet<(String, IpAddr, u16)> = cfg
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.real_servers
+                    .iter()
+                    .map(move |r| (s.name.clone(), r.address, r.port))
+            })
+            .collect();
+        let gone: Vec<(String, IpAddr, u16)> = self
+            .real_servers
+            .keys()
+            .filter(|k| !wanted_rs.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(slot) = self.real_servers.remove(&key) {
+                self.retired.push((slot, version));
+            }
+        }
+        // Hand out slots to what is new.
+        for s in &cfg.services {
+            if !self.services.contains_key(&s.name) {
+                let slot = match self.free_services.pop() {
+                    Some(slot) => slot,
+                    None if usize::from(self.next_service) < MAX_SERVICES => {
+                        self.next_service += 1;
+                        self.next_service - 1
+                    }
+                    None => return Err(format!("more than {MAX_SERVICES} services")),
+                };
+                self.services.insert(s.name.clone(), slot);
+            }
+            for r in &s.real_servers {
+                let key = (s.name.clone(), r.address, r.port);
+                if self.real_servers.contains_key(&key) {
+                    continue;
+                }
+                let slot = if usize::from(self.next_rs) < MAX_REAL_SERVERS {
+                    self.next_rs += 1;
+                    self.next_rs - 1
+                } else {
+                    let pos = self
+                        .retired
+                        .iter()
+                        .position(|&(slot, at)| reusable(slot, at))
+                        .ok_or_else(|| {
+                            format!(
+                                "more than {MAX_REAL_SERVERS} real servers, counting removed ones that still have connections"
+                            )
+                        })?;
+                    self.retired.swap_remove(pos).0
+                };
+                self.real_servers.insert(key, slot);
+            }
+        }
+        Ok(())
+    }
+
+    fn service(&self, name: &str) -> u16 {
+        self.services[name]
+    }
+
+    fn real_server(&self, service: &str, addr: IpAddr, port: u16) -> u16 {
+        self.real_servers[&(service.to_string(), addr, port)]
+    }
+}
+
 /// All services, indexed by slot and by (VIP, port, protocol).
 #[derive(Debug, Clone, Default)]
 pub struct Services {
     list: Vec<Service>,
     by_key: HashMap<ServiceKey, usize, FixedState>,
-    real_server_slots: usize,
+    by_slot: Vec<Option<usize>>,
 }
 
 impl Services {
-    /// Builds the table from a validated config. Slots follow config order.
+    /// Builds the table from a validated config with fresh slots in config order
+    /// (start-up and tests).
     pub fn from_config(cfg: &Config) -> Services {
-        let mut rs_slot = 0u16;
+        let mut slots = Slots::default();
+        slots
+            .assign(cfg, 0, |_, _| false)
+            .expect("a validated config fits the slot space");
+        Self::build(cfg, &slots, |_, _, _| true)
+    }
+
+    /// Builds the table from a validated config with the slots of `slots` (which
+    /// must have been assigned for `cfg`), and each real server's health from `up`.
+    pub fn build(cfg: &Config, slots: &Slots, up: impl Fn(&str, IpAddr, u16) -> bool) -> Services {
         let list: Vec<Service> = cfg
             .services
             .iter()
-            .enumerate()
-            .map(|(i, s)| Service {
-                slot: i as u16,
+            .map(|s| Service {
+                slot: slots.service(&s.name),
                 name: s.name.clone(),
                 vip: s.vip,
                 port: s.port,
@@ -103,15 +231,12 @@ impl Services {
                 real_servers: s
                     .real_servers
                     .iter()
-                    .map(|r| {
-                        let rs = RealServer {
-                            slot: rs_slot,
-                            addr: r.address,
-                            port: r.port,
-                            weight: r.weight,
-                        };
-                        rs_slot += 1;
-                        rs
+                    .map(|r| RealServer {
+                        slot: slots.real_server(&s.name, r.address, r.port),
+                        addr: r.address,
+                        port: r.port,
+                        weight: r.weight,
+                        up: up(&s.name, r.address, r.port),
                     })
                     .collect(),
             })
@@ -130,10 +255,14 @@ impl Services {
                 )
             })
             .collect();
+        let mut by_slot = vec![None; MAX_SERVICES];
+        for (i, s) in list.iter().enumerate() {
+            by_slot[usize::from(s.slot)] = Some(i);
+        }
         Services {
             list,
             by_key,
-            real_server_slots: usize::from(rs_slot),
+            by_slot,
         }
     }
 
@@ -148,7 +277,13 @@ impl Services {
     /// The service in `slot`.
     #[inline]
     pub fn get(&self, slot: u16) -> Option<&Service> {
-        self.list.get(usize::from(slot))
+        let i = (*self.by_slot.get(usize::from(slot))?)?;
+        self.list.get(i)
+    }
+
+    /// The service named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Service> {
+        self.list.iter().find(|s| s.name == name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Service> {
@@ -163,9 +298,9 @@ impl Services {
         self.list.is_empty()
     }
 
-    /// Number of real-server slots in use (size of per-server counter arrays).
+    /// Size of per-server counter arrays: every slot a real server may get.
     pub fn real_server_slots(&self) -> usize {
-        self.real_server_slots
+        MAX_REAL_SERVERS
     }
 
     /// Whether any service uses this address family.
@@ -258,9 +393,82 @@ services:
         assert_eq!(dns.persistence_ms, 60_000);
         assert!(s.find(vip, 80, Proto::Udp).is_none());
         assert!(s.find(vip, 81, Proto::Tcp).is_none());
-        assert_eq!(s.real_server_slots(), 3);
+        assert_eq!(s.real_server_slots(), MAX_REAL_SERVERS);
         assert!(s.any_persistence());
         assert!(!s.any_ipv6());
         assert_eq!(web.address(), "198.18.0.100:80");
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+    use crate::config::HostFacts;
+
+    fn cfg(services: &str) -> Config {
+        let text = format!(
+            "eal: {{ cores: [0, 1] }}\nports:\n  - {{ name: lan, device: net_null0, addresses: [\"198.19.0.1/24\"] }}\nworkers: {{ cores: [1] }}\nservices:\n{services}"
+        );
+        crate::config::parse(&text, "t.yaml", &HostFacts::default()).unwrap()
+    }
+
+    fn svc(name: &str, vip: &str, servers: &[&str]) -> String {
+        let mut s = format!(
+            "  - {{ name: {name}, vip: {vip}, port: 80, protocol: tcp, mode: nat, real_servers: ["
+        );
+        for (i, r) in servers.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&format!("{{ address: {r} }}"));
+        }
+        s.push_str("] }\n");
+        s
+    }
+
+    #[test]
+    fn slots_survive_changes_and_are_reused_only_when_free() {
+        let mut slots = Slots::default();
+        let c1 = cfg(&(svc("a", "198.18.0.1", &["198.19.0.10", "198.19.0.11"])
+            + &svc("b", "198.18.0.2", &["198.19.0.12"])));
+        slots.assign(&c1, 1, |_, _| false).unwrap();
+        let s1 = Services::build(&c1, &slots, |_, _, _| true);
+        let rs = |s: &Services, svc: &str, i: usize| s.by_name(svc).unwrap().real_servers[i].slot;
+        assert_eq!(
+            (rs(&s1, "a", 0), rs(&s1, "a", 1), rs(&s1, "b", 0)),
+            (0, 1, 2)
+        );
+        // remove a's first server, remove b, add c: a's second server keeps slot 1
+        let c2 =
+            cfg(&(svc("a", "198.18.0.1", &["198.19.0.11"])
+                + &svc("c", "198.18.0.3", &["198.19.0.13"])));
+        slots.assign(&c2, 2, |_, _| false).unwrap();
+        let s2 = Services::build(&c2, &slots, |_, _, _| false);
+        assert_eq!(rs(&s2, "a", 0), 1);
+        assert_eq!(s2.by_name("a").unwrap().slot, s1.by_name("a").unwrap().slot);
+        assert_eq!(
+            rs(&s2, "c", 0),
+            3,
+            "retired slots 0 and 2 are not reused while space remains"
+        );
+        assert!(!s2.by_name("a").unwrap().real_servers[0].up);
+        assert_eq!(s2.get(s2.by_name("c").unwrap().slot).unwrap().name, "c");
+    }
+
+    #[test]
+    fn a_full_slot_space_reuses_only_what_is_free() {
+        let mut slots = Slots {
+            next_rs: MAX_REAL_SERVERS as u16,
+            retired: vec![(7, 3), (9, 5)],
+            ..Slots::default()
+        };
+        let c = cfg(&svc("a", "198.18.0.1", &["198.19.0.10"]));
+        assert!(slots.clone().assign(&c, 6, |_, _| false).is_err());
+        slots.assign(&c, 6, |slot, _| slot == 9).unwrap();
+        assert_eq!(
+            slots.real_server("a", "198.19.0.10".parse().unwrap(), 80),
+            9
+        );
+        assert_eq!(slots.retired, vec![(7, 3)]);
     }
 }

@@ -217,6 +217,8 @@ pub struct WorkerStats {
     pub handoff_packets: Counter,
     /// Gauge: live connections in this worker's tables.
     pub conns_active: Counter,
+    /// Gauge: the configuration version this worker runs.
+    pub config_version: Counter,
     drops: [Counter; DropReason::COUNT],
     real_servers: Box<[RealServerStats]>,
 }
@@ -237,6 +239,7 @@ impl WorkerStats {
             total_cycles: Counter::default(),
             handoff_packets: Counter::default(),
             conns_active: Counter::default(),
+            config_version: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
             real_servers: (0..real_server_slots)
                 .map(|_| RealServerStats::default())

@@ -596,6 +596,19 @@ impl<A: Family> ConnTable<A> {
             })
     }
 
+    /// The live connections in slots `start..start + count`, for a listing done in
+    /// bounded steps (each step a short pause of the worker). Returns where the next
+    /// step starts, or None at the end of the slab.
+    pub fn scan(&self, start: usize, count: usize, mut f: impl FnMut(&Conn<A>)) -> Option<usize> {
+        let end = start.saturating_add(count).min(self.slab.len());
+        for entry in self.slab.get(start..end).unwrap_or(&[]) {
+            if let Entry::Live(c) = entry {
+                f(c);
+            }
+        }
+        (end < self.slab.len()).then_some(end)
+    }
+
     /// Unindexes, disarms and frees the live slot `index` holding `conn`.
     fn release_slot(&mut self, index: u32, conn: &Conn<A>) {
         self.unindex(conn.inbound_key(), index << 1 | Dir::Inbound.bit());

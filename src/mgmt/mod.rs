@@ -1,65 +1,107 @@
-//! The management core: metrics, the neighbour view shared by all workers, and
-//! (later) the control socket, reload and health checks. Runs on the EAL main lcore,
-//! never on a worker core, and never blocks a worker: it talks to them only through
-//! bounded channels that it polls.
+//! The management core: metrics, the control socket, reload, health checks, and
+//! the neighbour view shared by all workers. Runs on the EAL main lcore, never on a
+//! worker core, and never blocks a worker: it talks to them only through bounded
+//! channels that they poll between bursts.
 
+pub mod control;
 pub mod http;
 pub mod metrics;
+pub mod rates;
+pub mod state;
 
 use crate::config::Config;
+use crate::ctl::proto::{self, Request, Response};
 use crate::packet::MacAddr;
 use crate::runtime::Signals;
-use crate::service::Services;
-use crate::stats::WorkerStats;
-use crate::worker::{WorkerCommand, WorkerEvent};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::service::{endpoint, Services};
+use crate::stats::{RealServerStats, WorkerStats};
+use crate::worker::{BalancerLimits, ConnChunk, ConnQuery, Dataplane, WorkerCommand, WorkerEvent};
+use control::{ControlServer, Pending};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use metrics::{PortMeta, ReadFn, Telemetry};
+use rates::RateEstimator;
+use state::{ConfigState, HealthMap};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How often the management loop wakes to read worker events.
+/// How often the management loop wakes to read worker events and requests.
 const POLL: Duration = Duration::from_millis(5);
+/// Rate estimator sampling period.
+const RATE_PERIOD: Duration = Duration::from_secs(1);
+/// Connections listed by default.
+const DEFAULT_CONN_LIMIT: usize = 1000;
+/// Slots a worker scans per listing step (a pause of well under a millisecond).
+const SCAN_STEP: usize = 65536;
+
+/// What the management core needs from the runtime.
+pub struct Setup {
+    pub config: Config,
+    pub config_path: PathBuf,
+    pub macs: Vec<MacAddr>,
+    pub limits: BalancerLimits,
+    pub dataplane: Arc<Dataplane>,
+    pub ports: Vec<PortMeta>,
+    pub workers: Vec<Arc<WorkerStats>>,
+    pub mempool_available: ReadFn,
+    pub commands: Vec<Sender<WorkerCommand>>,
+    pub events: Receiver<WorkerEvent>,
+}
 
 /// Management-core state.
 pub struct Management {
     _http: http::MetricsServer,
+    _control: ControlServer,
+    requests: Receiver<Pending>,
     commands: Vec<Sender<WorkerCommand>>,
     events: Receiver<WorkerEvent>,
+    workers: Vec<Arc<WorkerStats>>,
     /// Every neighbour any worker learned, so all workers share one view.
     neighbors: HashMap<IpAddr, (MacAddr, usize)>,
+    state: ConfigState,
+    health: HealthMap,
+    dataplane: Arc<Dataplane>,
+    metrics_services: Arc<Mutex<Arc<Services>>>,
+    rates: RateEstimator,
+    last_rates: Instant,
 }
 
 impl Management {
-    pub fn new(
-        cfg: &Config,
-        ports: Vec<PortMeta>,
-        workers: Vec<Arc<WorkerStats>>,
-        mempool_available: ReadFn,
-        services: Arc<Services>,
-        commands: Vec<Sender<WorkerCommand>>,
-        events: Receiver<WorkerEvent>,
-    ) -> Result<Management, String> {
+    pub fn new(setup: Setup) -> Result<Management, String> {
+        let metrics_services = Arc::new(Mutex::new(Arc::new(setup.dataplane.services.clone())));
         let telemetry = Telemetry::new(
-            ports,
-            workers,
+            setup.ports,
+            setup.workers.clone(),
             Box::new(crate::dpdk::port_stats),
-            mempool_available,
-            Arc::new(Mutex::new(services)),
-            u64::from(cfg.connections.max),
+            setup.mempool_available,
+            metrics_services.clone(),
+            u64::from(setup.config.connections.max),
         );
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(telemetry))
             .map_err(|e| format!("metrics registry: {e}"))?;
-        let http = http::MetricsServer::start(cfg.management.metrics_listen, registry)?;
+        let http = http::MetricsServer::start(setup.config.management.metrics_listen, registry)?;
+        let (req_tx, req_rx) = bounded(64);
+        let control = ControlServer::start(&setup.config.management.control_socket, req_tx)?;
+        let state = ConfigState::new(setup.config_path, setup.config, setup.macs, setup.limits)?;
         Ok(Management {
             _http: http,
-            commands,
-            events,
+            _control: control,
+            requests: req_rx,
+            commands: setup.commands,
+            events: setup.events,
+            workers: setup.workers,
             neighbors: HashMap::new(),
+            state,
+            health: HealthMap::new(),
+            dataplane: setup.dataplane,
+            metrics_services,
+            rates: RateEstimator::default(),
+            last_rates: Instant::now(),
         })
     }
 
@@ -67,17 +109,32 @@ impl Management {
     pub fn run(mut self, signals: &Signals) -> Result<(), String> {
         while !signals.stop.load(Ordering::Relaxed) {
             while let Ok(ev) = self.events.try_recv() {
-                self.handle(ev);
+                self.handle_event(ev);
+            }
+            while let Ok(p) = self.requests.try_recv() {
+                let response = self.handle_request(p.request);
+                let _ = p.reply.send(response);
             }
             if signals.reload.swap(false, Ordering::Relaxed) {
-                log::warn!("SIGHUP: configuration reload is not available in this build; running config unchanged");
+                match self.reload() {
+                    Ok(changes) => {
+                        log::info!("SIGHUP: configuration reloaded: {}", changes.join("; "))
+                    }
+                    Err(errors) => log::error!(
+                        "SIGHUP: reload refused, running configuration unchanged:\n{}",
+                        errors.join("\n")
+                    ),
+                }
+            }
+            if self.last_rates.elapsed() >= RATE_PERIOD {
+                self.sample_rates();
             }
             std::thread::sleep(POLL);
         }
         Ok(())
     }
 
-    fn handle(&mut self, ev: WorkerEvent) {
+    fn handle_event(&mut self, ev: WorkerEvent) {
         match ev {
             WorkerEvent::NeighborLearned { ip, mac, port } => {
                 if self.neighbors.insert(ip, (mac, port)) == Some((mac, port)) {
@@ -90,12 +147,256 @@ impl Management {
     }
 
     /// Sends `cmd` to every worker without blocking; a full queue loses the message
-    /// (for neighbours, the worker learns them again from the next ARP exchange).
+    /// (logged: for neighbours, the worker learns them again from the next ARP).
     fn broadcast(&self, cmd: WorkerCommand) {
         for (w, tx) in self.commands.iter().enumerate() {
             if let Err(TrySendError::Full(_)) = tx.try_send(cmd.clone()) {
                 log::warn!("worker {w}: command queue full, update dropped");
             }
+        }
+    }
+
+    fn handle_request(&mut self, request: Request) -> Response {
+        let done = |r: Result<Vec<String>, Vec<String>>| match r {
+            Ok(changes) => Response::Done {
+                message: changes.join("\n"),
+            },
+            Err(errors) => Response::Error { errors },
+        };
+        match request {
+            Request::List {} => Response::Services {
+                services: self.service_views(),
+            },
+            Request::Conns {
+                service,
+                real_server,
+                state,
+                limit,
+            } => self.conns(
+                service,
+                real_server,
+                state,
+                limit.unwrap_or(DEFAULT_CONN_LIMIT),
+            ),
+            Request::AddService { service } => done(self.edit(state::add_service(&service))),
+            Request::EditService { service } => done(self.edit(state::edit_service(&service))),
+            Request::RemoveService { name } => done(self.edit(state::remove_service(&name))),
+            Request::AddRealServer {
+                service,
+                real_server,
+            } => done(self.edit(state::add_real_server(&service, &real_server))),
+            Request::SetWeight {
+                service,
+                real_server,
+                weight,
+            } => done(self.edit(state::set_weight(&service, &real_server, weight))),
+            Request::Drain {
+                service,
+                real_server,
+            } => done(self.edit(state::set_weight(&service, &real_server, 0))),
+            Request::RemoveRealServer {
+                service,
+                real_server,
+            } => done(self.edit(state::remove_real_server(&service, &real_server))),
+            Request::Reload {} => done(self.reload()),
+        }
+    }
+
+    /// Whether real-server slot `slot`, retired at configuration `version`, is free:
+    /// every worker runs a later configuration and holds no connection to it.
+    fn slot_reusable(workers: &[Arc<WorkerStats>], slot: u16, version: u64) -> bool {
+        workers.iter().all(|w| {
+            let c = w.real_server(slot);
+            w.config_version.get() >= version && c.active.get() == 0 && c.inactive.get() == 0
+        })
+    }
+
+    fn edit(
+        &mut self,
+        edit: impl FnOnce(&mut serde_yaml_ng::Value) -> Result<(), String>,
+    ) -> Result<Vec<String>, Vec<String>> {
+        let workers = self.workers.clone();
+        let changes = self
+            .state
+            .edit(edit, |slot, v| Self::slot_reusable(&workers, slot, v))?;
+        log::info!("control: {}", changes.join("; "));
+        self.publish();
+        Ok(changes)
+    }
+
+    fn reload(&mut self) -> Result<Vec<String>, Vec<String>> {
+        let workers = self.workers.clone();
+        let changes = self
+            .state
+            .reload(|slot, v| Self::slot_reusable(&workers, slot, v))?;
+        self.publish();
+        Ok(changes)
+    }
+
+    /// Sends the workers a snapshot of the running configuration and health.
+    fn publish(&mut self) {
+        let dp = Arc::new(self.state.snapshot(&self.health));
+        *self
+            .metrics_services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(dp.services.clone());
+        let live: std::collections::HashSet<u16> = dp
+            .services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().map(|r| r.slot))
+            .collect();
+        self.rates.retain(|slot| live.contains(&slot));
+        self.broadcast(WorkerCommand::Config(dp.clone()));
+        self.dataplane = dp;
+    }
+
+    /// A real server's counters summed over the workers.
+    fn rs_stats(&self, slot: u16) -> (proto::Stats, u64, u64) {
+        let mut s = proto::Stats::default();
+        let (mut active, mut inactive) = (0, 0);
+        for w in &self.workers {
+            let c: &RealServerStats = w.real_server(slot);
+            s.conns += c.conns.get();
+            s.in_packets += c.in_packets.get();
+            s.out_packets += c.out_packets.get();
+            s.in_bytes += c.in_bytes.get();
+            s.out_bytes += c.out_bytes.get();
+            active += c.active.get();
+            inactive += c.inactive.get();
+        }
+        (s, active, inactive)
+    }
+
+    fn sample_rates(&mut self) {
+        let now = Instant::now();
+        self.last_rates = now;
+        let slots: Vec<u16> = self
+            .dataplane
+            .services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().map(|r| r.slot))
+            .collect();
+        for slot in slots {
+            let (stats, _, _) = self.rs_stats(slot);
+            self.rates.sample(slot, now, stats);
+        }
+    }
+
+    fn service_views(&self) -> Vec<proto::ServiceView> {
+        self.dataplane
+            .services
+            .iter()
+            .map(|s| {
+                let mut stats = proto::Stats::default();
+                let mut rates = proto::Rates::default();
+                let real_servers = s
+                    .real_servers
+                    .iter()
+                    .map(|r| {
+                        let (st, active, inactive) = self.rs_stats(r.slot);
+                        stats.conns += st.conns;
+                        stats.in_packets += st.in_packets;
+                        stats.out_packets += st.out_packets;
+                        stats.in_bytes += st.in_bytes;
+                        stats.out_bytes += st.out_bytes;
+                        let rt = self.rates.get(r.slot);
+                        rates = rates::add(rates, rt);
+                        proto::RealServerView {
+                            address: endpoint(r.addr, r.port),
+                            weight: r.weight,
+                            up: r.up,
+                            active_conns: active,
+                            inactive_conns: inactive,
+                            stats: st,
+                            rates: rt,
+                        }
+                    })
+                    .collect();
+                proto::ServiceView {
+                    name: s.name.clone(),
+                    protocol: s.proto.name().to_ascii_lowercase(),
+                    address: s.address(),
+                    scheduler: s.scheduler.name().to_string(),
+                    mode: s.mode.name().to_string(),
+                    persistence_s: s.persistence_ms / 1000,
+                    stats,
+                    rates,
+                    real_servers,
+                }
+            })
+            .collect()
+    }
+
+    /// Lists connections: each worker scans its tables in bounded steps.
+    fn conns(
+        &self,
+        service: Option<String>,
+        real_server: Option<String>,
+        state: Option<String>,
+        limit: usize,
+    ) -> Response {
+        let service = match service {
+            None => None,
+            Some(name) => match self.dataplane.services.by_name(&name) {
+                Some(s) => Some(s.slot),
+                None => {
+                    return Response::Error {
+                        errors: vec![format!("no service named `{name}`")],
+                    }
+                }
+            },
+        };
+        let real_server = match real_server.map(|t| t.parse::<std::net::SocketAddr>()) {
+            None => None,
+            Some(Ok(a)) => Some((a.ip(), a.port())),
+            Some(Err(_)) => {
+                return Response::Error {
+                    errors: vec!["real server must be IP:PORT (IPv6 as [IP]:PORT)".into()],
+                }
+            }
+        };
+        let mut out = Vec::new();
+        let mut truncated = false;
+        'workers: for tx in &self.commands {
+            for ipv6 in [false, true] {
+                let mut from = Some(0);
+                while let Some(start) = from {
+                    let (reply, rx) = bounded::<ConnChunk>(1);
+                    let query = ConnQuery {
+                        ipv6,
+                        from: start,
+                        count: SCAN_STEP,
+                        service,
+                        real_server,
+                        state: state.clone(),
+                        reply,
+                    };
+                    if tx
+                        .send_timeout(WorkerCommand::DumpConns(query), Duration::from_secs(2))
+                        .is_err()
+                    {
+                        return Response::Error {
+                            errors: vec!["a worker did not take the request".into()],
+                        };
+                    }
+                    let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) else {
+                        return Response::Error {
+                            errors: vec!["a worker did not answer in time".into()],
+                        };
+                    };
+                    out.extend(chunk.conns);
+                    if out.len() > limit {
+                        out.truncate(limit);
+                        truncated = true;
+                        break 'workers;
+                    }
+                    from = chunk.next;
+                }
+            }
+        }
+        Response::Conns {
+            conns: out,
+            truncated,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::conn::{
     Mode, NewConn, PersistTable, Proto, StateChange, TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, Scheduler};
-use crate::service::{Service, Services};
+use crate::service::{Service, Services, MAX_SERVICES};
 use crate::stats::{DropReason, WorkerStats};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -110,9 +110,9 @@ impl BalancerLimits {
     }
 }
 
-/// This worker's view of every service's real servers.
+/// This worker's view of every service's real servers, indexed by slot.
 struct Views {
-    services: Vec<ServiceState>,
+    services: Vec<Option<ServiceState>>,
     rs_pos: Vec<Option<RsPos>>,
 }
 
@@ -121,8 +121,16 @@ impl Views {
         let pos = (*self.rs_pos.get(usize::from(rs_slot))?)?;
         self.services
             .get_mut(usize::from(pos.service))?
+            .as_mut()?
             .candidates
             .get_mut(usize::from(pos.index))
+    }
+
+    fn service(&mut self, slot: u16) -> Result<&mut ServiceState, DropReason> {
+        self.services
+            .get_mut(usize::from(slot))
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::NoService)
     }
 
     /// A connection to `rs_slot` moved between active and inactive.
@@ -203,36 +211,118 @@ impl Balancer {
                 hasher.seed(),
             ),
         };
-        b.load_services(services);
+        b.update_services(services, &WorkerStats::default());
         Ok(b)
     }
 
-    /// (Re)builds schedulers and candidate lists from `services`.
-    fn load_services(&mut self, services: &Services) {
+    /// Takes a new set of services, keeping what stays: a service keeps its
+    /// scheduler state (rebuilt only when its servers or weights changed), a real
+    /// server its active/inactive counts; health comes from the new set. Runs
+    /// between bursts; may allocate (it is not the packet path).
+    pub fn update_services(&mut self, services: &Services, stats: &WorkerStats) {
         let views = &mut self.views;
+        let mut old_services = std::mem::take(&mut views.services);
+        let old_pos = std::mem::take(&mut views.rs_pos);
+        let counts = |slot: u16, old: &[Option<ServiceState>]| -> (u32, u32) {
+            old_pos
+                .get(usize::from(slot))
+                .copied()
+                .flatten()
+                .and_then(|p| {
+                    let st = old.get(usize::from(p.service))?.as_ref()?;
+                    st.candidates.get(usize::from(p.index))
+                })
+                .map_or((0, 0), |c| (c.active, c.inactive))
+        };
         views.rs_pos = vec![None; services.real_server_slots()];
-        views.services = services
-            .iter()
-            .map(|s| {
-                let candidates: Vec<Candidate> = s
-                    .real_servers
-                    .iter()
-                    .map(|r| Candidate::new(r.id(), r.weight))
-                    .collect();
-                for (i, r) in s.real_servers.iter().enumerate() {
-                    views.rs_pos[usize::from(r.slot)] = Some(RsPos {
-                        service: s.slot,
-                        index: i as u16,
-                    });
+        views.services = (0..MAX_SERVICES).map(|_| None).collect();
+        for s in services.iter() {
+            let candidates: Vec<Candidate> = s
+                .real_servers
+                .iter()
+                .map(|r| {
+                    let (active, inactive) = counts(r.slot, &old_services);
+                    if active == 0 && inactive == 0 {
+                        // A slot new to this worker (or reused): start its gauges at 0.
+                        let c = stats.real_server(r.slot);
+                        c.active.set(0);
+                        c.inactive.set(0);
+                    }
+                    Candidate {
+                        active,
+                        inactive,
+                        available: r.up,
+                        ..Candidate::new(r.id(), r.weight)
+                    }
+                })
+                .collect();
+            for (i, r) in s.real_servers.iter().enumerate() {
+                views.rs_pos[usize::from(r.slot)] = Some(RsPos {
+                    service: s.slot,
+                    index: i as u16,
+                });
+            }
+            let old = old_services
+                .get_mut(usize::from(s.slot))
+                .and_then(Option::take);
+            let state = match old {
+                Some(mut st) if st.sched.as_ref().map(Scheduler::kind) == Some(s.scheduler) => {
+                    let same_set = st.candidates.len() == candidates.len()
+                        && st
+                            .candidates
+                            .iter()
+                            .zip(&candidates)
+                            .all(|(a, b)| a.id == b.id && a.weight == b.weight);
+                    if !same_set {
+                        if let Some(sched) = st.sched.as_mut() {
+                            if sched.rebuild(&candidates).is_err() {
+                                st.sched = None;
+                            }
+                        }
+                    }
+                    st.candidates = candidates;
+                    st
                 }
-                let sched = Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok();
-                ServiceState {
-                    sched,
+                Some(st) => ServiceState {
+                    sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
+                    candidates,
+                    next_local: st.next_local,
+                },
+                None => ServiceState {
+                    sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
                     candidates,
                     next_local: 0,
+                },
+            };
+            views.services[usize::from(s.slot)] = Some(state);
+        }
+        self.lports
+            .add_addrs(services.iter().flat_map(|s| s.local_addrs.iter().copied()));
+    }
+
+    /// New connection timeouts (existing connections take them at their next packet).
+    pub fn set_timeouts(&mut self, timeouts: &Timeouts) {
+        self.v4.conns.set_timeouts(timeouts);
+        self.v6.conns.set_timeouts(timeouts);
+    }
+
+    /// Appends the connections of one family in slots `from..from + count` that
+    /// `keep` accepts to `out` (control path: `ferrovs ctl conns`). Returns where the
+    /// next step starts, or None when the table is done.
+    pub fn scan<A: Tables>(
+        &self,
+        from: usize,
+        count: usize,
+        mut keep: impl FnMut(&Conn<A>) -> bool,
+        mut out: impl FnMut(&Conn<A>),
+    ) -> Option<usize> {
+        A::select_ref(&self.v4, &self.v6)
+            .conns
+            .scan(from, count, |c| {
+                if keep(c) {
+                    out(c);
                 }
             })
-            .collect();
     }
 
     /// Live connections of both families.
@@ -325,7 +415,6 @@ impl Balancer {
             lports,
         } = self;
         let tables = A::select(v4, v6);
-        let slot = usize::from(svc.slot);
         let persist = svc.persistence_ms > 0;
         let mut template: Option<TemplateId> = None;
         let mut chosen = None;
@@ -339,7 +428,11 @@ impl Balancer {
                     .real_servers
                     .iter()
                     .position(|r| r.slot == rs_slot)
-                    .filter(|&i| views.services[slot].candidates[i].takes_new());
+                    .filter(|&i| {
+                        views
+                            .service(svc.slot)
+                            .is_ok_and(|st| st.candidates.get(i).is_some_and(Candidate::takes_new))
+                    });
                 match usable {
                     Some(i) => {
                         chosen = Some(i);
@@ -357,7 +450,7 @@ impl Balancer {
         let index = match chosen {
             Some(i) => i,
             None => {
-                let st = &mut views.services[slot];
+                let st = views.service(svc.slot)?;
                 let hint = FlowHint {
                     src: client.addr.into_ip(),
                     src_port: client.port,
@@ -376,7 +469,7 @@ impl Balancer {
             rs.port,
         );
         let local = if svc.mode == Mode::FullNat {
-            let next = &mut views.services[slot].next_local;
+            let next = &mut views.service(svc.slot)?.next_local;
             let (addr, port) = lports
                 .take(&svc.local_addrs, next)
                 .ok_or(DropReason::LocalPortExhausted)?;
@@ -434,7 +527,7 @@ impl Balancer {
         if let Some(t) = template {
             let _ = tables.persist.hold(t);
         }
-        let c = &mut views.services[slot].candidates[index];
+        let c = &mut views.service(svc.slot)?.candidates[index];
         c.inactive += 1;
         let inactive = c.inactive;
         let counters = stats.real_server(rs.slot);

@@ -3,6 +3,7 @@
 //! through an `Arc`; a new snapshot replaces the old one between bursts.
 
 use crate::config::Config;
+use crate::conn::Timeouts;
 use crate::net::{NextHop, Route, RouteTable};
 use crate::packet::MacAddr;
 use crate::service::Services;
@@ -44,17 +45,26 @@ pub struct LocalAddr {
 /// The configuration snapshot shared by all workers.
 #[derive(Debug, Clone)]
 pub struct Dataplane {
+    /// Increases with every configuration change; workers report the version they run.
+    pub version: u64,
     pub ifaces: Vec<Interface>,
     pub routes: RouteTable,
     pub static_neighbors: Vec<(IpAddr, MacAddr, usize)>,
     pub services: Services,
+    pub timeouts: Timeouts,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
 }
 
 impl Dataplane {
     /// Builds the snapshot from a validated config and the ports' MAC addresses
-    /// (index = config port order).
+    /// (index = config port order), with fresh slots (start-up, tests).
     pub fn from_config(cfg: &Config, macs: &[MacAddr]) -> Dataplane {
+        Self::build(cfg, macs, Services::from_config(cfg), 0)
+    }
+
+    /// Builds the snapshot `version` from a validated config, the ports' MAC
+    /// addresses and the services built with their slots and health.
+    pub fn build(cfg: &Config, macs: &[MacAddr], services: Services, version: u64) -> Dataplane {
         let ifaces: Vec<Interface> = cfg
             .ports
             .iter()
@@ -91,7 +101,6 @@ impl Dataplane {
             .filter_map(|n| Some((n.ip, n.mac, cfg.port_for_address(n.ip)?)))
             .collect();
 
-        let services = Services::from_config(cfg);
         let mut local = HashMap::with_hasher(FixedState::default());
         for s in services.iter() {
             local.insert(
@@ -125,10 +134,12 @@ impl Dataplane {
             }
         }
         Dataplane {
+            version,
             ifaces,
             routes,
             static_neighbors,
             services,
+            timeouts: conn_timeouts(&cfg.connections.timeouts),
             local,
         }
     }
@@ -148,5 +159,19 @@ impl Dataplane {
             .find(|a| a.contains(&dst))
             .or_else(|| addrs.iter().find(|a| a.addr().is_ipv4() == dst.is_ipv4()))
             .map(IpNet::addr)
+    }
+}
+
+/// The connection timeouts of the config, in the connection table's terms.
+pub fn conn_timeouts(t: &crate::config::Timeouts) -> Timeouts {
+    Timeouts {
+        tcp_established: t.tcp_established,
+        tcp_syn: t.tcp_syn,
+        tcp_fin: t.tcp_fin,
+        tcp_time_wait: t.tcp_time_wait,
+        tcp_close: t.tcp_close,
+        tcp_close_wait: t.tcp_close_wait,
+        tcp_last_ack: t.tcp_last_ack,
+        udp: t.udp,
     }
 }

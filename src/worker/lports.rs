@@ -24,6 +24,9 @@ struct Pool {
 pub struct LocalPorts {
     pools: Vec<Pool>,
     by_addr: HashMap<IpAddr, usize, FixedState>,
+    worker: usize,
+    workers: usize,
+    rng: u64,
 }
 
 impl LocalPorts {
@@ -35,27 +38,38 @@ impl LocalPorts {
         workers: usize,
         seed: u64,
     ) -> Self {
-        let workers = workers.max(1);
-        let mut lp = LocalPorts::default();
-        let mut rng = seed | 1;
+        let mut lp = LocalPorts {
+            worker,
+            workers: workers.max(1),
+            rng: seed | 1,
+            ..LocalPorts::default()
+        };
+        lp.add_addrs(addrs);
+        lp
+    }
+
+    /// Adds pools for local addresses not seen before (a configuration change);
+    /// pools of addresses no longer configured stay, so their connections can give
+    /// their ports back.
+    pub fn add_addrs(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
         for addr in addrs {
-            if lp.by_addr.contains_key(&addr) {
+            if self.by_addr.contains_key(&addr) {
                 continue;
             }
+            let (worker, workers) = (self.worker, self.workers);
             let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
                 .filter(|p| owner_of(*p, workers) == worker)
                 .collect();
             // Fisher-Yates with xorshift: cheap, deterministic per seed.
             for i in (1..free.len()).rev() {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                free.swap(i, (rng % (i as u64 + 1)) as usize);
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                free.swap(i, (self.rng % (i as u64 + 1)) as usize);
             }
-            lp.by_addr.insert(addr, lp.pools.len());
-            lp.pools.push(Pool { addr, free });
+            self.by_addr.insert(addr, self.pools.len());
+            self.pools.push(Pool { addr, free });
         }
-        lp
     }
 
     /// A free port on one of `addrs`, trying them in turn from `*next` (which is

@@ -11,23 +11,50 @@ mod pipeline;
 mod steer;
 
 pub use balancer::{Balancer, BalancerLimits};
-pub use dataplane::{Dataplane, Interface, LocalAddr, LocalKind};
+pub use dataplane::{conn_timeouts, Dataplane, Interface, LocalAddr, LocalKind};
 pub use lcore::{IdlePolicy, WorkerLoop};
 pub use pipeline::Pipeline;
 pub use steer::{owner_of, steering_rules, PortMatch, SteeringRule};
 
 use crate::packet::{MacAddr, PacketBuf};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A message from the management core to a worker, read between bursts.
 #[derive(Debug, Clone)]
 pub enum WorkerCommand {
+    /// A new configuration snapshot (services, health, routes, timeouts).
+    Config(Arc<Dataplane>),
     /// A neighbour learned by any worker (all workers share one view).
     Neighbor {
         ip: IpAddr,
         mac: MacAddr,
         port: usize,
     },
+    /// List connections (one bounded step of the scan).
+    DumpConns(ConnQuery),
+}
+
+/// One step of a connection listing: the worker scans `count` slots of one family's
+/// table from `from` and answers with what matched.
+#[derive(Debug, Clone)]
+pub struct ConnQuery {
+    pub ipv6: bool,
+    pub from: usize,
+    pub count: usize,
+    pub service: Option<u16>,
+    pub real_server: Option<(IpAddr, u16)>,
+    /// ipvsadm state name.
+    pub state: Option<String>,
+    pub reply: crossbeam_channel::Sender<ConnChunk>,
+}
+
+/// A worker's answer to a [`ConnQuery`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnChunk {
+    pub conns: Vec<crate::ctl::proto::ConnView>,
+    /// Where the next step starts; None when the table is done.
+    pub next: Option<usize>,
 }
 
 /// A message from a worker to the management core.

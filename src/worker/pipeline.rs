@@ -152,10 +152,58 @@ impl<P: PacketPool> Pipeline<P> {
     /// Applies a command from the management core.
     pub fn apply(&mut self, cmd: WorkerCommand) {
         match cmd {
+            WorkerCommand::Config(dp) => {
+                self.lb.update_services(&dp.services, &self.stats);
+                self.lb.set_timeouts(&dp.timeouts);
+                for (ip, mac, port) in &dp.static_neighbors {
+                    self.neigh.add_static(*ip, *mac, *port);
+                }
+                self.stats.config_version.set(dp.version);
+                self.dp = dp;
+            }
             WorkerCommand::Neighbor { ip, mac, port } => {
                 self.learn_neighbor(ip, mac, port, true);
             }
+            WorkerCommand::DumpConns(q) => {
+                let chunk = if q.ipv6 {
+                    self.dump::<std::net::Ipv6Addr>(&q)
+                } else {
+                    self.dump::<Ipv4Addr>(&q)
+                };
+                let _ = q.reply.try_send(chunk);
+            }
         }
+    }
+
+    /// One step of a connection listing (control path; allocates).
+    fn dump<A: Tables>(&self, q: &super::ConnQuery) -> super::ConnChunk {
+        let ep = |e: Endpoint<A>| crate::service::endpoint(e.addr.into_ip(), e.port);
+        let mut conns = Vec::new();
+        let next = self.lb.scan::<A>(
+            q.from,
+            q.count,
+            |c| {
+                q.service.is_none_or(|s| s == c.service())
+                    && q.real_server
+                        .is_none_or(|(a, p)| a == c.real().addr.into_ip() && p == c.real().port)
+                    && q.state
+                        .as_deref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case(c.state_name()))
+            },
+            |c| {
+                conns.push(crate::ctl::proto::ConnView {
+                    protocol: c.proto().name().to_string(),
+                    client: ep(c.client()),
+                    virtual_address: ep(c.vip()),
+                    local: ep(c.local()),
+                    real_server: ep(c.real()),
+                    state: c.state_name().to_string(),
+                    expires_ms: c.expires_in(self.now_ms),
+                    worker: self.worker,
+                })
+            },
+        );
+        super::ConnChunk { conns, next }
     }
 
     /// Expires connections whose time is up; called every loop iteration.

@@ -224,7 +224,17 @@ impl Lab {
 
     /// Starts ferrovs in `ns` with `config` (YAML text) and waits until it is ready.
     pub fn ferrovs(&mut self, ns: &str, config: &str) -> Ferrovs {
-        let path = self.write("ferrovs.yaml", config);
+        // The filesystem is shared between namespaces: keep the control socket in the
+        // lab's directory.
+        let config = if config.contains("\nmanagement:") {
+            config.to_string()
+        } else {
+            format!(
+                "{config}management:\n  control_socket: \"{}\"\n",
+                self.dir.join("ctl.sock").display()
+            )
+        };
+        let path = self.write("ferrovs.yaml", &config);
         Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
     }
 }
