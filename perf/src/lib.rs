@@ -8,11 +8,13 @@
 //! - [`verdict`]: decides whether a ferrovs run may be reported.
 //! - [`report`]: the results table.
 //! - [`memory`]: measured memory per live connection.
+//! - [`host`]: what machine the table was measured on.
 //!
 //! The binaries: `ferrovs-pcapgen` (traffic files), `ferrovs-connmem` (memory per
 //! connection), `ferrovs-perfrun` (the runner behind `perf/run.sh`). The criterion
 //! micro-benchmarks are in `benches/hot_path.rs`.
 
+pub mod host;
 pub mod memory;
 pub mod pcap;
 pub mod prom;

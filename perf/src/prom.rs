@@ -126,6 +126,42 @@ impl Metrics {
     }
 }
 
+/// The body of an HTTP/1.x response if its status is 200.
+pub fn http_body(response: &str) -> Result<&str, HttpError> {
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or(HttpError::Malformed)?;
+    let status = head.lines().next().unwrap_or_default();
+    let mut parts = status.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(v), Some("200")) if v.starts_with("HTTP/1.") => Ok(body),
+        (Some(v), Some(code)) if v.starts_with("HTTP/1.") => {
+            Err(HttpError::Status(code.parse().unwrap_or(0)))
+        }
+        _ => Err(HttpError::Malformed),
+    }
+}
+
+/// Why an HTTP response carried no metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// Not an HTTP/1.x response with a header block.
+    Malformed,
+    /// A status other than 200 (0 when not a number).
+    Status(u16),
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Malformed => f.write_str("malformed HTTP response"),
+            HttpError::Status(code) => write!(f, "HTTP status {code}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
 fn parse_line(line: &str) -> Result<Sample, PromErrorKind> {
     let name_end = line
         .find(|c: char| c == '{' || c.is_whitespace())
@@ -264,6 +300,20 @@ ferrovs_build_info{version="0.1.0"} 1
         assert_eq!(s.label("b"), Some("p\\q\nr"));
         assert_eq!(s.label("c"), Some("{,}"));
         assert_eq!(s.value, 2500.0);
+    }
+
+    #[test]
+    fn http_responses() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\na 1\n";
+        assert_eq!(http_body(ok), Ok("a 1\n"));
+        assert_eq!(
+            http_body("HTTP/1.0 404 Not Found\r\n\r\n"),
+            Err(HttpError::Status(404))
+        );
+        assert_eq!(http_body("HTTP/1.0 abc\r\n\r\n"), Err(HttpError::Status(0)));
+        assert_eq!(http_body("HTTP/1.1 200 OK\r\n"), Err(HttpError::Malformed));
+        assert_eq!(http_body("SSH-2.0\r\n\r\n"), Err(HttpError::Malformed));
+        assert_eq!(http_body(""), Err(HttpError::Malformed));
     }
 
     #[test]
