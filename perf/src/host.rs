@@ -57,9 +57,74 @@ pub fn describe() -> String {
     )
 }
 
+/// Whether a `/proc/<pid>/cmdline` (NUL-separated arguments) is a DPDK data plane
+/// that busy-polls cores: `dpdk-testpmd`, or `ferrovs run`. Two of them at once on
+/// a small machine would measure each other.
+pub fn is_data_plane(cmdline: &[u8]) -> bool {
+    let mut args = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    let Some(program) = args.next() else {
+        return false;
+    };
+    let base = program.rsplit('/').next().unwrap_or_default();
+    base == "dpdk-testpmd" || (base == "ferrovs" && args.next().as_deref() == Some("run"))
+}
+
+/// Running data planes other than process `except`: (pid, command line).
+pub fn other_data_planes(except: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == except {
+            continue;
+        }
+        // A process may end between listing and reading: skip it.
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if is_data_plane(&cmdline) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            found.push((pid, text.trim().to_string()));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recognises_data_planes() {
+        assert!(is_data_plane(b"dpdk-testpmd\0-l\00-1\0"));
+        assert!(is_data_plane(b"/usr/bin/dpdk-testpmd\0"));
+        assert!(is_data_plane(
+            b"/work/main/target/release/ferrovs\0run\0--config\0x.yaml\0"
+        ));
+        assert!(!is_data_plane(b"ferrovs\0check-config\0x.yaml\0"));
+        assert!(!is_data_plane(b"ferrovs\0"));
+        assert!(!is_data_plane(b"cargo\0run\0"));
+        assert!(!is_data_plane(b"/usr/bin/vim\0dpdk-testpmd\0"));
+        assert!(!is_data_plane(b""));
+        assert!(!is_data_plane(b"\xff\xfe\0run"));
+    }
+
+    #[test]
+    fn this_test_is_not_a_data_plane() {
+        assert!(other_data_planes(0)
+            .iter()
+            .all(|(pid, _)| *pid != std::process::id()));
+    }
 
     #[test]
     fn hugepages() {

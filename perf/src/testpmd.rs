@@ -103,6 +103,13 @@ impl StatsParser {
         self.samples.last().map_or(0, |s| s.show + 1)
     }
 
+    /// Whether `port`'s block of show `show` has completed.
+    pub fn has_sample(&self, port: u16, show: u32) -> bool {
+        self.samples
+            .iter()
+            .any(|s| s.port == port && s.show == show)
+    }
+
     /// Every completed sample, in output order.
     pub fn samples(&self) -> &[PortSample] {
         &self.samples
@@ -220,6 +227,7 @@ Port statistics ====================================
             feed(&mut p, &SHOW.replace("45834996", &pps.to_string()));
         }
         assert_eq!(p.shows(), 5);
+        assert!(p.has_sample(1, 4) && !p.has_sample(1, 5) && !p.has_sample(2, 0));
         assert_eq!(p.mean_tx_pps(1, 1, 2), Some(15.0));
         assert_eq!(p.mean_tx_pps(1, 2, 3), Some(30.0));
         // Port 0 transmits nothing.
@@ -256,6 +264,9 @@ Port 0: BA:1F:60:D3:E6:2D
         feed(&mut p, &cut);
         assert_eq!(p.samples().len(), 1);
         assert_eq!(p.samples()[0].port, 0);
+        // The show counts as started, but port 1 is not in yet.
+        assert_eq!(p.shows(), 1);
+        assert!(!p.has_sample(1, 0));
         // The next show discards the unfinished block.
         feed(&mut p, SHOW);
         assert_eq!(p.samples().len(), 3);

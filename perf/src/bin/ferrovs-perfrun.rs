@@ -88,6 +88,10 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 const WARMUP_EXTRA: Duration = Duration::from_secs(60);
 /// How long a process gets to stop after SIGINT/SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long to wait for another data plane to finish before giving up a run.
+const IDLE_WAIT: Duration = Duration::from_secs(600);
+/// testpmd's port for `net_null0`, where forwarded packets leave.
+const EGRESS_PORT: u16 = 1;
 /// Burst size and ports of the set-up: a worker holds at most one burst per port
 /// between RX and TX.
 const IN_FLIGHT_BOUND: u64 = 32 * 2;
@@ -308,6 +312,31 @@ impl Drop for Guard {
     }
 }
 
+/// Waits until no other DPDK data plane runs (an end-to-end test, another
+/// benchmark): with two cores, anything polling beside the measured process
+/// would be measured too.
+fn wait_for_idle_cores() -> Result<(), String> {
+    let deadline = Instant::now() + IDLE_WAIT;
+    let mut told = false;
+    loop {
+        let others = host::other_data_planes(std::process::id());
+        let Some((pid, cmd)) = others.first() else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "another DPDK data plane kept running for {} s: pid {pid} ({cmd})",
+                IDLE_WAIT.as_secs()
+            ));
+        }
+        if !told {
+            eprintln!("waiting for pid {pid} ({cmd}) to finish");
+            told = true;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// The last `n` lines of a log file, for error notes.
 fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -337,6 +366,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     let mut log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let err_log = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
     let args = testpmd_args(bed, engine);
+    wait_for_idle_cores()?;
     let _ = writeln!(log, "# {} {}", ctx.cli.testpmd.display(), args.join(" "));
     let child = Command::new(&ctx.cli.testpmd)
         .args(&args)
@@ -375,7 +405,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     let deadline = Instant::now() + STARTUP_TIMEOUT + Duration::from_secs(u64::from(shows_needed));
     let mut parser = StatsParser::new();
     let mut failure = None;
-    while parser.shows() < shows_needed {
+    while !parser.has_sample(EGRESS_PORT, shows_needed - 1) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
@@ -416,7 +446,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     if status.is_none() {
         eprintln!("note: testpmd did not stop on SIGINT and was killed");
     }
-    match parser.mean_tx_pps(1, 1 + warmup, measure) {
+    match parser.mean_tx_pps(EGRESS_PORT, 1 + warmup, measure) {
         Some(pps) if pps > 0.0 => Ok(pps),
         Some(_) => Err(format!(
             "testpmd forwarded nothing (see {})",
@@ -490,6 +520,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
         ));
     }
 
+    wait_for_idle_cores()?;
     let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log_err = log
         .try_clone()
