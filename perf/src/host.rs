@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn recognises_data_planes() {
-        assert!(is_data_plane(b"dpdk-testpmd\0-l\00-1\0"));
+        assert!(is_data_plane(b"dpdk-testpmd\0-l\0-1\0"));
         assert!(is_data_plane(b"/usr/bin/dpdk-testpmd\0"));
         assert!(is_data_plane(
             b"/work/main/target/release/ferrovs\0run\0--config\0x.yaml\0"
