@@ -127,9 +127,6 @@ pub mod net {
 /// Mbufs beyond the pcap file: RX/TX descriptors of both ports, per-lcore caches,
 /// bursts in flight, with room to spare.
 pub const MBUF_HEADROOM: u32 = 16_384;
-/// Bytes of DPDK memory one mbuf takes, rounded up: 2176-byte data room
-/// (RTE_MBUF_DEFAULT_BUF_SIZE), 128-byte `rte_mbuf`, mempool object header.
-const MBUF_FOOTPRINT: u64 = 2_560;
 /// DPDK memory beyond the mbufs (rings, ethdev, malloc heap).
 const MEMORY_HEADROOM_MB: u64 = 512;
 
@@ -139,8 +136,8 @@ pub fn mbufs(workload: &Workload) -> u32 {
 }
 
 /// EAL `-m` for `workload`, in MB.
-pub fn memory_mb(workload: &Workload) -> u32 {
-    let mb = u64::from(mbufs(workload)) * MBUF_FOOTPRINT / (1 << 20) + MEMORY_HEADROOM_MB;
+pub fn memory_mb(workload: &Workload, memory: Memory) -> u32 {
+    let mb = u64::from(mbufs(workload)) * memory.mbuf_footprint() / (1 << 20) + MEMORY_HEADROOM_MB;
     u32::try_from(mb).unwrap_or(u32::MAX)
 }
 
@@ -158,6 +155,18 @@ impl Memory {
         match self {
             Memory::Hugepages => "hugepages",
             Memory::NoHuge => "no-huge (4 KB pages)",
+        }
+    }
+
+    /// Bytes of DPDK memory one mbuf takes, rounded up: a 2176-byte data room
+    /// (RTE_MBUF_DEFAULT_BUF_SIZE), the 128-byte `rte_mbuf` and the mempool object
+    /// header come to about 2.3 KB. With 4 KB pages the mempool does not let an
+    /// object straddle a page, so each one takes a page of its own (measured: 512K
+    /// mbufs do not fit in 2 GB with `--no-huge`, 1M fit in 4.5 GB).
+    pub const fn mbuf_footprint(self) -> u64 {
+        match self {
+            Memory::Hugepages => 2_560,
+            Memory::NoHuge => 4_352,
         }
     }
 }
@@ -213,7 +222,7 @@ pub fn testpmd_args(bed: &Bed<'_>, engine: Engine) -> Vec<String> {
         "--main-lcore".to_string(),
         bed.lcores[0].to_string(),
         "-m".to_string(),
-        memory_mb(&bed.workload).to_string(),
+        memory_mb(&bed.workload, bed.memory).to_string(),
         "--file-prefix".to_string(),
         bed.file_prefix.to_string(),
         // Without it the EAL probes the host's own NICs.
@@ -290,7 +299,7 @@ pub fn ferrovs_config(
     );
     let _ = writeln!(y, "eal:");
     let _ = writeln!(y, "  cores: [{}, {}]", bed.lcores[0], bed.lcores[1]);
-    let _ = writeln!(y, "  memory_mb: {}", memory_mb(w));
+    let _ = writeln!(y, "  memory_mb: {}", memory_mb(w, bed.memory));
     let _ = writeln!(y, "  hugepages: {}", bed.memory == Memory::Hugepages);
     let _ = writeln!(y, "  file_prefix: {}", bed.file_prefix);
     let _ = writeln!(y, "ports:");
@@ -414,9 +423,12 @@ mod tests {
     fn memory_covers_the_pcap_ring() {
         let w = workload("udp-1m").unwrap();
         assert_eq!(mbufs(&w), (1 << 20) + MBUF_HEADROOM);
-        // 1.06M mbufs of ~2.5 KB each.
-        assert!(memory_mb(&w) > 2600, "{}", memory_mb(&w));
-        assert!(memory_mb(&workload("udp-1k").unwrap()) < 600);
+        // 1.06M mbufs of ~2.5 KB each, or a 4 KB page each.
+        let huge = memory_mb(&w, Memory::Hugepages);
+        assert!((3000..3500).contains(&huge), "{huge}");
+        let small = memory_mb(&w, Memory::NoHuge);
+        assert!((4500..5500).contains(&small), "{small}");
+        assert!(memory_mb(&workload("udp-1k").unwrap(), Memory::NoHuge) < 600);
     }
 
     #[test]

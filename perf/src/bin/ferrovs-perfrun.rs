@@ -158,7 +158,7 @@ fn run(cli: &Cli) -> Result<(), String> {
 
     let needed_mb = workloads
         .iter()
-        .map(|w| u64::from(scenario::memory_mb(w)))
+        .map(|w| u64::from(scenario::memory_mb(w, Memory::Hugepages)))
         .max()
         .unwrap_or(0);
     let free_mb = fs::read_to_string("/proc/meminfo")
@@ -337,6 +337,17 @@ fn wait_for_idle_cores() -> Result<(), String> {
     }
 }
 
+/// Fails when another data plane runs now: called when a measurement ends, so one
+/// that started meanwhile (and is still running) invalidates it.
+fn check_no_interference() -> Result<(), String> {
+    match host::other_data_planes(std::process::id()).first() {
+        None => Ok(()),
+        Some((pid, cmd)) => Err(format!(
+            "another DPDK data plane ran during the measurement: pid {pid} ({cmd})"
+        )),
+    }
+}
+
 /// The last `n` lines of a log file, for error notes.
 fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -443,6 +454,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     if let Some(f) = failure {
         return Err(f);
     }
+    check_no_interference()?;
     if status.is_none() {
         eprintln!("note: testpmd did not stop on SIGINT and was killed");
     }
@@ -585,6 +597,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
     let start = scrape(ctx)?;
     thread::sleep(Duration::from_secs(u64::from(ctx.cli.measure_secs)));
     let end = scrape(ctx)?;
+    check_no_interference()?;
     let stopped = guard.stop("TERM");
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     let mut shutdown = Shutdown::from_log(&log_text);
@@ -630,6 +643,16 @@ fn scrape(ctx: &Ctx<'_>) -> Result<Scrape, String> {
     })
 }
 
+/// 1000000 -> "1M", 65536 -> "65536", 20000 -> "20K".
+fn count_label(n: usize) -> String {
+    match n {
+        0 => "0".to_string(),
+        n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n % 1_000 == 0 => format!("{}K", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
 /// Runs `ferrovs-connmem` (a process of its own, so nothing else is in its
 /// resident set) and makes the memory row.
 fn measure_memory(ctx: &Ctx<'_>, exe: &Path, report: &mut Report) -> Row {
@@ -668,7 +691,7 @@ fn measure_memory(ctx: &Ctx<'_>, exe: &Path, report: &mut Report) -> Row {
         }
     };
     Row {
-        workload: format!("memory per live connection ({}K conns)", n / 1000),
+        workload: format!("memory per live connection ({} conns)", count_label(n)),
         mode: "nat".to_string(),
         ferrovs: cell,
         testpmd_io: Cell::Empty,
