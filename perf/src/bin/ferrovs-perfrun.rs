@@ -88,6 +88,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 const WARMUP_EXTRA: Duration = Duration::from_secs(60);
 /// How long a process gets to stop after SIGINT/SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(30);
+/// Measurements of one row spoiled by another data plane before giving up.
+const ATTEMPTS: u32 = 3;
 /// How long to wait for another data plane to finish before giving up a run.
 const IDLE_WAIT: Duration = Duration::from_secs(600);
 /// testpmd's port for `net_null0`, where forwarded packets leave.
@@ -339,12 +341,48 @@ fn wait_for_idle_cores() -> Result<(), String> {
 
 /// Fails when another data plane runs now: called when a measurement ends, so one
 /// that started meanwhile (and is still running) invalidates it.
-fn check_no_interference() -> Result<(), String> {
+fn check_no_interference() -> Result<(), RunFailure> {
     match host::other_data_planes(std::process::id()).first() {
         None => Ok(()),
-        Some((pid, cmd)) => Err(format!(
+        Some((pid, cmd)) => Err(RunFailure::Interference(format!(
             "another DPDK data plane ran during the measurement: pid {pid} ({cmd})"
-        )),
+        ))),
+    }
+}
+
+/// Why a run gave no figure.
+enum RunFailure {
+    /// Another data plane ran meanwhile: worth trying again.
+    Interference(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl From<String> for RunFailure {
+    fn from(e: String) -> Self {
+        RunFailure::Other(e)
+    }
+}
+
+impl From<&str> for RunFailure {
+    fn from(e: &str) -> Self {
+        RunFailure::Other(e.to_string())
+    }
+}
+
+/// Runs `f` again (up to [`ATTEMPTS`] times in all) while another data plane
+/// spoils the measurement.
+fn with_retries<T>(name: &str, mut f: impl FnMut() -> Result<T, RunFailure>) -> Result<T, String> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(RunFailure::Interference(e)) if attempt < ATTEMPTS => {
+                eprintln!("{name}: {e}; measuring again");
+                attempt += 1;
+            }
+            Err(RunFailure::Interference(e) | RunFailure::Other(e)) => return Err(e),
+        }
     }
 }
 
@@ -358,7 +396,7 @@ fn tail(path: &Path, n: usize) -> String {
 fn run_testpmd(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine, report: &mut Report) -> Cell {
     let name = format!("{} testpmd {}", bed.workload.name, engine.forward_mode());
     eprintln!("{name}: running");
-    match testpmd_rate(ctx, bed, engine) {
+    match with_retries(&name, || testpmd_rate(ctx, bed, engine)) {
         Ok(pps) => {
             eprintln!("{name}: {:.2} Mpps", pps / 1e6);
             Cell::Rate(pps)
@@ -370,7 +408,7 @@ fn run_testpmd(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine, report: &mut Report
     }
 }
 
-fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, String> {
+fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, RunFailure> {
     let stem = format!("testpmd-{}-{}", bed.workload.name, engine.forward_mode());
     let log_path = ctx.work_dir.join(format!("{stem}.log"));
     let err_path = ctx.work_dir.join(format!("{stem}.stderr.log"));
@@ -452,7 +490,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     }
     let _ = reader.join();
     if let Some(f) = failure {
-        return Err(f);
+        return Err(RunFailure::Other(f));
     }
     check_no_interference()?;
     if status.is_none() {
@@ -460,21 +498,21 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Str
     }
     match parser.mean_tx_pps(EGRESS_PORT, 1 + warmup, measure) {
         Some(pps) if pps > 0.0 => Ok(pps),
-        Some(_) => Err(format!(
+        Some(_) => Err(RunFailure::Other(format!(
             "testpmd forwarded nothing (see {})",
             log_path.display()
-        )),
-        None => Err(format!(
+        ))),
+        None => Err(RunFailure::Other(format!(
             "incomplete statistics (see {})",
             log_path.display()
-        )),
+        ))),
     }
 }
 
 fn run_ferrovs(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode, report: &mut Report) -> Cell {
     let name = format!("{} ferrovs {}", bed.workload.name, mode.name());
     eprintln!("{name}: running");
-    match ferrovs_evidence(ctx, bed, mode) {
+    match with_retries(&name, || ferrovs_evidence(ctx, bed, mode)) {
         Err(e) => {
             eprintln!("{name}: failed: {e}");
             Cell::Failed(report.note(format!("{name}: {e}")))
@@ -502,7 +540,7 @@ fn run_ferrovs(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode, report: &mut Repor
     }
 }
 
-fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evidence, String> {
+fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evidence, RunFailure> {
     let stem = format!("ferrovs-{}-{}", bed.workload.name, mode.name());
     let config_path = ctx.work_dir.join(format!("{stem}.yaml"));
     let log_path = ctx.work_dir.join(format!("{stem}.log"));
@@ -526,10 +564,10 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
         .map_err(|e| format!("cannot start {}: {e}", ctx.ferrovs.display()))?;
     if !check.status.success() {
         let errors = String::from_utf8_lossy(&check.stderr);
-        return Err(format!(
+        return Err(RunFailure::Other(format!(
             "configuration rejected: {}",
             errors.lines().collect::<Vec<_>>().join(" / ")
-        ));
+        )));
     }
 
     wait_for_idle_cores()?;
@@ -558,16 +596,16 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
     let started = Instant::now();
     let first = loop {
         if let Some(e) = died(&mut guard) {
-            return Err(e);
+            return Err(e.into());
         }
         if let Ok(s) = scrape(ctx) {
             break s;
         }
         if started.elapsed() > STARTUP_TIMEOUT {
-            return Err(format!(
+            return Err(RunFailure::Other(format!(
                 "no metrics on {listen} after {} s",
                 STARTUP_TIMEOUT.as_secs()
-            ));
+            )));
         }
         thread::sleep(Duration::from_millis(200));
     };
@@ -580,7 +618,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
     loop {
         thread::sleep(Duration::from_millis(250));
         if let Some(e) = died(&mut guard) {
-            return Err(e);
+            return Err(e.into());
         }
         let s = scrape(ctx)?;
         let rx = s.metrics.sum(verdict::metric::WORKER_RX).unwrap_or(0.0);
@@ -588,10 +626,10 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
             break;
         }
         if started.elapsed() > give_up {
-            return Err(format!(
+            return Err(RunFailure::Other(format!(
                 "warm-up: {rx} packets received, {} needed (two passes over the file)",
                 2.0 * packets
-            ));
+            )));
         }
     }
     let start = scrape(ctx)?;
