@@ -16,7 +16,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,6 +114,9 @@ fn main() -> ExitCode {
 /// What every run of one invocation shares.
 struct Ctx<'a> {
     cli: &'a Cli,
+    /// Set by SIGINT/SIGTERM: every wait checks it, so the children are stopped
+    /// (their guards dropped) instead of left polling.
+    stop: Arc<AtomicBool>,
     clock: Instant,
     work_dir: PathBuf,
     ferrovs: PathBuf,
@@ -181,8 +186,14 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
     };
 
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
     let ctx = Ctx {
         cli,
+        stop,
         clock: Instant::now(),
         work_dir,
         ferrovs,
@@ -229,6 +240,9 @@ fn run(cli: &Cli) -> Result<(), String> {
                 run_testpmd(&ctx, &bed, Engine::FiveTupleSwap, &mut report),
             )
         };
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Err("interrupted".into());
+        }
         for mode in BenchMode::ALL {
             let ferrovs = if MODES_BUILT.contains(&mode) || tried.contains(&mode) {
                 run_ferrovs(&ctx, &bed, mode, &mut report)
@@ -244,6 +258,9 @@ fn run(cli: &Cli) -> Result<(), String> {
                 target: issue_target(w, mode),
             });
         }
+    }
+    if ctx.stop.load(Ordering::Relaxed) {
+        return Err("interrupted".into());
     }
     let memory_row = measure_memory(&ctx, &exe, &mut report);
     report.rows.push(memory_row);
@@ -317,7 +334,8 @@ impl Drop for Guard {
 /// Waits until no other DPDK data plane runs (an end-to-end test, another
 /// benchmark): with two cores, anything polling beside the measured process
 /// would be measured too.
-fn wait_for_idle_cores() -> Result<(), String> {
+fn wait_for_idle_cores(ctx: &Ctx<'_>) -> Result<(), RunFailure> {
+    nap(ctx, Duration::ZERO)?;
     let deadline = Instant::now() + IDLE_WAIT;
     let mut told = false;
     loop {
@@ -326,16 +344,31 @@ fn wait_for_idle_cores() -> Result<(), String> {
             return Ok(());
         };
         if Instant::now() > deadline {
-            return Err(format!(
+            return Err(RunFailure::Other(format!(
                 "another DPDK data plane kept running for {} s: pid {pid} ({cmd})",
                 IDLE_WAIT.as_secs()
-            ));
+            )));
         }
         if !told {
             eprintln!("waiting for pid {pid} ({cmd}) to finish");
             told = true;
         }
-        thread::sleep(Duration::from_millis(500));
+        nap(ctx, Duration::from_millis(500))?;
+    }
+}
+
+/// Sleeps `d` in short slices, failing as soon as the runner is interrupted.
+fn nap(ctx: &Ctx<'_>, d: Duration) -> Result<(), RunFailure> {
+    let end = Instant::now() + d;
+    loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Err(RunFailure::Other("interrupted".into()));
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        thread::sleep(left.min(Duration::from_millis(100)));
     }
 }
 
@@ -415,7 +448,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Run
     let mut log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let err_log = File::create(&err_path).map_err(|e| format!("{}: {e}", err_path.display()))?;
     let args = testpmd_args(bed, engine);
-    wait_for_idle_cores()?;
+    wait_for_idle_cores(ctx)?;
     let _ = writeln!(log, "# {} {}", ctx.cli.testpmd.display(), args.join(" "));
     let child = Command::new(&ctx.cli.testpmd)
         .args(&args)
@@ -455,12 +488,17 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Run
     let mut parser = StatsParser::new();
     let mut failure = None;
     while !parser.has_sample(EGRESS_PORT, shows_needed - 1) {
+        if ctx.stop.load(Ordering::Relaxed) {
+            failure = Some("interrupted".to_string());
+            break;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
                 parser.feed(&line);
             }
+            Err(RecvTimeoutError::Timeout) if !left.is_zero() => {}
             Err(RecvTimeoutError::Timeout) => {
                 failure = Some(format!(
                     "no statistics after {} s",
@@ -570,7 +608,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
         )));
     }
 
-    wait_for_idle_cores()?;
+    wait_for_idle_cores(ctx)?;
     let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log_err = log
         .try_clone()
@@ -607,7 +645,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
                 STARTUP_TIMEOUT.as_secs()
             )));
         }
-        thread::sleep(Duration::from_millis(200));
+        nap(ctx, Duration::from_millis(200))?;
     };
 
     // Warm-up: the first pass creates the flows; wait for two.
@@ -616,7 +654,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
     let give_up =
         started.elapsed() + Duration::from_secs(u64::from(ctx.cli.warmup_secs)) + WARMUP_EXTRA;
     loop {
-        thread::sleep(Duration::from_millis(250));
+        nap(ctx, Duration::from_millis(250))?;
         if let Some(e) = died(&mut guard) {
             return Err(e.into());
         }
@@ -633,7 +671,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
         }
     }
     let start = scrape(ctx)?;
-    thread::sleep(Duration::from_secs(u64::from(ctx.cli.measure_secs)));
+    nap(ctx, Duration::from_secs(u64::from(ctx.cli.measure_secs)))?;
     let end = scrape(ctx)?;
     check_no_interference()?;
     let stopped = guard.stop("TERM");
