@@ -15,6 +15,7 @@
 //! - `sched_pick/*`: one pick among 16 real servers for rr, wrr, wlc and mh.
 //! - `checksum/*`: RFC 1624 incremental updates, an address rewrite carried into the
 //!   UDP checksum, and a full header checksum for contrast.
+//! - `nat_rewrite/*`: `forward::translate` on a UDP packet, NAT and FULLNAT inbound.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,6 +23,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferrovs::conn::{ConnTable, FlowHasher, FlowKey, Mode, Proto, Timeouts};
+use ferrovs::forward::{translate, Translation};
+use ferrovs::packet::parse::L3Info;
 use ferrovs::packet::{checksum, craft, parse_frame, Ipv4Packet, MacAddr, UdpPacket};
 use ferrovs::sched::{Candidate, FlowHint, SchedOptions, Scheduler, SchedulerKind, ServerId};
 use ferrovs_perf::memory::new_conn;
@@ -202,11 +205,51 @@ fn checksums(c: &mut Criterion) {
         b.iter(|| checksum::checksum(black_box(&frame[14..34])))
     });
     group.finish();
+}
 
-    // NAT rewrite benchmark: add `nat_rewrite` here when `forward::nat` exists
-    // (issue 6): one inbound packet of an established flow rewritten in place by the
-    // NAT code itself (destination address and port, MACs, TTL, both checksums),
-    // with its own group `nat_rewrite` and `Throughput::Elements(1)`.
+/// One packet of an established flow rewritten in place by the forwarding code
+/// itself: NAT inbound (destination address and port, TTL, both checksums) and
+/// FULLNAT inbound (both ends). Alternates between two real servers so every
+/// iteration really changes the packet.
+fn nat_rewrite(c: &mut Criterion) {
+    let addr = Addressing::default();
+    let mut frame = traffic::udp_frame(&addr, 12_345);
+    let info = parse_frame(&frame, false).expect("valid frame");
+    let L3Info::Ip(ip) = info.l3 else {
+        panic!("not IP")
+    };
+    let servers = [
+        (IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10)), 8080),
+        (IpAddr::V4(Ipv4Addr::new(198, 19, 0, 11)), 8081),
+    ];
+    let mut group = c.benchmark_group("nat_rewrite");
+    group.throughput(Throughput::Elements(1));
+    let mut turn = 0;
+    group.bench_function("nat_inbound", |b| {
+        b.iter(|| {
+            turn ^= 1;
+            // restore the TTL so the packet never expires during the run
+            frame[14 + 8] = 64;
+            let t = Translation {
+                src: None,
+                dst: Some(servers[turn]),
+            };
+            let _ = translate(black_box(&mut frame), &info, &ip, Proto::Udp, &t);
+        })
+    });
+    let local = (IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)), 5000);
+    group.bench_function("fullnat_inbound", |b| {
+        b.iter(|| {
+            turn ^= 1;
+            frame[14 + 8] = 64;
+            let t = Translation {
+                src: Some(local),
+                dst: Some(servers[turn]),
+            };
+            let _ = translate(black_box(&mut frame), &info, &ip, Proto::Udp, &t);
+        })
+    });
+    group.finish();
 }
 
 criterion_group! {
@@ -216,6 +259,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = parse, conn_lookup, sched_pick, checksums
+    targets = parse, conn_lookup, sched_pick, checksums, nat_rewrite
 }
 criterion_main!(hot_path);

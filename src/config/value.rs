@@ -131,8 +131,8 @@ impl fmt::Display for DeviceError {
             ),
             DeviceError::BadVdevArgument(arg) => write!(
                 f,
-                "bad vdev argument `{arg}`: expected key=value with a key of letters, digits \
-                 or '_' and a non-empty value without spaces"
+                "bad vdev argument `{arg}`: expected key=value with a key of letters, digits, \
+                 '_' or '-' and a non-empty value without spaces"
             ),
         }
     }
@@ -169,7 +169,7 @@ fn parse_vdev(text: &str) -> Result<PortDevice, DeviceError> {
         let valid = match arg.split_once('=') {
             Some((key, value)) => {
                 !key.is_empty()
-                    && key.bytes().all(is_word_byte)
+                    && key.bytes().all(|b| is_word_byte(b) || b == b'-')
                     && !value.is_empty()
                     && !value
                         .bytes()
@@ -302,6 +302,9 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(pcap.ethdev_name(), "net_pcap0");
+        // DPDK keys may contain '-' (net_null's no-rx)
+        let null: PortDevice = "net_null1,no-rx=1".parse().unwrap();
+        assert_eq!(null.ethdev_name(), "net_null1");
         assert_eq!(
             "net_null0".parse::<PortDevice>().unwrap().ethdev_name(),
             "net_null0"
