@@ -372,10 +372,12 @@ fn nap(ctx: &Ctx<'_>, d: Duration) -> Result<(), RunFailure> {
     }
 }
 
-/// Fails when another data plane runs now: called when a measurement ends, so one
-/// that started meanwhile (and is still running) invalidates it.
-fn check_no_interference() -> Result<(), RunFailure> {
-    match host::other_data_planes(std::process::id()).first() {
+/// Fails when another data plane than `own` (the one being measured, if still
+/// running) runs now: called when a measurement ends, so one that started meanwhile
+/// (and is still running) invalidates it.
+fn check_no_interference(own: Option<u32>) -> Result<(), RunFailure> {
+    let others = host::other_data_planes(std::process::id());
+    match others.iter().find(|(pid, _)| Some(*pid) != own) {
         None => Ok(()),
         Some((pid, cmd)) => Err(RunFailure::Interference(format!(
             "another DPDK data plane ran during the measurement: pid {pid} ({cmd})"
@@ -530,7 +532,7 @@ fn testpmd_rate(ctx: &Ctx<'_>, bed: &Bed<'_>, engine: Engine) -> Result<f64, Run
     if let Some(f) = failure {
         return Err(RunFailure::Other(f));
     }
-    check_no_interference()?;
+    check_no_interference(None)?;
     if status.is_none() {
         eprintln!("note: testpmd did not stop on SIGINT and was killed");
     }
@@ -673,7 +675,7 @@ fn ferrovs_evidence(ctx: &Ctx<'_>, bed: &Bed<'_>, mode: BenchMode) -> Result<Evi
     let start = scrape(ctx)?;
     nap(ctx, Duration::from_secs(u64::from(ctx.cli.measure_secs)))?;
     let end = scrape(ctx)?;
-    check_no_interference()?;
+    check_no_interference(Some(guard.child.id()))?;
     let stopped = guard.stop("TERM");
     let log_text = fs::read_to_string(&log_path).unwrap_or_default();
     let mut shutdown = Shutdown::from_log(&log_text);
