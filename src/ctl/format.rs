@@ -223,7 +223,14 @@ fn service_line(s: &ServiceView) -> String {
 
 fn stats_columns(s: &Stats) -> String {
     number_columns(
-        [s.conns, s.in_packets, s.out_packets, s.in_bytes, s.out_bytes].map(scale),
+        [
+            s.conns,
+            s.in_packets,
+            s.out_packets,
+            s.in_bytes,
+            s.out_bytes,
+        ]
+        .map(scale),
     )
 }
 
@@ -278,7 +285,13 @@ mod tests {
         );
     }
 
-    fn stats(conns: u64, in_packets: u64, out_packets: u64, in_bytes: u64, out_bytes: u64) -> Stats {
+    fn stats(
+        conns: u64,
+        in_packets: u64,
+        out_packets: u64,
+        in_bytes: u64,
+        out_bytes: u64,
+    ) -> Stats {
         Stats {
             conns,
             in_packets,
@@ -320,7 +333,13 @@ mod tests {
         ];
         web[0].stats = stats(1_234, 56_789, 45_678, 99_999_999, 100_000_000);
         web[0].rates = rates(12.4, 870.5, 640.0, 1_048_576.0, 123_456_789.0);
-        web[2].stats = stats(999_999_999, 1_000_000_000, 123_456_789_012, 99_999_999_999_999, 100_000_000_000_000);
+        web[2].stats = stats(
+            999_999_999,
+            1_000_000_000,
+            123_456_789_012,
+            99_999_999_999_999,
+            100_000_000_000_000,
+        );
         web[2].rates = rates(0.49, 0.5, 0.0, 2e9, 4.2e14);
         let mut dns = vec![rs("198.19.0.20:53", 5, true, 0, 42)];
         dns[0].stats = stats(42, 84, 84, 5_376, 10_752);
@@ -333,7 +352,13 @@ mod tests {
                 scheduler: "wrr".into(),
                 mode: "fullnat".into(),
                 persistence_s: 0,
-                stats: stats(1_000_001_233, 1_000_056_789, 123_456_834_690, 100_000_099_999_998, 100_000_100_000_000),
+                stats: stats(
+                    1_000_001_233,
+                    1_000_056_789,
+                    123_456_834_690,
+                    100_000_099_999_998,
+                    100_000_100_000_000,
+                ),
                 rates: rates(12.89, 871.0, 640.0, 2_001_048_576.0, 4.2e14 + 123_456_789.0),
                 real_servers: web,
             },
@@ -459,26 +484,83 @@ mod tests {
     #[test]
     fn conns_match_golden() {
         let list = [
-            conn("TCP", 898_999, "ESTABLISHED", "198.18.0.7:51234", "198.18.0.100:80", "198.19.0.2:1030", "198.19.0.10:8080"),
-            conn("TCP", 59_500, "SYN_RECV", "198.18.0.8:40000", "198.18.0.100:80", "198.19.0.2:1031", "198.19.0.12:8080"),
-            conn("UDP", 299_000, "UDP", "198.18.0.9:5353", "198.18.0.53:53", "198.18.0.9:5353", "198.19.0.20:53"),
-            conn("TCP", 999, "TIME_WAIT", "198.18.255.254:65535", "198.18.0.100:80", "198.19.255.254:65535", "198.19.0.11:8080"),
+            conn(
+                "TCP",
+                898_999,
+                "ESTABLISHED",
+                "198.18.0.7:51234",
+                "198.18.0.100:80",
+                "198.19.0.2:1030",
+                "198.19.0.10:8080",
+            ),
+            conn(
+                "TCP",
+                59_500,
+                "SYN_RECV",
+                "198.18.0.8:40000",
+                "198.18.0.100:80",
+                "198.19.0.2:1031",
+                "198.19.0.12:8080",
+            ),
+            conn(
+                "UDP",
+                299_000,
+                "UDP",
+                "198.18.0.9:5353",
+                "198.18.0.53:53",
+                "198.18.0.9:5353",
+                "198.19.0.20:53",
+            ),
+            conn(
+                "TCP",
+                999,
+                "TIME_WAIT",
+                "198.18.255.254:65535",
+                "198.18.0.100:80",
+                "198.19.255.254:65535",
+                "198.19.0.11:8080",
+            ),
         ];
-        assert_golden(&conns(&list, false), include_str!("../../tests/golden/conns.txt"));
+        assert_golden(
+            &conns(&list, false),
+            include_str!("../../tests/golden/conns.txt"),
+        );
     }
 
     #[test]
     fn conns_ipv6_truncated_matches_golden() {
         let list = [
-            conn("TCP", 6_000_000, "ESTABLISHED", "[2001:2:0:ffff::7]:51234", "[2001:2:0:ffff:ffff:ffff:ffff:100]:443", "[2001:2:0:1::2]:1030", "[2001:2:0:1:ffff:ffff:ffff:10]:8080"),
-            conn("TCP", 0, "CLOSE", "[2001:2:0:ffff::8]:1", "[2001:2:0:ffff:ffff:ffff:ffff:100]:443", "[2001:2:0:1::2]:1031", "[2001:2:0:1::11]:8080"),
+            conn(
+                "TCP",
+                6_000_000,
+                "ESTABLISHED",
+                "[2001:2:0:ffff::7]:51234",
+                "[2001:2:0:ffff:ffff:ffff:ffff:100]:443",
+                "[2001:2:0:1::2]:1030",
+                "[2001:2:0:1:ffff:ffff:ffff:10]:8080",
+            ),
+            conn(
+                "TCP",
+                0,
+                "CLOSE",
+                "[2001:2:0:ffff::8]:1",
+                "[2001:2:0:ffff:ffff:ffff:ffff:100]:443",
+                "[2001:2:0:1::2]:1031",
+                "[2001:2:0:1::11]:8080",
+            ),
         ];
-        assert_golden(&conns(&list, true), include_str!("../../tests/golden/conns_ipv6.txt"));
+        assert_golden(
+            &conns(&list, true),
+            include_str!("../../tests/golden/conns_ipv6.txt"),
+        );
     }
 
     #[test]
     fn conns_empty_matches_golden() {
-        assert_golden(&conns(&[], false), include_str!("../../tests/golden/conns_empty.txt"));
+        assert_golden(
+            &conns(&[], false),
+            include_str!("../../tests/golden/conns_empty.txt"),
+        );
     }
 
     #[test]
@@ -502,7 +584,15 @@ mod tests {
         );
         assert!(text.contains(&format!("\n{header}\n")), "{text}");
         let text = conns(
-            &[conn("TCP", 898_000, "ESTABLISHED", "1.2.3.4:5", "6.7.8.9:80", "1.2.3.4:5", "10.0.0.1:80")],
+            &[conn(
+                "TCP",
+                898_000,
+                "ESTABLISHED",
+                "1.2.3.4:5",
+                "6.7.8.9:80",
+                "1.2.3.4:5",
+                "10.0.0.1:80",
+            )],
             false,
         );
         let row = format!(
