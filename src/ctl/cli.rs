@@ -1,7 +1,8 @@
 //! `ferrovs ctl`: the subcommands, the request each one sends and what it prints.
 //!
 //! Exit codes: 0 done, 1 bad arguments or refused by ferrovs (each error on its own
-//! line on stderr), 2 ferrovs cannot be reached or answered nonsense.
+//! line on stderr; with `--json`, the refusal as JSON on stdout), 2 ferrovs cannot be
+//! reached or answered nonsense.
 
 use super::client::{self, CtlError};
 use super::format::{self, ListView};
