@@ -13,16 +13,31 @@ use std::time::{Duration, Instant};
 
 const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
 
-fn temp_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ferrovs-ctl-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferrovs-ctl-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// What the fake server does once it has read the request.
@@ -39,6 +54,7 @@ fn answer(value: Value) -> Reply {
 
 /// A fake ferrovs serving at most one connection.
 struct FakeServer {
+    _dir: TempDir,
     socket: PathBuf,
     stop: Arc<AtomicBool>,
     thread: JoinHandle<Option<String>>,
@@ -46,7 +62,8 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(reply: Reply) -> FakeServer {
-        let socket = temp_dir().join("ctl.sock");
+        let dir = TempDir::new();
+        let socket = dir.join("ctl.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -79,6 +96,7 @@ impl FakeServer {
             Some(request)
         });
         FakeServer {
+            _dir: dir,
             socket,
             stop,
             thread,
@@ -287,7 +305,7 @@ fn every_change_sends_its_request() {
 
 #[test]
 fn add_service_sends_the_yaml_item_as_json() {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let file = dir.join("web.yaml");
     std::fs::write(
         &file,
@@ -353,7 +371,8 @@ fn a_refusal_prints_each_error_and_exits_1() {
 
 #[test]
 fn no_server_exits_2_naming_the_socket() {
-    let socket = temp_dir().join("absent.sock");
+    let dir = TempDir::new();
+    let socket = dir.join("absent.sock");
     let out = ctl_at(&socket, &["list"], None);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -395,7 +414,7 @@ fn a_silent_server_times_out_with_exit_2() {
 
 #[test]
 fn bad_arguments_exit_1_without_connecting() {
-    let dir = temp_dir();
+    let dir = TempDir::new();
     let bad_yaml = dir.join("bad.yaml");
     std::fs::write(&bad_yaml, "name: web\nport: [80\n").unwrap();
     let nameless = dir.join("nameless.yaml");

@@ -211,23 +211,43 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread::{self, JoinHandle};
 
-    fn socket_path() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrovs-client-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("ctl.sock")
+    /// A socket path in a fresh directory, removed when dropped.
+    struct Socket(PathBuf);
+
+    impl Socket {
+        fn new() -> Socket {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "ferrovs-client-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Socket(dir.join("ctl.sock"))
+        }
+    }
+
+    impl std::ops::Deref for Socket {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Socket {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 
     /// A server for one connection: reads the request line, then writes `answer`
     /// (after `delay`) and closes. Returns the request it read.
-    fn serve(answer: Vec<u8>, delay: Duration) -> (PathBuf, JoinHandle<String>) {
-        let path = socket_path();
-        let listener = UnixListener::bind(&path).unwrap();
+    fn serve(answer: Vec<u8>, delay: Duration) -> (Socket, JoinHandle<String>) {
+        let path = Socket::new();
+        let listener = UnixListener::bind(&*path).unwrap();
         let handle = thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut reader = BufReader::new(stream);
@@ -292,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_missing_socket_names_the_path_and_a_hint() {
-        let path = socket_path();
+        let path = Socket::new();
         let err = call(&path, &Request::List {}, SECOND).unwrap_err();
         assert!(matches!(err, CtlError::Connect { .. }), "{err:?}");
         assert_eq!(err.reason(), "connect");
@@ -303,8 +323,8 @@ mod tests {
 
     #[test]
     fn a_stale_socket_is_refused_with_a_hint() {
-        let path = socket_path();
-        drop(UnixListener::bind(&path).unwrap());
+        let path = Socket::new();
+        drop(UnixListener::bind(&*path).unwrap());
         let err = call(&path, &Request::List {}, SECOND).unwrap_err();
         assert!(err.to_string().contains("stale socket"), "{err}");
     }
@@ -328,8 +348,8 @@ mod tests {
 
     #[test]
     fn a_trickling_server_cannot_extend_the_deadline() {
-        let path = socket_path();
-        let listener = UnixListener::bind(&path).unwrap();
+        let path = Socket::new();
+        let listener = UnixListener::bind(&*path).unwrap();
         let server = thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
             // One byte every 100 ms, never a newline, for up to 3 s.
