@@ -34,6 +34,8 @@ enum Command {
         /// The YAML configuration file.
         file: PathBuf,
     },
+    /// Talk to a running ferrovs through its control socket.
+    Ctl(ferrovs::ctl::cli::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Ctl(args) => ExitCode::from(ferrovs::ctl::cli::run(&args)),
         Command::CheckConfig { file } => match ferrovs::config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
