@@ -234,6 +234,11 @@ impl Lab {
                 self.dir.join("ctl.sock").display()
             )
         };
+        // A file prefix of its own, so labs of concurrent test runs never share EAL files.
+        let config = config.replace(
+            "file_prefix: ferrovs-e2e",
+            &format!("file_prefix: {}", self.tag),
+        );
         let path = self.write("ferrovs.yaml", &config);
         Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
     }
