@@ -260,13 +260,6 @@ impl<A: Family> Conn<A> {
             && key.dst == dst.addr
             && key.proto == self.proto
     }
-
-    fn key(&self, dir: Dir) -> FlowKey<A> {
-        match dir {
-            Dir::Inbound => inbound_key(self.proto, self.client, self.vip),
-            Dir::Outbound => outbound_key(self.proto, self.real, self.local),
-        }
-    }
 }
 
 /// The state change one packet caused.
