@@ -71,6 +71,7 @@ impl FlowIndex {
     }
 
     /// Values stored.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }

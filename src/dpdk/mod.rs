@@ -11,6 +11,7 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod prefetch;
 mod ring;
 
 pub use eal::Eal;
@@ -22,6 +23,7 @@ pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJo
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
+pub use prefetch::prefetch;
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
 
 use std::ffi::CStr;

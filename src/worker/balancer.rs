@@ -183,7 +183,26 @@ impl Balancer {
         worker: usize,
         workers: usize,
     ) -> Result<Balancer, ConnError> {
-        let hasher = FlowHasher::random();
+        Self::with_hasher(
+            services,
+            limits,
+            timeouts,
+            worker,
+            workers,
+            FlowHasher::random(),
+        )
+    }
+
+    /// [`Balancer::new`] with a given hasher, whose seed also orders the local
+    /// ports: a fixed seed makes two balancers behave alike (tests).
+    pub fn with_hasher(
+        services: &Services,
+        limits: BalancerLimits,
+        timeouts: &Timeouts,
+        worker: usize,
+        workers: usize,
+        hasher: FlowHasher,
+    ) -> Result<Balancer, ConnError> {
         let v6_templates = if limits.conns_v6 > 0 {
             limits.templates
         } else {
@@ -332,6 +351,13 @@ impl Balancer {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The connection table of one family, for lookups with a precomputed hash and
+    /// their prefetch hints.
+    #[inline]
+    pub fn conns<A: Tables>(&self) -> &ConnTable<A> {
+        &A::select_ref(&self.v4, &self.v6).conns
     }
 
     /// The connection a packet belongs to, and its direction.

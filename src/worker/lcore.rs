@@ -68,9 +68,7 @@ impl WorkerLoop {
                     continue;
                 }
                 received += n;
-                for pkt in rx_buf.drain(..) {
-                    self.pipeline.process(pkt, port);
-                }
+                self.pipeline.process_burst(&mut rx_buf, port);
             }
             for inbox in self.inboxes.iter_mut() {
                 let n = inbox.dequeue_burst(&mut rx_buf, self.burst);
