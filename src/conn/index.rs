@@ -38,6 +38,19 @@ pub(crate) struct IndexBucket {
     used: u32,
 }
 
+impl IndexBucket {
+    /// Bit `i` set when slot `i` holds signature `sig`. Written without branches,
+    /// so that it compiles to a few vector compares and a mask.
+    #[inline(always)]
+    fn matching(&self, sig: u32) -> u32 {
+        let mut m = 0;
+        for (i, &s) in self.sigs.iter().enumerate() {
+            m |= u32::from(s == sig) << i;
+        }
+        m
+    }
+}
+
 const EMPTY_BUCKET: IndexBucket = IndexBucket {
     sigs: [EMPTY; SLOTS],
     values: [0; SLOTS],
@@ -113,8 +126,8 @@ impl FlowIndex {
     #[inline]
     pub(crate) fn first_candidate(&self, hash: u64) -> Option<u32> {
         let b = &self.buckets[self.home(hash)];
-        let sig = signature(hash);
-        (0..SLOTS).find(|&i| b.sigs[i] == sig).map(|i| b.values[i])
+        let m = b.matching(signature(hash));
+        (m != 0).then(|| b.values[m.trailing_zeros() as usize])
     }
 
     /// The first value stored under `hash` that `eq` accepts.
@@ -125,10 +138,13 @@ impl FlowIndex {
         // The overflow counts end every probe; the bound only guards a corrupted index.
         for _ in 0..self.buckets.len() {
             let bucket = &self.buckets[b];
-            for i in 0..SLOTS {
-                if bucket.sigs[i] == sig && eq(bucket.values[i]) {
-                    return Some(bucket.values[i]);
+            let mut m = bucket.matching(sig);
+            while m != 0 {
+                let value = bucket.values[m.trailing_zeros() as usize];
+                if eq(value) {
+                    return Some(value);
                 }
+                m &= m - 1;
             }
             if bucket.overflow == 0 {
                 return None;

@@ -19,6 +19,9 @@ pub struct Translation {
 /// in the IP header, ports in the TCP/UDP header, both checksums updated
 /// incrementally (a zero UDP checksum over IPv4 stays zero), TTL or hop limit
 /// decremented. On error the frame is unchanged.
+///
+/// Every change to a header is collected into one [`Delta`] and folded into its
+/// checksum once (RFC 1624 eqn. 3 holds for any sum of changes).
 #[inline]
 pub fn translate(
     frame: &mut [u8],
@@ -33,21 +36,15 @@ pub fn translate(
     if l4 > end || l3 > l4 {
         return Err(DropReason::TruncatedL4);
     }
-    let mut delta = Delta::NONE;
-    match ip.addrs.src() {
+    let delta = match ip.addrs.src() {
         IpAddr::V4(_) => {
+            let v4 = |e: Option<(IpAddr, u16)>| match e {
+                Some((IpAddr::V4(a), _)) => Some(a),
+                _ => None,
+            };
             // parse_frame validated the header, so the unchecked view is safe to index.
-            let mut h = Ipv4Packet::new_unchecked(&mut frame[l3..l4]);
-            if h.ttl() <= 1 {
-                return Err(DropReason::TtlExceeded);
-            }
-            h.decrement_ttl();
-            if let Some((IpAddr::V4(a), _)) = t.src {
-                delta = delta.and(h.rewrite_src_addr(a));
-            }
-            if let Some((IpAddr::V4(a), _)) = t.dst {
-                delta = delta.and(h.rewrite_dst_addr(a));
-            }
+            let h = Ipv4Packet::new_unchecked(&mut frame[l3..l4]);
+            rewrite_ipv4_header(h, v4(t.src), v4(t.dst))?
         }
         IpAddr::V6(_) => {
             let mut h = Ipv6Packet::new_unchecked(&mut frame[l3..l4]);
@@ -55,38 +52,95 @@ pub fn translate(
                 return Err(DropReason::TtlExceeded);
             }
             h.decrement_hop_limit();
+            let mut delta = Delta::NONE;
             if let Some((IpAddr::V6(a), _)) = t.src {
-                delta = delta.and(h.rewrite_src_addr(a));
+                delta = delta.ipv6(h.src_addr(), a);
+                h.set_src_addr(a);
             }
             if let Some((IpAddr::V6(a), _)) = t.dst {
-                delta = delta.and(h.rewrite_dst_addr(a));
+                delta = delta.ipv6(h.dst_addr(), a);
+                h.set_dst_addr(a);
             }
+            delta
         }
-    }
-    let seg = &mut frame[l4..end];
-    match proto {
-        Proto::Tcp => {
-            let mut tcp = TcpPacket::new_unchecked(seg);
-            tcp.apply_checksum_delta(delta);
-            if let Some((_, p)) = t.src {
-                tcp.rewrite_src_port(p);
-            }
-            if let Some((_, p)) = t.dst {
-                tcp.rewrite_dst_port(p);
-            }
-        }
-        Proto::Udp => {
-            let mut udp = UdpPacket::new_unchecked(seg);
-            udp.apply_checksum_delta(delta);
-            if let Some((_, p)) = t.src {
-                udp.rewrite_src_port(p);
-            }
-            if let Some((_, p)) = t.dst {
-                udp.rewrite_dst_port(p);
-            }
-        }
-    }
+    };
+    rewrite_ports(
+        &mut frame[l4..end],
+        proto == Proto::Tcp,
+        delta,
+        t.src.map(|(_, p)| p),
+        t.dst.map(|(_, p)| p),
+    );
     Ok(())
+}
+
+/// Decrements the TTL and sets the addresses of an IPv4 header, with one checksum
+/// update. Returns the change of the addresses, which the TCP/UDP checksum covers
+/// through its pseudo-header. A TTL of 0 or 1 is refused with the header untouched.
+#[inline]
+fn rewrite_ipv4_header(
+    mut h: Ipv4Packet<&mut [u8]>,
+    src: Option<Ipv4Addr>,
+    dst: Option<Ipv4Addr>,
+) -> Result<Delta, DropReason> {
+    let ttl = h.ttl();
+    if ttl <= 1 {
+        return Err(DropReason::TtlExceeded);
+    }
+    // TTL shares its 16-bit word with the protocol.
+    let protocol = u16::from(h.protocol().0);
+    let ttl_change = Delta::NONE.u16(
+        u16::from(ttl) << 8 | protocol,
+        u16::from(ttl - 1) << 8 | protocol,
+    );
+    h.set_ttl(ttl - 1);
+    let mut addrs = Delta::NONE;
+    if let Some(a) = src {
+        addrs = addrs.ipv4(h.src_addr(), a);
+        h.set_src_addr(a);
+    }
+    if let Some(a) = dst {
+        addrs = addrs.ipv4(h.dst_addr(), a);
+        h.set_dst_addr(a);
+    }
+    h.apply_checksum_delta(ttl_change.and(addrs));
+    Ok(addrs)
+}
+
+/// Sets the ports of a TCP (`tcp`) or UDP segment and folds them and the
+/// pseudo-header change `delta` into its checksum at once (a zero UDP checksum
+/// stays zero).
+#[inline]
+fn rewrite_ports(
+    segment: &mut [u8],
+    tcp: bool,
+    mut delta: Delta,
+    src: Option<u16>,
+    dst: Option<u16>,
+) {
+    if tcp {
+        let mut tcp = TcpPacket::new_unchecked(segment);
+        if let Some(p) = src {
+            delta = delta.u16(tcp.src_port(), p);
+            tcp.set_src_port(p);
+        }
+        if let Some(p) = dst {
+            delta = delta.u16(tcp.dst_port(), p);
+            tcp.set_dst_port(p);
+        }
+        tcp.apply_checksum_delta(delta);
+    } else {
+        let mut udp = UdpPacket::new_unchecked(segment);
+        if let Some(p) = src {
+            delta = delta.u16(udp.src_port(), p);
+            udp.set_src_port(p);
+        }
+        if let Some(p) = dst {
+            delta = delta.u16(udp.dst_port(), p);
+            udp.set_dst_port(p);
+        }
+        udp.apply_checksum_delta(delta);
+    }
 }
 
 /// New IPv4 source and/or destination endpoints (the burst path's [`Translation`]).
@@ -111,38 +165,15 @@ pub fn translate_v4(
         return Err(DropReason::TruncatedL4);
     }
     // parse_ipv4_flow validated the header, so the unchecked view is safe to index.
-    let mut h = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..l4]);
-    if h.ttl() <= 1 {
-        return Err(DropReason::TtlExceeded);
-    }
-    h.decrement_ttl();
-    let mut delta = Delta::NONE;
-    if let Some((a, _)) = t.src {
-        delta = delta.and(h.rewrite_src_addr(a));
-    }
-    if let Some((a, _)) = t.dst {
-        delta = delta.and(h.rewrite_dst_addr(a));
-    }
-    let seg = &mut frame[l4..end];
-    if flow.protocol == IpProtocol::TCP {
-        let mut tcp = TcpPacket::new_unchecked(seg);
-        tcp.apply_checksum_delta(delta);
-        if let Some((_, p)) = t.src {
-            tcp.rewrite_src_port(p);
-        }
-        if let Some((_, p)) = t.dst {
-            tcp.rewrite_dst_port(p);
-        }
-    } else {
-        let mut udp = UdpPacket::new_unchecked(seg);
-        udp.apply_checksum_delta(delta);
-        if let Some((_, p)) = t.src {
-            udp.rewrite_src_port(p);
-        }
-        if let Some((_, p)) = t.dst {
-            udp.rewrite_dst_port(p);
-        }
-    }
+    let h = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..l4]);
+    let delta = rewrite_ipv4_header(h, t.src.map(|(a, _)| a), t.dst.map(|(a, _)| a))?;
+    rewrite_ports(
+        &mut frame[l4..end],
+        flow.protocol == IpProtocol::TCP,
+        delta,
+        t.src.map(|(_, p)| p),
+        t.dst.map(|(_, p)| p),
+    );
     Ok(())
 }
 

@@ -420,6 +420,27 @@ impl Balancer {
         Some(conn)
     }
 
+    /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
+    /// out, for a caller that reads only a few of its fields (the burst path).
+    #[inline]
+    pub fn on_packet_in_place<A: Tables>(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Option<&Conn<A>> {
+        let t = A::select(&mut self.v4, &mut self.v6);
+        let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
+        let conn = t.conns.get(id)?;
+        if change.activated() || change.deactivated() {
+            self.views
+                .count_state_change(conn.real_server(), change, stats);
+        }
+        Some(conn)
+    }
+
     /// Schedules a new connection from `client` to `svc` (reached at `vip`) and
     /// inserts it, inbound state NONE/UDP. The source the real server will see is
     /// the client itself, except in FULLNAT where a local address and port of this

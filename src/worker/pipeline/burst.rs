@@ -132,10 +132,11 @@ impl<P: PacketPool> Pipeline<P> {
         }
         let Some(conn) =
             self.lb
-                .on_packet::<Ipv4Addr>(id, dir, flags.bits(), self.now_ms, &self.stats)
+                .on_packet_in_place::<Ipv4Addr>(id, dir, flags.bits(), self.now_ms, &self.stats)
         else {
             return self.discard(pkt, DropReason::NoConnection);
         };
+        let action = packet_action_v4(conn, dir);
         let bytes = u64::from(flow.total_len);
         let counters = self.stats.real_server(conn.real_server());
         if dir == Dir::Inbound {
@@ -145,7 +146,7 @@ impl<P: PacketPool> Pipeline<P> {
             counters.out_packets.inc();
             counters.out_bytes.add(bytes);
         }
-        let next_hop = match packet_action_v4(&conn, dir) {
+        let next_hop = match action {
             Some(ActionV4::Translate { t, next_hop }) => {
                 if let Err(reason) = translate_v4(pkt.data_mut(), flow, &t) {
                     return self.discard(pkt, reason);
