@@ -76,6 +76,8 @@ impl FlowIndex {
         let n = slots.div_ceil(SLOTS).max(1);
         let mut buckets = Vec::new();
         buckets.try_reserve_exact(n)?;
+        // Probed at random: huge pages spare the TLB (asked before first touch).
+        crate::dpdk::advise_hugepages(buckets.spare_capacity_mut());
         buckets.resize(n, EMPTY_BUCKET);
         Ok(FlowIndex {
             buckets: buckets.into_boxed_slice(),

@@ -127,6 +127,10 @@ impl ConnId {
     }
 }
 
+/// A slot a lookup may find its key in, from [`ConnTable::prefetch_entry`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Candidate(u32);
+
 /// What the caller knows when it creates a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct NewConn<A: Family> {
@@ -326,6 +330,9 @@ impl<A: Family> ConnTable<A> {
         let mut slab = Vec::new();
         slab.try_reserve_exact(max)
             .map_err(|_| ConnError::OutOfMemory)?;
+        // Read at random on every packet: huge pages spare the TLB (asked before the
+        // first touch, which is the fill below).
+        crate::dpdk::advise_hugepages(slab.spare_capacity_mut());
         slab.extend((0..max as u32).map(|i| Entry::Free {
             next: if i as usize + 1 < max { i + 1 } else { NIL },
             generation: 0,
@@ -420,14 +427,42 @@ impl<A: Family> ConnTable<A> {
         self.index.bucket(hash)
     }
 
-    /// The slab entry a key with this hash most likely lives in (the first one its
-    /// bucket points at with a matching signature): the second cache line
-    /// [`Self::lookup_hashed`] reads, for the caller to prefetch once the bucket is
-    /// in cache. None when the bucket has no candidate (a miss, most likely).
+    /// The slot a key with this hash most likely lives in (the first one its bucket
+    /// points at with a matching signature), without comparing keys, and its slab
+    /// entry: the second cache line [`Self::lookup_hashed`] reads, for the caller
+    /// to prefetch once the bucket is in cache, and to hand to
+    /// [`Self::lookup_candidate`]. None when the bucket has no candidate (a miss,
+    /// most likely).
     #[inline]
-    pub fn prefetch_entry(&self, hash: u64) -> Option<&impl Sized> {
+    pub fn prefetch_entry(&self, hash: u64) -> Option<(Candidate, &impl Sized)> {
         let value = self.index.first_candidate(hash)?;
-        self.slab.get((value >> 1) as usize)
+        Some((Candidate(value), self.slab.get((value >> 1) as usize)?))
+    }
+
+    /// [`Self::lookup_hashed`] that first tries the slot [`Self::prefetch_entry`]
+    /// suggested, without reading the index again. The answer is the same: the
+    /// candidate is taken only if its entry holds this very key, and the index is
+    /// searched when it does not (however the table changed in between).
+    #[inline]
+    pub fn lookup_candidate(
+        &self,
+        key: &FlowKey<A>,
+        hash: u64,
+        candidate: Option<Candidate>,
+    ) -> Option<(ConnId, Dir)> {
+        if let Some(Candidate(value)) = candidate {
+            if let Some(Entry::Live(c)) = self.slab.get((value >> 1) as usize) {
+                let dir = Dir::from_bit(value);
+                if c.matches(dir, key) {
+                    let id = ConnId {
+                        index: value >> 1,
+                        generation: c.generation,
+                    };
+                    return Some((id, dir));
+                }
+            }
+        }
+        self.lookup_hashed(key, hash)
     }
 
     /// The connection `id` names, if it is still live.

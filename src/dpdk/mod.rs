@@ -7,6 +7,7 @@
 mod eal;
 pub mod eal_args;
 mod flow;
+mod hugepages;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -19,6 +20,7 @@ pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
+pub use hugepages::advise_hugepages;
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;

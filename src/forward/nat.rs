@@ -77,7 +77,7 @@ pub fn translate(
 /// Decrements the TTL and sets the addresses of an IPv4 header, with one checksum
 /// update. Returns the change of the addresses, which the TCP/UDP checksum covers
 /// through its pseudo-header. A TTL of 0 or 1 is refused with the header untouched.
-#[inline]
+#[inline(always)]
 fn rewrite_ipv4_header(
     mut h: Ipv4Packet<&mut [u8]>,
     src: Option<Ipv4Addr>,
@@ -110,7 +110,7 @@ fn rewrite_ipv4_header(
 /// Sets the ports of a TCP (`tcp`) or UDP segment and folds them and the
 /// pseudo-header change `delta` into its checksum at once (a zero UDP checksum
 /// stays zero).
-#[inline]
+#[inline(always)]
 fn rewrite_ports(
     segment: &mut [u8],
     tcp: bool,
@@ -151,29 +151,37 @@ pub struct TranslationV4 {
 }
 
 /// [`translate`] for a frame classified by
-/// [`parse_ipv4_flow`](crate::packet::parse_ipv4_flow): the same rewrite, in the
-/// same steps, so the bytes come out identical.
+/// [`parse_ipv4_flow`](crate::packet::parse_ipv4_flow): the same rewrite with the
+/// same helpers, so the bytes come out identical, over fixed-size header arrays
+/// (the IPv4 header has no options), which lets the compiler drop every bounds
+/// check.
 #[inline]
 pub fn translate_v4(
     frame: &mut [u8],
     flow: &Ipv4Flow,
     t: &TranslationV4,
 ) -> Result<(), DropReason> {
-    let l4 = usize::from(flow.l4_offset);
-    let end = flow.l3_end().min(frame.len());
-    if l4 > end || ethernet::HEADER_LEN > l4 {
+    const L3: usize = ethernet::HEADER_LEN;
+    const L4: usize = L3 + crate::packet::ipv4::HEADER_LEN;
+    const UDP_END: usize = L4 + crate::packet::udp::HEADER_LEN;
+    const TCP_END: usize = L4 + crate::packet::tcp::HEADER_LEN;
+    if usize::from(flow.l4_offset) != L4 {
         return Err(DropReason::TruncatedL4);
     }
-    // parse_ipv4_flow validated the header, so the unchecked view is safe to index.
-    let h = Ipv4Packet::new_unchecked(&mut frame[ethernet::HEADER_LEN..l4]);
-    let delta = rewrite_ipv4_header(h, t.src.map(|(a, _)| a), t.dst.map(|(a, _)| a))?;
-    rewrite_ports(
-        &mut frame[l4..end],
-        flow.protocol == IpProtocol::TCP,
-        delta,
-        t.src.map(|(_, p)| p),
-        t.dst.map(|(_, p)| p),
-    );
+    let src = t.src.map(|(a, _)| a);
+    let dst = t.dst.map(|(a, _)| a);
+    let (src_port, dst_port) = (t.src.map(|(_, p)| p), t.dst.map(|(_, p)| p));
+    if flow.protocol == IpProtocol::TCP {
+        let h: &mut [u8; TCP_END] = frame.first_chunk_mut().ok_or(DropReason::TruncatedL4)?;
+        let (ip, seg) = h[L3..].split_at_mut(L4 - L3);
+        let delta = rewrite_ipv4_header(Ipv4Packet::new_unchecked(ip), src, dst)?;
+        rewrite_ports(seg, true, delta, src_port, dst_port);
+    } else {
+        let h: &mut [u8; UDP_END] = frame.first_chunk_mut().ok_or(DropReason::TruncatedL4)?;
+        let (ip, seg) = h[L3..].split_at_mut(L4 - L3);
+        let delta = rewrite_ipv4_header(Ipv4Packet::new_unchecked(ip), src, dst)?;
+        rewrite_ports(seg, false, delta, src_port, dst_port);
+    }
     Ok(())
 }
 

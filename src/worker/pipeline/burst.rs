@@ -19,6 +19,7 @@
 //! packets steer by the same port (see `steer`).
 
 use super::*;
+use crate::conn::Candidate;
 use crate::dpdk::prefetch;
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
@@ -34,11 +35,14 @@ struct Staged {
     flow: Option<Ipv4Flow>,
     /// The hash of its flow key under the IPv4 table's hasher.
     hash: u64,
+    /// The slot its connection most likely is in (stage 2).
+    candidate: Option<Candidate>,
 }
 
 const ORDINARY: Staged = Staged {
     flow: None,
     hash: 0,
+    candidate: None,
 };
 
 #[inline(always)]
@@ -88,19 +92,21 @@ impl<P: PacketPool> Pipeline<P> {
                 *s = Staged {
                     flow: Some(flow),
                     hash,
+                    candidate: None,
                 };
             }
-            for s in &staged[..n] {
+            for s in &mut staged[..n] {
                 if s.flow.is_some() {
-                    if let Some(entry) = table.prefetch_entry(s.hash) {
+                    if let Some((candidate, entry)) = table.prefetch_entry(s.hash) {
                         prefetch(entry);
+                        s.candidate = Some(candidate);
                     }
                 }
             }
             for (mut pkt, s) in pkts.drain(..n).zip(staged) {
                 pkt.set_rx_port(port as u16);
                 match s.flow {
-                    Some(flow) => self.forward_established_v4(pkt, port, &flow, s.hash),
+                    Some(flow) => self.forward_established_v4(pkt, port, &flow, &s),
                     None => self.handle(pkt, port, true),
                 }
             }
@@ -110,14 +116,21 @@ impl<P: PacketPool> Pipeline<P> {
     /// A packet of an established IPv4 connection: state, counters, rewrite,
     /// next hop, TX queue. Anything else goes to the ordinary path untouched.
     #[inline]
-    fn forward_established_v4(&mut self, mut pkt: P::Buf, port: usize, flow: &Ipv4Flow, hash: u64) {
+    fn forward_established_v4(
+        &mut self,
+        mut pkt: P::Buf,
+        port: usize,
+        flow: &Ipv4Flow,
+        staged: &Staged,
+    ) {
         let proto = proto_of(flow);
         let flags = flow.tcp_flags;
         if proto == Proto::Tcp && flags.is_nonsense() {
             return self.handle(pkt, port, true);
         }
         let table = self.lb.conns::<Ipv4Addr>();
-        let Some((id, dir)) = table.lookup_hashed(&key_of(flow), hash) else {
+        let Some((id, dir)) = table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
+        else {
             return self.handle(pkt, port, true);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
@@ -162,7 +175,7 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// [`Pipeline::route_out`] for IPv4, answered from the next-hop cache when it can.
     #[inline]
-    fn route_out_v4(&mut self, pkt: P::Buf, dst: Ipv4Addr) {
+    fn route_out_v4(&mut self, mut pkt: P::Buf, dst: Ipv4Addr) {
         let Some(hop) = self.dp.routes.lookup_v4(dst) else {
             return self.discard(pkt, DropReason::NoRoute);
         };
@@ -172,24 +185,26 @@ impl<P: PacketPool> Pipeline<P> {
             Some(IpAddr::V6(_)) => return self.route_out(pkt, IpAddr::V4(dst)),
         };
         let generation = self.neigh.generation();
-        let mac = match self.hops.get(next, hop.port, self.now_ms, generation) {
-            Some(mac) => mac,
+        let l2 = match self.hops.get(next, hop.port, self.now_ms, generation) {
+            Some(l2) => l2,
             None => match self.neigh.fresh_until(IpAddr::V4(next), self.now_ms) {
                 Some((mac, until)) => {
-                    self.hops.put(next, hop.port, mac, until, generation);
-                    mac
+                    let ours = self.dp.ifaces[hop.port].mac;
+                    self.hops
+                        .put(next, hop.port, (mac, ours), until, generation)
                 }
                 // Unresolved or due for a refresh: the ordinary path probes and holds.
                 None => return self.route_out(pkt, IpAddr::V4(dst)),
             },
         };
-        let Self {
-            dp,
-            tx,
-            stats,
-            garbage,
-            ..
-        } = self;
-        set_l2(dp, pkt, hop.port, mac, tx, stats, garbage);
+        if let Some(addrs) = pkt.data_mut().first_chunk_mut::<12>() {
+            *addrs = *l2;
+        }
+        let q = &mut self.tx[hop.port];
+        if q.len() < q.capacity() {
+            q.push(pkt);
+        } else {
+            self.discard(pkt, DropReason::TxFull);
+        }
     }
 }
