@@ -19,7 +19,7 @@
 //! packets steer by the same port (see `steer`).
 
 use super::*;
-use crate::conn::Candidate;
+use crate::conn::{Candidate, ConnId, Mode};
 use crate::dpdk::prefetch;
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
@@ -106,47 +106,87 @@ impl<P: PacketPool> Pipeline<P> {
             for (mut pkt, s) in pkts.drain(..n).zip(staged) {
                 pkt.set_rx_port(port as u16);
                 match s.flow {
-                    Some(flow) => self.forward_established_v4(pkt, port, &flow, &s),
+                    Some(flow) => self.flow_v4(pkt, port, &flow, &s),
                     None => self.handle(pkt, port, true),
                 }
             }
         }
     }
 
-    /// A packet of an established IPv4 connection: state, counters, rewrite,
-    /// next hop, TX queue. Anything else goes to the ordinary path untouched.
+    /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
+    /// to an established connection or opens one; anything else goes to the
+    /// ordinary path untouched.
     #[inline]
-    fn forward_established_v4(
-        &mut self,
-        mut pkt: P::Buf,
-        port: usize,
-        flow: &Ipv4Flow,
-        staged: &Staged,
-    ) {
+    fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged) {
         let proto = proto_of(flow);
         let flags = flow.tcp_flags;
-        if proto == Proto::Tcp && flags.is_nonsense() {
+        // TCP/UDP to a port's own address is not forwarded; nonsense flags are
+        // dropped with their reason.
+        if (proto == Proto::Tcp && flags.is_nonsense()) || self.iface_v4.contains(&flow.dst) {
             return self.handle(pkt, port, true);
         }
         let table = self.lb.conns::<Ipv4Addr>();
         let Some((id, dir)) = table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
         else {
-            return self.handle(pkt, port, true);
+            return self.open_v4(pkt, port, flow);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
-        // is encapsulated; TCP/UDP to a port's own address is not forwarded.
+        // is encapsulated.
         if (dir == Dir::Inbound && is_opening_syn(proto, flags))
-            || table
-                .get(id)
-                .is_none_or(|c| c.mode() == crate::conn::Mode::Tunnel)
-            || self.iface_v4.contains(&flow.dst)
+            || table.get(id).is_none_or(|c| c.mode() == Mode::Tunnel)
         {
             return self.handle(pkt, port, true);
         }
-        let Some(conn) =
-            self.lb
-                .on_packet_in_place::<Ipv4Addr>(id, dir, flags.bits(), self.now_ms, &self.stats)
-        else {
+        self.forward_v4(pkt, flow, id, dir);
+    }
+
+    /// The first packet of a flow, as `flow_input_af` handles a miss: a new
+    /// connection to the service on the destination, if it may open one. Left to
+    /// the ordinary path: several workers (the packet may belong to another one),
+    /// no service (the path names the drop reason), and TUNNEL services.
+    fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow) {
+        let proto = proto_of(flow);
+        let Self {
+            dp,
+            lb,
+            stats,
+            now_ms,
+            workers,
+            ..
+        } = self;
+        let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
+            Some(svc) if *workers == 1 && svc.mode != Mode::Tunnel => svc,
+            _ => return self.handle(pkt, port, true),
+        };
+        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
+        if proto == Proto::Tcp && !is_opening_syn(proto, flow.tcp_flags) {
+            return self.discard(pkt, DropReason::TcpNoConnection);
+        }
+        let connected = lb.connect(
+            svc,
+            proto,
+            Endpoint::new(flow.src, flow.src_port),
+            Endpoint::new(flow.dst, flow.dst_port),
+            *now_ms,
+            stats,
+        );
+        match connected {
+            Ok(id) => self.forward_v4(pkt, flow, id, Dir::Inbound),
+            Err(reason) => self.discard(pkt, reason),
+        }
+    }
+
+    /// Accounts a packet to connection `id` (state, counters), rewrites it for the
+    /// connection's mode and sends it on: `flow_input_af` and `forward` in one.
+    #[inline]
+    fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
+        let Some(conn) = self.lb.on_packet_in_place::<Ipv4Addr>(
+            id,
+            dir,
+            flow.tcp_flags.bits(),
+            self.now_ms,
+            &self.stats,
+        ) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
         let action = packet_action_v4(conn, dir);
