@@ -28,6 +28,7 @@ use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{TimerWheel, MAX_ENTRIES};
+use crate::dpdk::prefetch;
 
 /// Forwarding mode of a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -299,6 +300,8 @@ enum Entry<A: Family> {
 }
 
 const NIL: u32 = u32::MAX;
+/// Expiring connections taken off the wheel together (see [`ConnTable::expire`]).
+const EXPIRE_BATCH: usize = 16;
 
 /// The connection table of one worker and one address family.
 pub struct ConnTable<A: Family> {
@@ -585,6 +588,10 @@ impl<A: Family> ConnTable<A> {
     /// Called every loop, connections go in deadline order, at most one wheel
     /// tick late. After a pause, overdue connections go in the order they were
     /// filed (a refreshed one is found at its first deadline).
+    ///
+    /// Expiring connections are old, so their index buckets are rarely in cache:
+    /// they are taken off the wheel in batches, and the buckets of a whole batch
+    /// are prefetched before the first one is unindexed.
     pub fn expire(
         &mut self,
         now: u64,
@@ -594,26 +601,48 @@ impl<A: Family> ConnTable<A> {
         let mut work = budget;
         let mut removed = 0;
         loop {
-            let slab = &self.slab;
-            let due = self
-                .wheel
-                .poll(now, &mut work, |i| match slab.get(i as usize) {
-                    Some(Entry::Live(c)) => c.expiry,
-                    _ => 0,
+            // (slot, inbound key hash, outbound key hash)
+            let mut due = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
+            let mut n = 0;
+            while n < EXPIRE_BATCH {
+                let slab = &self.slab;
+                let polled = self
+                    .wheel
+                    .poll(now, &mut work, |i| match slab.get(i as usize) {
+                        Some(Entry::Live(c)) => c.expiry,
+                        _ => 0,
+                    });
+                let Some(index) = polled else {
+                    break;
+                };
+                let Some(Entry::Live(conn)) = self.slab.get(index as usize) else {
+                    continue;
+                };
+                let in_hash = self.hasher.hash(&conn.inbound_key());
+                prefetch(self.index.bucket(in_hash));
+                let out_hash = conn.outbound_key().map_or(0, |key| {
+                    let hash = self.hasher.hash(&key);
+                    prefetch(self.index.bucket(hash));
+                    hash
                 });
-            let Some(index) = due else {
+                due[n] = (index, in_hash, out_hash);
+                n += 1;
+            }
+            for &(index, in_hash, out_hash) in &due[..n] {
+                if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
+                    on_expire(
+                        ConnId {
+                            index,
+                            generation: conn.generation,
+                        },
+                        &conn,
+                    );
+                    self.release_slot_hashed(index, &conn, in_hash, out_hash);
+                    removed += 1;
+                }
+            }
+            if n < EXPIRE_BATCH {
                 return removed;
-            };
-            if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
-                on_expire(
-                    ConnId {
-                        index,
-                        generation: conn.generation,
-                    },
-                    &conn,
-                );
-                self.release_slot(index, &conn);
-                removed += 1;
             }
         }
     }
@@ -651,9 +680,18 @@ impl<A: Family> ConnTable<A> {
 
     /// Unindexes, disarms and frees the live slot `index` holding `conn`.
     fn release_slot(&mut self, index: u32, conn: &Conn<A>) {
-        self.unindex(conn.inbound_key(), index << 1 | Dir::Inbound.bit());
-        if let Some(out_key) = conn.outbound_key() {
-            self.unindex(out_key, index << 1 | Dir::Outbound.bit());
+        let in_hash = self.hasher.hash(&conn.inbound_key());
+        let out_hash = conn.outbound_key().map_or(0, |key| self.hasher.hash(&key));
+        self.release_slot_hashed(index, conn, in_hash, out_hash);
+    }
+
+    /// [`Self::release_slot`] with the hashes of the connection's keys (the
+    /// outbound one ignored when replies bypass us).
+    fn release_slot_hashed(&mut self, index: u32, conn: &Conn<A>, in_hash: u64, out_hash: u64) {
+        self.index.remove(in_hash, index << 1 | Dir::Inbound.bit());
+        if conn.mode.replies_via_us() {
+            self.index
+                .remove(out_hash, index << 1 | Dir::Outbound.bit());
         }
         self.wheel.unlink(index);
         self.slab[index as usize] = Entry::Free {
@@ -662,11 +700,6 @@ impl<A: Family> ConnTable<A> {
         };
         self.free_head = index;
         self.len -= 1;
-    }
-
-    fn unindex(&mut self, key: FlowKey<A>, value: u32) {
-        let hash = self.hasher.hash(&key);
-        self.index.remove(hash, value);
     }
 }
 
