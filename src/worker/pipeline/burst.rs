@@ -27,6 +27,9 @@ use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 /// Packets staged together. Enough to cover a memory access with the work of the
 /// others; small enough to keep what was prefetched in L1.
 const BATCH: usize = 32;
+/// How many packets ahead of the one being handled the slab entry is requested:
+/// enough handling time to cover a memory access.
+const LOOKAHEAD: usize = 8;
 
 /// What stage 1 learned of a packet.
 #[derive(Clone, Copy)]
@@ -95,20 +98,33 @@ impl<P: PacketPool> Pipeline<P> {
                     candidate: None,
                 };
             }
-            for s in &mut staged[..n] {
-                if s.flow.is_some() {
-                    if let Some((candidate, entry)) = table.prefetch_entry(s.hash) {
-                        prefetch(entry);
-                        s.candidate = Some(candidate);
-                    }
-                }
+            // Stages 2 and 3 interleaved: while packet i is handled, the slab entry
+            // of packet i + LOOKAHEAD is requested (its bucket arrived meanwhile).
+            for s in staged[..n].iter_mut().take(LOOKAHEAD) {
+                self.request_entry(s);
             }
-            for (mut pkt, s) in pkts.drain(..n).zip(staged) {
+            for (i, mut pkt) in pkts.drain(..n).enumerate() {
+                if i + LOOKAHEAD < n {
+                    self.request_entry(&mut staged[i + LOOKAHEAD]);
+                }
                 pkt.set_rx_port(port as u16);
+                let s = staged[i];
                 match s.flow {
                     Some(flow) => self.flow_v4(pkt, port, &flow, &s),
                     None => self.handle(pkt, port, true),
                 }
+            }
+        }
+    }
+
+    /// Stage 2 for one packet: prefetches the slab entry its bucket points at and
+    /// remembers the slot.
+    #[inline(always)]
+    fn request_entry(&self, s: &mut Staged) {
+        if s.flow.is_some() {
+            if let Some((candidate, entry)) = self.lb.conns::<Ipv4Addr>().prefetch_entry(s.hash) {
+                prefetch(entry);
+                s.candidate = Some(candidate);
             }
         }
     }
