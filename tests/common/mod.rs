@@ -240,6 +240,31 @@ impl Lab {
             &format!("file_prefix: {}", self.tag),
         );
         let path = self.write("ferrovs.yaml", &config);
+        // ferrovs owns its ports as DPDK owns a NIC: the namespace's kernel must not
+        // also take the frames arriving on them (it would answer for the addresses
+        // of ferrovs's kernel interfaces behind ferrovs's back).
+        for iface in config.split("iface=").skip(1) {
+            let name: String = iface
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            for tool in ["iptables", "ip6tables"] {
+                self.exec_ok(
+                    ns,
+                    &[
+                        tool,
+                        "-t",
+                        "raw",
+                        "-A",
+                        "PREROUTING",
+                        "-i",
+                        &name,
+                        "-j",
+                        "DROP",
+                    ],
+                );
+            }
+        }
         Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
     }
 }
