@@ -184,6 +184,21 @@ impl Lab {
         }
     }
 
+    /// Kills every process in namespace `ns` (a server and all its workers).
+    pub fn kill_all_in(&mut self, ns: &str) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let gone: Vec<String> = self
+            .children
+            .iter_mut()
+            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| n.clone()))
+            .collect();
+        self.children.retain(|(n, _)| !gone.contains(n));
+    }
+
     /// Writes `text` to `<dir>/<file>` and returns the path.
     pub fn write(&self, file: &str, text: &str) -> PathBuf {
         let p = self.dir.join(file);
@@ -345,6 +360,11 @@ impl Ferrovs {
         );
         f.ready_after = started.elapsed();
         f
+    }
+
+    /// The process id (`ip netns exec` execs ferrovs, so it is ferrovs's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn log_text(&self) -> String {
