@@ -1062,7 +1062,7 @@ impl Checker<'_> {
             100,
             599,
         );
-        let passive = raw.passive.unwrap_or(default.passive);
+        let passive = raw.passive.unwrap_or(true);
         if raw.passive == Some(true) && kind == Some(CheckKind::None) {
             self.error(
                 &format!("{path}.passive"),

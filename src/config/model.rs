@@ -268,7 +268,8 @@ impl Default for HealthCheckConfig {
             port: None,
             path: "/".into(),
             expect_status: 200,
-            passive: true,
+            // Passive checking only accompanies an active check (on by default then).
+            passive: false,
         }
     }
 }
