@@ -338,3 +338,71 @@ fn the_control_socket_is_closed_to_other_users_and_http_is_read_only() {
     assert!(conns.contains("pro"), "{conns}");
     assert!(o.f.stop().success());
 }
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn a_server_leaving_syns_unanswered_is_taken_out_passively() {
+    // The active check looks at port 8081, which keeps answering; only the service
+    // port 8080 goes silent, so only the data plane can tell.
+    let mut t = Topology::new("passive", 2);
+    t.http_servers(8080);
+    for i in 0..2 {
+        let ns = t.servers[i].clone();
+        t.lab
+            .http_server(&format!("check{i}"), &ns, &Topology::rs_addr(i), 8081, "ok");
+    }
+    let servers = vec![
+        (Topology::rs_addr(0), 8080, 1),
+        (Topology::rs_addr(1), 8080, 1),
+    ];
+    let check = "    health_check: { type: tcp, port: 8081, interval: 500ms, timeout: 200ms, rise: 20, fall: 1 }\n";
+    let cfg = t
+        .config(
+            &nat_service("web", VIP, 80, "tcp", "rr", &servers, check),
+            "",
+        )
+        .replace(
+            "connections:\n  max: 262144\n",
+            "connections:\n  max: 262144\n  timeouts: { tcp_syn: \"1s\" }\n",
+        );
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let silent = Instant::now();
+    t.lab.exec_ok(
+        &t.servers[1],
+        &[
+            "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "8080", "-j", "DROP",
+        ],
+    );
+    // clients keep trying; half of them hit the silent server until it is out
+    let client = t.client.clone();
+    t.lab.spawn(
+        "tries",
+        &client,
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 40); do curl -s -m 1 http://198.18.0.100/ >/dev/null; done",
+        ],
+    );
+    let start = Instant::now();
+    let down = wait_for(Duration::from_secs(15), || {
+        f.log_text()
+            .contains("198.19.0.11:8080 is down")
+            .then(|| start.elapsed())
+    });
+    let log = f.log_text();
+    println!(
+        "silent server taken out after {:?}: {}",
+        down.map(|_| silent.elapsed()),
+        grep(&log, "is down")
+    );
+    assert!(down.is_some(), "{log}");
+    assert!(
+        grep(&log, "is down").contains("refused or unanswered"),
+        "{log}"
+    );
+    // afterwards every request is answered by the other server
+    let bodies = t.curl_many(URL, 6);
+    assert!(bodies.iter().all(|b| b == "rs0"), "{bodies:?}");
+    assert!(f.stop().success());
+}

@@ -66,7 +66,8 @@ pub struct HealthChecker {
 }
 
 impl HealthChecker {
-    pub fn new() -> HealthChecker {
+    /// A checker whose check threads run on `cpu` (the management core's).
+    pub fn new(cpu: u32) -> HealthChecker {
         let (jobs, job_rx) = unbounded::<Job>();
         let (res_tx, results) = unbounded::<Outcome>();
         for i in 0..CHECKERS {
@@ -74,6 +75,7 @@ impl HealthChecker {
             let _ = std::thread::Builder::new()
                 .name(format!("ferrovs-check{i}"))
                 .spawn(move || {
+                    super::pin_to_management_cpu(cpu);
                     // Ends when the checker (the job sender) is dropped.
                     for job in rx {
                         let result = run_check(job.target, &job.check);
@@ -228,12 +230,6 @@ impl HealthChecker {
     }
 }
 
-impl Default for HealthChecker {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// "service web: real server 198.19.0.10:8080".
 pub fn describe(key: &Key) -> String {
     format!("service {}: real server {}", key.0, endpoint(key.1, key.2))
@@ -325,6 +321,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             rise: 2,
             fall: 2,
+            passive: true,
             ..HealthCheckConfig::default()
         }
     }
@@ -357,7 +354,7 @@ mod tests {
     fn fall_takes_out_rise_brings_back() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut h = HealthChecker::new();
+        let mut h = HealthChecker::new(0);
         h.sync_targets(targets(addr), Instant::now());
         let key: Key = ("web".into(), addr.ip(), addr.port());
         assert_eq!(h.map().get(&key), Some(&true));
@@ -392,7 +389,7 @@ mod tests {
     fn passive_failures_count_even_when_the_check_passes() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut h = HealthChecker::new();
+        let mut h = HealthChecker::new(0);
         h.sync_targets(targets(addr), Instant::now());
         let mut syn_failures = 0u64;
         let mut down = Vec::new();

@@ -41,6 +41,14 @@ const DEFAULT_CONN_LIMIT: usize = 1000;
 /// Slots a worker scans per listing step (a pause of well under a millisecond).
 const SCAN_STEP: usize = 65536;
 
+/// Pins the calling management thread (HTTP, control socket, health checks) to the
+/// management core's CPU, so no management work ever lands on a worker's core.
+pub fn pin_to_management_cpu(cpu: u32) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu as usize }) {
+        log::warn!("cannot pin a management thread to CPU {cpu}");
+    }
+}
+
 /// What the management core needs from the runtime.
 pub struct Setup {
     pub config: Config,
@@ -90,11 +98,14 @@ impl Management {
         registry
             .register(Box::new(telemetry))
             .map_err(|e| format!("metrics registry: {e}"))?;
-        let http = http::MetricsServer::start(setup.config.management.metrics_listen, registry)?;
+        let cpu = setup.config.eal.cpus[0];
+        pin_to_management_cpu(cpu);
+        let http =
+            http::MetricsServer::start(setup.config.management.metrics_listen, registry, cpu)?;
         let (req_tx, req_rx) = bounded(64);
-        let control = ControlServer::start(&setup.config.management.control_socket, req_tx)?;
+        let control = ControlServer::start(&setup.config.management.control_socket, req_tx, cpu)?;
         let state = ConfigState::new(setup.config_path, setup.config, setup.macs, setup.limits)?;
-        let mut health = HealthChecker::new();
+        let mut health = HealthChecker::new(cpu);
         health.sync(&state.config, Instant::now());
         Ok(Management {
             _http: http,
