@@ -5,7 +5,9 @@
 #   client 198.18.0.10 --- [ferrovs wan 198.18.0.1 | lan 198.19.0.1] --- bridge --- nginx rs1 198.19.0.10:8080
 #                            VIP 198.18.0.100:80 (NAT, wrr 1:2)                  +-- nginx rs2 198.19.0.11:8080
 #
-# Everything it creates (namespaces, veths, processes) is removed on exit.
+# It also shows `ferrovs ctl` (ipvsadm-style listing, draining a server) and the
+# appliance's kernel interfaces (the exception path). Everything it creates
+# (namespaces, veths, processes) is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -60,6 +62,13 @@ CONF
     disown
 done
 
+# ferrovs owns fvd-wan/fvd-lan as DPDK owns a NIC: keep the namespace's kernel off
+# the frames arriving there (its own sockets use the kernel interfaces ferrovs makes).
+for i in fvd-wan fvd-lan; do
+    in_ns fvd-lb iptables -t raw -A PREROUTING -i "$i" -j DROP
+    in_ns fvd-lb ip6tables -t raw -A PREROUTING -i "$i" -j DROP
+done
+
 echo "== starting ferrovs (conf/demo.yaml)"
 "$FERROVS" check-config conf/demo.yaml
 # `ip netns exec` execs ferrovs, so $! is ferrovs itself (SIGTERM goes straight to it).
@@ -67,6 +76,10 @@ ip netns exec fvd-lb "$FERROVS" run --config conf/demo.yaml > "$WORK/ferrovs.log
 FERROVS_PID=$!
 for _ in $(seq 100); do grep -q " ready in " "$WORK/ferrovs.log" && break; sleep 0.1; done
 cat "$WORK/ferrovs.log"
+
+echo "== the appliance's own kernel interfaces (exception path), reaching rs1 through ferrovs"
+ip -n fvd-lb -br addr show dev wan; ip -n fvd-lb -br addr show dev lan
+in_ns fvd-lb ping -c 2 -i 0.2 198.19.0.10 | tail -2
 
 echo "== ping the VIP"
 in_ns fvd-client ping -c 3 -i 0.2 198.18.0.100 | tail -2
@@ -76,6 +89,14 @@ for _ in $(seq 12); do in_ns fvd-client curl -s -m 5 http://198.18.0.100/; done 
 
 echo "== wrk: 5 s, 32 connections, through ferrovs"
 in_ns fvd-client wrk -t1 -c32 -d5s http://198.18.0.100/ | sed -n '1,20p'
+
+echo "== ferrovs ctl list --stats (like ipvsadm -Ln --stats)"
+"$FERROVS" ctl list --stats
+
+echo "== drain rs1 with ferrovs ctl, then 6 more requests: all go to rs2"
+"$FERROVS" ctl drain web 198.19.0.10:8080
+for _ in $(seq 6); do in_ns fvd-client curl -s -m 5 http://198.18.0.100/; done | sort | uniq -c
+"$FERROVS" ctl list
 
 echo "== metrics excerpt (curl http://127.0.0.1:9800/metrics inside fvd-lb)"
 in_ns fvd-lb curl -s http://127.0.0.1:9800/metrics \

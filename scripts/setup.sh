@@ -13,8 +13,8 @@ packages=(
     # build
     build-essential pkg-config clang libclang-dev dpdk libdpdk-dev dpdk-dev
     # tests and demo
-    iproute2 ethtool iputils-ping arping curl nginx-light wrk prometheus
-    python3 tshark tcpdump netcat-openbsd procps
+    iproute2 iptables ethtool iputils-ping arping curl nginx-light wrk prometheus
+    python3 tshark tcpdump netcat-openbsd procps util-linux linux-perf
 )
 missing=()
 for p in "${packages[@]}"; do

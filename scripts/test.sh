@@ -9,10 +9,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== unit and command-line tests"
-cargo test --locked
+cargo test --workspace --locked
 
 echo "== end-to-end tests (root, DPDK, network namespaces)"
 cargo test --release --locked --tests -- --ignored --test-threads=1

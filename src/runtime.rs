@@ -11,8 +11,8 @@ use crate::dpdk::{
 use crate::mgmt::{self, Management};
 use crate::stats::WorkerStats;
 use crate::worker::{
-    steering_rules, Balancer, BalancerLimits, Dataplane, IdlePolicy, Pipeline, WorkerCommand,
-    WorkerEvent, WorkerLoop,
+    has_kernel_interface, steering_rules, Balancer, BalancerLimits, Dataplane, IdlePolicy,
+    Pipeline, WorkerCommand, WorkerEvent, WorkerLoop,
 };
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -46,6 +46,8 @@ const HANDOFF_RING: u32 = 4096;
 /// DPDK objects in the order they must be released: fields drop top to bottom.
 struct Resources {
     ports: Vec<Port>,
+    /// The kernel interface (TAP) of each port that has one.
+    taps: Vec<Option<Port>>,
     pool: Arc<Mempool>,
     _eal: Eal,
 }
@@ -62,7 +64,12 @@ pub struct Signals {
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM.
 pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
-    let devices: Vec<EalDevice> = cfg
+    let kernel: Vec<bool> = cfg
+        .ports
+        .iter()
+        .map(|p| has_kernel_interface(&cfg, p))
+        .collect();
+    let mut devices: Vec<EalDevice> = cfg
         .ports
         .iter()
         .map(|p| match &p.device {
@@ -70,6 +77,9 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             PortDevice::Vdev { spec, .. } => EalDevice::Vdev(spec.clone()),
         })
         .collect();
+    for (i, p) in cfg.ports.iter().enumerate().filter(|(i, _)| kernel[*i]) {
+        devices.push(EalDevice::Vdev(mgmt::kernel::tap_vdev(i, p)));
+    }
     let args = eal_args(&EalSpec {
         cores: &cfg.eal.cores,
         cpus: &cfg.eal.cpus,
@@ -95,12 +105,14 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     )?);
     let mut res = Resources {
         ports: Vec::new(),
+        taps: Vec::new(),
         pool,
         _eal: eal,
     };
     for p in &cfg.ports {
         let conf = PortConf {
-            queues: workers as u16,
+            rx_queues: workers as u16,
+            tx_queues: workers as u16,
             rx_descriptors: p.rx_descriptors,
             tx_descriptors: p.tx_descriptors,
             mtu: p.mtu,
@@ -127,6 +139,41 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     }
 
     let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if !kernel[i] {
+            res.taps.push(None);
+            continue;
+        }
+        let conf = PortConf {
+            rx_queues: workers as u16,
+            tx_queues: workers as u16,
+            rx_descriptors: 512,
+            tx_descriptors: 512,
+            mtu: p.mtu,
+        };
+        let tap_error = |e: String| RunError(format!("port {}: kernel interface: {e}", p.name));
+        let mut tap = Port::configure(&mgmt::kernel::tap_device(i), &conf, &res.pool)
+            .map_err(|e| tap_error(e.to_string()))?;
+        tap.start().map_err(|e| tap_error(e.to_string()))?;
+        if let Err(e) = tap.set_mac(macs[i]) {
+            log::debug!(
+                "port {}: TAP MAC through DPDK: {e}; setting it with ip",
+                p.name
+            );
+        }
+        mgmt::kernel::configure_interface(p, macs[i]).map_err(tap_error)?;
+        log::info!(
+            "port {}: kernel interface {} with {}",
+            p.name,
+            p.name,
+            p.addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        res.taps.push(Some(tap));
+    }
     let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
     install_steering(&mut res.ports, &cfg, &dataplane, workers);
     let (event_tx, event_rx): (Sender<WorkerEvent>, Receiver<WorkerEvent>) = bounded(EVENT_QUEUE);
@@ -157,6 +204,14 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         }
         outboxes.push(row);
     }
+    // What the kernel interfaces send goes out through worker 0's TX queues: the
+    // management core hands it over on a ring, as NICs have no spare TX queue for it.
+    let (to_wire, mut from_kernel) = if res.taps.iter().any(Option::is_some) {
+        let (p, c) = handoff_ring("kernel_to_wire", HANDOFF_RING)?;
+        (Some(p), Some(c))
+    } else {
+        (None, None)
+    };
     let mut stats = Vec::with_capacity(workers);
     let mut command_tx = Vec::with_capacity(workers);
     let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
@@ -177,6 +232,11 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
                     .expect("queue per worker was configured"),
             );
         }
+        let kernel_tx = res
+            .taps
+            .iter_mut()
+            .map(|t| t.as_mut().and_then(|t| t.take_tx_queue(w as u16)))
+            .collect();
         let lb = Balancer::new(&dataplane.services, limits, &timeouts, w, workers)
             .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         let pipeline = Pipeline::new(
@@ -194,6 +254,8 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             rx,
             tx,
             commands: crx,
+            kernel: kernel_tx,
+            from_kernel: if w == 0 { from_kernel.take() } else { None },
             outboxes: std::mem::take(&mut outboxes[w]),
             inboxes: std::mem::take(&mut inboxes[w]),
             stop: worker_stop.clone(),
@@ -217,6 +279,16 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             dpdk_id: p.id(),
         })
         .collect();
+    let mut links = Vec::new();
+    for (i, tap) in res.taps.iter_mut().enumerate() {
+        let Some(tap) = tap else { continue };
+        links.push(mgmt::kernel::KernelLink {
+            port: i,
+            from_kernel: (0..workers as u16)
+                .filter_map(|q| tap.take_rx_queue(q))
+                .collect(),
+        });
+    }
     let pool = res.pool.clone();
     let (metrics_listen, worker_cores) = (cfg.management.metrics_listen, cfg.workers.cores.clone());
     let management = Management::new(mgmt::Setup {
@@ -230,6 +302,7 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         mempool_available: Box::new(move || u64::from(pool.available())),
         commands: command_tx,
         events: event_rx,
+        kernel: mgmt::kernel::KernelPath::new(links, to_wire),
     });
     if management.is_ok() {
         log::info!(
@@ -253,6 +326,7 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         }
     }
     // Closing the ports returns the mbufs sitting in their RX rings to the pool.
+    res.taps.clear();
     res.ports.clear();
     let in_use = res.pool.in_use();
     if in_use != 0 {

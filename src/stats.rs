@@ -137,6 +137,8 @@ drop_reasons! {
     TxFull => "tx_full",
     /// The ring to the worker that owns the packet's connection was full.
     HandoffFull => "handoff_full",
+    /// The kernel interface (exception path) did not take the packet.
+    KernelFull => "kernel_full",
 
     // Load balancing.
     /// TCP/UDP to a VIP on a port/protocol without a service.
@@ -201,6 +203,11 @@ pub struct RealServerStats {
     /// Gauges: this worker's active (IPVS sense) and other connections.
     pub active: Counter,
     pub inactive: Counter,
+    /// TCP handshakes that completed (passive health: the server answers).
+    pub handshakes: Counter,
+    /// TCP connections the server refused (reset in SYN_RECV) or left unanswered
+    /// until the SYN timeout (passive health: it does not).
+    pub syn_failures: Counter,
 }
 
 /// Counters of one worker, on their own cache lines.
@@ -215,6 +222,8 @@ pub struct WorkerStats {
     pub total_cycles: Counter,
     /// Packets handed to another worker (steering).
     pub handoff_packets: Counter,
+    /// Packets passed to the kernel through the exception path.
+    pub kernel_packets: Counter,
     /// Gauge: live connections in this worker's tables.
     pub conns_active: Counter,
     /// Gauge: the configuration version this worker runs.
@@ -238,6 +247,7 @@ impl WorkerStats {
             busy_cycles: Counter::default(),
             total_cycles: Counter::default(),
             handoff_packets: Counter::default(),
+            kernel_packets: Counter::default(),
             conns_active: Counter::default(),
             config_version: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
@@ -259,6 +269,8 @@ impl WorkerStats {
             out_bytes: Counter(AtomicU64::new(0)),
             active: Counter(AtomicU64::new(0)),
             inactive: Counter(AtomicU64::new(0)),
+            handshakes: Counter(AtomicU64::new(0)),
+            syn_failures: Counter(AtomicU64::new(0)),
         };
         self.real_servers.get(usize::from(slot)).unwrap_or(&NONE)
     }

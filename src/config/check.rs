@@ -706,6 +706,7 @@ impl Checker<'_> {
         Some(ManagementConfig {
             metrics_listen: metrics_listen?,
             control_socket: control_socket?,
+            exception_path: raw.exception_path.unwrap_or(true),
         })
     }
 
@@ -964,7 +965,10 @@ impl Checker<'_> {
         });
         let local_addresses = self.local_addresses(path, raw, mode, vip);
         let real_servers = self.real_servers(path, raw, mode, vip, port, reach);
+        let health_check =
+            self.health_check(&format!("{path}.health_check"), raw.health_check.as_ref());
         ServiceParts {
+            health_check,
             name,
             vip,
             port,
@@ -976,6 +980,106 @@ impl Checker<'_> {
             local_addresses,
             real_servers,
         }
+    }
+
+    fn health_check(
+        &mut self,
+        path: &str,
+        raw: Option<&RawHealthCheck>,
+    ) -> Option<HealthCheckConfig> {
+        let default = HealthCheckConfig::default();
+        let Some(raw) = raw else {
+            return Some(default);
+        };
+        let kind: Option<CheckKind> = self.keyword(&format!("{path}.type"), &raw.kind);
+        let interval = self.bounded_duration(
+            &format!("{path}.interval"),
+            raw.interval.as_deref(),
+            default.interval,
+            (Duration::from_millis(100), Duration::from_secs(3600)),
+        );
+        let timeout = self.bounded_duration(
+            &format!("{path}.timeout"),
+            raw.timeout.as_deref(),
+            default.timeout,
+            (Duration::from_millis(10), Duration::from_secs(3600)),
+        );
+        if let (Some(i), Some(t)) = (interval, timeout) {
+            if t > i {
+                self.error(
+                    &format!("{path}.timeout"),
+                    format!("timeout {t:?} exceeds the interval {i:?}"),
+                );
+            }
+        }
+        let rise = self.int(
+            &format!("{path}.rise"),
+            raw.rise.unwrap_or(u64::from(default.rise)),
+            1,
+            100,
+        );
+        let fall = self.int(
+            &format!("{path}.fall"),
+            raw.fall.unwrap_or(u64::from(default.fall)),
+            1,
+            100,
+        );
+        let port = match raw.port {
+            Some(p) => self
+                .int::<u16>(&format!("{path}.port"), p, 1, 65535)
+                .map(Some),
+            None => Some(None),
+        };
+        // Only once the type is known: an unknown type is one error, not three.
+        let not_http = kind.is_some_and(|k| k != CheckKind::Http);
+        if raw.path.is_some() && not_http {
+            self.error(
+                &format!("{path}.path"),
+                "only an http check requests a path",
+            );
+        }
+        if raw.expect_status.is_some() && not_http {
+            self.error(
+                &format!("{path}.expect_status"),
+                "only an http check expects a status",
+            );
+        }
+        let check_path = raw.path.clone().unwrap_or(default.path);
+        if !check_path.starts_with('/')
+            || check_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.error(
+                &format!("{path}.path"),
+                format!("`{check_path}` is not an absolute URL path without spaces"),
+            );
+        }
+        let expect_status = self.int(
+            &format!("{path}.expect_status"),
+            raw.expect_status
+                .unwrap_or(u64::from(default.expect_status)),
+            100,
+            599,
+        );
+        let passive = raw.passive.unwrap_or(true);
+        if raw.passive == Some(true) && kind == Some(CheckKind::None) {
+            self.error(
+                &format!("{path}.passive"),
+                "passive checking takes servers out; it needs an active check (tcp or http) to bring them back",
+            );
+        }
+        Some(HealthCheckConfig {
+            kind: kind?,
+            interval: interval?,
+            timeout: timeout?,
+            rise: rise?,
+            fall: fall?,
+            port: port?,
+            path: check_path,
+            expect_status: expect_status?,
+            passive: passive && kind != Some(CheckKind::None),
+        })
     }
 
     fn local_addresses(
@@ -1139,6 +1243,7 @@ impl Checker<'_> {
 
 /// The checked parts of one service, assembled once all have been checked.
 struct ServiceParts {
+    health_check: Option<HealthCheckConfig>,
     name: Option<String>,
     vip: Option<IpAddr>,
     port: Option<u16>,
@@ -1164,6 +1269,7 @@ impl ServiceParts {
             persistence_netmask: self.persistence_netmask?,
             local_addresses: self.local_addresses?,
             real_servers: self.real_servers?,
+            health_check: self.health_check?,
         })
     }
 }

@@ -140,6 +140,9 @@ pub struct ManagementConfig {
     pub metrics_listen: SocketAddr,
     /// Unix socket of the mutating control API (absolute path).
     pub control_socket: PathBuf,
+    /// A kernel interface (TAP) per port holding the port's addresses, through which
+    /// the appliance's own sockets (health checks, BGP, ssh) use the DPDK ports.
+    pub exception_path: bool,
 }
 
 /// Connection table.
@@ -229,6 +232,46 @@ pub struct ServiceConfig {
     pub local_addresses: Vec<IpAddr>,
     /// Real servers in configuration order.
     pub real_servers: Vec<RealServerConfig>,
+    /// How the real servers' health is checked.
+    pub health_check: HealthCheckConfig,
+}
+
+/// Health checking of a service's real servers (keepalived-style rise/fall).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    /// What is checked; `None` keeps every server up.
+    pub kind: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a server back.
+    pub rise: u32,
+    /// Consecutive failures that take a server out.
+    pub fall: u32,
+    /// Port to check instead of the real server's.
+    pub port: Option<u16>,
+    /// HTTP: the path requested and the status expected.
+    pub path: String,
+    pub expect_status: u16,
+    /// Also count connections the server refused (RST to a SYN) or left unanswered
+    /// as failed checks.
+    pub passive: bool,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            kind: CheckKind::None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            port: None,
+            path: "/".into(),
+            expect_status: 200,
+            // Passive checking only accompanies an active check (on by default then).
+            passive: false,
+        }
+    }
 }
 
 /// A real server of a service.
@@ -309,6 +352,18 @@ macro_rules! keyword_enum {
             }
         }
     };
+}
+
+keyword_enum! {
+    /// The kind of health check.
+    CheckKind, "health check type" {
+        /// No check: servers are always up.
+        None = "none",
+        /// A TCP connection must be accepted.
+        Tcp = "tcp",
+        /// An HTTP GET must answer the expected status.
+        Http = "http",
+    }
 }
 
 keyword_enum! {
@@ -399,6 +454,7 @@ mod tests {
             management: ManagementConfig {
                 metrics_listen: "127.0.0.1:9800".parse().unwrap(),
                 control_socket: "/run/ferrovs/ctl.sock".into(),
+                exception_path: true,
             },
             connections: ConnectionsConfig {
                 max: 1,

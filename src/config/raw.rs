@@ -68,6 +68,7 @@ pub(super) struct RawMempool {
 pub(super) struct RawManagement {
     pub metrics_listen: Option<String>,
     pub control_socket: Option<String>,
+    pub exception_path: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,6 +121,25 @@ pub(super) struct RawService {
     pub persistence_netmask: Option<u64>,
     pub local_addresses: Option<Vec<String>>,
     pub real_servers: Option<Vec<RawRealServer>>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a health_check mapping (type, interval, timeout, rise, fall, ...)"
+)]
+pub(super) struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u64>,
+    pub fall: Option<u64>,
+    pub port: Option<u64>,
+    pub path: Option<String>,
+    pub expect_status: Option<u64>,
+    pub passive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

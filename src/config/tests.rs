@@ -227,6 +227,7 @@ fn design_example_parses_into_expected_values() {
         management: ManagementConfig {
             metrics_listen: "127.0.0.1:9800".parse().unwrap(),
             control_socket: "/run/ferrovs/ctl.sock".into(),
+            exception_path: true,
         },
         connections: ConnectionsConfig {
             max: 1_000_000,
@@ -271,6 +272,7 @@ fn design_example_parses_into_expected_values() {
                     weight: 2,
                 },
             ],
+            health_check: HealthCheckConfig::default(),
         }],
     };
     assert_eq!(config, expected);
@@ -333,6 +335,7 @@ fn defaults_fill_every_optional_key() {
         ManagementConfig {
             metrics_listen: "127.0.0.1:9800".parse().unwrap(),
             control_socket: "/run/ferrovs/ctl.sock".into(),
+            exception_path: true,
         }
     );
     assert_eq!(config.connections.max, 1_000_000);
@@ -1537,5 +1540,84 @@ fn cpu_map_places_lcores_on_existing_cpus() {
             .iter()
             .any(|m| m.starts_with("3:") && m.contains("CPU 7 is not online")),
         "{messages:?}"
+    );
+}
+
+const HEALTH: &str = "eal:
+  cores: [0, 1]
+ports:
+  - { name: lan, device: net_null0, addresses: [\"198.19.0.1/24\"] }
+workers:
+  cores: [1]
+services:
+  - name: web
+    vip: 198.19.0.100
+    port: 80
+    protocol: tcp
+    mode: nat
+    health_check:
+      type: http
+      interval: 500ms
+      timeout: 200ms
+      rise: 1
+      fall: 2
+      path: /healthz
+      expect_status: 204
+    real_servers: [{ address: 198.19.0.10 }]
+";
+
+#[test]
+fn health_checks_parse_with_defaults_and_rules() {
+    let c = parse_ok(HEALTH);
+    let h = &c.services[0].health_check;
+    assert_eq!(h.kind, CheckKind::Http);
+    assert_eq!(
+        (h.interval, h.timeout),
+        (Duration::from_millis(500), Duration::from_millis(200))
+    );
+    assert_eq!(
+        (h.rise, h.fall, h.expect_status, h.path.as_str()),
+        (1, 2, 204, "/healthz")
+    );
+    assert!(h.passive);
+    let tcp = parse_ok(
+        &HEALTH
+            .replace("type: http", "type: tcp")
+            .replace("      path: /healthz\n      expect_status: 204\n", ""),
+    );
+    assert_eq!(tcp.services[0].health_check.kind, CheckKind::Tcp);
+    assert_eq!(tcp.services[0].health_check.path, "/");
+    assert_eq!(parse_ok(&HEALTH.replace("    health_check:\n      type: http\n      interval: 500ms\n      timeout: 200ms\n      rise: 1\n      fall: 2\n      path: /healthz\n      expect_status: 204\n", "")).services[0].health_check, HealthCheckConfig::default());
+
+    let messages = |text: &str| -> Vec<String> {
+        parse_err(text)
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.col, e.message))
+            .collect()
+    };
+    let m = messages(&HEALTH.replace("timeout: 200ms", "timeout: 2s"));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(
+        m[0].starts_with("16:16: ") && m[0].contains("exceeds the interval"),
+        "{m:?}"
+    );
+    let m = messages(&HEALTH.replace("type: http", "type: tcp"));
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(m[0].contains("only an http check requests a path"), "{m:?}");
+    let m = messages(
+        &HEALTH
+            .replace("type: http", "type: icmp")
+            .replace("fall: 2", "fall: 0")
+            .replace("path: /healthz", "path: healthz"),
+    );
+    assert_eq!(m.len(), 3, "{m:?}");
+    let m = messages(
+        &HEALTH
+            .replace("type: http", "type: none\n      passive: true")
+            .replace("      path: /healthz\n      expect_status: 204\n", ""),
+    );
+    assert!(
+        m.iter().any(|e| e.contains("needs an active check")),
+        "{m:?}"
     );
 }

@@ -1131,7 +1131,8 @@ mod tests {
         ];
         for device in ["net_null0", "net_af_packet0"] {
             let conf = PortConf {
-                queues: 2,
+                rx_queues: 2,
+                tx_queues: 2,
                 rx_descriptors: 512,
                 tx_descriptors: 512,
                 mtu: 1500,

@@ -8,8 +8,10 @@ use std::ffi::{CStr, CString};
 /// How to set up one port.
 #[derive(Debug, Clone)]
 pub struct PortConf {
-    /// RX and TX queues: one of each per worker.
-    pub queues: u16,
+    /// RX queues: one per worker.
+    pub rx_queues: u16,
+    /// TX queues: one per worker, plus one for the management core's exception path.
+    pub tx_queues: u16,
     pub rx_descriptors: u16,
     pub tx_descriptors: u16,
     pub mtu: u16,
@@ -93,11 +95,11 @@ impl Port {
                 .to_string_lossy()
                 .into_owned()
         };
-        if conf.queues > info.max_rx_queues || conf.queues > info.max_tx_queues {
+        if conf.rx_queues > info.max_rx_queues || conf.tx_queues > info.max_tx_queues {
             let hint = if driver.contains("af_packet") {
                 format!(
                     " (add qpairs={} to the net_af_packet device spec)",
-                    conf.queues
+                    conf.rx_queues.max(conf.tx_queues)
                 )
             } else {
                 String::new()
@@ -105,8 +107,8 @@ impl Port {
             return Err(DpdkError::new(
                 "rte_eth_dev_configure",
                 format!(
-                    "{name}: {} workers need {} RX and TX queues, the device has {} RX / {} TX{hint}",
-                    conf.queues, conf.queues, info.max_rx_queues, info.max_tx_queues
+                    "{name}: needs {} RX and {} TX queues, the device has {} RX / {} TX{hint}",
+                    conf.rx_queues, conf.tx_queues, info.max_rx_queues, info.max_tx_queues
                 ),
                 22,
             ));
@@ -114,8 +116,9 @@ impl Port {
 
         let eth_conf = build_eth_conf(conf, &info);
         // SAFETY: valid port id and fully initialised config struct.
-        let ret =
-            unsafe { dpdk_sys::rte_eth_dev_configure(id, conf.queues, conf.queues, &eth_conf) };
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_configure(id, conf.rx_queues, conf.tx_queues, &eth_conf)
+        };
         check("rte_eth_dev_configure", name, ret)?;
 
         let mut rxd = conf.rx_descriptors;
@@ -129,7 +132,7 @@ impl Port {
         let socket = if socket < 0 { 0 } else { socket as u32 };
         let mut txconf = info.default_txconf;
         txconf.offloads = eth_conf.txmode.offloads;
-        for q in 0..conf.queues {
+        for q in 0..conf.rx_queues {
             // SAFETY: valid port, queue index < configured count, pool outlives the
             // port (runtime drop order); NULL rxconf selects the PMD defaults.
             let ret = unsafe {
@@ -143,7 +146,10 @@ impl Port {
                 )
             };
             check("rte_eth_rx_queue_setup", &format!("{name} queue {q}"), ret)?;
-            // SAFETY: as above; txconf is a valid struct copied from the defaults.
+        }
+        for q in 0..conf.tx_queues {
+            // SAFETY: valid port, queue index < configured count; txconf is a valid
+            // struct copied from the defaults.
             let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, txd, socket, &txconf) };
             check("rte_eth_tx_queue_setup", &format!("{name} queue {q}"), ret)?;
         }
@@ -151,10 +157,10 @@ impl Port {
             id,
             device: name.to_string(),
             driver,
-            queues: conf.queues,
+            queues: conf.rx_queues,
             started: false,
-            rx_taken: vec![false; usize::from(conf.queues)],
-            tx_taken: vec![false; usize::from(conf.queues)],
+            rx_taken: vec![false; usize::from(conf.rx_queues)],
+            tx_taken: vec![false; usize::from(conf.tx_queues)],
             flows: Vec::new(),
         })
     }
@@ -171,8 +177,17 @@ impl Port {
         &self.driver
     }
 
+    /// RX queues (one per worker).
     pub fn queues(&self) -> u16 {
         self.queues
+    }
+
+    /// Makes `mac` the port's address (for a TAP: the kernel interface's too).
+    pub fn set_mac(&mut self, mac: MacAddr) -> Result<(), DpdkError> {
+        let mut addr = dpdk_sys::rte_ether_addr { addr_bytes: mac.0 };
+        // SAFETY: valid port and address struct.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut addr) };
+        check("rte_eth_dev_default_mac_addr_set", &self.device, ret)
     }
 
     /// Starts the port and enables all-multicast (IPv6 neighbour discovery needs the
@@ -302,7 +317,7 @@ fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sy
         | u64::from(dpdk_sys::RTE_ETH_RSS_TCP)
         | u64::from(dpdk_sys::RTE_ETH_RSS_UDP);
     let rss_hf = wanted & info.flow_type_rss_offloads;
-    if conf.queues > 1 && rss_hf != 0 {
+    if conf.rx_queues > 1 && rss_hf != 0 {
         c.rxmode.mq_mode = dpdk_sys::RTE_ETH_MQ_RX_RSS;
         c.rx_adv_conf.rss_conf.rss_key = std::ptr::null_mut();
         c.rx_adv_conf.rss_conf.rss_hf = rss_hf;

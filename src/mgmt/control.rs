@@ -36,9 +36,13 @@ pub struct ControlServer {
 
 impl ControlServer {
     /// Listens on `path` (mode 0600; the directory is created 0755 when missing) and
-    /// passes requests to `requests`. Refuses to take over the socket of a running
+    /// passes requests to `requests`, from a thread pinned to `cpu`. Refuses to take over the socket of a running
     /// instance; removes a stale one.
-    pub fn start(path: &Path, requests: Sender<Pending>) -> Result<ControlServer, String> {
+    pub fn start(
+        path: &Path,
+        requests: Sender<Pending>,
+        cpu: u32,
+    ) -> Result<ControlServer, String> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -68,7 +72,10 @@ impl ControlServer {
         let st = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ferrovs-ctl".into())
-            .spawn(move || serve(listener, requests, &st))
+            .spawn(move || {
+                super::pin_to_management_cpu(cpu);
+                serve(listener, requests, &st)
+            })
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
         Ok(ControlServer {
             path: path.to_path_buf(),
@@ -159,11 +166,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrovs-ctl-test-{}", std::process::id()));
         let path = dir.join("sub/ctl.sock");
         let (tx, rx) = bounded::<Pending>(4);
-        let server = ControlServer::start(&path, tx).unwrap();
+        let server = ControlServer::start(&path, tx, 0).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         // a second instance must not steal the socket
         let (tx2, _rx2) = bounded::<Pending>(1);
-        assert!(ControlServer::start(&path, tx2).is_err());
+        assert!(ControlServer::start(&path, tx2, 0).is_err());
         let loop_thread = std::thread::spawn(move || {
             let p = rx.recv().unwrap();
             assert_eq!(p.request, Request::Reload {});

@@ -18,8 +18,8 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `addr` and serves `registry` on a thread of its own.
-    pub fn start(addr: SocketAddr, registry: Registry) -> Result<MetricsServer, String> {
+    /// Binds `addr` and serves `registry` on a thread of its own, pinned to `cpu`.
+    pub fn start(addr: SocketAddr, registry: Registry, cpu: u32) -> Result<MetricsServer, String> {
         let server = Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let bound = server
             .server_addr()
@@ -30,7 +30,10 @@ impl MetricsServer {
         let (s, st) = (server.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("ferrovs-http".into())
-            .spawn(move || serve(&s, &registry, &st))
+            .spawn(move || {
+                super::pin_to_management_cpu(cpu);
+                serve(&s, &registry, &st)
+            })
             .map_err(|e| format!("cannot start the HTTP thread: {e}"))?;
         Ok(MetricsServer {
             server,
@@ -108,7 +111,7 @@ mod tests {
         let c = prometheus::IntCounter::new("ferrovs_test_total", "test").unwrap();
         c.inc_by(3);
         reg.register(Box::new(c)).unwrap();
-        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), reg).unwrap();
+        let srv = MetricsServer::start("127.0.0.1:0".parse().unwrap(), reg, 0).unwrap();
         let addr = srv.local_addr();
         let ok = request(addr, "GET /metrics HTTP/1.0\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.0 200"), "{ok}");

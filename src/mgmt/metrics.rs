@@ -186,6 +186,10 @@ impl Collector for Telemetry {
             "worker_handoff_packets_total",
             "Packets handed to the worker that owns their connection",
         );
+        let mut kernel = Family::counter(
+            "worker_kernel_packets_total",
+            "Packets passed to the kernel through the exception path (TAP)",
+        );
         let mut dropped = Family::counter(
             "worker_dropped_packets_total",
             "Packets dropped by the worker, by reason",
@@ -200,6 +204,7 @@ impl Collector for Telemetry {
             rx.sample(&[("worker", id)], w.rx_packets.get() as f64);
             tx.sample(&[("worker", id)], w.tx_packets.get() as f64);
             handoff.sample(&[("worker", id)], w.handoff_packets.get() as f64);
+            kernel.sample(&[("worker", id)], w.kernel_packets.get() as f64);
             for r in DropReason::ALL {
                 dropped.sample(
                     &[("worker", id), ("reason", r.label())],
@@ -217,7 +222,7 @@ impl Collector for Telemetry {
             busy.sample(&[("worker", id)], ratio.clamp(0.0, 1.0));
         }
         drop(prev);
-        out.extend([rx.0, tx.0, handoff.0, dropped.0, busy.0]);
+        out.extend([rx.0, tx.0, handoff.0, kernel.0, dropped.0, busy.0]);
 
         let mut active = Family::gauge(
             "connections_active",
@@ -310,6 +315,10 @@ impl Telemetry {
             "Other live connections, all workers",
         );
         let mut weight = Family::gauge("real_server_weight", "Configured weight (0 = draining)");
+        let mut up = Family::gauge(
+            "real_server_up",
+            "1 when the server takes new connections as far as health checks go, 0 when checks took it out",
+        );
         for s in services.iter() {
             for r in &s.real_servers {
                 let labels = [
@@ -319,9 +328,10 @@ impl Telemetry {
                 active.sample(&labels, sum(r.slot, |c| c.active.get()) as f64);
                 inactive.sample(&labels, sum(r.slot, |c| c.inactive.get()) as f64);
                 weight.sample(&labels, f64::from(r.weight));
+                up.sample(&labels, if r.up { 1.0 } else { 0.0 });
             }
         }
-        out.extend([active.0, inactive.0, weight.0]);
+        out.extend([active.0, inactive.0, weight.0, up.0]);
         out
     }
 }

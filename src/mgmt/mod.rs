@@ -4,7 +4,9 @@
 //! channels that they poll between bursts.
 
 pub mod control;
+pub mod health;
 pub mod http;
+pub mod kernel;
 pub mod metrics;
 pub mod rates;
 pub mod state;
@@ -18,9 +20,10 @@ use crate::stats::{RealServerStats, WorkerStats};
 use crate::worker::{BalancerLimits, ConnChunk, ConnQuery, Dataplane, WorkerCommand, WorkerEvent};
 use control::{ControlServer, Pending};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use health::HealthChecker;
 use metrics::{PortMeta, ReadFn, Telemetry};
 use rates::RateEstimator;
-use state::{ConfigState, HealthMap};
+use state::ConfigState;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -28,14 +31,23 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the management loop wakes to read worker events and requests.
-const POLL: Duration = Duration::from_millis(5);
+/// How often the management loop wakes to read worker events and requests, and to
+/// move the kernel interfaces' packets.
+const POLL: Duration = Duration::from_millis(2);
 /// Rate estimator sampling period.
 const RATE_PERIOD: Duration = Duration::from_secs(1);
 /// Connections listed by default.
 const DEFAULT_CONN_LIMIT: usize = 1000;
 /// Slots a worker scans per listing step (a pause of well under a millisecond).
 const SCAN_STEP: usize = 65536;
+
+/// Pins the calling management thread (HTTP, control socket, health checks) to the
+/// management core's CPU, so no management work ever lands on a worker's core.
+pub fn pin_to_management_cpu(cpu: u32) {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu as usize }) {
+        log::warn!("cannot pin a management thread to CPU {cpu}");
+    }
+}
 
 /// What the management core needs from the runtime.
 pub struct Setup {
@@ -49,6 +61,7 @@ pub struct Setup {
     pub mempool_available: ReadFn,
     pub commands: Vec<Sender<WorkerCommand>>,
     pub events: Receiver<WorkerEvent>,
+    pub kernel: kernel::KernelPath,
 }
 
 /// Management-core state.
@@ -62,11 +75,12 @@ pub struct Management {
     /// Every neighbour any worker learned, so all workers share one view.
     neighbors: HashMap<IpAddr, (MacAddr, usize)>,
     state: ConfigState,
-    health: HealthMap,
+    health: HealthChecker,
     dataplane: Arc<Dataplane>,
     metrics_services: Arc<Mutex<Arc<Services>>>,
     rates: RateEstimator,
     last_rates: Instant,
+    kernel: kernel::KernelPath,
 }
 
 impl Management {
@@ -84,10 +98,15 @@ impl Management {
         registry
             .register(Box::new(telemetry))
             .map_err(|e| format!("metrics registry: {e}"))?;
-        let http = http::MetricsServer::start(setup.config.management.metrics_listen, registry)?;
+        let cpu = setup.config.eal.cpus[0];
+        pin_to_management_cpu(cpu);
+        let http =
+            http::MetricsServer::start(setup.config.management.metrics_listen, registry, cpu)?;
         let (req_tx, req_rx) = bounded(64);
-        let control = ControlServer::start(&setup.config.management.control_socket, req_tx)?;
+        let control = ControlServer::start(&setup.config.management.control_socket, req_tx, cpu)?;
         let state = ConfigState::new(setup.config_path, setup.config, setup.macs, setup.limits)?;
+        let mut health = HealthChecker::new(cpu);
+        health.sync(&state.config, Instant::now());
         Ok(Management {
             _http: http,
             _control: control,
@@ -97,11 +116,12 @@ impl Management {
             workers: setup.workers,
             neighbors: HashMap::new(),
             state,
-            health: HealthMap::new(),
+            health,
             dataplane: setup.dataplane,
             metrics_services,
             rates: RateEstimator::default(),
             last_rates: Instant::now(),
+            kernel: setup.kernel,
         })
     }
 
@@ -129,6 +149,8 @@ impl Management {
             if self.last_rates.elapsed() >= RATE_PERIOD {
                 self.sample_rates();
             }
+            self.check_health();
+            self.kernel.poll();
             std::thread::sleep(POLL);
         }
         Ok(())
@@ -233,9 +255,44 @@ impl Management {
         Ok(changes)
     }
 
+    /// Runs due health checks; a server that went down or came back changes the
+    /// data plane's snapshot.
+    fn check_health(&mut self) {
+        let workers = &self.workers;
+        let services = &self.dataplane.services;
+        let transitions = self.health.tick(Instant::now(), |(service, addr, port)| {
+            let slot = services
+                .by_name(service)
+                .and_then(|s| {
+                    s.real_servers
+                        .iter()
+                        .find(|r| r.addr == *addr && r.port == *port)
+                })
+                .map(|r| r.slot);
+            slot.map_or((0, 0), |slot| {
+                workers.iter().fold((0, 0), |(h, f), w| {
+                    let c = w.real_server(slot);
+                    (h + c.handshakes.get(), f + c.syn_failures.get())
+                })
+            })
+        });
+        if transitions.is_empty() {
+            return;
+        }
+        for t in &transitions {
+            if t.up {
+                log::info!("{} is up again ({})", health::describe(&t.key), t.why);
+            } else {
+                log::warn!("{} is down ({})", health::describe(&t.key), t.why);
+            }
+        }
+        self.publish();
+    }
+
     /// Sends the workers a snapshot of the running configuration and health.
     fn publish(&mut self) {
-        let dp = Arc::new(self.state.snapshot(&self.health));
+        self.health.sync(&self.state.config, Instant::now());
+        let dp = Arc::new(self.state.snapshot(&self.health.map()));
         *self
             .metrics_services
             .lock()

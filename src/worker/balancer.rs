@@ -417,6 +417,9 @@ impl Balancer {
             self.views
                 .count_state_change(conn.real_server(), change, stats);
         }
+        if change.from != change.to {
+            count_handshake(conn.real_server(), change, stats);
+        }
         Some(conn)
     }
 
@@ -623,5 +626,23 @@ fn release<A: Family>(
         let local = conn.local();
         lports.give_back(local.addr.into_ip(), local.port);
     }
+    if conn.state() == ConnState::Tcp(TcpState::SynRecv) {
+        // Removed while still waiting for the server: the SYN went unanswered.
+        stats.real_server(conn.real_server()).syn_failures.inc();
+    }
     views.count_removal(conn.real_server(), conn.is_active(), stats);
+}
+
+/// Passive health evidence: a handshake that completed, or one the server refused.
+fn count_handshake(rs_slot: u16, change: StateChange, stats: &WorkerStats) {
+    let syn = ConnState::Tcp(TcpState::SynRecv);
+    match change.to {
+        ConnState::Tcp(TcpState::Established) if change.from == syn => {
+            stats.real_server(rs_slot).handshakes.inc()
+        }
+        ConnState::Tcp(TcpState::Close) if change.from == syn => {
+            stats.real_server(rs_slot).syn_failures.inc()
+        }
+        _ => {}
+    }
 }

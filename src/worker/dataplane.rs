@@ -20,6 +20,9 @@ pub struct Interface {
     /// Own addresses with their connected prefixes.
     pub addrs: Vec<IpNet>,
     pub mtu: u16,
+    /// A kernel interface (TAP) stands for this port: traffic to the port's own
+    /// addresses that ferrovs does not answer itself goes to the kernel.
+    pub kernel: bool,
 }
 
 /// What an own address is for.
@@ -74,6 +77,7 @@ impl Dataplane {
                 mac: *mac,
                 addrs: p.addresses.clone(),
                 mtu: p.mtu,
+                kernel: has_kernel_interface(cfg, p),
             })
             .collect();
 
@@ -174,4 +178,10 @@ pub fn conn_timeouts(t: &crate::config::Timeouts) -> Timeouts {
         tcp_last_ack: t.tcp_last_ack,
         udp: t.udp,
     }
+}
+
+/// Whether `port` gets a kernel interface: the exception path is on and the port has
+/// addresses for the kernel to use.
+pub fn has_kernel_interface(cfg: &Config, port: &crate::config::PortConfig) -> bool {
+    cfg.management.exception_path && !port.addresses.is_empty()
 }

@@ -33,6 +33,10 @@ pub struct WorkerLoop {
     pub rx: Vec<RxQueue>,
     pub tx: Vec<TxQueue>,
     pub commands: Receiver<WorkerCommand>,
+    /// Per port, this worker's TX queue of the port's kernel interface, if any.
+    pub kernel: Vec<Option<TxQueue>>,
+    /// Frames the kernel interfaces send, tagged with their port (worker 0 only).
+    pub from_kernel: Option<RingConsumer>,
     /// Rings to the other workers, indexed by worker (None at this worker's index).
     pub outboxes: Vec<Option<RingProducer>>,
     /// Rings from the other workers.
@@ -69,6 +73,13 @@ impl WorkerLoop {
                 }
                 received += n;
                 self.pipeline.process_burst(&mut rx_buf, port);
+            }
+            if let Some(ring) = self.from_kernel.as_mut() {
+                if ring.dequeue_burst(&mut rx_buf, self.burst) > 0 {
+                    for pkt in rx_buf.drain(..) {
+                        self.pipeline.from_kernel(pkt);
+                    }
+                }
             }
             for inbox in self.inboxes.iter_mut() {
                 let n = inbox.dequeue_burst(&mut rx_buf, self.burst);
@@ -123,6 +134,17 @@ impl WorkerLoop {
             ring.enqueue_burst(out);
             if !out.is_empty() {
                 self.pipeline.discard_handoff(owner);
+            }
+        }
+        for (port, tap) in self.kernel.iter_mut().enumerate() {
+            let Some(tap) = tap else { continue };
+            let out = self.pipeline.kernel_queue(port);
+            if out.is_empty() {
+                continue;
+            }
+            tap.tx_burst(out);
+            if !out.is_empty() {
+                self.pipeline.discard_kernel(port);
             }
         }
         for (port, q) in self.tx.iter_mut().enumerate() {

@@ -12,7 +12,9 @@ mod pipeline;
 mod steer;
 
 pub use balancer::{Balancer, BalancerLimits};
-pub use dataplane::{conn_timeouts, Dataplane, Interface, LocalAddr, LocalKind};
+pub use dataplane::{
+    conn_timeouts, has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind,
+};
 pub use lcore::{IdlePolicy, WorkerLoop};
 pub use pipeline::Pipeline;
 pub use steer::{owner_of, steering_rules, PortMatch, SteeringRule};

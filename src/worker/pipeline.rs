@@ -52,6 +52,8 @@ pub struct Pipeline<P: PacketPool> {
     garbage: Vec<P::Buf>,
     /// Per-worker packets to hand to the worker that owns their connection.
     handoff: Vec<Vec<P::Buf>>,
+    /// Per-port packets for the kernel interface (exception path).
+    kernel: Vec<Vec<P::Buf>>,
     now_ms: u64,
     /// Resolved IPv4 next hops for the burst path.
     hops: HopCache,
@@ -82,6 +84,11 @@ impl<P: PacketPool> Pipeline<P> {
         for (ip, mac, port) in &dp.static_neighbors {
             neigh.add_static(*ip, *mac, *port);
         }
+        let kernel = dp
+            .ifaces
+            .iter()
+            .map(|i| Vec::with_capacity(if i.kernel { burst * ports.max(1) } else { 0 }))
+            .collect();
         Pipeline {
             worker,
             workers: workers.max(1),
@@ -93,6 +100,7 @@ impl<P: PacketPool> Pipeline<P> {
             lb,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
             garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
+            kernel,
             handoff: (0..workers.max(1))
                 .map(|w| Vec::with_capacity(if w == worker { 0 } else { burst * ports.max(1) }))
                 .collect(),
@@ -152,6 +160,26 @@ impl<P: PacketPool> Pipeline<P> {
             handoff, garbage, ..
         } = self;
         for pkt in handoff[owner].drain(..) {
+            if garbage.len() < garbage.capacity() {
+                garbage.push(pkt);
+            }
+        }
+    }
+
+    /// Packets for `port`'s kernel interface; the caller sends them and leaves what
+    /// did not go for [`Pipeline::discard_kernel`].
+    pub fn kernel_queue(&mut self, port: usize) -> &mut Vec<P::Buf> {
+        &mut self.kernel[port]
+    }
+
+    /// Drops what is left in `port`'s kernel queue (the TAP did not take it).
+    pub fn discard_kernel(&mut self, port: usize) {
+        let n = self.kernel[port].len();
+        self.stats.count_drop(DropReason::KernelFull, n as u64);
+        let Self {
+            kernel, garbage, ..
+        } = self;
+        for pkt in kernel[port].drain(..) {
             if garbage.len() < garbage.capacity() {
                 garbage.push(pkt);
             }
@@ -290,6 +318,15 @@ impl<P: PacketPool> Pipeline<P> {
         self.handle(pkt, port, true);
     }
 
+    /// A frame a kernel interface sent, tagged with its port: it goes out as it is.
+    pub fn from_kernel(&mut self, pkt: P::Buf) {
+        let port = usize::from(pkt.rx_port());
+        if port >= self.dp.ifaces.len() {
+            return self.discard(pkt, DropReason::NotForUs);
+        }
+        self.queue_tx(port, pkt);
+    }
+
     /// A packet another worker handed over because this worker owns its connection.
     pub fn process_handed(&mut self, pkt: P::Buf) {
         let port = usize::from(pkt.rx_port());
@@ -372,21 +409,35 @@ impl<P: PacketPool> Pipeline<P> {
         };
         if matches!(ip.protocol, IpProtocol::TCP | IpProtocol::UDP) {
             if local == Some(LocalKind::Interface) {
-                return self.discard(pkt, DropReason::LocalUnsupported);
+                // The appliance's own sockets (health checks, BGP, ssh).
+                return self.pass_to_kernel(pkt, port, Some(DropReason::LocalUnsupported));
             }
             if ip.fragment {
                 return self.discard(pkt, DropReason::Fragment);
             }
             return self.flow_input(pkt, info, ip);
         }
-        if let Some(flow) = quoted_flow(pkt.data(), info, ip) {
-            return self.icmp_error_input(pkt, info, ip, flow);
-        }
+        let pkt = match quoted_flow(pkt.data(), info, ip) {
+            Some(flow) => match self.icmp_error_input(pkt, info, ip, flow) {
+                None => return,
+                // About no connection of ours: maybe about a kernel socket's.
+                Some(pkt) if local == Some(LocalKind::Interface) => {
+                    return self.pass_to_kernel(pkt, port, Some(DropReason::NoConnection))
+                }
+                Some(pkt) => return self.discard(pkt, DropReason::NoConnection),
+            },
+            None => pkt,
+        };
         if local.is_none() {
             return self.discard(pkt, DropReason::NotForUs);
         }
         if ip.fragment {
-            return self.discard(pkt, DropReason::Fragment);
+            return match local {
+                Some(LocalKind::Interface) => {
+                    self.pass_to_kernel(pkt, port, Some(DropReason::Fragment))
+                }
+                _ => self.discard(pkt, DropReason::Fragment),
+            };
         }
         match ip.l4.map(|l4| l4.header) {
             Some(L4Header::Icmpv4 {
@@ -405,7 +456,29 @@ impl<P: PacketPool> Pipeline<P> {
                 msg_type: Icmpv6Type::NEIGHBOR_ADVERT,
                 ..
             }) => self.nd_advert_input(pkt, port, info),
+            _ if local == Some(LocalKind::Interface) => {
+                self.pass_to_kernel(pkt, port, Some(DropReason::LocalUnsupported))
+            }
             _ => self.discard(pkt, DropReason::LocalUnsupported),
+        }
+    }
+
+    /// Passes a packet for one of the port's own addresses to the kernel interface
+    /// standing for the port (the exception path). Without one the packet is dropped
+    /// for `otherwise`, or just consumed when that is None (an answer ferrovs used).
+    fn pass_to_kernel(&mut self, pkt: P::Buf, port: usize, otherwise: Option<DropReason>) {
+        if !self.dp.ifaces[port].kernel {
+            return match otherwise {
+                Some(reason) => self.discard(pkt, reason),
+                None => self.consume(pkt),
+            };
+        }
+        let q = &mut self.kernel[port];
+        if q.len() < q.capacity() {
+            q.push(pkt);
+            self.stats.kernel_packets.inc();
+        } else {
+            self.discard(pkt, DropReason::KernelFull);
         }
     }
 
@@ -625,17 +698,18 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// An ICMP error quoting a packet of a connection: translated like the
     /// connection's packets in the error's direction, then forwarded.
+    /// Returns the packet when it is about no connection of ours.
     fn icmp_error_input(
         &mut self,
         pkt: P::Buf,
         info: &FrameInfo,
         ip: &IpInfo,
         flow: crate::forward::QuotedFlow,
-    ) {
+    ) -> Option<P::Buf> {
         match (flow.src, flow.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
             (IpAddr::V6(s), IpAddr::V6(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
-            _ => self.discard(pkt, DropReason::NoConnection),
+            _ => Some(pkt),
         }
     }
 
@@ -647,29 +721,32 @@ impl<P: PacketPool> Pipeline<P> {
         flow: &crate::forward::QuotedFlow,
         quoted_src: A,
         quoted_dst: A,
-    ) {
+    ) -> Option<P::Buf> {
         // The quoted packet went one way; the error goes back the other way, so the
         // connection key of the error's direction is the quoted packet reversed.
         let key = FlowKey::new(flow.proto, quoted_dst, flow.dport, quoted_src, flow.sport);
         let Some((id, dir)) = self.lb.lookup(&key) else {
-            return self.discard(pkt, DropReason::NoConnection);
+            return Some(pkt);
         };
         let Some(conn) = self.lb.get::<A>(id) else {
-            return self.discard(pkt, DropReason::NoConnection);
+            return Some(pkt);
         };
         let e = endpoints(&conn);
         let Some((outer, inner, next_hop)) = icmp_error_action(conn.mode(), dir, &e) else {
             // DR/TUNNEL: an error from the client side goes to the server as is.
-            return match packet_action(conn.mode(), dir, &e) {
+            match packet_action(conn.mode(), dir, &e) {
                 Some(action) => self.forward(pkt, info, ip, flow.proto, action),
                 None => self.discard(pkt, DropReason::NoConnection),
-            };
+            }
+            return None;
         };
         if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
-            return self.discard(pkt, reason);
+            self.discard(pkt, reason);
+            return None;
         }
         pkt.truncate(info.l3_end());
         self.route_out(pkt, next_hop);
+        None
     }
 
     /// ARP: learn the sender (RFC 826: update a known entry; add it when the request
@@ -697,7 +774,14 @@ impl<P: PacketPool> Pipeline<P> {
             self.learn_neighbor(IpAddr::V4(spa), sha, port, target_is_ours);
         }
         if op != ArpOperation::REQUEST {
-            return self.consume(pkt);
+            // The kernel interface resolves its own next hops (health checks).
+            return if target_is_ours
+                && self.dp.local(IpAddr::V4(tpa)).map(|l| l.kind) == Some(LocalKind::Interface)
+            {
+                self.pass_to_kernel(pkt, port, None)
+            } else {
+                self.consume(pkt)
+            };
         }
         if !target_is_ours {
             return self.discard(pkt, DropReason::ArpNotForUs);
@@ -797,7 +881,19 @@ impl<P: PacketPool> Pipeline<P> {
         if let Some(mac) = na.target_link_addr {
             self.learn_neighbor(IpAddr::V6(na.target), mac, port, false);
         }
-        self.consume(pkt);
+        // Solicited answers to a port address may be the kernel interface's.
+        let to_us = match Ipv6Packet::new_checked(&pkt.data()[l3..]) {
+            Ok(ip) => {
+                self.dp.local(IpAddr::V6(ip.dst_addr())).map(|l| l.kind)
+                    == Some(LocalKind::Interface)
+            }
+            Err(_) => false,
+        };
+        if to_us {
+            self.pass_to_kernel(pkt, port, None)
+        } else {
+            self.consume(pkt)
+        }
     }
 
     /// Records a neighbour, releases the packets that waited for it and tells the

@@ -184,6 +184,21 @@ impl Lab {
         }
     }
 
+    /// Kills every process in namespace `ns` (a server and all its workers).
+    pub fn kill_all_in(&mut self, ns: &str) {
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let gone: Vec<String> = self
+            .children
+            .iter_mut()
+            .filter_map(|(n, c)| c.try_wait().ok().flatten().map(|_| n.clone()))
+            .collect();
+        self.children.retain(|(n, _)| !gone.contains(n));
+    }
+
     /// Writes `text` to `<dir>/<file>` and returns the path.
     pub fn write(&self, file: &str, text: &str) -> PathBuf {
         let p = self.dir.join(file);
@@ -240,6 +255,31 @@ impl Lab {
             &format!("file_prefix: {}", self.tag),
         );
         let path = self.write("ferrovs.yaml", &config);
+        // ferrovs owns its ports as DPDK owns a NIC: the namespace's kernel must not
+        // also take the frames arriving on them (it would answer for the addresses
+        // of ferrovs's kernel interfaces behind ferrovs's back).
+        for iface in config.split("iface=").skip(1) {
+            let name: String = iface
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            for tool in ["iptables", "ip6tables"] {
+                self.exec_ok(
+                    ns,
+                    &[
+                        tool,
+                        "-t",
+                        "raw",
+                        "-A",
+                        "PREROUTING",
+                        "-i",
+                        &name,
+                        "-j",
+                        "DROP",
+                    ],
+                );
+            }
+        }
         Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
     }
 }
@@ -320,6 +360,11 @@ impl Ferrovs {
         );
         f.ready_after = started.elapsed();
         f
+    }
+
+    /// The process id (`ip netns exec` execs ferrovs, so it is ferrovs's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn log_text(&self) -> String {

@@ -368,8 +368,16 @@ fn traffic_not_for_us_is_dropped() {
         0,
         b"",
     );
-    h.rx(tcp_to_us, 0);
-    assert_eq!(h.dropped(DropReason::LocalUnsupported), 1);
+    h.rx(tcp_to_us.clone(), 0);
+    // the port has a kernel interface: the appliance's own sockets get it
+    assert_eq!(h.p.kernel_queue(0).len(), 1);
+    assert_eq!(h.stats.kernel_packets.get(), 1);
+    let mut no_kernel = harness_with(&CONFIG.replace(
+        "workers: { cores: [1] }",
+        "workers: { cores: [1] }\nmanagement: { exception_path: false }",
+    ));
+    no_kernel.rx(tcp_to_us, 0);
+    assert_eq!(no_kernel.dropped(DropReason::LocalUnsupported), 1);
     let mut frag = craft::echo_request(
         l2,
         "198.18.0.10".parse().unwrap(),
@@ -381,8 +389,11 @@ fn traffic_not_for_us_is_dropped() {
     frag[14 + 6] = 0x20; // MF
     let mut ip = Ipv4Packet::new_checked(&mut frag[14..]).unwrap();
     ip.fill_checksum();
-    h.rx(frag, 0);
-    assert_eq!(h.dropped(DropReason::Fragment), 1);
+    h.rx(frag.clone(), 0);
+    // the kernel reassembles fragments for its own addresses; without it: dropped
+    assert_eq!(h.p.kernel_queue(0).len(), 2);
+    no_kernel.rx(frag, 0);
+    assert_eq!(no_kernel.dropped(DropReason::Fragment), 1);
 }
 
 #[test]
