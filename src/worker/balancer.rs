@@ -410,17 +410,8 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Option<Conn<A>> {
-        let t = A::select(&mut self.v4, &mut self.v6);
-        let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
-        let conn = *t.conns.get(id)?;
-        if change.activated() || change.deactivated() {
-            self.views
-                .count_state_change(conn.real_server(), change, stats);
-        }
-        if change.from != change.to {
-            count_handshake(conn.real_server(), change, stats);
-        }
-        Some(conn)
+        self.on_packet_in_place::<A>(id, dir, tcp_flags, now, stats)
+            .copied()
     }
 
     /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
@@ -440,6 +431,9 @@ impl Balancer {
         if change.activated() || change.deactivated() {
             self.views
                 .count_state_change(conn.real_server(), change, stats);
+        }
+        if change.from != change.to {
+            count_handshake(conn.real_server(), change, stats);
         }
         Some(conn)
     }
