@@ -300,19 +300,24 @@ mod tests {
 
     #[test]
     fn low_and_high_bits_spread_over_sequential_ports() {
-        // hashbrown takes the bucket from the low bits and a 7-bit tag from the
-        // top bits; a client walking its source ports must spread over both.
+        // The connection index takes the bucket from the top bits and a signature
+        // from the low ones; hashbrown (persistence templates) the bucket from the
+        // low bits and a 7-bit tag from the top. A client walking its source ports
+        // must spread over all of them.
         let h = FlowHasher::with_seed(0x1234);
         let mut low = HashSet::new();
         let mut top = HashSet::new();
+        let mut tag = HashSet::new();
         for port in 0..4096u16 {
             let x = h.hash(&v4(1, port));
             low.insert(x & 0xfff);
-            top.insert(x >> 57);
+            top.insert(x >> 52);
+            tag.insert(x >> 57);
         }
         // A uniform hash fills about 63% of 4096 buckets with 4096 keys.
         assert!(low.len() > 2400, "low bits poorly spread: {}", low.len());
-        assert_eq!(top.len(), 128);
+        assert!(top.len() > 2400, "top bits poorly spread: {}", top.len());
+        assert_eq!(tag.len(), 128);
     }
 
     #[test]

@@ -17,16 +17,18 @@
 //! 3. once per loop: `expire(now, budget, |id, conn| ...)`.
 //!
 //! Design in brief (details in each file):
-//! - `table`: slab of entries plus a `hashbrown::HashTable<u32>` of
-//!   `slab_index << 1 | dir` (keys stay in the slab), reserved so it never grows;
-//!   about 83-98 bytes per IPv4 connection at 100k-1M connections, all included.
-//!   [`ConnId`] carries a slot generation that catches stale ids.
+//! - `table`: slab of entries plus an index of `slab_index << 1 | dir` (keys stay
+//!   in the slab), sized once and never rehashed; [`ConnId`] carries a slot
+//!   generation that catches stale ids.
+//! - `index`: cache-line buckets of signatures and values with overflow counts,
+//!   whose addresses follow from the hash, so a burst's lookups can be prefetched.
 //! - `key`: foldhash under seeds from the OS random source, against hash flooding.
 //! - `state`: IPVS's TCP transition tables and timeouts, as data.
 //! - `wheel`: 16384 slots x 100 ms, lazy refresh, intrusive `u32` links.
 //! - `persist`: IPVS persistence templates with hold/release and invalidation.
 
 mod family;
+mod index;
 mod key;
 mod persist;
 mod state;
@@ -37,5 +39,5 @@ pub use family::{Endpoint, Family};
 pub use key::{Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
-pub use table::{Conn, ConnError, ConnId, ConnTable, Mode, NewConn, StateChange};
+pub use table::{Candidate, Conn, ConnError, ConnId, ConnTable, Mode, NewConn, StateChange};
 pub use wheel::{MAX_ENTRIES as MAX_CONNECTIONS, SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};

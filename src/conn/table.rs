@@ -3,18 +3,16 @@
 //! Layout, sized once from `connections.max` so nothing allocates afterwards:
 //! - a slab of entries, each a live [`Conn`] or a link in the free list (LIFO, so a
 //!   freed slot, still in cache, is reused first);
-//! - a `hashbrown::HashTable<u32>` index whose values are `slab_index << 1 | dir`;
-//!   the keys live only in the slab entry, so each direction costs 4 bytes plus a
-//!   control byte;
+//! - a [`FlowIndex`] of cache-line buckets whose values are
+//!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
+//!   direction costs a 4-byte value and a 4-byte signature at a load of at most
+//!   60 %, about 27 bytes per NAT connection. It never rehashes or grows;
 //! - a [`TimerWheel`] with intrusive links for expiry.
 //!
-//! hashbrown leaves tombstones behind some removals; when they use up the spare
-//! room it rehashes, in place if the table is at most half full and by growing
-//! (allocating) otherwise. The index is therefore reserved for twice the largest
-//! number of keys (2 per connection), so at run time it can only ever rehash in
-//! place, which low load makes rare. That costs about 23 to 46 bytes per
-//! connection depending on how `max` rounds to a power of two; the IPv4 total stays
-//! under 128 bytes (see `memory_bytes_per_connection`).
+//! A worker that handles a burst hashes every packet's key first and prefetches
+//! [`ConnTable::prefetch_bucket`] and then [`ConnTable::prefetch_entry`] for each,
+//! so that the lookups of a burst overlap their cache misses instead of taking them
+//! one after the other.
 //!
 //! Each [`ConnId`] carries the slot's generation. The data path uses ids only
 //! between a lookup and the end of that packet, but ids also travel further (a
@@ -24,13 +22,13 @@
 
 use std::fmt;
 
-use hashbrown::HashTable;
-
 use super::family::{Endpoint, Family};
+use super::index::FlowIndex;
 use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{TimerWheel, MAX_ENTRIES};
+use crate::dpdk::prefetch;
 
 /// Forwarding mode of a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -129,6 +127,10 @@ impl ConnId {
         self.index
     }
 }
+
+/// A slot a lookup may find its key in, from [`ConnTable::prefetch_entry`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Candidate(u32);
 
 /// What the caller knows when it creates a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -263,13 +265,6 @@ impl<A: Family> Conn<A> {
             && key.dst == dst.addr
             && key.proto == self.proto
     }
-
-    fn key(&self, dir: Dir) -> FlowKey<A> {
-        match dir {
-            Dir::Inbound => inbound_key(self.proto, self.client, self.vip),
-            Dir::Outbound => outbound_key(self.proto, self.real, self.local),
-        }
-    }
 }
 
 /// The state change one packet caused.
@@ -291,8 +286,10 @@ impl StateChange {
     }
 }
 
-/// A slab slot.
+/// A slab slot, alone on its cache line(s): a lookup touches one line of the
+/// slab (two for IPv6), and one prefetch brings a whole IPv4 entry.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 enum Entry<A: Family> {
     Live(Conn<A>),
     /// `generation` is the last one the slot had, so ids to it stay stale.
@@ -303,11 +300,13 @@ enum Entry<A: Family> {
 }
 
 const NIL: u32 = u32::MAX;
+/// Expiring connections taken off the wheel together (see [`ConnTable::expire`]).
+const EXPIRE_BATCH: usize = 16;
 
 /// The connection table of one worker and one address family.
 pub struct ConnTable<A: Family> {
     slab: Box<[Entry<A>]>,
-    index: HashTable<u32>,
+    index: FlowIndex,
     wheel: TimerWheel,
     hasher: FlowHasher,
     timeouts: Timeouts,
@@ -334,15 +333,15 @@ impl<A: Family> ConnTable<A> {
         let mut slab = Vec::new();
         slab.try_reserve_exact(max)
             .map_err(|_| ConnError::OutOfMemory)?;
+        // Read at random on every packet: huge pages spare the TLB (asked before the
+        // first touch, which is the fill below).
+        crate::dpdk::advise_hugepages(slab.spare_capacity_mut());
         slab.extend((0..max as u32).map(|i| Entry::Free {
             next: if i as usize + 1 < max { i + 1 } else { NIL },
             generation: 0,
         }));
-        let mut index = HashTable::new();
-        // Room for twice the keys: see the module documentation.
-        index
-            .try_reserve(4 * max + 2, |_: &u32| 0)
-            .map_err(|_| ConnError::OutOfMemory)?;
+        // Two keys per connection (NAT and FULLNAT index both directions).
+        let index = FlowIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
         Ok(ConnTable {
             slab: slab.into_boxed_slice(),
             index,
@@ -374,7 +373,7 @@ impl<A: Family> ConnTable<A> {
     /// construction.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * size_of::<Entry<A>>()
-            + self.index.allocation_size()
+            + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
 
@@ -406,9 +405,9 @@ impl<A: Family> ConnTable<A> {
     #[inline]
     pub fn lookup_hashed(&self, key: &FlowKey<A>, hash: u64) -> Option<(ConnId, Dir)> {
         let slab = &self.slab;
-        let value = *self
+        let value = self
             .index
-            .find(hash, |&v| match slab.get((v >> 1) as usize) {
+            .find(hash, |v| match slab.get((v >> 1) as usize) {
                 Some(Entry::Live(c)) => c.matches(Dir::from_bit(v), key),
                 _ => false,
             })?;
@@ -422,6 +421,51 @@ impl<A: Family> ConnTable<A> {
             )),
             _ => None,
         }
+    }
+
+    /// The index bucket a key with this hash starts in: the first cache line
+    /// [`Self::lookup_hashed`] reads, for the caller to prefetch.
+    #[inline]
+    pub fn prefetch_bucket(&self, hash: u64) -> &impl Sized {
+        self.index.bucket(hash)
+    }
+
+    /// The slot a key with this hash most likely lives in (the first one its bucket
+    /// points at with a matching signature), without comparing keys, and its slab
+    /// entry: the second cache line [`Self::lookup_hashed`] reads, for the caller
+    /// to prefetch once the bucket is in cache, and to hand to
+    /// [`Self::lookup_candidate`]. None when the bucket has no candidate (a miss,
+    /// most likely).
+    #[inline]
+    pub fn prefetch_entry(&self, hash: u64) -> Option<(Candidate, &impl Sized)> {
+        let value = self.index.first_candidate(hash)?;
+        Some((Candidate(value), self.slab.get((value >> 1) as usize)?))
+    }
+
+    /// [`Self::lookup_hashed`] that first tries the slot [`Self::prefetch_entry`]
+    /// suggested, without reading the index again. The answer is the same: the
+    /// candidate is taken only if its entry holds this very key, and the index is
+    /// searched when it does not (however the table changed in between).
+    #[inline]
+    pub fn lookup_candidate(
+        &self,
+        key: &FlowKey<A>,
+        hash: u64,
+        candidate: Option<Candidate>,
+    ) -> Option<(ConnId, Dir)> {
+        if let Some(Candidate(value)) = candidate {
+            if let Some(Entry::Live(c)) = self.slab.get((value >> 1) as usize) {
+                let dir = Dir::from_bit(value);
+                if c.matches(dir, key) {
+                    let id = ConnId {
+                        index: value >> 1,
+                        generation: c.generation,
+                    };
+                    return Some((id, dir));
+                }
+            }
+        }
+        self.lookup_hashed(key, hash)
     }
 
     /// The connection `id` names, if it is still live.
@@ -485,13 +529,12 @@ impl<A: Family> ConnTable<A> {
         self.free_head = next;
         self.len += 1;
 
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        let rehash = |&v: &u32| value_hash(slab, hasher, v);
-        self.index
-            .insert_unique(in_hash, index << 1 | Dir::Inbound.bit(), rehash);
+        // The index holds two keys per slot, so it has room for these.
+        let _ = self.index.insert(in_hash, index << 1 | Dir::Inbound.bit());
         if let Some(out_hash) = out {
-            self.index
-                .insert_unique(out_hash, index << 1 | Dir::Outbound.bit(), rehash);
+            let _ = self
+                .index
+                .insert(out_hash, index << 1 | Dir::Outbound.bit());
         }
         self.wheel.arm(index, expiry, now);
         Ok(ConnId { index, generation })
@@ -545,6 +588,10 @@ impl<A: Family> ConnTable<A> {
     /// Called every loop, connections go in deadline order, at most one wheel
     /// tick late. After a pause, overdue connections go in the order they were
     /// filed (a refreshed one is found at its first deadline).
+    ///
+    /// Expiring connections are old, so their index buckets are rarely in cache:
+    /// they are taken off the wheel in batches, and the buckets of a whole batch
+    /// are prefetched before the first one is unindexed.
     pub fn expire(
         &mut self,
         now: u64,
@@ -554,26 +601,48 @@ impl<A: Family> ConnTable<A> {
         let mut work = budget;
         let mut removed = 0;
         loop {
-            let slab = &self.slab;
-            let due = self
-                .wheel
-                .poll(now, &mut work, |i| match slab.get(i as usize) {
-                    Some(Entry::Live(c)) => c.expiry,
-                    _ => 0,
+            // (slot, inbound key hash, outbound key hash)
+            let mut due = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
+            let mut n = 0;
+            while n < EXPIRE_BATCH {
+                let slab = &self.slab;
+                let polled = self
+                    .wheel
+                    .poll(now, &mut work, |i| match slab.get(i as usize) {
+                        Some(Entry::Live(c)) => c.expiry,
+                        _ => 0,
+                    });
+                let Some(index) = polled else {
+                    break;
+                };
+                let Some(Entry::Live(conn)) = self.slab.get(index as usize) else {
+                    continue;
+                };
+                let in_hash = self.hasher.hash(&conn.inbound_key());
+                prefetch(self.index.bucket(in_hash));
+                let out_hash = conn.outbound_key().map_or(0, |key| {
+                    let hash = self.hasher.hash(&key);
+                    prefetch(self.index.bucket(hash));
+                    hash
                 });
-            let Some(index) = due else {
+                due[n] = (index, in_hash, out_hash);
+                n += 1;
+            }
+            for &(index, in_hash, out_hash) in &due[..n] {
+                if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
+                    on_expire(
+                        ConnId {
+                            index,
+                            generation: conn.generation,
+                        },
+                        &conn,
+                    );
+                    self.release_slot_hashed(index, &conn, in_hash, out_hash);
+                    removed += 1;
+                }
+            }
+            if n < EXPIRE_BATCH {
                 return removed;
-            };
-            if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
-                on_expire(
-                    ConnId {
-                        index,
-                        generation: conn.generation,
-                    },
-                    &conn,
-                );
-                self.release_slot(index, &conn);
-                removed += 1;
             }
         }
     }
@@ -611,9 +680,18 @@ impl<A: Family> ConnTable<A> {
 
     /// Unindexes, disarms and frees the live slot `index` holding `conn`.
     fn release_slot(&mut self, index: u32, conn: &Conn<A>) {
-        self.unindex(conn.inbound_key(), index << 1 | Dir::Inbound.bit());
-        if let Some(out_key) = conn.outbound_key() {
-            self.unindex(out_key, index << 1 | Dir::Outbound.bit());
+        let in_hash = self.hasher.hash(&conn.inbound_key());
+        let out_hash = conn.outbound_key().map_or(0, |key| self.hasher.hash(&key));
+        self.release_slot_hashed(index, conn, in_hash, out_hash);
+    }
+
+    /// [`Self::release_slot`] with the hashes of the connection's keys (the
+    /// outbound one ignored when replies bypass us).
+    fn release_slot_hashed(&mut self, index: u32, conn: &Conn<A>, in_hash: u64, out_hash: u64) {
+        self.index.remove(in_hash, index << 1 | Dir::Inbound.bit());
+        if conn.mode.replies_via_us() {
+            self.index
+                .remove(out_hash, index << 1 | Dir::Outbound.bit());
         }
         self.wheel.unlink(index);
         self.slab[index as usize] = Entry::Free {
@@ -622,13 +700,6 @@ impl<A: Family> ConnTable<A> {
         };
         self.free_head = index;
         self.len -= 1;
-    }
-
-    fn unindex(&mut self, key: FlowKey<A>, value: u32) {
-        let hash = self.hasher.hash(&key);
-        if let Ok(entry) = self.index.find_entry(hash, |&v| v == value) {
-            entry.remove();
-        }
     }
 }
 
@@ -639,15 +710,6 @@ impl<A: Family> fmt::Debug for ConnTable<A> {
             .field("capacity", &self.capacity())
             .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
-    }
-}
-
-/// The hash of an index value, from the key stored in its slab entry (for
-/// hashbrown's in-place rehash).
-fn value_hash<A: Family>(slab: &[Entry<A>], hasher: &FlowHasher, value: u32) -> u64 {
-    match slab.get((value >> 1) as usize) {
-        Some(Entry::Live(c)) => hasher.hash(&c.key(Dir::from_bit(value))),
-        _ => 0,
     }
 }
 
@@ -721,10 +783,12 @@ mod tests {
 
     #[test]
     fn entry_layout_is_compact() {
-        // The free-list variant hides in the connection's padding.
+        // The free-list variant hides in the connection's padding; an entry is one
+        // cache line (IPv4) or two (IPv6), aligned.
         assert_eq!(size_of::<Conn<Ipv4Addr>>(), 48);
-        assert_eq!(size_of::<Entry<Ipv4Addr>>(), 48);
-        assert!(size_of::<Entry<Ipv6Addr>>() <= 96);
+        assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
+        assert_eq!(align_of::<Entry<Ipv4Addr>>(), 64);
+        assert!(size_of::<Entry<Ipv6Addr>>() <= 128);
     }
 
     #[test]
@@ -734,10 +798,9 @@ mod tests {
         for max in [1_000, 65_536, 100_000, 1_000_000] {
             let t = table(max);
             let slab = t.slab.len() * size_of::<Entry<Ipv4Addr>>();
-            let index = t.index.allocation_size();
+            let index = t.index.memory_bytes();
             let wheel = t.wheel.memory_bytes();
             assert_eq!(t.memory_bytes(), slab + index + wheel);
-            assert!(t.index.capacity() >= 4 * max, "index room for 2x the keys");
             let per_conn = t.memory_bytes() as f64 / max as f64;
             let per_conn_large = (slab + index) as f64 / max as f64;
             assert!(
@@ -752,10 +815,9 @@ mod tests {
     }
 
     #[test]
-    fn index_never_grows_under_churn_at_full_table() {
-        // Removals leave hashbrown tombstones; with the index reserved at twice the
-        // keys they can only trigger an in-place rehash, never an allocation.
-        // (Reserved at just the number of keys, this test sees the index grow.)
+    fn index_keeps_working_under_churn_at_full_table() {
+        // A full table replaced connection by connection, 100 times over: every
+        // insert finds room in the index, nothing grows, every key stays found.
         const MAX: usize = 2_000;
         let mut t = table(MAX);
         let bytes = t.memory_bytes();
@@ -788,6 +850,10 @@ mod tests {
         for &id in &ids {
             let c = *t.get(id).unwrap();
             assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
+            assert_eq!(
+                t.lookup(&c.outbound_key().unwrap()),
+                Some((id, Dir::Outbound))
+            );
         }
     }
 
@@ -824,6 +890,7 @@ mod tests {
         let h = k.hash_with(t.hasher());
         assert_eq!(t.lookup_hashed(&k, h), Some((id, Dir::Inbound)));
         assert_eq!(t.lookup_hashed(&k, h ^ 1), None);
+        assert_eq!(t.lookup_hashed(&k, h ^ (1 << 63)), None);
         let got = t.get(id).unwrap();
         assert_eq!((got.client(), got.vip(), got.real()), (c.client, VIP, REAL));
         assert_eq!(got.outbound_key(), Some(out_key(&c)));

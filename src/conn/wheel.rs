@@ -183,6 +183,8 @@ impl TimerWheel {
 pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<Box<[T]>, TryReserveError> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)?;
+    // Large tables are walked at random: huge pages spare the TLB (before first touch).
+    crate::dpdk::advise_hugepages(v.spare_capacity_mut());
     v.resize(len, value);
     Ok(v.into_boxed_slice())
 }

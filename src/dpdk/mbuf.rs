@@ -159,4 +159,8 @@ impl PacketBuf for Mbuf {
     fn set_rx_port(&mut self, port: u16) {
         self.raw_mut().port = port;
     }
+
+    fn prefetch_data(&self) {
+        super::prefetch::prefetch_ptr(self.data_ptr());
+    }
 }

@@ -7,10 +7,12 @@
 mod eal;
 pub mod eal_args;
 mod flow;
+mod hugepages;
 mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod prefetch;
 mod ring;
 
 pub use eal::Eal;
@@ -18,10 +20,12 @@ pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
+pub use hugepages::advise_hugepages;
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
+pub use prefetch::prefetch;
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
 
 use std::ffi::CStr;

@@ -20,11 +20,11 @@ mod nat;
 mod tunnel;
 
 pub use icmp_error::{quoted_flow, translate_icmp_error, QuotedFlow};
-pub use nat::{translate, Translation};
+pub use nat::{translate, translate_v4, Translation, TranslationV4};
 pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 
-use crate::conn::{Dir, Mode};
-use std::net::IpAddr;
+use crate::conn::{Conn, Dir, Mode};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// A connection's four endpoints, address family erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,59 @@ pub fn packet_action(mode: Mode, dir: Dir, e: &Endpoints) -> Option<Action> {
         (Mode::Dr, Dir::Inbound) => Action::Direct { next_hop: real },
         (Mode::Tunnel, Dir::Inbound) => Action::Encapsulate { next_hop: real },
         (Mode::Dr | Mode::Tunnel, Dir::Outbound) => return None,
+    })
+}
+
+/// What to do with a packet of an IPv4 connection (the burst path's [`Action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionV4 {
+    /// Rewrite addresses and ports (TTL decremented), send towards `next_hop`.
+    Translate {
+        t: TranslationV4,
+        next_hop: Ipv4Addr,
+    },
+    /// Send unchanged to the real server on its link (DR).
+    Direct { next_hop: Ipv4Addr },
+}
+
+/// [`packet_action`] for an IPv4 connection, read straight from the connection.
+/// None for a direction the mode never sees, and for TUNNEL, whose encapsulation
+/// is left to [`packet_action`] and [`encapsulate`].
+#[inline]
+pub fn packet_action_v4(conn: &Conn<Ipv4Addr>, dir: Dir) -> Option<ActionV4> {
+    let ep = |e: crate::conn::Endpoint<Ipv4Addr>| (e.addr, e.port);
+    let (real, vip, client) = (ep(conn.real()), ep(conn.vip()), ep(conn.client()));
+    Some(match (conn.mode(), dir) {
+        (Mode::Nat, Dir::Inbound) => ActionV4::Translate {
+            t: TranslationV4 {
+                src: None,
+                dst: Some(real),
+            },
+            next_hop: real.0,
+        },
+        (Mode::Nat, Dir::Outbound) => ActionV4::Translate {
+            t: TranslationV4 {
+                src: Some(vip),
+                dst: None,
+            },
+            next_hop: client.0,
+        },
+        (Mode::FullNat, Dir::Inbound) => ActionV4::Translate {
+            t: TranslationV4 {
+                src: Some(ep(conn.local())),
+                dst: Some(real),
+            },
+            next_hop: real.0,
+        },
+        (Mode::FullNat, Dir::Outbound) => ActionV4::Translate {
+            t: TranslationV4 {
+                src: Some(vip),
+                dst: Some(client),
+            },
+            next_hop: client.0,
+        },
+        (Mode::Dr, Dir::Inbound) => ActionV4::Direct { next_hop: real.0 },
+        (Mode::Dr, Dir::Outbound) | (Mode::Tunnel, _) => return None,
     })
 }
 
@@ -199,5 +252,65 @@ mod tests {
         let (outer, _, _) = icmp_error_action(Mode::Nat, Dir::Inbound, &n).unwrap();
         assert_eq!(outer.src, None, "NAT keeps the outer source");
         assert!(icmp_error_action(Mode::Dr, Dir::Inbound, &n).is_none());
+    }
+
+    #[test]
+    fn ipv4_actions_match_the_generic_ones() {
+        use crate::conn::{ConnTable, Endpoint, NewConn, Proto, Timeouts};
+        let e = |s: &str| {
+            let a: std::net::SocketAddrV4 = s.parse().unwrap();
+            Endpoint::new(*a.ip(), a.port())
+        };
+        let mut t = ConnTable::<Ipv4Addr>::new(8, &Timeouts::default()).unwrap();
+        for (i, mode) in [Mode::Nat, Mode::FullNat, Mode::Dr, Mode::Tunnel]
+            .into_iter()
+            .enumerate()
+        {
+            let client = e(&format!("198.18.0.{}:40000", 10 + i));
+            let new = NewConn {
+                proto: Proto::Tcp,
+                mode,
+                client,
+                vip: e("198.18.0.100:80"),
+                local: if mode == Mode::FullNat {
+                    e("198.19.0.2:5000")
+                } else {
+                    client
+                },
+                real: e("198.19.0.11:8080"),
+                service: 0,
+                real_server: 0,
+                template: None,
+            };
+            let id = t.insert(&new, 0).unwrap();
+            let conn = *t.get(id).unwrap();
+            let generic_endpoints = Endpoints {
+                client: (IpAddr::V4(conn.client().addr), conn.client().port),
+                vip: (IpAddr::V4(conn.vip().addr), conn.vip().port),
+                local: (IpAddr::V4(conn.local().addr), conn.local().port),
+                real: (IpAddr::V4(conn.real().addr), conn.real().port),
+            };
+            for dir in [Dir::Inbound, Dir::Outbound] {
+                let generic = packet_action(mode, dir, &generic_endpoints);
+                let widen = |x: Option<(Ipv4Addr, u16)>| x.map(|(a, p)| (IpAddr::V4(a), p));
+                let v4 = packet_action_v4(&conn, dir).map(|a| match a {
+                    ActionV4::Translate { t, next_hop } => Action::Translate {
+                        t: Translation {
+                            src: widen(t.src),
+                            dst: widen(t.dst),
+                        },
+                        next_hop: IpAddr::V4(next_hop),
+                    },
+                    ActionV4::Direct { next_hop } => Action::Direct {
+                        next_hop: IpAddr::V4(next_hop),
+                    },
+                });
+                if mode == Mode::Tunnel {
+                    assert_eq!(v4, None);
+                } else {
+                    assert_eq!(v4, generic, "{mode} {dir:?}");
+                }
+            }
+        }
     }
 }

@@ -100,6 +100,9 @@ pub struct NeighTable<B> {
     incomplete: Vec<IpAddr>,
     held: VecDeque<Held<B>>,
     limits: NeighLimits,
+    /// Bumped whenever an entry is added, removed or changes its MAC, port or
+    /// state, so that caches of lookup results know when to look again.
+    generation: u64,
 }
 
 impl<B> NeighTable<B> {
@@ -109,11 +112,36 @@ impl<B> NeighTable<B> {
             incomplete: Vec::with_capacity(limits.incomplete),
             held: VecDeque::with_capacity(limits.held),
             limits,
+            generation: 0,
+        }
+    }
+
+    /// Changes with every added, removed or changed entry (not with a refresh that
+    /// confirms the same MAC). A cached [`NeighTable::lookup`] result stays right
+    /// while the generation is the same and, for a learned entry, until
+    /// [`NeighTable::fresh_until`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The MAC of a resolved `ip` and the time until which [`NeighTable::lookup`]
+    /// answers it without asking for a probe (`u64::MAX` for a static entry); None
+    /// when `ip` is not resolved or already due for a refresh at `now_ms`.
+    pub fn fresh_until(&self, ip: IpAddr, now_ms: u64) -> Option<(MacAddr, u64)> {
+        let e = self.entries.get(&ip)?;
+        match e.state {
+            NeighState::Static => Some((e.mac, u64::MAX)),
+            NeighState::Reachable => {
+                let until = e.updated_ms.saturating_add(REFRESH_AFTER_MS);
+                (now_ms < until).then_some((e.mac, until))
+            }
+            NeighState::Incomplete => None,
         }
     }
 
     /// Adds a configured entry.
     pub fn add_static(&mut self, ip: IpAddr, mac: MacAddr, port: usize) {
+        self.generation += 1;
         self.entries.insert(
             ip,
             NeighEntry {
@@ -168,6 +196,7 @@ impl<B> NeighTable<B> {
         {
             return Lookup::Busy;
         }
+        self.generation += 1;
         self.entries.insert(
             ip,
             NeighEntry {
@@ -231,6 +260,9 @@ impl<B> NeighTable<B> {
                 } else {
                     Learned::Confirmed
                 };
+                if outcome != Learned::Confirmed {
+                    self.generation += 1;
+                }
                 e.mac = mac;
                 e.port = port;
                 e.state = NeighState::Reachable;
@@ -243,6 +275,7 @@ impl<B> NeighTable<B> {
                 outcome
             }
             None if create && room => {
+                self.generation += 1;
                 self.entries.insert(
                     ip,
                     NeighEntry {
@@ -299,6 +332,7 @@ impl<B> NeighTable<B> {
                 continue;
             }
             // Unanswered: forget the neighbour and drop what waited for it.
+            self.generation += 1;
             self.entries.remove(&ip);
             self.incomplete.swap_remove(i);
             for h in self.held.iter_mut().filter(|h| h.ip == ip) {
@@ -451,6 +485,59 @@ mod tests {
             t.learn(h, MacAddr::BROADCAST, 0, 3, false, |_, _, _| {}),
             Learned::Ignored
         );
+    }
+
+    #[test]
+    fn generation_and_freshness_tell_caches_when_to_look_again() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let (h, gw) = (ip("198.18.0.5"), ip("198.18.0.254"));
+        let g0 = t.generation();
+        assert_eq!(t.fresh_until(h, 0), None);
+        // A miss creates an incomplete entry: changed, but nothing to cache yet.
+        assert_eq!(t.lookup(h, 0, 10), Lookup::Resolving { probe: true });
+        let g1 = t.generation();
+        assert_ne!(g1, g0);
+        assert_eq!(t.fresh_until(h, 10), None);
+        // Resolved: cacheable until the refresh is due, exactly when lookup
+        // starts asking for a probe.
+        t.learn(h, MAC_A, 0, 100, false, |_, _, _| {});
+        let g2 = t.generation();
+        assert_ne!(g2, g1);
+        let until = 100 + REFRESH_AFTER_MS;
+        assert_eq!(t.fresh_until(h, 100), Some((MAC_A, until)));
+        assert_eq!(t.fresh_until(h, until - 1), Some((MAC_A, until)));
+        assert_eq!(t.fresh_until(h, until), None);
+        assert!(matches!(
+            t.lookup(h, 0, until),
+            Lookup::Known { probe: true, .. }
+        ));
+        // The same MAC confirmed: same generation, fresh for longer.
+        t.learn(h, MAC_A, 0, 5000, false, |_, _, _| {});
+        assert_eq!(t.generation(), g2);
+        assert_eq!(
+            t.fresh_until(h, 5000),
+            Some((MAC_A, 5000 + REFRESH_AFTER_MS))
+        );
+        // Another MAC, another port: a new generation.
+        t.learn(h, MAC_B, 0, 6000, false, |_, _, _| {});
+        assert_ne!(t.generation(), g2);
+        let g3 = t.generation();
+        t.learn(h, MAC_B, 1, 6000, false, |_, _, _| {});
+        assert_ne!(t.generation(), g3);
+        // Static entries never need a refresh.
+        let g4 = t.generation();
+        t.add_static(gw, MAC_A, 0);
+        assert_ne!(t.generation(), g4);
+        assert_eq!(t.fresh_until(gw, u64::MAX - 1), Some((MAC_A, u64::MAX)));
+        // An entry given up after its probes: a new generation.
+        let lost = ip("198.18.0.6");
+        assert_eq!(t.lookup(lost, 0, 0), Lookup::Resolving { probe: true });
+        let g5 = t.generation();
+        for k in 1..=u64::from(MAX_PROBES) + 1 {
+            t.tick(k * PROBE_INTERVAL_MS, |_, _| {}, |_| {});
+        }
+        assert!(t.get(lost).is_none());
+        assert_ne!(t.generation(), g5);
     }
 
     #[test]

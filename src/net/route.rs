@@ -33,10 +33,17 @@ pub struct Route {
     pub next_hop: NextHop,
 }
 
+/// Up to this many prefixes of a family, lookups scan a flat list instead of
+/// probing one hash map per prefix length: a few compares beat a few hashes.
+const FLAT_MAX: usize = 16;
+
 /// Prefix length -> (masked network -> next hop), for one address family of `BITS` bits.
 #[derive(Debug, Clone, Default)]
 struct Lpm<const BITS: usize> {
     by_len: Vec<(u8, HashMap<u128, NextHop, FixedState>)>, // longest first
+    /// The same routes as (mask, network, next hop), longest prefix first, while
+    /// there are at most [`FLAT_MAX`] of them.
+    flat: Option<Vec<(u128, u128, NextHop)>>,
 }
 
 impl<const BITS: usize> Lpm<BITS> {
@@ -67,10 +74,30 @@ impl<const BITS: usize> Lpm<BITS> {
             }
         };
         self.by_len[pos].1.insert(net & Self::mask(len), hop);
+        let count: usize = self.by_len.iter().map(|(_, m)| m.len()).sum();
+        self.flat = (count <= FLAT_MAX).then(|| {
+            self.by_len
+                .iter()
+                .flat_map(|(len, map)| {
+                    let mask = Self::mask(*len);
+                    map.iter().map(move |(net, hop)| (mask, *net, *hop))
+                })
+                .collect()
+        });
     }
 
     #[inline]
     fn lookup(&self, addr: u128) -> Option<NextHop> {
+        match &self.flat {
+            Some(flat) => flat
+                .iter()
+                .find(|(mask, net, _)| addr & mask == *net)
+                .map(|(_, _, hop)| *hop),
+            None => self.lookup_hashed(addr),
+        }
+    }
+
+    fn lookup_hashed(&self, addr: u128) -> Option<NextHop> {
         self.by_len
             .iter()
             .find_map(|(len, map)| map.get(&(addr & Self::mask(*len))).copied())
@@ -206,6 +233,45 @@ mod tests {
             r("0.0.0.0/0", 1, Some("198.19.0.1")),
         ]);
         assert_eq!(t.lookup(ip("1.2.3.4")).unwrap().port, 1);
+    }
+
+    #[test]
+    fn flat_and_hashed_lookups_agree() {
+        // Small tables scan a flat list, larger ones probe per prefix length: the
+        // answers must be the same, at every size around the switch.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for size in [1, FLAT_MAX - 1, FLAT_MAX, FLAT_MAX + 1, 40] {
+            let mut routes = vec![r("0.0.0.0/0", 0, Some("198.18.0.254"))];
+            while routes.len() < size {
+                let len = [8u8, 16, 20, 24, 28, 32][(rnd() % 6) as usize];
+                // Few distinct networks, so prefixes nest and overlap.
+                let net = Ipv4Addr::from(0x0a00_0000 | (rnd() as u32 & 0x00ff_0f0f));
+                let prefix = IpNet::new(IpAddr::V4(net), len).unwrap().trunc();
+                if routes.iter().any(|r| r.prefix == prefix) {
+                    continue;
+                }
+                routes.push(Route {
+                    prefix,
+                    next_hop: NextHop {
+                        port: routes.len(),
+                        via: None,
+                    },
+                });
+            }
+            let t = RouteTable::new(routes);
+            assert_eq!(t.v4.flat.is_some(), size <= FLAT_MAX, "size {size}");
+            for _ in 0..2000 {
+                let a = 0x0a00_0000 | (rnd() as u32 & 0x00ff_0f0f) ^ (rnd() as u32 & 0x101);
+                let a = u128::from(a);
+                assert_eq!(t.v4.lookup(a), t.v4.lookup_hashed(a), "size {size}");
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub trait PacketBuf {
     fn rx_port(&self) -> u16;
     /// Records the index of the port the packet arrived on.
     fn set_rx_port(&mut self, port: u16);
+    /// Starts loading the first cache line of the packet data (a hint for batched
+    /// processing; buffers in plain memory need not do anything).
+    fn prefetch_data(&self) {}
 
     /// Packet length in bytes.
     fn len(&self) -> usize {

@@ -140,6 +140,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     /// Applies recorded changes (such as the [`Delta`] an IP address rewrite returns)
     /// to the checksum. A zero checksum ("none") stays zero; a result of 0 is stored
     /// as 0xffff.
+    #[inline]
     pub fn apply_checksum_delta(&mut self, delta: Delta) {
         let old = self.checksum();
         if old == 0 {

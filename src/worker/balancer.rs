@@ -183,7 +183,26 @@ impl Balancer {
         worker: usize,
         workers: usize,
     ) -> Result<Balancer, ConnError> {
-        let hasher = FlowHasher::random();
+        Self::with_hasher(
+            services,
+            limits,
+            timeouts,
+            worker,
+            workers,
+            FlowHasher::random(),
+        )
+    }
+
+    /// [`Balancer::new`] with a given hasher, whose seed also orders the local
+    /// ports: a fixed seed makes two balancers behave alike (tests).
+    pub fn with_hasher(
+        services: &Services,
+        limits: BalancerLimits,
+        timeouts: &Timeouts,
+        worker: usize,
+        workers: usize,
+        hasher: FlowHasher,
+    ) -> Result<Balancer, ConnError> {
         let v6_templates = if limits.conns_v6 > 0 {
             limits.templates
         } else {
@@ -334,6 +353,13 @@ impl Balancer {
         self.len() == 0
     }
 
+    /// The connection table of one family, for lookups with a precomputed hash and
+    /// their prefetch hints.
+    #[inline]
+    pub fn conns<A: Tables>(&self) -> &ConnTable<A> {
+        &A::select_ref(&self.v4, &self.v6).conns
+    }
+
     /// The connection a packet belongs to, and its direction.
     #[inline]
     pub fn lookup<A: Tables>(&self, key: &FlowKey<A>) -> Option<(ConnId, Dir)> {
@@ -384,9 +410,24 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Option<Conn<A>> {
+        self.on_packet_in_place::<A>(id, dir, tcp_flags, now, stats)
+            .copied()
+    }
+
+    /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
+    /// out, for a caller that reads only a few of its fields (the burst path).
+    #[inline]
+    pub fn on_packet_in_place<A: Tables>(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Option<&Conn<A>> {
         let t = A::select(&mut self.v4, &mut self.v6);
         let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
-        let conn = *t.conns.get(id)?;
+        let conn = t.conns.get(id)?;
         if change.activated() || change.deactivated() {
             self.views
                 .count_state_change(conn.real_server(), change, stats);

@@ -72,9 +72,7 @@ impl WorkerLoop {
                     continue;
                 }
                 received += n;
-                for pkt in rx_buf.drain(..) {
-                    self.pipeline.process(pkt, port);
-                }
+                self.pipeline.process_burst(&mut rx_buf, port);
             }
             if let Some(ring) = self.from_kernel.as_mut() {
                 if ring.dequeue_burst(&mut rx_buf, self.burst) > 0 {

@@ -5,6 +5,7 @@
 
 mod balancer;
 mod dataplane;
+mod hops;
 mod lcore;
 mod lports;
 mod pipeline;

@@ -7,6 +7,7 @@
 //! ARP reply we learned from).
 
 use super::balancer::{Balancer, Tables};
+use super::hops::HopCache;
 use super::steer::owner_of;
 use super::{Dataplane, LocalKind, PacketPool, WorkerCommand, WorkerEvent};
 use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
@@ -54,6 +55,10 @@ pub struct Pipeline<P: PacketPool> {
     /// Per-port packets for the kernel interface (exception path).
     kernel: Vec<Vec<P::Buf>>,
     now_ms: u64,
+    /// Resolved IPv4 next hops for the burst path.
+    hops: HopCache,
+    /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
+    iface_v4: Vec<Ipv4Addr>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -100,7 +105,16 @@ impl<P: PacketPool> Pipeline<P> {
                 .map(|w| Vec::with_capacity(if w == worker { 0 } else { burst * ports.max(1) }))
                 .collect(),
             now_ms: 0,
+            hops: HopCache::new(),
+            iface_v4: Vec::new(),
         }
+        .with_interface_addrs()
+    }
+
+    /// Takes the ports' IPv4 addresses from the configuration snapshot.
+    fn with_interface_addrs(mut self) -> Self {
+        self.iface_v4 = interface_v4(&self.dp);
+        self
     }
 
     pub fn worker(&self) -> usize {
@@ -187,6 +201,8 @@ impl<P: PacketPool> Pipeline<P> {
                     self.neigh.add_static(*ip, *mac, *port);
                 }
                 self.stats.config_version.set(dp.version);
+                self.hops.clear();
+                self.iface_v4 = interface_v4(&dp);
                 self.dp = dp;
             }
             WorkerCommand::Neighbor { ip, mac, port } => {
@@ -973,6 +989,18 @@ impl<P: PacketPool> Pipeline<P> {
     }
 }
 
+/// The ports' own IPv4 addresses.
+fn interface_v4(dp: &Dataplane) -> Vec<Ipv4Addr> {
+    dp.ifaces
+        .iter()
+        .flat_map(|i| i.addrs.iter())
+        .filter_map(|a| match a.addr() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
 /// A connection's endpoints for the forwarding module.
 #[inline]
 fn endpoints<A: Family>(c: &Conn<A>) -> Endpoints {
@@ -1091,6 +1119,8 @@ fn build_nd_solicit<B: PacketBuf>(
         Err(_) => false,
     }
 }
+
+mod burst;
 
 #[cfg(test)]
 mod tests;

@@ -66,8 +66,11 @@ fn harness_with(text: &str) -> Harness {
 }
 
 impl Harness {
+    /// Receives one frame, as a burst of one: the path every worker runs.
     fn rx(&mut self, frame: Vec<u8>, port: usize) {
-        self.p.process(VecBuf::from_frame(&frame), port);
+        let mut burst = vec![VecBuf::from_frame(&frame)];
+        self.p.process_burst(&mut burst, port);
+        assert!(burst.is_empty());
     }
 
     fn take_tx(&mut self, port: usize) -> Vec<VecBuf> {
@@ -87,6 +90,7 @@ fn l2_to_us(src: MacAddr) -> L2 {
     L2 { src, dst: OUR_MAC }
 }
 
+mod burst;
 mod modes;
 mod nat;
 

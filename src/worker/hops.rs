@@ -1,0 +1,150 @@
+//! A small cache of resolved IPv4 next hops for the burst path: next-hop address
+//! -> (egress port, Ethernet addresses), so that a packet of an established flow
+//! costs one array probe and one 12-byte copy instead of a neighbour-table lookup
+//! and two MAC writes.
+//!
+//! An entry answers exactly what [`NeighTable::lookup`](crate::net::NeighTable::lookup)
+//! would answer without side effects (a known MAC, no probe due): it is filled only
+//! from [`NeighTable::fresh_until`](crate::net::NeighTable::fresh_until), carries the
+//! table's generation and the time its answer stays fresh, and is ignored once
+//! either has moved on. Everything else (misses, refreshes, resolution) takes the
+//! ordinary path. A configuration change clears it (routes and ports may differ).
+
+use crate::packet::MacAddr;
+use std::net::Ipv4Addr;
+
+/// Entries, direct-mapped by address: a balancer sends to a handful of next hops
+/// (its real servers and gateways).
+const ENTRIES: usize = 64;
+
+/// The destination and source MAC addresses, as they open an Ethernet header.
+pub(super) type L2Addrs = [u8; 12];
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    ip: Ipv4Addr,
+    port: usize,
+    l2: L2Addrs,
+    /// Valid while `now_ms` is below this.
+    fresh_until: u64,
+    /// The neighbour table's generation when filled; 0 marks an empty entry
+    /// together with `fresh_until` 0.
+    generation: u64,
+}
+
+const EMPTY: Entry = Entry {
+    ip: Ipv4Addr::UNSPECIFIED,
+    port: 0,
+    l2: [0; 12],
+    fresh_until: 0,
+    generation: 0,
+};
+
+/// The cache (see the module documentation).
+#[derive(Debug)]
+pub(super) struct HopCache {
+    entries: Box<[Entry; ENTRIES]>,
+}
+
+impl HopCache {
+    pub(super) fn new() -> HopCache {
+        HopCache {
+            entries: Box::new([EMPTY; ENTRIES]),
+        }
+    }
+
+    #[inline(always)]
+    fn slot(ip: Ipv4Addr) -> usize {
+        // Fibonacci hashing: the top bits of a multiply spread nearby addresses.
+        (u32::from(ip).wrapping_mul(0x9e37_79b9) >> (32 - ENTRIES.trailing_zeros())) as usize
+    }
+
+    /// The Ethernet addresses towards next hop `ip` out of `port`, if cached and
+    /// still right at `now_ms` under neighbour-table `generation`.
+    #[inline]
+    pub(super) fn get(
+        &self,
+        ip: Ipv4Addr,
+        port: usize,
+        now_ms: u64,
+        generation: u64,
+    ) -> Option<&L2Addrs> {
+        let e = &self.entries[Self::slot(ip)];
+        (e.ip == ip && e.port == port && e.generation == generation && now_ms < e.fresh_until)
+            .then_some(&e.l2)
+    }
+
+    /// Remembers a neighbour-table answer: next hop `ip` is at `mac`, reached out
+    /// of `port` whose own MAC is `src`. Returns the Ethernet addresses.
+    pub(super) fn put(
+        &mut self,
+        ip: Ipv4Addr,
+        port: usize,
+        (mac, src): (MacAddr, MacAddr),
+        fresh_until: u64,
+        generation: u64,
+    ) -> &L2Addrs {
+        let mut l2 = [0; 12];
+        l2[..6].copy_from_slice(&mac.0);
+        l2[6..].copy_from_slice(&src.0);
+        let e = &mut self.entries[Self::slot(ip)];
+        *e = Entry {
+            ip,
+            port,
+            l2,
+            fresh_until,
+            generation,
+        };
+        &e.l2
+    }
+
+    /// Forgets everything (configuration change).
+    pub(super) fn clear(&mut self) {
+        self.entries.fill(EMPTY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 7]);
+    const OURS: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const L2: L2Addrs = [2, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn answers_only_while_fresh_and_unchanged() {
+        let mut c = HopCache::new();
+        let ip = Ipv4Addr::new(198, 19, 0, 10);
+        assert_eq!(c.get(ip, 1, 0, 0), None, "empty");
+        assert_eq!(c.put(ip, 1, (MAC, OURS), 1000, 5), &L2);
+        assert_eq!(c.get(ip, 1, 999, 5), Some(&L2));
+        assert_eq!(c.get(ip, 1, 1000, 5), None, "stale");
+        assert_eq!(c.get(ip, 1, 10, 6), None, "table changed");
+        assert_eq!(c.get(ip, 0, 10, 5), None, "other port");
+        assert_eq!(c.get(Ipv4Addr::new(198, 19, 0, 11), 1, 10, 5), None);
+        c.clear();
+        assert_eq!(c.get(ip, 1, 10, 5), None, "cleared");
+    }
+
+    #[test]
+    fn an_empty_entry_never_answers() {
+        // Generation 0 and time 0 are possible; an empty entry is still no answer.
+        let c = HopCache::new();
+        assert_eq!(c.get(Ipv4Addr::UNSPECIFIED, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn colliding_addresses_replace_each_other() {
+        let mut c = HopCache::new();
+        let a = Ipv4Addr::new(198, 19, 0, 10);
+        let b = (0..u32::MAX)
+            .map(|i| Ipv4Addr::from(u32::from(a) + 1 + i))
+            .find(|&b| HopCache::slot(b) == HopCache::slot(a))
+            .unwrap();
+        c.put(a, 1, (MAC, OURS), 100, 1);
+        c.put(b, 1, (MacAddr([2, 0, 0, 0, 0, 8]), OURS), 100, 1);
+        assert_eq!(c.get(a, 1, 0, 1), None);
+        assert_eq!(c.get(b, 1, 0, 1).map(|l2| l2[5]), Some(8));
+    }
+}

@@ -1,0 +1,266 @@
+//! The burst path: a received burst goes through in stages, so that the cache
+//! misses of its packets overlap instead of following one another.
+//!
+//! 1. Prefetch every packet's first data line; classify each with
+//!    [`parse_ipv4_flow`] (untagged IPv4 TCP/UDP to this port's MAC), hash its flow
+//!    key and prefetch the connection-index bucket it will probe.
+//! 2. With the buckets arriving, prefetch the slab entry each bucket points at.
+//! 3. In arrival order, forward packets of established connections right here
+//!    ([`Pipeline::forward_established_v4`]); every other packet (new connections,
+//!    ARP, ICMP, IPv6, anything malformed) takes [`Pipeline::process`]'s path, which
+//!    also owns every drop reason.
+//!
+//! Per packet, stage 3 does what `flow_input_af` and `forward` do for an
+//! established flow, in the same order and with the same counters, minus the work
+//! that cannot change the outcome for such a packet: the full parse, the own-address
+//! map, the address-family erasure of the action, and (through [`HopCache`]) the
+//! neighbour lookup. A hit in this worker's table also means this worker owns the
+//! connection: it created it for a packet steered to it, and both directions'
+//! packets steer by the same port (see `steer`).
+
+use super::*;
+use crate::conn::{Candidate, ConnId, Mode};
+use crate::dpdk::prefetch;
+use crate::forward::{packet_action_v4, translate_v4, ActionV4};
+use crate::packet::{parse_ipv4_flow, Ipv4Flow};
+
+/// Packets staged together. Enough to cover a memory access with the work of the
+/// others; small enough to keep what was prefetched in L1.
+const BATCH: usize = 32;
+/// How many packets ahead of the one being handled the slab entry is requested:
+/// enough handling time to cover a memory access.
+const LOOKAHEAD: usize = 8;
+
+/// What stage 1 learned of a packet.
+#[derive(Clone, Copy)]
+struct Staged {
+    /// The packet in the burst path's shape, or None for the ordinary path.
+    flow: Option<Ipv4Flow>,
+    /// The hash of its flow key under the IPv4 table's hasher.
+    hash: u64,
+    /// The slot its connection most likely is in (stage 2).
+    candidate: Option<Candidate>,
+}
+
+const ORDINARY: Staged = Staged {
+    flow: None,
+    hash: 0,
+    candidate: None,
+};
+
+#[inline(always)]
+fn proto_of(flow: &Ipv4Flow) -> Proto {
+    if flow.protocol == IpProtocol::TCP {
+        Proto::Tcp
+    } else {
+        Proto::Udp
+    }
+}
+
+#[inline(always)]
+fn key_of(flow: &Ipv4Flow) -> FlowKey<Ipv4Addr> {
+    FlowKey::new(
+        proto_of(flow),
+        flow.src,
+        flow.src_port,
+        flow.dst,
+        flow.dst_port,
+    )
+}
+
+impl<P: PacketPool> Pipeline<P> {
+    /// Runs a burst received on `port` through the pipeline and empties `pkts`.
+    /// Each packet ends exactly as [`Pipeline::process`] would leave it, in the
+    /// same order; established IPv4 flows just get there faster.
+    pub fn process_burst(&mut self, pkts: &mut Vec<P::Buf>, port: usize) {
+        self.stats.rx_packets.add(pkts.len() as u64);
+        let mac = self.dp.ifaces[port].mac;
+        while !pkts.is_empty() {
+            let n = pkts.len().min(BATCH);
+            let mut staged = [ORDINARY; BATCH];
+            for pkt in &pkts[..n] {
+                pkt.prefetch_data();
+            }
+            let table = self.lb.conns::<Ipv4Addr>();
+            for (pkt, s) in pkts[..n].iter().zip(&mut staged) {
+                let data = pkt.data();
+                if data.get(ethernet::field::DST) != Some(&mac.0[..]) {
+                    continue;
+                }
+                let Some(flow) = parse_ipv4_flow(data) else {
+                    continue;
+                };
+                let hash = table.hasher().hash(&key_of(&flow));
+                prefetch(table.prefetch_bucket(hash));
+                *s = Staged {
+                    flow: Some(flow),
+                    hash,
+                    candidate: None,
+                };
+            }
+            // Stages 2 and 3 interleaved: while packet i is handled, the slab entry
+            // of packet i + LOOKAHEAD is requested (its bucket arrived meanwhile).
+            for s in staged[..n].iter_mut().take(LOOKAHEAD) {
+                self.request_entry(s);
+            }
+            for (i, mut pkt) in pkts.drain(..n).enumerate() {
+                if i + LOOKAHEAD < n {
+                    self.request_entry(&mut staged[i + LOOKAHEAD]);
+                }
+                pkt.set_rx_port(port as u16);
+                let s = staged[i];
+                match s.flow {
+                    Some(flow) => self.flow_v4(pkt, port, &flow, &s),
+                    None => self.handle(pkt, port, true),
+                }
+            }
+        }
+    }
+
+    /// Stage 2 for one packet: prefetches the slab entry its bucket points at and
+    /// remembers the slot.
+    #[inline(always)]
+    fn request_entry(&self, s: &mut Staged) {
+        if s.flow.is_some() {
+            if let Some((candidate, entry)) = self.lb.conns::<Ipv4Addr>().prefetch_entry(s.hash) {
+                prefetch(entry);
+                s.candidate = Some(candidate);
+            }
+        }
+    }
+
+    /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
+    /// to an established connection or opens one; anything else goes to the
+    /// ordinary path untouched.
+    #[inline]
+    fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged) {
+        let proto = proto_of(flow);
+        let flags = flow.tcp_flags;
+        // TCP/UDP to a port's own address is not forwarded; nonsense flags are
+        // dropped with their reason.
+        if (proto == Proto::Tcp && flags.is_nonsense()) || self.iface_v4.contains(&flow.dst) {
+            return self.handle(pkt, port, true);
+        }
+        let table = self.lb.conns::<Ipv4Addr>();
+        let Some((id, dir)) = table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
+        else {
+            return self.open_v4(pkt, port, flow);
+        };
+        // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
+        // is encapsulated.
+        if (dir == Dir::Inbound && is_opening_syn(proto, flags))
+            || table.get(id).is_none_or(|c| c.mode() == Mode::Tunnel)
+        {
+            return self.handle(pkt, port, true);
+        }
+        self.forward_v4(pkt, flow, id, dir);
+    }
+
+    /// The first packet of a flow, as `flow_input_af` handles a miss: a new
+    /// connection to the service on the destination, if it may open one. Left to
+    /// the ordinary path: several workers (the packet may belong to another one),
+    /// no service (the path names the drop reason), and TUNNEL services.
+    fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow) {
+        let proto = proto_of(flow);
+        let Self {
+            dp,
+            lb,
+            stats,
+            now_ms,
+            workers,
+            ..
+        } = self;
+        let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
+            Some(svc) if *workers == 1 && svc.mode != Mode::Tunnel => svc,
+            _ => return self.handle(pkt, port, true),
+        };
+        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
+        if proto == Proto::Tcp && !is_opening_syn(proto, flow.tcp_flags) {
+            return self.discard(pkt, DropReason::TcpNoConnection);
+        }
+        let connected = lb.connect(
+            svc,
+            proto,
+            Endpoint::new(flow.src, flow.src_port),
+            Endpoint::new(flow.dst, flow.dst_port),
+            *now_ms,
+            stats,
+        );
+        match connected {
+            Ok(id) => self.forward_v4(pkt, flow, id, Dir::Inbound),
+            Err(reason) => self.discard(pkt, reason),
+        }
+    }
+
+    /// Accounts a packet to connection `id` (state, counters), rewrites it for the
+    /// connection's mode and sends it on: `flow_input_af` and `forward` in one.
+    #[inline]
+    fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
+        let Some(conn) = self.lb.on_packet_in_place::<Ipv4Addr>(
+            id,
+            dir,
+            flow.tcp_flags.bits(),
+            self.now_ms,
+            &self.stats,
+        ) else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        let action = packet_action_v4(conn, dir);
+        let bytes = u64::from(flow.total_len);
+        let counters = self.stats.real_server(conn.real_server());
+        if dir == Dir::Inbound {
+            counters.in_packets.inc();
+            counters.in_bytes.add(bytes);
+        } else {
+            counters.out_packets.inc();
+            counters.out_bytes.add(bytes);
+        }
+        let next_hop = match action {
+            Some(ActionV4::Translate { t, next_hop }) => {
+                if let Err(reason) = translate_v4(pkt.data_mut(), flow, &t) {
+                    return self.discard(pkt, reason);
+                }
+                next_hop
+            }
+            Some(ActionV4::Direct { next_hop }) => next_hop,
+            None => return self.discard(pkt, DropReason::NoConnection),
+        };
+        pkt.truncate(flow.l3_end());
+        self.route_out_v4(pkt, next_hop);
+    }
+
+    /// [`Pipeline::route_out`] for IPv4, answered from the next-hop cache when it can.
+    #[inline]
+    fn route_out_v4(&mut self, mut pkt: P::Buf, dst: Ipv4Addr) {
+        let Some(hop) = self.dp.routes.lookup_v4(dst) else {
+            return self.discard(pkt, DropReason::NoRoute);
+        };
+        let next = match hop.via {
+            None => dst,
+            Some(IpAddr::V4(via)) => via,
+            Some(IpAddr::V6(_)) => return self.route_out(pkt, IpAddr::V4(dst)),
+        };
+        let generation = self.neigh.generation();
+        let l2 = match self.hops.get(next, hop.port, self.now_ms, generation) {
+            Some(l2) => l2,
+            None => match self.neigh.fresh_until(IpAddr::V4(next), self.now_ms) {
+                Some((mac, until)) => {
+                    let ours = self.dp.ifaces[hop.port].mac;
+                    self.hops
+                        .put(next, hop.port, (mac, ours), until, generation)
+                }
+                // Unresolved or due for a refresh: the ordinary path probes and holds.
+                None => return self.route_out(pkt, IpAddr::V4(dst)),
+            },
+        };
+        if let Some(addrs) = pkt.data_mut().first_chunk_mut::<12>() {
+            *addrs = *l2;
+        }
+        let q = &mut self.tx[hop.port];
+        if q.len() < q.capacity() {
+            q.push(pkt);
+        } else {
+            self.discard(pkt, DropReason::TxFull);
+        }
+    }
+}

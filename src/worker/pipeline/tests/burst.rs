@@ -1,0 +1,352 @@
+//! The burst path against the packet-at-a-time path: the same random traffic
+//! through two identical pipelines, one packet at a time into one and in bursts of
+//! random sizes into the other, must leave byte-identical TX queues, the same
+//! drops, counters and neighbour events, burst after burst.
+
+use super::*;
+use crate::conn::FlowHasher;
+use crate::packet::testutil::XorShift;
+use crate::packet::{IpProtocol, Ipv4Packet};
+use std::net::SocketAddr;
+
+const RS_LEARNED: &str = "198.19.0.12";
+
+const CONFIG: &str = r#"
+eal: { cores: [0, 1], hugepages: false }
+ports:
+  - { name: wan, device: "net_null0", addresses: ["198.18.0.1/24"] }
+  - { name: lan, device: "net_null1", addresses: ["198.19.0.1/24"] }
+workers: { cores: [1] }
+connections: { max: 64, timeouts: { tcp_established: "20s", tcp_syn: "3s", tcp_fin: "5s", udp: "4s" } }
+routes:
+  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
+neighbors:
+  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }
+  - { ip: "198.19.0.11", mac: "02:00:00:00:01:11" }
+  - { ip: "198.18.0.10", mac: "02:00:00:00:00:10" }
+services:
+  - { name: nat-tcp, vip: 198.18.0.100, port: 80, protocol: tcp, mode: nat, scheduler: rr,
+      real_servers: [{ address: 198.19.0.10, port: 8080 }, { address: 198.19.0.12, port: 8080 }] }
+  - { name: nat-udp, vip: 198.18.0.100, port: 53, protocol: udp, mode: nat, scheduler: rr,
+      real_servers: [{ address: 198.19.0.11, port: 5353 }] }
+  - { name: fnat-tcp, vip: 198.18.0.101, port: 80, protocol: tcp, mode: fullnat, scheduler: rr,
+      local_addresses: [198.19.0.2, 198.19.0.3],
+      real_servers: [{ address: 198.19.0.10, port: 8080 }, { address: 198.19.0.11, port: 8080 }] }
+  - { name: fnat-udp, vip: 198.18.0.101, port: 53, protocol: udp, mode: fullnat, scheduler: rr,
+      local_addresses: [198.19.0.2],
+      real_servers: [{ address: 198.19.0.12, port: 53 }] }
+  - { name: dr, vip: 198.18.0.102, port: 80, protocol: tcp, mode: dr, scheduler: rr,
+      real_servers: [{ address: 198.19.0.10, port: 80 }, { address: 198.19.0.12, port: 80 }] }
+  - { name: dr-udp, vip: 198.18.0.102, port: 53, protocol: udp, mode: dr, scheduler: rr,
+      real_servers: [{ address: 198.19.0.11, port: 53 }] }
+  - { name: tun, vip: 198.18.0.103, port: 80, protocol: tcp, mode: tunnel, scheduler: rr,
+      real_servers: [{ address: 198.19.0.11, port: 80 }] }
+"#;
+
+/// One pipeline with a fixed hasher seed, so local ports come out the same.
+fn seeded() -> Harness {
+    let cfg = config::parse(CONFIG, "test.yaml", &HostFacts::default()).expect("valid config");
+    let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
+    let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
+    let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
+    let lb = Balancer::with_hasher(
+        &dp.services,
+        limits,
+        &crate::conn::Timeouts::default(),
+        0,
+        1,
+        FlowHasher::with_seed(7),
+    )
+    .unwrap();
+    let (tx, rx) = bounded(1024);
+    let mut p = Pipeline::new(0, 1, dp.clone(), lb, TestPool, stats.clone(), tx, 32);
+    // Apply the config's timeouts the way a reload would.
+    p.apply(WorkerCommand::Config(dp));
+    Harness {
+        p,
+        events: rx,
+        stats,
+    }
+}
+
+/// A random frame and the port it arrives on. `seen` holds frames the pipeline
+/// sent to real servers, to answer as the server would.
+fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
+    let pick = rng.below(100);
+    let client = SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + rng.below(4) as u8)),
+        40000 + rng.below(6) as u16,
+    );
+    let vip_addr = Ipv4Addr::new(198, 18, 0, 100 + rng.below(4) as u8);
+    let port = if rng.below(3) == 0 { 53 } else { 80 };
+    let vip = SocketAddr::new(IpAddr::V4(vip_addr), port);
+    let payload = vec![rng.next() as u8; rng.below(40)];
+    let flags = [
+        TcpFlags::SYN,
+        TcpFlags::ACK,
+        TcpFlags::ACK | TcpFlags::PSH,
+        TcpFlags::FIN | TcpFlags::ACK,
+        TcpFlags::RST,
+        TcpFlags::SYN | TcpFlags::ACK,
+        TcpFlags::SYN | TcpFlags::FIN,
+        TcpFlags::default(),
+    ][rng.below(8)];
+    let to_us = l2_to_us(CLIENT_MAC);
+    let client_packet = |rng: &mut XorShift| {
+        if port == 53 || rng.below(6) == 0 {
+            craft::udp(to_us, client, vip, &payload)
+        } else {
+            craft::tcp(to_us, client, vip, flags, 1, 2, &payload)
+        }
+    };
+    match pick {
+        0..=44 => (client_packet(rng), 0),
+        45..=69 if !seen.is_empty() => {
+            // A real server answers one of the packets we sent it.
+            let sent = &seen[rng.below(seen.len())];
+            let info = parse_frame(sent, false).unwrap();
+            let L3Info::Ip(ip) = info.l3 else {
+                unreachable!()
+            };
+            let (sport, dport) = ip.ports().unwrap();
+            let from = SocketAddr::new(ip.addrs.dst(), dport);
+            let to = SocketAddr::new(ip.addrs.src(), sport);
+            let l2 = L2 {
+                src: MacAddr(sent[0..6].try_into().unwrap()),
+                dst: LAN_MAC,
+            };
+            let frame = if ip.protocol == IpProtocol::UDP {
+                craft::udp(l2, from, to, &payload)
+            } else {
+                let f = [
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    TcpFlags::ACK,
+                    TcpFlags::FIN | TcpFlags::ACK,
+                    TcpFlags::RST,
+                ][rng.below(4)];
+                craft::tcp(l2, from, to, f, 3, 4, &payload)
+            };
+            (frame, 1)
+        }
+        70 => {
+            // The unresolved real server makes itself known, now and then from
+            // another MAC (a failover), by asking for us or by answering our probe.
+            let mac = MacAddr([2, 0, 0, 0, 1, 0x12 + rng.below(2) as u8]);
+            let rs = RS_LEARNED.parse().unwrap();
+            let us = "198.19.0.1".parse().unwrap();
+            let frame = if rng.below(2) == 0 {
+                craft::arp_request(mac, rs, us)
+            } else {
+                craft::arp_reply(mac, rs, LAN_MAC, us)
+            };
+            (frame, 1)
+        }
+        71..=73 => (client_packet(rng), 0),
+        74..=76 => (
+            craft::echo_request(
+                to_us,
+                client.ip(),
+                "198.18.0.1".parse().unwrap(),
+                1,
+                2,
+                &payload,
+            ),
+            0,
+        ),
+        77..=82 => {
+            // Damage: random bytes in the headers.
+            let mut f = client_packet(rng);
+            for _ in 0..1 + rng.below(2) {
+                let at = rng.below(f.len().min(54));
+                f[at] = rng.next() as u8;
+            }
+            (f, 0)
+        }
+        83..=85 => {
+            let mut f = client_packet(rng);
+            f[14 + 8] = rng.below(2) as u8;
+            Ipv4Packet::new_checked(&mut f[14..])
+                .unwrap()
+                .fill_checksum();
+            (f, 0)
+        }
+        86..=87 => {
+            let mut f = client_packet(rng);
+            f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+            (f, 0)
+        }
+        88..=90 => {
+            // TCP/UDP to the port's own address.
+            let own = SocketAddr::new("198.18.0.1".parse().unwrap(), port);
+            (craft::udp(to_us, client, own, &payload), 0)
+        }
+        91..=92 => {
+            let mut f = client_packet(rng);
+            f[14 + 6] |= 0x20;
+            Ipv4Packet::new_checked(&mut f[14..])
+                .unwrap()
+                .fill_checksum();
+            (f, 0)
+        }
+        93..=94 => (
+            craft::udp(
+                to_us,
+                "[2001:2::10]:4000".parse().unwrap(),
+                "[2001:2::1]:53".parse().unwrap(),
+                &payload,
+            ),
+            0,
+        ),
+        _ => (client_packet(rng), rng.below(2)),
+    }
+}
+
+/// Everything observable of a pipeline since the last call: the TX queues, how
+/// many packets were freed, the neighbour events.
+type Output = (Vec<Vec<Vec<u8>>>, Vec<Vec<Vec<u8>>>, usize, Vec<String>);
+
+/// What a pipeline sent: per port to the NIC and to the kernel interface, how
+/// many packets it freed, its events.
+fn take_output(h: &mut Harness) -> Output {
+    let tx = (0..2)
+        .map(|port| h.take_tx(port).iter().map(|b| b.data().to_vec()).collect())
+        .collect();
+    let kernel = (0..2)
+        .map(|port| {
+            h.p.kernel_queue(port)
+                .drain(..)
+                .map(|b| b.data().to_vec())
+                .collect()
+        })
+        .collect();
+    let freed = h.p.garbage().drain(..).count();
+    let events = h.events.try_iter().map(|e| format!("{e:?}")).collect();
+    (tx, kernel, freed, events)
+}
+
+/// The slots of the configured real servers.
+fn rs_slots(h: &Harness) -> Vec<u16> {
+    h.p.dp
+        .services
+        .iter()
+        .flat_map(|svc| svc.real_servers.iter().map(|r| r.slot))
+        .collect()
+}
+
+/// Every counter of a pipeline.
+fn counters(h: &Harness) -> Vec<(String, u64)> {
+    let s = &h.stats;
+    let mut out = vec![
+        ("rx".to_string(), s.rx_packets.get()),
+        ("handoff".to_string(), s.handoff_packets.get()),
+        ("conns".to_string(), s.conns_active.get()),
+        ("kernel".to_string(), s.kernel_packets.get()),
+    ];
+    for r in DropReason::ALL {
+        out.push((r.label().to_string(), s.dropped(*r)));
+    }
+    for slot in rs_slots(h) {
+        let rs = s.real_server(slot);
+        for (name, c) in [
+            ("conns", &rs.conns),
+            ("in_packets", &rs.in_packets),
+            ("in_bytes", &rs.in_bytes),
+            ("out_packets", &rs.out_packets),
+            ("out_bytes", &rs.out_bytes),
+            ("active", &rs.active),
+            ("inactive", &rs.inactive),
+            ("handshakes", &rs.handshakes),
+            ("syn_failures", &rs.syn_failures),
+        ] {
+            out.push((format!("rs{slot}_{name}"), c.get()));
+        }
+    }
+    out
+}
+
+#[test]
+fn bursts_and_single_packets_end_the_same() {
+    let mut single = seeded();
+    let mut burst = seeded();
+    let mut rng = XorShift::new(0xb0257);
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    let mut now = 1_000u64;
+    let mut forwarded = 0;
+    for round in 0..1500 {
+        // Time moves on between bursts: now and then far enough for timeouts and
+        // neighbour refreshes.
+        now += match rng.below(50) {
+            0..=2 => 70_000,
+            3..=5 => 4_000,
+            _ => rng.below(300) as u64,
+        };
+        let size = 1 + rng.below(if round % 10 == 0 { 80 } else { 34 });
+        let frames: Vec<(Vec<u8>, usize)> =
+            (0..size).map(|_| random_frame(&mut rng, &seen)).collect();
+        for h in [&mut single, &mut burst] {
+            h.p.set_time(now);
+            h.p.expire_connections();
+            h.p.housekeeping();
+        }
+        for (f, port) in &frames {
+            single.p.process(VecBuf::from_frame(f), *port);
+        }
+        // The burst pipeline gets runs of the same port, as an RX queue delivers.
+        let mut i = 0;
+        while i < frames.len() {
+            let port = frames[i].1;
+            let mut run = Vec::new();
+            while i < frames.len() && frames[i].1 == port {
+                run.push(VecBuf::from_frame(&frames[i].0));
+                i += 1;
+            }
+            burst.p.process_burst(&mut run, port);
+            assert!(run.is_empty());
+        }
+        let a = take_output(&mut single);
+        let b = take_output(&mut burst);
+        assert_eq!(a, b, "round {round}");
+        assert_eq!(counters(&single), counters(&burst), "round {round}");
+        for f in &a.0[1] {
+            let tcp_or_udp = parse_frame(f, false)
+                .ok()
+                .and_then(|i| i.ip().and_then(IpInfo::ports))
+                .is_some();
+            if !tcp_or_udp {
+                continue; // ARP probes, tunnelled packets
+            }
+            forwarded += 1;
+            if seen.len() < 256 {
+                seen.push(f.clone());
+            } else {
+                seen[rng.below(256)] = f.clone();
+            }
+        }
+    }
+    // The traffic did reach the interesting places.
+    let s = &burst.stats;
+    assert!(forwarded > 1000, "forwarded {forwarded}");
+    for r in [
+        DropReason::NoConnection,
+        DropReason::TcpNoConnection,
+        DropReason::BadTcpFlags,
+        DropReason::ForeignMac,
+        DropReason::TtlExceeded,
+        DropReason::Fragment,
+        DropReason::BadIpv4Checksum,
+    ] {
+        assert!(s.dropped(r) > 0, "no {}", r.label());
+    }
+    // TCP/UDP to the ports' own addresses went to the kernel interface.
+    assert!(s.kernel_packets.get() > 0, "nothing for the kernel");
+    let handshakes: u64 = rs_slots(&burst)
+        .into_iter()
+        .map(|slot| s.real_server(slot).handshakes.get())
+        .sum();
+    assert!(handshakes > 0, "no handshake completed");
+    let out_packets: u64 = rs_slots(&burst)
+        .into_iter()
+        .map(|slot| s.real_server(slot).out_packets.get())
+        .sum();
+    assert!(out_packets > 100, "replies forwarded: {out_packets}");
+}
