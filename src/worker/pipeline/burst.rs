@@ -142,15 +142,14 @@ impl<P: PacketPool> Pipeline<P> {
             return self.handle(pkt, port, true);
         }
         let table = self.lb.conns::<Ipv4Addr>();
-        let Some((id, dir)) = table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
+        let Some((id, dir, conn)) =
+            table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
         else {
             return self.open_v4(pkt, port, flow);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
         // is encapsulated.
-        if (dir == Dir::Inbound && is_opening_syn(proto, flags))
-            || table.get(id).is_none_or(|c| c.mode() == Mode::Tunnel)
-        {
+        if (dir == Dir::Inbound && is_opening_syn(proto, flags)) || conn.mode() == Mode::Tunnel {
             return self.handle(pkt, port, true);
         }
         self.forward_v4(pkt, flow, id, dir);
