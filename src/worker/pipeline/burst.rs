@@ -108,9 +108,9 @@ impl<P: PacketPool> Pipeline<P> {
                     self.request_entry(&mut staged[i + LOOKAHEAD]);
                 }
                 pkt.set_rx_port(port as u16);
-                let s = staged[i];
-                match s.flow {
-                    Some(flow) => self.flow_v4(pkt, port, &flow, &s),
+                let s = &staged[i];
+                match &s.flow {
+                    Some(flow) => self.flow_v4(pkt, port, flow, s),
                     None => self.handle(pkt, port, true),
                 }
             }
