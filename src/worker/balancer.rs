@@ -416,7 +416,7 @@ impl Balancer {
 
     /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
     /// out, for a caller that reads only a few of its fields (the burst path).
-    #[inline]
+    #[inline(always)]
     pub fn on_packet_in_place<A: Tables>(
         &mut self,
         id: ConnId,

@@ -193,7 +193,7 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Accounts a packet to connection `id` (state, counters), rewrites it for the
     /// connection's mode and sends it on: `flow_input_af` and `forward` in one.
-    #[inline]
+    #[inline(always)]
     fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
         let Some(conn) = self.lb.on_packet_in_place::<Ipv4Addr>(
             id,
