@@ -445,14 +445,15 @@ impl<A: Family> ConnTable<A> {
     /// [`Self::lookup_hashed`] that first tries the slot [`Self::prefetch_entry`]
     /// suggested, without reading the index again. The answer is the same: the
     /// candidate is taken only if its entry holds this very key, and the index is
-    /// searched when it does not (however the table changed in between).
+    /// searched when it does not (however the table changed in between). The
+    /// connection found comes along, so that the caller need not look it up again.
     #[inline]
     pub fn lookup_candidate(
         &self,
         key: &FlowKey<A>,
         hash: u64,
         candidate: Option<Candidate>,
-    ) -> Option<(ConnId, Dir)> {
+    ) -> Option<(ConnId, Dir, &Conn<A>)> {
         if let Some(Candidate(value)) = candidate {
             if let Some(Entry::Live(c)) = self.slab.get((value >> 1) as usize) {
                 let dir = Dir::from_bit(value);
@@ -461,11 +462,12 @@ impl<A: Family> ConnTable<A> {
                         index: value >> 1,
                         generation: c.generation,
                     };
-                    return Some((id, dir));
+                    return Some((id, dir, c));
                 }
             }
         }
-        self.lookup_hashed(key, hash)
+        let (id, dir) = self.lookup_hashed(key, hash)?;
+        Some((id, dir, self.get(id)?))
     }
 
     /// The connection `id` names, if it is still live.
@@ -552,6 +554,20 @@ impl<A: Family> ConnTable<A> {
         tcp_flags: u8,
         now: u64,
     ) -> Result<StateChange, ConnError> {
+        self.on_packet_in_place(id, dir, tcp_flags, now)
+            .map(|(change, _)| change)
+    }
+
+    /// [`Self::on_packet`] that also lends the connection, updated, for a caller
+    /// that reads a few of its fields next (the burst path).
+    #[inline]
+    pub fn on_packet_in_place(
+        &mut self,
+        id: ConnId,
+        dir: Dir,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<(StateChange, &Conn<A>), ConnError> {
         let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) else {
             return Err(ConnError::UnknownConn);
         };
@@ -570,7 +586,7 @@ impl<A: Family> ConnTable<A> {
         if earlier {
             self.wheel.rearm(id.index, expiry, now);
         }
-        Ok(StateChange { from, to })
+        Ok((StateChange { from, to }, c))
     }
 
     /// Removes a connection and returns it (the caller adjusts its counters).

@@ -154,8 +154,9 @@ pub struct TranslationV4 {
 /// [`parse_ipv4_flow`](crate::packet::parse_ipv4_flow): the same rewrite with the
 /// same helpers, so the bytes come out identical, over fixed-size header arrays
 /// (the IPv4 header has no options), which lets the compiler drop every bounds
-/// check.
-#[inline]
+/// check. Inlined into its one caller on the packet path, where the translation
+/// (which fields change) is known from the connection's mode.
+#[inline(always)]
 pub fn translate_v4(
     frame: &mut [u8],
     flow: &Ipv4Flow,

@@ -104,13 +104,13 @@ impl Sum {
     /// Folds the sum to 16 bits. A nonzero sum folds into 1..=0xffff, a zero sum to 0.
     #[inline]
     pub fn fold(self) -> u16 {
+        // Adding a word to itself rotated by half its width leaves, in the high
+        // half, the sum of both halves with the end-around carry (the carry out of
+        // the low halves' sum is exactly the one to add back): 64 -> 32 -> 16 bits
+        // in two add-rotate steps.
         let x = self.0;
-        // < 2^33, then < 2^18, then <= 0xffff + 3, then <= 0xffff.
-        let x = (x & 0xffff_ffff) + (x >> 32);
-        let x = (x & 0xffff) + (x >> 16);
-        let x = (x & 0xffff) + (x >> 16);
-        let x = (x & 0xffff) + (x >> 16);
-        x as u16
+        let x = (x.wrapping_add(x.rotate_right(32)) >> 32) as u32;
+        (x.wrapping_add(x.rotate_right(16)) >> 16) as u16
     }
 
     /// The checksum to put in a header: the complement of the folded sum.
@@ -278,6 +278,35 @@ mod tests {
             acc = (acc & 0xffff) + (acc >> 16);
         }
         acc as u16
+    }
+
+    #[test]
+    fn fold_matches_folding_carries_one_at_a_time() {
+        let reference = |mut x: u64| {
+            while x > 0xffff {
+                x = (x & 0xffff) + (x >> 16);
+            }
+            x as u16
+        };
+        let mut rng = XorShift::new(0xf01d);
+        let edges = [
+            0,
+            1,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0xffff_ffff,
+            0x1_0000_0000,
+            0xffff_0001,
+            0xffff_ffff_0000_0001,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        // Every magnitude, so that carries happen at every stage.
+        let random = (0..100_000).map(|_| rng.next() >> rng.below(64));
+        for x in edges.into_iter().chain(random) {
+            assert_eq!(Sum(x).fold(), reference(x), "{x:#x}");
+        }
     }
 
     #[test]

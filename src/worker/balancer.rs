@@ -416,7 +416,7 @@ impl Balancer {
 
     /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
     /// out, for a caller that reads only a few of its fields (the burst path).
-    #[inline]
+    #[inline(always)]
     pub fn on_packet_in_place<A: Tables>(
         &mut self,
         id: ConnId,
@@ -425,14 +425,14 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Option<&Conn<A>> {
-        let t = A::select(&mut self.v4, &mut self.v6);
-        let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
-        let conn = t.conns.get(id)?;
-        if change.activated() || change.deactivated() {
-            self.views
-                .count_state_change(conn.real_server(), change, stats);
-        }
+        let Balancer { v4, v6, views, .. } = self;
+        let t = A::select(v4, v6);
+        let (change, conn) = t.conns.on_packet_in_place(id, dir, tcp_flags, now).ok()?;
+        // Most packets leave the state as it was (always for UDP): nothing to count.
         if change.from != change.to {
+            if change.activated() || change.deactivated() {
+                views.count_state_change(conn.real_server(), change, stats);
+            }
             count_handshake(conn.real_server(), change, stats);
         }
         Some(conn)

@@ -1,7 +1,9 @@
 //! A small cache of resolved IPv4 next hops for the burst path: next-hop address
 //! -> (egress port, Ethernet addresses), so that a packet of an established flow
 //! costs one array probe and one 12-byte copy instead of a neighbour-table lookup
-//! and two MAC writes.
+//! and two MAC writes. The pipeline keeps a second one keyed by real-server
+//! address (route and next hop in one answer), which also spares the route lookup
+//! of packets to real servers.
 //!
 //! An entry answers exactly what [`NeighTable::lookup`](crate::net::NeighTable::lookup)
 //! would answer without side effects (a known MAC, no probe due): it is filled only
@@ -20,13 +22,35 @@ const ENTRIES: usize = 64;
 /// The destination and source MAC addresses, as they open an Ethernet header.
 pub(super) type L2Addrs = [u8; 12];
 
+/// A cached answer: where a packet to the address goes, and how it is addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Hop {
+    /// The egress port.
+    pub(super) port: usize,
+    /// The Ethernet addresses to write.
+    pub(super) l2: L2Addrs,
+    /// Valid while `now_ms` is below this.
+    pub(super) fresh_until: u64,
+}
+
+impl Hop {
+    /// Towards a neighbour at `mac` out of `port`, whose own MAC is `src`.
+    pub(super) fn new(port: usize, (mac, src): (MacAddr, MacAddr), fresh_until: u64) -> Hop {
+        let mut l2 = [0; 12];
+        l2[..6].copy_from_slice(&mac.0);
+        l2[6..].copy_from_slice(&src.0);
+        Hop {
+            port,
+            l2,
+            fresh_until,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     ip: Ipv4Addr,
-    port: usize,
-    l2: L2Addrs,
-    /// Valid while `now_ms` is below this.
-    fresh_until: u64,
+    hop: Hop,
     /// The neighbour table's generation when filled; 0 marks an empty entry
     /// together with `fresh_until` 0.
     generation: u64,
@@ -34,9 +58,11 @@ struct Entry {
 
 const EMPTY: Entry = Entry {
     ip: Ipv4Addr::UNSPECIFIED,
-    port: 0,
-    l2: [0; 12],
-    fresh_until: 0,
+    hop: Hop {
+        port: 0,
+        l2: [0; 12],
+        fresh_until: 0,
+    },
     generation: 0,
 };
 
@@ -59,8 +85,16 @@ impl HopCache {
         (u32::from(ip).wrapping_mul(0x9e37_79b9) >> (32 - ENTRIES.trailing_zeros())) as usize
     }
 
-    /// The Ethernet addresses towards next hop `ip` out of `port`, if cached and
-    /// still right at `now_ms` under neighbour-table `generation`.
+    /// The answer for `ip`, if cached and still right at `now_ms` under
+    /// neighbour-table `generation`, whatever its port: for a cache keyed by
+    /// destination, whose port came from the route.
+    #[inline]
+    pub(super) fn lookup(&self, ip: Ipv4Addr, now_ms: u64, generation: u64) -> Option<&Hop> {
+        let e = &self.entries[Self::slot(ip)];
+        (e.ip == ip && e.generation == generation && now_ms < e.hop.fresh_until).then_some(&e.hop)
+    }
+
+    /// [`Self::lookup`] for next hop `ip` out of `port`.
     #[inline]
     pub(super) fn get(
         &self,
@@ -68,34 +102,20 @@ impl HopCache {
         port: usize,
         now_ms: u64,
         generation: u64,
-    ) -> Option<&L2Addrs> {
-        let e = &self.entries[Self::slot(ip)];
-        (e.ip == ip && e.port == port && e.generation == generation && now_ms < e.fresh_until)
-            .then_some(&e.l2)
+    ) -> Option<&Hop> {
+        self.lookup(ip, now_ms, generation)
+            .filter(|hop| hop.port == port)
     }
 
-    /// Remembers a neighbour-table answer: next hop `ip` is at `mac`, reached out
-    /// of `port` whose own MAC is `src`. Returns the Ethernet addresses.
-    pub(super) fn put(
-        &mut self,
-        ip: Ipv4Addr,
-        port: usize,
-        (mac, src): (MacAddr, MacAddr),
-        fresh_until: u64,
-        generation: u64,
-    ) -> &L2Addrs {
-        let mut l2 = [0; 12];
-        l2[..6].copy_from_slice(&mac.0);
-        l2[6..].copy_from_slice(&src.0);
+    /// Remembers a neighbour-table answer for `ip` under `generation`.
+    pub(super) fn put(&mut self, ip: Ipv4Addr, hop: Hop, generation: u64) -> &Hop {
         let e = &mut self.entries[Self::slot(ip)];
         *e = Entry {
             ip,
-            port,
-            l2,
-            fresh_until,
+            hop,
             generation,
         };
-        &e.l2
+        &e.hop
     }
 
     /// Forgets everything (configuration change).
@@ -112,13 +132,17 @@ mod tests {
     const OURS: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
     const L2: L2Addrs = [2, 0, 0, 0, 0, 7, 2, 0, 0, 0, 0, 1];
 
+    fn hop(port: usize, mac: MacAddr, fresh_until: u64) -> Hop {
+        Hop::new(port, (mac, OURS), fresh_until)
+    }
+
     #[test]
     fn answers_only_while_fresh_and_unchanged() {
         let mut c = HopCache::new();
         let ip = Ipv4Addr::new(198, 19, 0, 10);
         assert_eq!(c.get(ip, 1, 0, 0), None, "empty");
-        assert_eq!(c.put(ip, 1, (MAC, OURS), 1000, 5), &L2);
-        assert_eq!(c.get(ip, 1, 999, 5), Some(&L2));
+        assert_eq!(c.put(ip, hop(1, MAC, 1000), 5).l2, L2);
+        assert_eq!(c.get(ip, 1, 999, 5).map(|h| h.l2), Some(L2));
         assert_eq!(c.get(ip, 1, 1000, 5), None, "stale");
         assert_eq!(c.get(ip, 1, 10, 6), None, "table changed");
         assert_eq!(c.get(ip, 0, 10, 5), None, "other port");
@@ -132,6 +156,20 @@ mod tests {
         // Generation 0 and time 0 are possible; an empty entry is still no answer.
         let c = HopCache::new();
         assert_eq!(c.get(Ipv4Addr::UNSPECIFIED, 0, 0, 0), None);
+        assert_eq!(c.lookup(Ipv4Addr::UNSPECIFIED, 0, 0), None);
+    }
+
+    #[test]
+    fn lookup_by_destination_answers_with_the_port() {
+        let mut c = HopCache::new();
+        let ip = Ipv4Addr::new(198, 19, 0, 10);
+        c.put(ip, hop(2, MAC, 1000), 5);
+        assert_eq!(c.lookup(ip, 999, 5), Some(&hop(2, MAC, 1000)));
+        assert_eq!(c.lookup(ip, 1000, 5), None, "stale");
+        assert_eq!(c.lookup(ip, 10, 4), None, "table changed");
+        assert_eq!(c.lookup(Ipv4Addr::new(198, 19, 0, 11), 10, 5), None);
+        assert_eq!(c.get(ip, 2, 10, 5), Some(&hop(2, MAC, 1000)));
+        assert_eq!(c.get(ip, 1, 10, 5), None, "other port");
     }
 
     #[test]
@@ -142,9 +180,9 @@ mod tests {
             .map(|i| Ipv4Addr::from(u32::from(a) + 1 + i))
             .find(|&b| HopCache::slot(b) == HopCache::slot(a))
             .unwrap();
-        c.put(a, 1, (MAC, OURS), 100, 1);
-        c.put(b, 1, (MacAddr([2, 0, 0, 0, 0, 8]), OURS), 100, 1);
+        c.put(a, hop(1, MAC, 100), 1);
+        c.put(b, hop(1, MacAddr([2, 0, 0, 0, 0, 8]), 100), 1);
         assert_eq!(c.get(a, 1, 0, 1), None);
-        assert_eq!(c.get(b, 1, 0, 1).map(|l2| l2[5]), Some(8));
+        assert_eq!(c.get(b, 1, 0, 1).map(|h| h.l2[5]), Some(8));
     }
 }

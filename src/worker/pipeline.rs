@@ -57,6 +57,9 @@ pub struct Pipeline<P: PacketPool> {
     now_ms: u64,
     /// Resolved IPv4 next hops for the burst path.
     hops: HopCache,
+    /// The same answers keyed by real-server address, route included: most
+    /// packets go to a real server, and real servers are few.
+    real_hops: HopCache,
     /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
     iface_v4: Vec<Ipv4Addr>,
 }
@@ -106,6 +109,7 @@ impl<P: PacketPool> Pipeline<P> {
                 .collect(),
             now_ms: 0,
             hops: HopCache::new(),
+            real_hops: HopCache::new(),
             iface_v4: Vec::new(),
         }
         .with_interface_addrs()
@@ -202,6 +206,7 @@ impl<P: PacketPool> Pipeline<P> {
                 }
                 self.stats.config_version.set(dp.version);
                 self.hops.clear();
+                self.real_hops.clear();
                 self.iface_v4 = interface_v4(&dp);
                 self.dp = dp;
             }

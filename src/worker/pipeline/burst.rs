@@ -23,6 +23,7 @@ use crate::conn::{Candidate, ConnId, Mode};
 use crate::dpdk::prefetch;
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
+use crate::worker::hops::{Hop, L2Addrs};
 
 /// Packets staged together. Enough to cover a memory access with the work of the
 /// others; small enough to keep what was prefetched in L1.
@@ -108,9 +109,9 @@ impl<P: PacketPool> Pipeline<P> {
                     self.request_entry(&mut staged[i + LOOKAHEAD]);
                 }
                 pkt.set_rx_port(port as u16);
-                let s = staged[i];
-                match s.flow {
-                    Some(flow) => self.flow_v4(pkt, port, &flow, &s),
+                let s = &staged[i];
+                match &s.flow {
+                    Some(flow) => self.flow_v4(pkt, port, flow, s),
                     None => self.handle(pkt, port, true),
                 }
             }
@@ -142,15 +143,14 @@ impl<P: PacketPool> Pipeline<P> {
             return self.handle(pkt, port, true);
         }
         let table = self.lb.conns::<Ipv4Addr>();
-        let Some((id, dir)) = table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
+        let Some((id, dir, conn)) =
+            table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
         else {
             return self.open_v4(pkt, port, flow);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
         // is encapsulated.
-        if (dir == Dir::Inbound && is_opening_syn(proto, flags))
-            || table.get(id).is_none_or(|c| c.mode() == Mode::Tunnel)
-        {
+        if (dir == Dir::Inbound && is_opening_syn(proto, flags)) || conn.mode() == Mode::Tunnel {
             return self.handle(pkt, port, true);
         }
         self.forward_v4(pkt, flow, id, dir);
@@ -194,7 +194,7 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Accounts a packet to connection `id` (state, counters), rewrites it for the
     /// connection's mode and sends it on: `flow_input_af` and `forward` in one.
-    #[inline]
+    #[inline(always)]
     fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
         let Some(conn) = self.lb.on_packet_in_place::<Ipv4Addr>(
             id,
@@ -226,37 +226,57 @@ impl<P: PacketPool> Pipeline<P> {
             None => return self.discard(pkt, DropReason::NoConnection),
         };
         pkt.truncate(flow.l3_end());
-        self.route_out_v4(pkt, next_hop);
+        // Inbound packets go to the real server (every mode but TUNNEL, not here).
+        self.route_out_v4(pkt, next_hop, dir == Dir::Inbound);
     }
 
-    /// [`Pipeline::route_out`] for IPv4, answered from the next-hop cache when it can.
-    #[inline]
-    fn route_out_v4(&mut self, mut pkt: P::Buf, dst: Ipv4Addr) {
-        let Some(hop) = self.dp.routes.lookup_v4(dst) else {
+    /// [`Pipeline::route_out`] for IPv4, answered from the next-hop caches when
+    /// they can. `to_real`: `dst` is a real server's address, whose route and next
+    /// hop are cached together.
+    #[inline(always)]
+    fn route_out_v4(&mut self, pkt: P::Buf, dst: Ipv4Addr, to_real: bool) {
+        let generation = self.neigh.generation();
+        if to_real {
+            if let Some(hop) = self.real_hops.lookup(dst, self.now_ms, generation) {
+                let (port, l2) = (hop.port, hop.l2);
+                return self.send_v4(pkt, port, &l2);
+            }
+        }
+        let Some(route) = self.dp.routes.lookup_v4(dst) else {
             return self.discard(pkt, DropReason::NoRoute);
         };
-        let next = match hop.via {
+        let next = match route.via {
             None => dst,
             Some(IpAddr::V4(via)) => via,
             Some(IpAddr::V6(_)) => return self.route_out(pkt, IpAddr::V4(dst)),
         };
-        let generation = self.neigh.generation();
-        let l2 = match self.hops.get(next, hop.port, self.now_ms, generation) {
-            Some(l2) => l2,
+        let hop = match self.hops.get(next, route.port, self.now_ms, generation) {
+            Some(hop) => *hop,
             None => match self.neigh.fresh_until(IpAddr::V4(next), self.now_ms) {
                 Some((mac, until)) => {
-                    let ours = self.dp.ifaces[hop.port].mac;
-                    self.hops
-                        .put(next, hop.port, (mac, ours), until, generation)
+                    let ours = self.dp.ifaces[route.port].mac;
+                    *self
+                        .hops
+                        .put(next, Hop::new(route.port, (mac, ours), until), generation)
                 }
                 // Unresolved or due for a refresh: the ordinary path probes and holds.
                 None => return self.route_out(pkt, IpAddr::V4(dst)),
             },
         };
+        if to_real {
+            // The route is the same until the next configuration, which clears this.
+            self.real_hops.put(dst, hop, generation);
+        }
+        self.send_v4(pkt, hop.port, &hop.l2)
+    }
+
+    /// Writes the Ethernet addresses and queues the packet on `port`.
+    #[inline(always)]
+    fn send_v4(&mut self, mut pkt: P::Buf, port: usize, l2: &L2Addrs) {
         if let Some(addrs) = pkt.data_mut().first_chunk_mut::<12>() {
             *addrs = *l2;
         }
-        let q = &mut self.tx[hop.port];
+        let q = &mut self.tx[port];
         if q.len() < q.capacity() {
             q.push(pkt);
         } else {

@@ -45,7 +45,12 @@ services:
 
 /// One pipeline with a fixed hasher seed, so local ports come out the same.
 fn seeded() -> Harness {
-    let cfg = config::parse(CONFIG, "test.yaml", &HostFacts::default()).expect("valid config");
+    seeded_with(CONFIG)
+}
+
+/// [`seeded`] with another configuration.
+fn seeded_with(text: &str) -> Harness {
+    let cfg = config::parse(text, "test.yaml", &HostFacts::default()).expect("valid config");
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
@@ -262,6 +267,61 @@ fn counters(h: &Harness) -> Vec<(String, u64)> {
         }
     }
     out
+}
+
+/// A reload that moves a real server behind a gateway: the burst path's next-hop
+/// caches (one keyed by real-server address, route included) must not keep
+/// sending it the old way. No static neighbours here: adding them moves the
+/// neighbour table's generation, which would hide a cache the reload forgot.
+#[test]
+fn a_reload_that_reroutes_a_real_server_is_followed() {
+    const NEIGHBORS: &str = r#"neighbors:
+  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }
+  - { ip: "198.19.0.11", mac: "02:00:00:00:01:11" }
+  - { ip: "198.18.0.10", mac: "02:00:00:00:00:10" }
+"#;
+    const DEFAULT: &str = "  - { prefix: \"0.0.0.0/0\", via: \"198.18.0.254\" }\n";
+    let learned = CONFIG.replace(NEIGHBORS, "");
+    let rerouted = learned.replace(
+        DEFAULT,
+        &format!("{DEFAULT}  - {{ prefix: \"198.19.0.11/32\", via: \"198.18.0.254\" }}\n"),
+    );
+    assert_ne!(learned, CONFIG);
+    assert_ne!(rerouted, learned);
+    let cfg = config::parse(&rerouted, "test.yaml", &HostFacts::default()).expect("valid config");
+    let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
+    let mut single = seeded_with(&learned);
+    let mut burst = seeded_with(&learned);
+    // nat-udp, whose one real server is 198.19.0.11; it makes itself known first.
+    let rs_mac = MacAddr([2, 0, 0, 0, 1, 0x11]);
+    let hello = craft::arp_request(rs_mac, ip4("198.19.0.11"), ip4("198.19.0.1"));
+    let client: SocketAddr = "198.18.0.10:40000".parse().unwrap();
+    let vip: SocketAddr = "198.18.0.100:53".parse().unwrap();
+    let query = craft::udp(l2_to_us(CLIENT_MAC), client, vip, b"query");
+    for round in 0..4 {
+        if round == 3 {
+            for h in [&mut single, &mut burst] {
+                h.p.apply(WorkerCommand::Config(dp.clone()));
+            }
+        }
+        let (frame, port) = if round == 0 { (&hello, 1) } else { (&query, 0) };
+        single.p.process(VecBuf::from_frame(frame), port);
+        let mut run = vec![VecBuf::from_frame(frame)];
+        burst.p.process_burst(&mut run, port);
+        let a = take_output(&mut single);
+        let b = take_output(&mut burst);
+        assert_eq!(a, b, "round {round}");
+        assert_eq!(counters(&single), counters(&burst), "round {round}");
+        match round {
+            0 => assert_eq!(a.0[1].len(), 1, "the ARP reply"),
+            1 | 2 => assert_eq!(a.0[1].len(), 1, "round {round}: to the server on lan"),
+            _ => {
+                // The gateway is unresolved: held, and asked for on wan.
+                assert!(a.0[1].is_empty(), "rerouted, still sent on lan");
+                assert_eq!(a.0[0].len(), 1, "one ARP probe for the gateway");
+            }
+        }
+    }
 }
 
 #[test]
