@@ -44,6 +44,42 @@ impl Cell {
     }
 }
 
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// One contestant's cells from several rounds as one cell: the median when every
+/// round gave a figure, else the first round's reason for having none (a failed or
+/// refused round is never averaged away).
+pub fn combine_rounds(cells: &[Cell]) -> Cell {
+    let figures: Vec<f64> = cells
+        .iter()
+        .filter_map(|c| match c {
+            Cell::Rate(v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    if cells.is_empty() {
+        return Cell::Empty;
+    }
+    if figures.len() < cells.len() {
+        return cells
+            .iter()
+            .find(|c| !matches!(c, Cell::Rate(_)))
+            .cloned()
+            .unwrap_or(Cell::Empty);
+    }
+    median(&figures).map_or(Cell::Empty, Cell::Rate)
+}
+
 /// A target of the performance issue (issue 6), per worker core.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
@@ -90,14 +126,38 @@ pub struct Row {
     pub testpmd_io: Cell,
     pub testpmd_5tswap: Cell,
     pub target: Option<Target>,
+    /// ferrovs / 5tswap of each round, both measured minutes apart at most; empty
+    /// for a single measurement.
+    pub round_ratios: Vec<f64>,
 }
 
 impl Row {
-    /// ferrovs / 5tswap, when both were measured.
+    /// ferrovs / 5tswap, when both were measured: over several rounds, the median
+    /// of the rounds' ratios, so that a slow spell of the machine during one
+    /// contestant's run spoils one round, not the figure.
     pub fn ratio(&self) -> Option<f64> {
         match (&self.ferrovs, &self.testpmd_5tswap) {
+            (Cell::Rate(_), Cell::Rate(_)) if !self.round_ratios.is_empty() => {
+                median(&self.round_ratios)
+            }
             (Cell::Rate(f), Cell::Rate(t)) if *t > 0.0 => Some(f / t),
             _ => None,
+        }
+    }
+
+    /// The ratio as printed: with the lowest and highest round when there were
+    /// several.
+    fn ratio_text(&self) -> String {
+        let Some(r) = self.ratio() else {
+            return "-".to_string();
+        };
+        let lo = self.round_ratios.iter().copied().reduce(f64::min);
+        let hi = self.round_ratios.iter().copied().reduce(f64::max);
+        match (lo, hi) {
+            (Some(lo), Some(hi)) if self.round_ratios.len() > 1 => {
+                format!("{r:.2} ({lo:.2}-{hi:.2})")
+            }
+            _ => format!("{r:.2}"),
         }
     }
 
@@ -161,7 +221,7 @@ impl Report {
                     r.ferrovs.text(),
                     r.testpmd_io.text(),
                     r.testpmd_5tswap.text(),
-                    r.ratio().map_or("-".to_string(), |x| format!("{x:.2}")),
+                    r.ratio_text(),
                     r.target.map_or("-".to_string(), Target::text),
                     match r.met() {
                         Some(true) => "yes".to_string(),
@@ -216,6 +276,7 @@ mod tests {
             testpmd_io: Cell::Rate(20e6),
             testpmd_5tswap: tswap,
             target,
+            round_ratios: Vec::new(),
         }
     }
 
@@ -276,9 +337,45 @@ mod tests {
             testpmd_io: Cell::Empty,
             testpmd_5tswap: Cell::Empty,
             target: Some(MEMORY_TARGET),
+            round_ratios: Vec::new(),
         };
         assert_eq!(mem.met(), Some(false));
         assert_eq!(mem.ratio(), None);
+    }
+
+    #[test]
+    fn medians_and_rounds() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(
+            combine_rounds(&[Cell::Rate(9e6), Cell::Rate(7e6), Cell::Rate(8e6)]),
+            Cell::Rate(8e6)
+        );
+        // One bad round makes the cell bad, whatever the others measured.
+        assert_eq!(
+            combine_rounds(&[Cell::Rate(9e6), Cell::Refused(2), Cell::Failed(3)]),
+            Cell::Refused(2)
+        );
+        assert_eq!(combine_rounds(&[]), Cell::Empty);
+    }
+
+    #[test]
+    fn the_ratio_of_several_rounds_is_the_median_of_theirs() {
+        // Rounds: 5tswap 10, 20, 10 Mpps; ferrovs 5, 10, 7: ratios 0.5, 0.5, 0.7.
+        let mut r = row(
+            combine_rounds(&[Cell::Rate(5e6), Cell::Rate(10e6), Cell::Rate(7e6)]),
+            combine_rounds(&[Cell::Rate(10e6), Cell::Rate(20e6), Cell::Rate(10e6)]),
+            Some(Target::RatioAtLeast(0.6)),
+        );
+        r.round_ratios = vec![0.5, 0.5, 0.7];
+        assert_eq!(r.ratio(), Some(0.5));
+        assert_eq!(r.met(), Some(false));
+        assert_eq!(r.ratio_text(), "0.50 (0.50-0.70)");
+        // No figure, no ratio, whatever the rounds said.
+        r.ferrovs = Cell::Failed(1);
+        assert_eq!(r.ratio(), None);
+        assert_eq!(r.ratio_text(), "-");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use ferrovs_perf::host;
 use ferrovs_perf::prom::{http_body, Metrics};
-use ferrovs_perf::report::{issue_target, Cell, Report, Row, MEMORY_TARGET};
+use ferrovs_perf::report::{combine_rounds, issue_target, Cell, Report, Row, MEMORY_TARGET};
 use ferrovs_perf::scenario::{
     self, testpmd_args, Bed, BenchMode, Engine, FerrovsEndpoints, Memory, Workload, MODES_BUILT,
     WORKLOADS,
@@ -59,6 +59,11 @@ struct Cli {
     /// Length of the measured interval in seconds.
     #[arg(long, default_value_t = 3)]
     measure_secs: u32,
+    /// Times every contestant of a workload is measured, in turn (testpmd io,
+    /// 5tswap, then ferrovs in each mode, again and again). The table gives
+    /// medians; a ratio is the median of the rounds' ratios.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
     /// DPDK memory: hugepages if enough are free (auto), or forced.
     #[arg(long, value_enum, default_value_t = MemoryChoice::Auto)]
     memory: MemoryChoice,
@@ -130,8 +135,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         .as_slice()
         .try_into()
         .map_err(|_| "--lcores takes exactly two: the main lcore and the worker".to_string())?;
-    if cli.warmup_secs == 0 || cli.measure_secs == 0 {
-        return Err("--warmup-secs and --measure-secs must be at least 1".into());
+    if cli.warmup_secs == 0 || cli.measure_secs == 0 || cli.rounds == 0 {
+        return Err("--warmup-secs, --measure-secs and --rounds must be at least 1".into());
     }
     let workloads: Vec<Workload> = if cli.workloads.is_empty() {
         WORKLOADS.to_vec()
@@ -215,6 +220,11 @@ fn run(cli: &Cli) -> Result<(), String> {
         cli.warmup_secs,
         cli.measure_secs
     ));
+    header.push_str(&format!(
+        "{} round(s) per workload, contestants in turn; figures are medians, a ratio is the \
+         median of the rounds' ratios (lowest-highest)\n",
+        cli.rounds
+    ));
     eprint!("{header}");
 
     let mut report = Report::new();
@@ -232,22 +242,48 @@ fn run(cli: &Cli) -> Result<(), String> {
             file_prefix: &ctx.file_prefix,
         };
 
-        let (io, tswap) = if cli.no_testpmd {
-            (Cell::Empty, Cell::Empty)
-        } else {
-            (
-                run_testpmd(&ctx, &bed, Engine::Io, &mut report),
-                run_testpmd(&ctx, &bed, Engine::FiveTupleSwap, &mut report),
-            )
-        };
-        if ctx.stop.load(Ordering::Relaxed) {
-            return Err("interrupted".into());
+        // Every contestant once per round, so that each ratio compares runs made
+        // minutes apart at most and a slow spell of a shared machine spoils one
+        // round rather than the table.
+        let modes: Vec<BenchMode> = BenchMode::ALL
+            .into_iter()
+            .filter(|m| MODES_BUILT.contains(m) || tried.contains(m))
+            .collect();
+        let mut io_rounds = Vec::new();
+        let mut tswap_rounds = Vec::new();
+        let mut ferrovs_rounds: Vec<Vec<Cell>> = vec![Vec::new(); modes.len()];
+        for round in 1..=cli.rounds {
+            if cli.rounds > 1 {
+                eprintln!("{}: round {round} of {}", w.name, cli.rounds);
+            }
+            if !cli.no_testpmd {
+                io_rounds.push(run_testpmd(&ctx, &bed, Engine::Io, &mut report));
+                tswap_rounds.push(run_testpmd(&ctx, &bed, Engine::FiveTupleSwap, &mut report));
+            }
+            for (mode, cells) in modes.iter().zip(&mut ferrovs_rounds) {
+                if ctx.stop.load(Ordering::Relaxed) {
+                    return Err("interrupted".into());
+                }
+                cells.push(run_ferrovs(&ctx, &bed, *mode, &mut report));
+            }
         }
+        let io = combine_rounds(&io_rounds);
+        let tswap = combine_rounds(&tswap_rounds);
         for mode in BenchMode::ALL {
-            let ferrovs = if MODES_BUILT.contains(&mode) || tried.contains(&mode) {
-                run_ferrovs(&ctx, &bed, mode, &mut report)
-            } else {
-                Cell::NotBuilt
+            let (ferrovs, round_ratios) = match modes.iter().position(|m| *m == mode) {
+                Some(i) => {
+                    let cells = &ferrovs_rounds[i];
+                    let ratios: Vec<f64> = cells
+                        .iter()
+                        .zip(&tswap_rounds)
+                        .filter_map(|(f, t)| match (f, t) {
+                            (Cell::Rate(f), Cell::Rate(t)) if *t > 0.0 => Some(f / t),
+                            _ => None,
+                        })
+                        .collect();
+                    (combine_rounds(cells), ratios)
+                }
+                None => (Cell::NotBuilt, Vec::new()),
             };
             report.rows.push(Row {
                 workload: w.label.to_string(),
@@ -256,6 +292,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 testpmd_io: io.clone(),
                 testpmd_5tswap: tswap.clone(),
                 target: issue_target(w, mode),
+                round_ratios,
             });
         }
     }
@@ -775,5 +812,6 @@ fn measure_memory(ctx: &Ctx<'_>, exe: &Path, report: &mut Report) -> Row {
         testpmd_io: Cell::Empty,
         testpmd_5tswap: Cell::Empty,
         target: Some(MEMORY_TARGET),
+        round_ratios: Vec::new(),
     }
 }
