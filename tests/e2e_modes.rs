@@ -24,6 +24,14 @@ fn with_workers(cfg: String, workers: usize) -> String {
 fn check_handoffs(f: &Ferrovs, workers: usize) {
     let handed = f.metric("ferrovs_worker_handoff_packets_total");
     println!("{workers} worker(s): {handed} packets handed between workers");
+    // What rte_flow made of the steering rules on these ports (the vdevs refuse them).
+    for line in f
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("steering") || l.contains("rte_flow"))
+    {
+        println!("  ferrovs log: {line}");
+    }
     if workers > 1 {
         assert!(handed > 0.0, "steering never exercised");
         assert_eq!(
