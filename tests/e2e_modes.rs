@@ -101,10 +101,33 @@ fn fullnat(workers: usize) {
     }
     let (requests, errors, rps) = wrk_close(&t.lab, &t.client);
     println!("fullnat wrk -c16 3s, a connection per request: {requests} requests, {errors} errors, {rps:.0} req/s");
+    // A local port goes back to the end of the queue when its connection ends: a
+    // server still holding `LIP:lport` in TIME_WAIT would refuse a SYN that reused
+    // it at once (PAWS) and the client would wait a second to retransmit.
+    for ns in &t.servers {
+        let refused = kernel_counter(&t.lab, ns, "TcpExtPAWSTimewait");
+        println!("{ns}: {refused} SYNs refused by PAWS in TIME_WAIT");
+        assert_eq!(
+            refused, 0,
+            "{ns} refused SYNs for a local port still in TIME_WAIT"
+        );
+    }
     assert_eq!(errors, 0);
     assert!(requests > 1000);
     check_handoffs(&f, workers);
     assert!(f.stop().success());
+}
+
+/// A kernel SNMP counter of namespace `ns` (`nstat` names), absolute.
+fn kernel_counter(lab: &Lab, ns: &str, name: &str) -> u64 {
+    let out = lab.exec_ok(ns, &["nstat", "-asz", name]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("{ns}: no {name} in nstat output"))
 }
 
 /// wrk for 3 s with a new connection per request, so new flows keep coming.

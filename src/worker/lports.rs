@@ -4,7 +4,7 @@
 
 use super::steer::owner_of;
 use foldhash::fast::FixedState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 /// Lowest local port handed out; below are the well-known and registered ranges
@@ -14,9 +14,14 @@ pub const FIRST_LOCAL_PORT: u16 = 1024;
 /// One local address's free ports on this worker.
 struct Pool {
     addr: IpAddr,
-    /// Free ports, used as a stack; filled in a shuffled order so consecutive
-    /// connections do not get predictable ports.
-    free: Vec<u16>,
+    /// Free ports, a FIFO queue: a port given back is handed out again only after
+    /// every other free port, as DPVS's address pool does. A real server keeps
+    /// `LIP:lport` in TIME_WAIT for a minute after a connection it closed; handing
+    /// the port straight out again (a client reusing its own port makes ferrovs
+    /// replace its connection at once) gets the new SYN refused by the server's
+    /// PAWS check and retransmitted a second later. Filled in a shuffled order so
+    /// consecutive connections do not get predictable ports.
+    free: VecDeque<u16>,
 }
 
 /// The local ports of one worker, for every FULLNAT local address.
@@ -68,7 +73,10 @@ impl LocalPorts {
                 free.swap(i, (self.rng % (i as u64 + 1)) as usize);
             }
             self.by_addr.insert(addr, self.pools.len());
-            self.pools.push(Pool { addr, free });
+            self.pools.push(Pool {
+                addr,
+                free: VecDeque::from(free),
+            });
         }
     }
 
@@ -82,7 +90,7 @@ impl LocalPorts {
             let Some(&i) = self.by_addr.get(&addr) else {
                 continue;
             };
-            if let Some(port) = self.pools[i].free.pop() {
+            if let Some(port) = self.pools[i].free.pop_front() {
                 return Some((self.pools[i].addr, port));
             }
         }
@@ -96,7 +104,7 @@ impl LocalPorts {
             let pool = &mut self.pools[i];
             // Capacity was reserved at construction, so this never allocates.
             if pool.free.len() < pool.free.capacity() {
-                pool.free.push(port);
+                pool.free.push_back(port);
             }
         }
     }
@@ -149,6 +157,22 @@ mod tests {
         assert_eq!(lp.take(&[lip], &mut next), None);
         lp.give_back(taken[10].0, taken[10].1);
         assert_eq!(lp.take(&[lip], &mut next), Some(taken[10]));
+    }
+
+    #[test]
+    fn a_port_given_back_waits_behind_every_other_free_port() {
+        let lip = ip("198.19.0.2");
+        let mut lp = LocalPorts::new([lip], 0, 1, 5);
+        let total = lp.available(lip);
+        let mut next = 0;
+        let first = lp.take(&[lip], &mut next).unwrap();
+        lp.give_back(first.0, first.1);
+        // Every other port comes first, then the one given back.
+        for _ in 1..total {
+            assert_ne!(lp.take(&[lip], &mut next), Some(first));
+        }
+        assert_eq!(lp.take(&[lip], &mut next), Some(first));
+        assert_eq!(lp.take(&[lip], &mut next), None);
     }
 
     #[test]
