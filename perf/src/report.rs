@@ -60,23 +60,10 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// round gave a figure, else the first round's reason for having none (a failed or
 /// refused round is never averaged away).
 pub fn combine_rounds(cells: &[Cell]) -> Cell {
-    let figures: Vec<f64> = cells
-        .iter()
-        .filter_map(|c| match c {
-            Cell::Rate(v) => Some(*v),
-            _ => None,
-        })
-        .collect();
-    if cells.is_empty() {
-        return Cell::Empty;
+    if let Some(bad) = cells.iter().find(|c| !matches!(c, Cell::Rate(_))) {
+        return bad.clone();
     }
-    if figures.len() < cells.len() {
-        return cells
-            .iter()
-            .find(|c| !matches!(c, Cell::Rate(_)))
-            .cloned()
-            .unwrap_or(Cell::Empty);
-    }
+    let figures: Vec<f64> = cells.iter().filter_map(Cell::value).collect();
     median(&figures).map_or(Cell::Empty, Cell::Rate)
 }
 
