@@ -17,7 +17,7 @@
 //! reallocated: the index is sized once for the most keys it will hold at a load
 //! of at most [`MAX_LOAD_PERCENT`], where spilling is rare (a few percent of keys).
 
-use std::collections::TryReserveError;
+use crate::dpdk::{eq_mask_u32x4, HugeSlice, OutOfMemory};
 
 /// Key slots per bucket: 7 signatures and 7 values plus the overflow count fill 64 bytes.
 pub(crate) const SLOTS: usize = 7;
@@ -39,15 +39,14 @@ pub(crate) struct IndexBucket {
 }
 
 impl IndexBucket {
-    /// Bit `i` set when slot `i` holds signature `sig`. Written without branches,
-    /// so that it compiles to a few vector compares and a mask.
+    /// Bit `i` set when slot `i` holds signature `sig`: slots 0-3 and 3-6 as two
+    /// overlapping groups of four lanes, each one vector compare and a mask.
     #[inline(always)]
     fn matching(&self, sig: u32) -> u32 {
-        let mut m = 0;
-        for (i, &s) in self.sigs.iter().enumerate() {
-            m |= u32::from(s == sig) << i;
-        }
-        m
+        let s = &self.sigs;
+        let low = eq_mask_u32x4([s[0], s[1], s[2], s[3]], sig);
+        let high = eq_mask_u32x4([s[3], s[4], s[5], s[6]], sig);
+        low | high << (SLOTS - 4)
     }
 }
 
@@ -65,22 +64,18 @@ pub(crate) struct IndexFull;
 
 /// A hash index of `u32` values, sized once (see the module documentation).
 pub(crate) struct FlowIndex {
-    buckets: Box<[IndexBucket]>,
+    buckets: HugeSlice<IndexBucket>,
     len: usize,
 }
 
 impl FlowIndex {
     /// An index for at most `keys` values.
-    pub(crate) fn with_capacity(keys: usize) -> Result<FlowIndex, TryReserveError> {
+    pub(crate) fn with_capacity(keys: usize) -> Result<FlowIndex, OutOfMemory> {
         let slots = keys.saturating_mul(100).div_ceil(MAX_LOAD_PERCENT);
         let n = slots.div_ceil(SLOTS).max(1);
-        let mut buckets = Vec::new();
-        buckets.try_reserve_exact(n)?;
-        // Probed at random: huge pages spare the TLB (asked before first touch).
-        crate::dpdk::advise_hugepages(buckets.spare_capacity_mut());
-        buckets.resize(n, EMPTY_BUCKET);
         Ok(FlowIndex {
-            buckets: buckets.into_boxed_slice(),
+            // Probed at random: huge pages spare the TLB.
+            buckets: HugeSlice::filled(n, EMPTY_BUCKET)?,
             len: 0,
         })
     }

@@ -28,7 +28,7 @@ use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{TimerWheel, MAX_ENTRIES};
-use crate::dpdk::prefetch;
+use crate::dpdk::{prefetch, HugeSlice};
 
 /// Forwarding mode of a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -305,7 +305,7 @@ const EXPIRE_BATCH: usize = 16;
 
 /// The connection table of one worker and one address family.
 pub struct ConnTable<A: Family> {
-    slab: Box<[Entry<A>]>,
+    slab: HugeSlice<Entry<A>>,
     index: FlowIndex,
     wheel: TimerWheel,
     hasher: FlowHasher,
@@ -330,20 +330,16 @@ impl<A: Family> ConnTable<A> {
         if max > MAX_ENTRIES {
             return Err(ConnError::CapacityTooLarge);
         }
-        let mut slab = Vec::new();
-        slab.try_reserve_exact(max)
-            .map_err(|_| ConnError::OutOfMemory)?;
-        // Read at random on every packet: huge pages spare the TLB (asked before the
-        // first touch, which is the fill below).
-        crate::dpdk::advise_hugepages(slab.spare_capacity_mut());
-        slab.extend((0..max as u32).map(|i| Entry::Free {
-            next: if i as usize + 1 < max { i + 1 } else { NIL },
+        // Read at random on every packet: huge pages spare the TLB.
+        let slab = HugeSlice::from_fn(max, |i| Entry::Free {
+            next: if i + 1 < max { i as u32 + 1 } else { NIL },
             generation: 0,
-        }));
+        })
+        .map_err(|_| ConnError::OutOfMemory)?;
         // Two keys per connection (NAT and FULLNAT index both directions).
         let index = FlowIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
         Ok(ConnTable {
-            slab: slab.into_boxed_slice(),
+            slab,
             index,
             wheel: TimerWheel::new(max).map_err(|_| ConnError::OutOfMemory)?,
             hasher,

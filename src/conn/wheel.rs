@@ -19,7 +19,7 @@
 //! `prev` link of a list head holds its slot number tagged with [`HEAD`], so any
 //! entry unlinks in O(1) without knowing its slot.
 
-use std::collections::TryReserveError;
+use crate::dpdk::{HugeSlice, OutOfMemory};
 
 /// Wheel granularity in milliseconds.
 pub const TICK_MS: u64 = 100;
@@ -50,8 +50,8 @@ const UNARMED: Link = Link {
 /// The wheel. Entries are identified by their index in the owner's slab.
 #[derive(Debug)]
 pub(crate) struct TimerWheel {
-    heads: Box<[u32]>,
-    links: Box<[Link]>,
+    heads: HugeSlice<u32>,
+    links: HugeSlice<Link>,
     /// First tick not yet processed.
     next_tick: u64,
     armed: usize,
@@ -59,7 +59,7 @@ pub(crate) struct TimerWheel {
 
 impl TimerWheel {
     /// A wheel for entries `0..capacity` (at most [`MAX_ENTRIES`]).
-    pub(crate) fn new(capacity: usize) -> Result<Self, TryReserveError> {
+    pub(crate) fn new(capacity: usize) -> Result<Self, OutOfMemory> {
         Ok(TimerWheel {
             heads: try_filled(SLOTS, NIL)?,
             links: try_filled(capacity.min(MAX_ENTRIES), UNARMED)?,
@@ -179,14 +179,10 @@ impl TimerWheel {
     }
 }
 
-/// A boxed slice of `len` copies of `value`, reporting allocation failure.
-pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<Box<[T]>, TryReserveError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)?;
-    // Large tables are walked at random: huge pages spare the TLB (before first touch).
-    crate::dpdk::advise_hugepages(v.spare_capacity_mut());
-    v.resize(len, value);
-    Ok(v.into_boxed_slice())
+/// `len` copies of `value`; large tables are walked at random, so huge pages
+/// spare the TLB.
+pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<HugeSlice<T>, OutOfMemory> {
+    HugeSlice::filled(len, value)
 }
 
 #[cfg(test)]

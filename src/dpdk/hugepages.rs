@@ -1,21 +1,26 @@
-//! Transparent huge pages for the worker's large tables (connection slab and
-//! index). Not a DPDK call: it lives in this layer because this layer holds every
-//! `unsafe` block of ferrovs.
+//! Transparent huge pages for the worker's large tables (connection slab, index
+//! and timer wheel). Not a DPDK call: it lives in this layer because this layer
+//! holds every `unsafe` block of ferrovs.
 //!
-//! A random lookup in a table of hundreds of megabytes misses the TLB on nearly
-//! every access when the table sits in 4 KiB pages; on a virtual machine each miss
-//! costs a two-dimensional page walk. Backing the tables with 2 MiB pages removes
-//! almost all of those misses. The kernel does that for regions marked with
-//! `madvise(MADV_HUGEPAGE)` when `/sys/kernel/mm/transparent_hugepage/enabled` is
-//! `madvise` (the usual default) or `always`; the mark must be set before the pages
-//! are first touched.
+//! A random lookup in a table of megabytes misses the TLB on nearly every access
+//! when the table sits in 4 KiB pages; on a virtual machine each miss costs a
+//! two-dimensional page walk, and a software prefetch that misses the TLB waits for
+//! that walk. Backing the tables with 2 MiB pages removes almost all of those
+//! misses. The kernel does that for regions marked with `madvise(MADV_HUGEPAGE)`
+//! when `/sys/kernel/mm/transparent_hugepage/enabled` is `madvise` (the usual
+//! default) or `always`; the mark must be set before the pages are first touched,
+//! and only whole 2 MiB pages inside the region qualify, so [`HugeSlice`] starts
+//! its tables on a 2 MiB boundary.
 
+use std::alloc::Layout;
+use std::fmt;
 use std::mem::MaybeUninit;
+use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use nix::sys::mman::{madvise, MmapAdvise};
 
-/// Smallest region worth marking: one huge page.
+/// Size and alignment of a transparent huge page on x86_64 and aarch64.
 const HUGE_PAGE: usize = 2 << 20;
 /// Base page size of x86_64 and aarch64 Linux (madvise wants an aligned start).
 const PAGE: usize = 4096;
@@ -43,6 +48,130 @@ pub fn advise_hugepages<T>(mem: &mut [MaybeUninit<T>]) -> bool {
     unsafe { madvise(addr, len, MmapAdvise::MADV_HUGEPAGE).is_ok() }
 }
 
+/// The allocator had no memory for a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+impl fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("out of memory")
+    }
+}
+
+/// A fixed-length array for a large table read at random: from 2 MiB up it starts
+/// on a 2 MiB boundary and is marked for huge pages before its first touch, so
+/// every page of it can be a huge page (a `Vec` of the same size starts wherever
+/// the allocator puts it, and the pages before the first 2 MiB boundary and after
+/// the last one stay small). Smaller arrays are ordinary allocations.
+pub struct HugeSlice<T> {
+    ptr: NonNull<T>,
+    len: usize,
+    layout: Layout,
+}
+
+// SAFETY: a HugeSlice owns its elements like a Box<[T]> does, so it may move to or
+// be shared with another thread exactly when T may.
+unsafe impl<T: Send> Send for HugeSlice<T> {}
+// SAFETY: as above; &HugeSlice only hands out &[T].
+unsafe impl<T: Sync> Sync for HugeSlice<T> {}
+
+impl<T: Clone> HugeSlice<T> {
+    /// `len` copies of `value`.
+    pub fn filled(len: usize, value: T) -> Result<Self, OutOfMemory> {
+        Self::from_fn(len, |_| value.clone())
+    }
+}
+
+impl<T> HugeSlice<T> {
+    /// `len` elements, element `i` being `f(i)`.
+    pub fn from_fn(len: usize, mut f: impl FnMut(usize) -> T) -> Result<Self, OutOfMemory> {
+        let bytes = len.checked_mul(size_of::<T>()).ok_or(OutOfMemory)?;
+        let align = if bytes >= HUGE_PAGE {
+            HUGE_PAGE.max(align_of::<T>())
+        } else {
+            align_of::<T>()
+        };
+        if bytes == 0 {
+            return Ok(HugeSlice {
+                ptr: NonNull::dangling(),
+                len,
+                layout: Layout::from_size_align(0, align).map_err(|_| OutOfMemory)?,
+            });
+        }
+        // A huge-page array also ends on a huge-page boundary, so that its last
+        // part is a whole huge page too (the padding is never written).
+        let size = if align >= HUGE_PAGE {
+            bytes
+                .checked_next_multiple_of(HUGE_PAGE)
+                .ok_or(OutOfMemory)?
+        } else {
+            bytes
+        };
+        let layout = Layout::from_size_align(size, align).map_err(|_| OutOfMemory)?;
+        // SAFETY: the layout has a non-zero size (checked above).
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let ptr = NonNull::new(raw.cast::<T>()).ok_or(OutOfMemory)?;
+        // SAFETY: `raw` points at `size` bytes just allocated for us that nothing
+        // else refers to; viewing them as uninitialised bytes is what MaybeUninit
+        // allows. The view ends before the typed one below begins.
+        let whole = unsafe { std::slice::from_raw_parts_mut(raw.cast::<MaybeUninit<u8>>(), size) };
+        advise_hugepages(whole);
+        // SAFETY: as above, and `size >= bytes` bytes aligned for T hold `len` Ts.
+        let spare =
+            unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<T>>(), len) };
+        // (Should `f` panic, the memory leaks; nothing reads it.)
+        for (i, slot) in spare.iter_mut().enumerate() {
+            slot.write(f(i));
+        }
+        Ok(HugeSlice { ptr, len, layout })
+    }
+
+    /// Whether the array starts on a huge-page boundary (every array of 2 MiB or more).
+    pub fn huge_aligned(&self) -> bool {
+        self.layout.align() >= HUGE_PAGE
+    }
+}
+
+impl<T> Deref for HugeSlice<T> {
+    type Target = [T];
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        // SAFETY: `ptr` points at `len` initialised Ts owned by self (or is dangling
+        // with a zero-sized extent, which from_raw_parts allows).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> DerefMut for HugeSlice<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref, and &mut self makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> Drop for HugeSlice<T> {
+    fn drop(&mut self) {
+        // SAFETY: the elements are initialised and owned by self; dropped once here.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ))
+        };
+        if self.layout.size() > 0 {
+            // SAFETY: `ptr` came from std::alloc::alloc with exactly this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), self.layout) };
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for HugeSlice<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HugeSlice").field("len", &self.len).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +187,45 @@ mod tests {
         big.extend((0..n as u64).map(|i| i * 3));
         assert_eq!(big[n - 1], (n as u64 - 1) * 3);
         assert!(!advise_hugepages::<u64>(&mut []));
+    }
+
+    #[test]
+    fn a_large_huge_slice_starts_on_a_huge_page_and_holds_its_values() {
+        let n = 5 * HUGE_PAGE / 8 + 3;
+        let mut s = HugeSlice::filled(n, 7u64).unwrap();
+        assert!(s.huge_aligned());
+        assert_eq!(s.as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(s.len(), n);
+        assert!(s.iter().all(|&v| v == 7));
+        s[n - 1] = 9;
+        assert_eq!(s[n - 1], 9);
+    }
+
+    #[test]
+    fn small_and_empty_huge_slices_are_ordinary_allocations() {
+        let s = HugeSlice::filled(10, [1u8; 64]).unwrap();
+        assert!(!s.huge_aligned());
+        assert_eq!(s.len(), 10);
+        assert_eq!(s[9], [1u8; 64]);
+        let e: HugeSlice<u32> = HugeSlice::filled(0, 1).unwrap();
+        assert!(e.is_empty());
+    }
+
+    #[test]
+    fn elements_are_dropped_with_the_slice() {
+        use std::rc::Rc;
+        let shared = Rc::new(());
+        let s = HugeSlice::filled(4, shared.clone()).unwrap();
+        assert_eq!(Rc::strong_count(&shared), 5);
+        drop(s);
+        assert_eq!(Rc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn an_impossible_size_is_out_of_memory_not_a_panic() {
+        assert_eq!(
+            HugeSlice::filled(usize::MAX / 8, 0u64).map(|_| ()),
+            Err(OutOfMemory)
+        );
     }
 }

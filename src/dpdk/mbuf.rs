@@ -30,11 +30,13 @@ impl Mbuf {
         NonNull::new(raw).map(Mbuf)
     }
 
+    #[inline]
     fn raw(&self) -> &rte_mbuf {
         // SAFETY: self owns a valid mbuf for its whole life.
         unsafe { self.0.as_ref() }
     }
 
+    #[inline]
     fn raw_mut(&mut self) -> &mut rte_mbuf {
         // SAFETY: self owns a valid mbuf exclusively.
         unsafe { self.0.as_mut() }
@@ -76,6 +78,7 @@ impl Mbuf {
         }
     }
 
+    #[inline]
     fn data_ptr(&self) -> *mut u8 {
         let m = self.raw();
         // SAFETY: buf_addr + data_off is inside the mbuf's data buffer by the mbuf
@@ -92,27 +95,32 @@ impl Drop for Mbuf {
 }
 
 impl PacketBuf for Mbuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         // SAFETY: data_len bytes from the data pointer lie inside the owned segment,
         // and the borrow of self keeps the mbuf alive and unaliased for mutation.
         unsafe { std::slice::from_raw_parts(self.data_ptr(), usize::from(self.raw().data_len)) }
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         let len = usize::from(self.raw().data_len);
         // SAFETY: as in data(), and &mut self makes this the only access.
         unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
+    #[inline]
     fn headroom(&self) -> usize {
         usize::from(self.raw().data_off)
     }
 
+    #[inline]
     fn tailroom(&self) -> usize {
         let m = self.raw();
         usize::from(m.buf_len) - usize::from(m.data_off) - usize::from(m.data_len)
     }
 
+    #[inline]
     fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
         if n > self.headroom() {
             return Err(NoRoom);
@@ -124,6 +132,7 @@ impl PacketBuf for Mbuf {
         Ok(())
     }
 
+    #[inline]
     fn strip_front(&mut self, n: usize) {
         let m = self.raw_mut();
         let n = n.min(usize::from(m.data_len)) as u16;
@@ -132,6 +141,7 @@ impl PacketBuf for Mbuf {
         m.pkt_len -= u32::from(n);
     }
 
+    #[inline]
     fn append(&mut self, n: usize) -> Result<(), NoRoom> {
         if n > self.tailroom() {
             return Err(NoRoom);
@@ -142,6 +152,7 @@ impl PacketBuf for Mbuf {
         Ok(())
     }
 
+    #[inline]
     fn truncate(&mut self, len: usize) {
         let m = self.raw_mut();
         if len < usize::from(m.data_len) {
@@ -152,14 +163,17 @@ impl PacketBuf for Mbuf {
 
     /// Kept in the mbuf's `port` field: after RX ferrovs no longer needs the
     /// ethdev id there, and the field travels with the mbuf through a ring.
+    #[inline]
     fn rx_port(&self) -> u16 {
         self.raw().port
     }
 
+    #[inline]
     fn set_rx_port(&mut self, port: u16) {
         self.raw_mut().port = port;
     }
 
+    #[inline]
     fn prefetch_data(&self) {
         super::prefetch::prefetch_ptr(self.data_ptr());
     }

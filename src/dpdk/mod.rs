@@ -14,19 +14,21 @@ mod mempool;
 mod port;
 mod prefetch;
 mod ring;
+mod simd;
 
 pub use eal::Eal;
 pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
-pub use hugepages::advise_hugepages;
+pub use hugepages::{advise_hugepages, HugeSlice, OutOfMemory};
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
 pub use prefetch::prefetch;
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
+pub use simd::eq_mask_u32x4;
 
 use std::ffi::CStr;
 use std::fmt;

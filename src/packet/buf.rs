@@ -87,18 +87,23 @@ impl std::fmt::Debug for VecBuf {
 }
 
 impl PacketBuf for VecBuf {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.mem[self.start..self.end]
     }
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.mem[self.start..self.end]
     }
+    #[inline]
     fn headroom(&self) -> usize {
         self.start
     }
+    #[inline]
     fn tailroom(&self) -> usize {
         self.mem.len() - self.end
     }
+    #[inline]
     fn prepend(&mut self, n: usize) -> Result<(), NoRoom> {
         if n > self.start {
             return Err(NoRoom);
@@ -106,10 +111,12 @@ impl PacketBuf for VecBuf {
         self.start -= n;
         Ok(())
     }
+    #[inline]
     fn strip_front(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start = (self.start + n).min(self.end);
     }
+    #[inline]
     fn append(&mut self, n: usize) -> Result<(), NoRoom> {
         if n > self.tailroom() {
             return Err(NoRoom);
@@ -117,12 +124,15 @@ impl PacketBuf for VecBuf {
         self.end += n;
         Ok(())
     }
+    #[inline]
     fn truncate(&mut self, len: usize) {
         self.end = self.start + len.min(self.len());
     }
+    #[inline]
     fn rx_port(&self) -> u16 {
         self.port
     }
+    #[inline]
     fn set_rx_port(&mut self, port: u16) {
         self.port = port;
     }
