@@ -61,8 +61,8 @@ impl TimerWheel {
     /// A wheel for entries `0..capacity` (at most [`MAX_ENTRIES`]).
     pub(crate) fn new(capacity: usize) -> Result<Self, OutOfMemory> {
         Ok(TimerWheel {
-            heads: try_filled(SLOTS, NIL)?,
-            links: try_filled(capacity.min(MAX_ENTRIES), UNARMED)?,
+            heads: HugeSlice::filled(SLOTS, NIL)?,
+            links: HugeSlice::filled(capacity.min(MAX_ENTRIES), UNARMED)?,
             next_tick: 0,
             armed: 0,
         })
@@ -177,12 +177,6 @@ impl TimerWheel {
         self.heads[slot as usize] = index;
         self.armed += 1;
     }
-}
-
-/// `len` copies of `value`; large tables are walked at random, so huge pages
-/// spare the TLB.
-pub(crate) fn try_filled<T: Clone>(len: usize, value: T) -> Result<HugeSlice<T>, OutOfMemory> {
-    HugeSlice::filled(len, value)
 }
 
 #[cfg(test)]

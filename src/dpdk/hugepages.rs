@@ -29,7 +29,7 @@ const PAGE: usize = 4096;
 /// touched, e.g. a fresh `Vec`'s `spare_capacity_mut()`) with transparent huge
 /// pages. Only a hint: returns whether the kernel took it, and a refusal (THP
 /// disabled, an old kernel) changes nothing but speed.
-pub fn advise_hugepages<T>(mem: &mut [MaybeUninit<T>]) -> bool {
+fn advise_hugepages<T>(mem: &mut [MaybeUninit<T>]) -> bool {
     let start = mem.as_mut_ptr() as usize;
     let len = std::mem::size_of_val(mem);
     if len < HUGE_PAGE {

@@ -21,7 +21,7 @@ pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
-pub use hugepages::{advise_hugepages, HugeSlice, OutOfMemory};
+pub use hugepages::{HugeSlice, OutOfMemory};
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
