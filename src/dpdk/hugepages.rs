@@ -91,13 +91,6 @@ impl<T> HugeSlice<T> {
         } else {
             align_of::<T>()
         };
-        if bytes == 0 {
-            return Ok(HugeSlice {
-                ptr: NonNull::dangling(),
-                len,
-                layout: Layout::from_size_align(0, align).map_err(|_| OutOfMemory)?,
-            });
-        }
         // A huge-page array also ends on a huge-page boundary, so that its last
         // part is a whole huge page too (the padding is never written).
         let size = if align >= HUGE_PAGE {
@@ -108,15 +101,24 @@ impl<T> HugeSlice<T> {
             bytes
         };
         let layout = Layout::from_size_align(size, align).map_err(|_| OutOfMemory)?;
-        // SAFETY: the layout has a non-zero size (checked above).
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let ptr = NonNull::new(raw.cast::<T>()).ok_or(OutOfMemory)?;
-        // SAFETY: `raw` points at `size` bytes just allocated for us that nothing
-        // else refers to; viewing them as uninitialised bytes is what MaybeUninit
-        // allows. The view ends before the typed one below begins.
-        let whole = unsafe { std::slice::from_raw_parts_mut(raw.cast::<MaybeUninit<u8>>(), size) };
-        advise_hugepages(whole);
-        // SAFETY: as above, and `size >= bytes` bytes aligned for T hold `len` Ts.
+        let ptr = if size == 0 {
+            // Nothing to allocate (no elements, or zero-sized ones).
+            NonNull::dangling()
+        } else {
+            // SAFETY: the layout has a non-zero size.
+            let raw = NonNull::new(unsafe { std::alloc::alloc(layout) }).ok_or(OutOfMemory)?;
+            // SAFETY: `raw` points at `size` bytes just allocated for us that
+            // nothing else refers to; viewing them as uninitialised bytes is what
+            // MaybeUninit allows. The view ends before the typed one below begins.
+            let whole = unsafe {
+                std::slice::from_raw_parts_mut(raw.as_ptr().cast::<MaybeUninit<u8>>(), size)
+            };
+            advise_hugepages(whole);
+            raw.cast::<T>()
+        };
+        // SAFETY: `ptr` is aligned for T and either holds `size >= bytes` bytes of
+        // our own allocation, room for `len` Ts, or is dangling with `bytes == 0`,
+        // which is a valid place for `len` zero-sized Ts.
         let spare =
             unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<T>>(), len) };
         // (Should `f` panic, the memory leaks; nothing reads it.)
@@ -219,6 +221,27 @@ mod tests {
         assert_eq!(Rc::strong_count(&shared), 5);
         drop(s);
         assert_eq!(Rc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn zero_sized_elements_are_made_and_dropped_one_by_one() {
+        use std::cell::Cell;
+        thread_local!(static DROPS: Cell<usize> = const { Cell::new(0) });
+        struct Unit;
+        impl Drop for Unit {
+            fn drop(&mut self) {
+                DROPS.with(|d| d.set(d.get() + 1));
+            }
+        }
+        let mut made = 0;
+        let s = HugeSlice::from_fn(5, |_| {
+            made += 1;
+            Unit
+        })
+        .unwrap();
+        assert_eq!((made, s.len()), (5, 5));
+        drop(s);
+        assert_eq!(DROPS.with(Cell::get), 5);
     }
 
     #[test]
