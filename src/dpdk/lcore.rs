@@ -73,15 +73,15 @@ pub fn tsc_hz() -> u64 {
 /// for the connection timers.
 #[derive(Clone, Copy)]
 pub struct Tsc {
-    hz: u64,
     start: u64,
+    ms: CyclesToMs,
 }
 
 impl Tsc {
     pub fn new() -> Tsc {
         Tsc {
-            hz: tsc_hz().max(1),
             start: Self::cycles(),
+            ms: CyclesToMs::new(tsc_hz()),
         }
     }
 
@@ -93,19 +93,121 @@ impl Tsc {
     }
 
     pub fn hz(&self) -> u64 {
-        self.hz
+        self.ms.hz
     }
 
     /// Milliseconds since this clock was created, from a cycles reading.
     #[inline]
-    pub fn millis(&self, cycles: u64) -> u64 {
-        let elapsed = cycles.wrapping_sub(self.start) as u128;
-        (elapsed * 1000 / u128::from(self.hz)) as u64
+    pub fn millis(&mut self, cycles: u64) -> u64 {
+        self.ms.convert(cycles.wrapping_sub(self.start))
+    }
+}
+
+/// Elapsed cycles to whole milliseconds, `cycles * 1000 / hz` exactly, with the
+/// division done once a millisecond instead of on every call: a worker asks every
+/// loop (a few hundred cycles apart), and a 128-bit division costs a good share of
+/// that. Remembers the cycle range of the last answer.
+#[derive(Clone, Copy, Debug)]
+pub struct CyclesToMs {
+    hz: u64,
+    ms: u64,
+    /// The last answer holds for cycles in `from..until`.
+    from: u64,
+    until: u64,
+}
+
+impl CyclesToMs {
+    pub fn new(hz: u64) -> CyclesToMs {
+        CyclesToMs {
+            hz: hz.max(1),
+            ms: 0,
+            from: 0,
+            until: 0,
+        }
+    }
+
+    #[inline]
+    pub fn convert(&mut self, cycles: u64) -> u64 {
+        if cycles < self.from || cycles >= self.until {
+            self.recompute(cycles);
+        }
+        self.ms
+    }
+
+    #[cold]
+    fn recompute(&mut self, cycles: u64) {
+        let hz = u128::from(self.hz);
+        let ms = u128::from(cycles) * 1000 / hz;
+        // Millisecond m starts at the first cycle c with c * 1000 >= m * hz.
+        let start_of = |m: u128| (m * hz).div_ceil(1000).min(u128::from(u64::MAX)) as u64;
+        self.ms = ms as u64;
+        self.from = start_of(ms);
+        self.until = start_of(ms + 1);
+        if self.until <= cycles {
+            // Only at the very end of the u64 range: no caching there.
+            self.until = cycles.saturating_add(1);
+        }
     }
 }
 
 impl Default for Tsc {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CyclesToMs;
+
+    fn exact(cycles: u64, hz: u64) -> u64 {
+        (u128::from(cycles) * 1000 / u128::from(hz)) as u64
+    }
+
+    #[test]
+    fn cached_milliseconds_equal_the_division_at_every_step() {
+        for hz in [1, 999, 1000, 1001, 2_000_000_007, 3_600_000_000, u64::MAX] {
+            let mut clock = CyclesToMs::new(hz);
+            let mut cycles = 0u64;
+            // Steps below, at and above one millisecond's worth of cycles.
+            let ms_cycles = (hz / 1000).max(1);
+            let mut step = 1u64;
+            for i in 0..20_000u64 {
+                assert_eq!(
+                    clock.convert(cycles),
+                    exact(cycles, hz),
+                    "hz {hz} cycles {cycles}"
+                );
+                step = step
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let delta = match i % 4 {
+                    0 => 1,
+                    1 => ms_cycles.saturating_sub(1),
+                    2 => ms_cycles,
+                    _ => (step >> 40) % ms_cycles.saturating_mul(3).max(1),
+                };
+                cycles = cycles.saturating_add(delta);
+            }
+        }
+    }
+
+    #[test]
+    fn a_clock_going_back_or_to_the_end_of_the_range_is_recomputed() {
+        let hz = 3_000_000_000;
+        let mut clock = CyclesToMs::new(hz);
+        for cycles in [
+            10_000_000_000,
+            5,
+            3_000_000 - 1,
+            3_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+            0,
+        ] {
+            assert_eq!(clock.convert(cycles), exact(cycles, hz), "cycles {cycles}");
+        }
+        let mut zero = CyclesToMs::new(0);
+        assert_eq!(zero.convert(7), 7000, "a zero frequency counts as 1 Hz");
     }
 }

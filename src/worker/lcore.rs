@@ -49,7 +49,7 @@ pub struct WorkerLoop {
 impl WorkerLoop {
     /// Runs until `stop` is set. Returns 0 (the lcore job's exit code).
     pub fn run(mut self) -> i32 {
-        let clock = Tsc::new();
+        let mut clock = Tsc::new();
         let mut rx_buf: Vec<Mbuf> = Vec::with_capacity(self.burst);
         let mut last = Tsc::cycles();
         let mut last_housekeeping = 0u64;
@@ -61,8 +61,11 @@ impl WorkerLoop {
             let now_ms = clock.millis(now_cycles);
             self.pipeline.set_time(now_ms);
 
-            while let Ok(cmd) = self.commands.try_recv() {
-                self.pipeline.apply(cmd);
+            // is_empty is two loads; an empty try_recv also costs a full fence.
+            if !self.commands.is_empty() {
+                while let Ok(cmd) = self.commands.try_recv() {
+                    self.pipeline.apply(cmd);
+                }
             }
 
             let mut received = 0;
