@@ -176,10 +176,10 @@ const NO_TEMPLATE: u32 = u32::MAX;
 /// A tracked connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Conn<A: Family> {
-    client: Endpoint<A>,
-    vip: Endpoint<A>,
-    local: Endpoint<A>,
-    real: Endpoint<A>,
+    /// The two keys' endpoints, indexed by [`Dir::bit`]: `[client, vip]` for
+    /// packets from the client, `[real, local]` for packets from the real server,
+    /// so that a key comparison picks its pair by offset instead of by branch.
+    ends: [[Endpoint<A>; 2]; 2],
     /// Deadline in ms; the wheel may hold the entry filed at an earlier tick.
     expiry: u64,
     generation: u32,
@@ -193,17 +193,17 @@ pub struct Conn<A: Family> {
 
 impl<A: Family> Conn<A> {
     pub fn client(&self) -> Endpoint<A> {
-        self.client
+        self.ends[0][0]
     }
     pub fn vip(&self) -> Endpoint<A> {
-        self.vip
+        self.ends[0][1]
     }
     /// The source the real server sees (see [`NewConn::local`]).
     pub fn local(&self) -> Endpoint<A> {
-        self.local
+        self.ends[1][1]
     }
     pub fn real(&self) -> Endpoint<A> {
-        self.real
+        self.ends[1][0]
     }
     pub fn proto(&self) -> Proto {
         self.proto
@@ -243,22 +243,19 @@ impl<A: Family> Conn<A> {
     }
     /// The key of packets from the client.
     pub fn inbound_key(&self) -> FlowKey<A> {
-        inbound_key(self.proto, self.client, self.vip)
+        inbound_key(self.proto, self.client(), self.vip())
     }
     /// The key of packets from the real server; `None` when replies bypass us.
     pub fn outbound_key(&self) -> Option<FlowKey<A>> {
         self.mode
             .replies_via_us()
-            .then(|| outbound_key(self.proto, self.real, self.local))
+            .then(|| outbound_key(self.proto, self.real(), self.local()))
     }
 
     /// Key comparison without building the other direction's key.
     #[inline]
     fn matches(&self, dir: Dir, key: &FlowKey<A>) -> bool {
-        let (src, dst) = match dir {
-            Dir::Inbound => (self.client, self.vip),
-            Dir::Outbound => (self.real, self.local),
-        };
+        let [src, dst] = &self.ends[dir.bit() as usize];
         key.sport == src.port
             && key.dport == dst.port
             && key.src == src.addr
@@ -511,10 +508,7 @@ impl<A: Family> ConnTable<A> {
         let expiry = now.saturating_add(self.timeout_ms.ms(state));
         let generation = generation.wrapping_add(1);
         self.slab[index as usize] = Entry::Live(Conn {
-            client: new.client,
-            vip: new.vip,
-            local: new.local,
-            real: new.real,
+            ends: [[new.client, new.vip], [new.real, new.local]],
             expiry,
             generation,
             template: new.template.map_or(NO_TEMPLATE, |t| t.0),

@@ -25,6 +25,7 @@ use crate::packet::{
     IpProtocol, Ipv4Packet, Ipv6Packet, MacAddr, PacketBuf, TcpFlags,
 };
 use crate::stats::{DropReason, WorkerStats};
+use burst::OwnAddrsV4;
 use crossbeam_channel::Sender;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -61,7 +62,7 @@ pub struct Pipeline<P: PacketPool> {
     /// packets go to a real server, and real servers are few.
     real_hops: HopCache,
     /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
-    iface_v4: Vec<Ipv4Addr>,
+    iface_v4: OwnAddrsV4,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -110,14 +111,14 @@ impl<P: PacketPool> Pipeline<P> {
             now_ms: 0,
             hops: HopCache::new(),
             real_hops: HopCache::new(),
-            iface_v4: Vec::new(),
+            iface_v4: OwnAddrsV4::default(),
         }
         .with_interface_addrs()
     }
 
     /// Takes the ports' IPv4 addresses from the configuration snapshot.
     fn with_interface_addrs(mut self) -> Self {
-        self.iface_v4 = interface_v4(&self.dp);
+        self.iface_v4 = OwnAddrsV4::new(interface_v4(&self.dp));
         self
     }
 
@@ -207,7 +208,7 @@ impl<P: PacketPool> Pipeline<P> {
                 self.stats.config_version.set(dp.version);
                 self.hops.clear();
                 self.real_hops.clear();
-                self.iface_v4 = interface_v4(&dp);
+                self.iface_v4 = OwnAddrsV4::new(interface_v4(&dp));
                 self.dp = dp;
             }
             WorkerCommand::Neighbor { ip, mac, port } => {

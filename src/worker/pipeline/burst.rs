@@ -32,6 +32,32 @@ const BATCH: usize = 32;
 /// enough handling time to cover a memory access.
 const LOOKAHEAD: usize = 8;
 
+/// The ports' own IPv4 addresses, asked about every packet of the burst path: a
+/// 64-bit filter on the addresses' low six bits answers most questions (a
+/// VIP is rarely also a port address) without walking the list.
+#[derive(Default)]
+pub(super) struct OwnAddrsV4 {
+    addrs: Vec<Ipv4Addr>,
+    filter: u64,
+}
+
+impl OwnAddrsV4 {
+    pub(super) fn new(addrs: Vec<Ipv4Addr>) -> Self {
+        let filter = addrs.iter().fold(0, |f, &a| f | Self::bit(a));
+        OwnAddrsV4 { addrs, filter }
+    }
+
+    #[inline(always)]
+    fn bit(addr: Ipv4Addr) -> u64 {
+        1 << (u32::from(addr) & 63)
+    }
+
+    #[inline(always)]
+    pub(super) fn contains(&self, addr: &Ipv4Addr) -> bool {
+        self.filter & Self::bit(*addr) != 0 && self.addrs.contains(addr)
+    }
+}
+
 /// What stage 1 learned of a packet.
 #[derive(Clone, Copy)]
 struct Staged {
@@ -282,5 +308,28 @@ impl<P: PacketPool> Pipeline<P> {
         } else {
             self.discard(pkt, DropReason::TxFull);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OwnAddrsV4;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn own_addresses_answer_like_the_list() {
+        let addrs: Vec<Ipv4Addr> = ["198.18.0.1", "198.19.0.1", "10.0.0.65", "10.0.0.200"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let own = OwnAddrsV4::new(addrs.clone());
+        // Every address sharing low bits with a port address, and many that do not.
+        for hi in [0u32, 0x0a00_0000, 0xc612_0000, 0xc613_0000, 0xffff_ff00] {
+            for lo in 0..=255u32 {
+                let a = Ipv4Addr::from(hi | lo);
+                assert_eq!(own.contains(&a), addrs.contains(&a), "{a}");
+            }
+        }
+        assert!(!OwnAddrsV4::default().contains(&Ipv4Addr::UNSPECIFIED));
     }
 }
