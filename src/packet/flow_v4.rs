@@ -28,7 +28,6 @@ mod field {
     pub const VER_IHL: usize = 14;
     pub const TOTAL_LEN: Range<usize> = 16..18;
     pub const FLAGS_FRAG: Range<usize> = 20..22;
-    pub const TTL: usize = 22;
     pub const PROTOCOL: usize = 23;
     pub const SRC: Range<usize> = 26..30;
     pub const DST: Range<usize> = 30..34;
@@ -59,16 +58,17 @@ pub struct Ipv4Flow {
     /// IPv4 total length: the packet ends at `ethernet::HEADER_LEN + total_len`,
     /// anything after it is padding.
     pub total_len: u16,
-    /// Offset of the TCP or UDP header in the frame.
-    pub l4_offset: u16,
     /// [`IpProtocol::TCP`] or [`IpProtocol::UDP`].
     pub protocol: IpProtocol,
     /// The TCP flags (empty for UDP).
     pub tcp_flags: TcpFlags,
-    pub ttl: u8,
 }
 
 impl Ipv4Flow {
+    /// Where the TCP or UDP header starts: right after an IPv4 header without
+    /// options, the only shape this parser answers for.
+    pub const L4_OFFSET: usize = field::L4;
+
     /// Where the IPv4 packet ends in the frame.
     pub fn l3_end(&self) -> usize {
         ethernet::HEADER_LEN + usize::from(self.total_len)
@@ -138,10 +138,8 @@ pub fn parse_ipv4_flow(frame: &[u8]) -> Option<Ipv4Flow> {
         src_port,
         dst_port,
         total_len,
-        l4_offset: field::L4 as u16,
         protocol,
         tcp_flags,
-        ttl: h[field::TTL],
     })
 }
 
@@ -178,9 +176,8 @@ mod tests {
         assert_eq!(ip.total_len, u32::from(f.total_len));
         assert_eq!(info.l3_end(), f.l3_end());
         assert_eq!(ip.protocol, f.protocol);
-        assert_eq!(ip.ttl, f.ttl);
         let l4 = ip.l4.expect("L4 header");
-        assert_eq!(l4.offset, f.l4_offset);
+        assert_eq!(usize::from(l4.offset), Ipv4Flow::L4_OFFSET);
         match l4.header {
             L4Header::Tcp {
                 src_port,
@@ -223,8 +220,6 @@ mod tests {
         assert_eq!(f.protocol, IpProtocol::TCP);
         assert_eq!(f.tcp_flags, TcpFlags::SYN);
         assert_eq!((f.src_port, f.dst_port), (40000, 80));
-        assert_eq!(f.l4_offset, 34);
-        assert_eq!(f.ttl, 64);
     }
 
     #[test]
