@@ -169,10 +169,20 @@ const TRANSITIONS: [[[TcpState; 11]; 4]; 3] = {
 };
 
 /// The state of a tracked connection: a TCP state, or UDP's single state.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, Eq, Hash, Debug)]
 pub enum ConnState {
     Tcp(TcpState),
     Udp,
+}
+
+/// Equal exactly when the derived comparison would say so, but one byte compare:
+/// [`ConnState::index`] numbers every state apart, and UDP's number is the value
+/// the compiler already stores for it (the first one after TCP's states).
+impl PartialEq for ConnState {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.index() == other.index()
+    }
 }
 
 impl ConnState {
@@ -300,6 +310,26 @@ mod tests {
     use super::TcpDir::{Input, InputOnly, Output};
     use super::TcpState::*;
     use super::*;
+
+    #[test]
+    fn states_are_equal_only_to_themselves() {
+        let all: Vec<ConnState> = TcpState::ALL
+            .iter()
+            .map(|&s| ConnState::Tcp(s))
+            .chain([ConnState::Udp])
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for (j, b) in all.iter().enumerate() {
+                let structural = match (a, b) {
+                    (ConnState::Tcp(x), ConnState::Tcp(y)) => x == y,
+                    (ConnState::Udp, ConnState::Udp) => true,
+                    _ => false,
+                };
+                assert_eq!(a == b, structural, "{a} vs {b}");
+                assert_eq!(a == b, i == j);
+            }
+        }
+    }
 
     /// Walks `steps` of (direction, flags, expected state) from NONE.
     fn walk(steps: &[(TcpDir, u8, TcpState)]) {
