@@ -43,9 +43,9 @@ impl IndexBucket {
     /// overlapping groups of four lanes, each one vector compare and a mask.
     #[inline(always)]
     fn matching(&self, sig: u32) -> u32 {
-        let s = &self.sigs;
-        let low = eq_mask_u32x4([s[0], s[1], s[2], s[3]], sig);
-        let high = eq_mask_u32x4([s[3], s[4], s[5], s[6]], sig);
+        // Both chunks exist (SLOTS >= 4), so the `None` arms compile away.
+        let low = self.sigs.first_chunk().map_or(0, |l| eq_mask_u32x4(l, sig));
+        let high = self.sigs.last_chunk().map_or(0, |l| eq_mask_u32x4(l, sig));
         low | high << (SLOTS - 4)
     }
 }

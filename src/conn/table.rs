@@ -604,6 +604,9 @@ impl<A: Family> ConnTable<A> {
         budget: usize,
         mut on_expire: impl FnMut(ConnId, &Conn<A>),
     ) -> usize {
+        if self.wheel.nothing_due(now) {
+            return 0;
+        }
         let mut work = budget;
         let mut removed = 0;
         loop {

@@ -117,6 +117,14 @@ impl TimerWheel {
         self.armed -= 1;
     }
 
+    /// True when [`Self::poll`] at `now` would find nothing: a check for callers
+    /// that set up work before polling, asked on every worker loop.
+    #[inline]
+    pub(crate) fn nothing_due(&self, now: u64) -> bool {
+        // With nothing armed, `arm` brings `next_tick` forward itself.
+        self.armed == 0 || now / TICK_MS < self.next_tick
+    }
+
     /// Returns the next entry whose deadline has passed, unlinked, or `None` when no
     /// due entry is left or `work` ran out. Every entry examined costs one unit of
     /// `work`; `deadline` gives an entry's current deadline, and entries whose
@@ -187,8 +195,12 @@ mod tests {
     fn drain(w: &mut TimerWheel, now: u64, deadlines: &[u64]) -> Vec<u32> {
         let mut out = Vec::new();
         let mut work = usize::MAX;
+        let nothing_due = w.nothing_due(now);
         while let Some(i) = w.poll(now, &mut work, |i| deadlines[i as usize]) {
             out.push(i);
+        }
+        if nothing_due {
+            assert!(out.is_empty(), "nothing_due at {now}, yet {out:?} fired");
         }
         out
     }
