@@ -169,7 +169,7 @@ const TRANSITIONS: [[[TcpState; 11]; 4]; 3] = {
 };
 
 /// The state of a tracked connection: a TCP state, or UDP's single state.
-#[derive(Clone, Copy, Eq, Hash, Debug)]
+#[derive(Clone, Copy, Eq, Debug)]
 pub enum ConnState {
     Tcp(TcpState),
     Udp,
@@ -182,6 +182,13 @@ impl PartialEq for ConnState {
     #[inline]
     fn eq(&self, other: &Self) -> bool {
         self.index() == other.index()
+    }
+}
+
+/// Hashes what [`PartialEq`] compares, so equal states hash alike.
+impl std::hash::Hash for ConnState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index().hash(state);
     }
 }
 
