@@ -127,6 +127,20 @@ impl Sum {
     }
 }
 
+/// Whether a 20-byte IPv4 header (no options) carries a valid checksum, as
+/// `Sum::of(header).verifies()`, but summed in the machine's byte order: the one's
+/// complement sum of byte-swapped words is the byte-swapped sum (RFC 1071, 2.B),
+/// and the valid total 0xffff reads the same both ways, so no word is swapped.
+#[inline]
+pub fn ipv4_header_verifies(header: &[u8; 20]) -> bool {
+    let (a, rest) = header.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let (b, rest) = rest.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    let c = rest.first_chunk::<4>().unwrap_or(&[0; 4]);
+    let acc = add_carry(u64::from_ne_bytes(*a), u64::from_ne_bytes(*b));
+    let acc = add_carry(acc, u64::from(u32::from_ne_bytes(*c)));
+    Sum(acc).verifies()
+}
+
 impl Add for Sum {
     type Output = Sum;
 
@@ -267,6 +281,33 @@ pub fn update_u128(checksum: u16, old: u128, new: u128) -> u16 {
 mod tests {
     use super::*;
     use crate::packet::testutil::XorShift;
+
+    #[test]
+    fn ipv4_headers_verify_in_either_byte_order() {
+        let mut rng = XorShift::new(20);
+        for i in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                *b = rng.next() as u8;
+            }
+            if i % 2 == 0 {
+                // A valid checksum half of the time.
+                h[10..12].copy_from_slice(&[0, 0]);
+                let c = Sum::of(&h).checksum();
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let want = Sum::of(&h).verifies();
+            assert_eq!(ipv4_header_verifies(&h), want, "{h:02x?}");
+            if i % 2 == 0 {
+                assert!(want);
+            }
+        }
+        // Both representations of zero: 0x0000 and 0xffff.
+        let mut h = [0u8; 20];
+        h[10..12].copy_from_slice(&[0xff, 0xff]);
+        assert!(ipv4_header_verifies(&h));
+        assert!(!ipv4_header_verifies(&[0; 20]));
+    }
 
     /// The textbook algorithm: 16-bit words into a u32, fold at the end.
     fn reference_sum(data: &[u8]) -> u16 {

@@ -13,7 +13,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::Sum;
+use super::checksum;
 use super::ethernet::{self, EtherType};
 use super::ip::IpProtocol;
 use super::tcp::TcpFlags;
@@ -96,7 +96,9 @@ pub fn parse_ipv4_flow(frame: &[u8]) -> Option<Ipv4Flow> {
     if total_len < MIN_TOTAL_LEN
         || ip_end > frame.len()
         || be16(&h[field::FLAGS_FRAG]) & FRAGMENT_BITS != 0
-        || !Sum::of(&h[field::IP]).verifies()
+        || !h[field::IP]
+            .first_chunk()
+            .is_some_and(checksum::ipv4_header_verifies)
     {
         return None;
     }
