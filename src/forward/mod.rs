@@ -106,43 +106,23 @@ pub enum ActionV4 {
 pub fn packet_action_v4(conn: &Conn<Ipv4Addr>, dir: Dir) -> Option<ActionV4> {
     // Each arm reads only the endpoints it uses: DR reads one.
     let ep = |e: crate::conn::Endpoint<Ipv4Addr>| (e.addr, e.port);
+    let translate = |src, dst, next_hop| ActionV4::Translate {
+        t: TranslationV4 { src, dst },
+        next_hop,
+    };
     Some(match (conn.mode(), dir) {
         (Mode::Nat, Dir::Inbound) => {
             let real = ep(conn.real());
-            ActionV4::Translate {
-                t: TranslationV4 {
-                    src: None,
-                    dst: Some(real),
-                },
-                next_hop: real.0,
-            }
+            translate(None, Some(real), real.0)
         }
-        (Mode::Nat, Dir::Outbound) => ActionV4::Translate {
-            t: TranslationV4 {
-                src: Some(ep(conn.vip())),
-                dst: None,
-            },
-            next_hop: conn.client().addr,
-        },
+        (Mode::Nat, Dir::Outbound) => translate(Some(ep(conn.vip())), None, conn.client().addr),
         (Mode::FullNat, Dir::Inbound) => {
             let real = ep(conn.real());
-            ActionV4::Translate {
-                t: TranslationV4 {
-                    src: Some(ep(conn.local())),
-                    dst: Some(real),
-                },
-                next_hop: real.0,
-            }
+            translate(Some(ep(conn.local())), Some(real), real.0)
         }
         (Mode::FullNat, Dir::Outbound) => {
             let client = ep(conn.client());
-            ActionV4::Translate {
-                t: TranslationV4 {
-                    src: Some(ep(conn.vip())),
-                    dst: Some(client),
-                },
-                next_hop: client.0,
-            }
+            translate(Some(ep(conn.vip())), Some(client), client.0)
         }
         (Mode::Dr, Dir::Inbound) => ActionV4::Direct {
             next_hop: conn.real().addr,
