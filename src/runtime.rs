@@ -126,7 +126,8 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
         let link = port.link();
         log::info!(
-            "port {} ({}, driver {}): ethdev {}, MAC {}, link {} {} Mb/s, {} queue(s)",
+            "port {} ({}, driver {}): ethdev {}, MAC {}, link {} {} Mb/s, {} queue(s), \
+             IPv4 checksum verified by {}",
             p.name,
             p.device,
             port.driver(),
@@ -134,7 +135,12 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             port.mac(),
             if link.up { "up" } else { "down" },
             link.speed_mbps,
-            port.queues()
+            port.queues(),
+            if port.rx_ipv4_checksum_offload() {
+                "the NIC"
+            } else {
+                "software"
+            }
         );
     }
 

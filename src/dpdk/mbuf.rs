@@ -94,6 +94,15 @@ impl Drop for Mbuf {
     }
 }
 
+/// The NIC's IPv4 header checksum verdict in an RX mbuf's `ol_flags`: only GOOD
+/// counts; BAD, NONE and UNKNOWN (every PMD without the offload) leave the check to
+/// software.
+#[inline(always)]
+fn ip_checksum_good(ol_flags: u64) -> bool {
+    ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK)
+        == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD)
+}
+
 impl PacketBuf for Mbuf {
     #[inline]
     fn data(&self) -> &[u8] {
@@ -174,7 +183,38 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn ipv4_checksum_verified(&self) -> bool {
+        ip_checksum_good(self.raw().ol_flags)
+    }
+
+    #[inline]
     fn prefetch_data(&self) {
         super::prefetch::prefetch_ptr(self.data_ptr());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_checksum_good;
+    use dpdk_sys as sys;
+
+    #[test]
+    fn only_a_good_ip_checksum_verdict_skips_the_software_check() {
+        let others = [
+            0,
+            u64::from(sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD),
+            u64::from(sys::RTE_MBUF_F_RX_L4_CKSUM_BAD),
+            u64::from(sys::RTE_MBUF_F_RX_RSS_HASH),
+            u64::from(sys::RTE_MBUF_F_RX_VLAN),
+        ];
+        for other in others {
+            let verdict = |v: u32| ip_checksum_good(other | u64::from(v));
+            assert!(verdict(sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD), "{other:#x}");
+            assert!(!verdict(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD), "{other:#x}");
+            // NONE: the header is intact but its checksum field is wrong; sent on
+            // as it is the next hop would drop it, so software checks (and drops).
+            assert!(!verdict(sys::RTE_MBUF_F_RX_IP_CKSUM_NONE), "{other:#x}");
+            assert!(!verdict(sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN), "{other:#x}");
+        }
     }
 }

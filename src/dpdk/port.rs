@@ -45,6 +45,8 @@ pub struct Port {
     driver: String,
     queues: u16,
     started: bool,
+    /// RX offloads enabled at configuration (RTE_ETH_RX_OFFLOAD_*).
+    rx_offloads: u64,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
     /// rte_flow rules installed by [`Port::create_flows`] (src/dpdk/flow.rs).
@@ -159,6 +161,7 @@ impl Port {
             driver,
             queues: conf.rx_queues,
             started: false,
+            rx_offloads: eth_conf.rxmode.offloads,
             rx_taken: vec![false; usize::from(conf.rx_queues)],
             tx_taken: vec![false; usize::from(conf.tx_queues)],
             flows: Vec::new(),
@@ -178,6 +181,11 @@ impl Port {
     }
 
     /// RX queues (one per worker).
+    /// True when the NIC verifies received IPv4 header checksums.
+    pub fn rx_ipv4_checksum_offload(&self) -> bool {
+        self.rx_offloads & u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0
+    }
+
     pub fn queues(&self) -> u16 {
         self.queues
     }
@@ -328,6 +336,12 @@ fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sy
     if info.tx_offload_capa & fast_free != 0 {
         c.txmode.offloads |= fast_free;
     }
+    // The NIC verifies IPv4 header checksums on receive, so the burst path skips
+    // its own check for packets it marks good (see Mbuf::ipv4_checksum_verified).
+    let ipv4_cksum = u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM);
+    if info.rx_offload_capa & ipv4_cksum != 0 {
+        c.rxmode.offloads |= ipv4_cksum;
+    }
     c
 }
 
@@ -378,5 +392,74 @@ impl TxQueue {
         };
         Mbuf::forget_front(pkts, usize::from(n));
         usize::from(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(queues: u16) -> PortConf {
+        PortConf {
+            rx_queues: queues,
+            tx_queues: queues + 1,
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            mtu: 1500,
+        }
+    }
+
+    /// What a multi-queue NIC with checksum offload and RSS reports (the values
+    /// of the documented RTE_ETH_* bits).
+    fn capable() -> dpdk_sys::rte_eth_dev_info {
+        dpdk_sys::rte_eth_dev_info {
+            rx_offload_capa: u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM)
+                | u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_UDP_CKSUM)
+                | u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_TCP_LRO),
+            tx_offload_capa: u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+                | u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM),
+            flow_type_rss_offloads: u64::from(dpdk_sys::RTE_ETH_RSS_IP)
+                | u64::from(dpdk_sys::RTE_ETH_RSS_UDP)
+                | u64::from(dpdk_sys::RTE_ETH_RSS_SCTP),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_capable_nic_gets_ipv4_checksum_offload_rss_and_fast_free_only() {
+        let c = build_eth_conf(&conf(4), &capable());
+        // Of the RX offloads only the IPv4 header check: LRO would merge segments
+        // a load balancer must forward one by one.
+        assert_eq!(
+            c.rxmode.offloads,
+            u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM)
+        );
+        assert_eq!(
+            c.txmode.offloads,
+            u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)
+        );
+        assert_eq!(c.rxmode.mq_mode, dpdk_sys::RTE_ETH_MQ_RX_RSS);
+        // Only the hash types asked for that the NIC has.
+        assert_eq!(
+            c.rx_adv_conf.rss_conf.rss_hf,
+            u64::from(dpdk_sys::RTE_ETH_RSS_IP) | u64::from(dpdk_sys::RTE_ETH_RSS_UDP)
+        );
+        assert!(c.rx_adv_conf.rss_conf.rss_key.is_null());
+        assert_eq!(c.rxmode.mtu, 1500);
+    }
+
+    #[test]
+    fn a_bare_device_gets_no_offloads_and_one_queue_no_rss() {
+        let bare = dpdk_sys::rte_eth_dev_info::default();
+        let c = build_eth_conf(&conf(4), &bare);
+        assert_eq!((c.rxmode.offloads, c.txmode.offloads), (0, 0));
+        assert_eq!(c.rxmode.mq_mode, dpdk_sys::RTE_ETH_MQ_RX_NONE);
+        // One queue needs no RSS even where the NIC has it.
+        let c = build_eth_conf(&conf(1), &capable());
+        assert_eq!(c.rxmode.mq_mode, dpdk_sys::RTE_ETH_MQ_RX_NONE);
+        assert_eq!(
+            c.rxmode.offloads,
+            u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM)
+        );
     }
 }

@@ -384,7 +384,7 @@ mod tests {
                     },
                 );
                 let mut fast = frame.clone();
-                let flow = parse_ipv4_flow(&fast).unwrap();
+                let flow = parse_ipv4_flow(&fast, false).unwrap();
                 let r_fast = translate_v4(&mut fast, &flow, &TranslationV4 { src, dst });
                 assert_eq!(r_fast, r_slow);
                 assert_eq!(fast, slow, "{src:?} {dst:?}");

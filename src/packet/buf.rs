@@ -35,6 +35,11 @@ pub trait PacketBuf {
     /// Starts loading the first cache line of the packet data (a hint for batched
     /// processing; buffers in plain memory need not do anything).
     fn prefetch_data(&self) {}
+    /// True when the NIC verified this received frame's IPv4 header checksum (RX
+    /// checksum offload), so the burst parser may skip its own check.
+    fn ipv4_checksum_verified(&self) -> bool {
+        false
+    }
 
     /// Packet length in bytes.
     fn len(&self) -> usize {
@@ -59,6 +64,7 @@ pub struct VecBuf {
     start: usize,
     end: usize,
     port: u16,
+    ipv4_checksum_verified: bool,
 }
 
 impl VecBuf {
@@ -72,7 +78,14 @@ impl VecBuf {
             start: DEFAULT_HEADROOM,
             end: DEFAULT_HEADROOM + frame.len(),
             port: 0,
+            ipv4_checksum_verified: false,
         }
+    }
+
+    /// Marks the frame as one whose IPv4 header checksum a NIC verified (tests of
+    /// the RX checksum offload path).
+    pub fn set_ipv4_checksum_verified(&mut self, verified: bool) {
+        self.ipv4_checksum_verified = verified;
     }
 }
 
@@ -135,6 +148,10 @@ impl PacketBuf for VecBuf {
     #[inline]
     fn set_rx_port(&mut self, port: u16) {
         self.port = port;
+    }
+    #[inline]
+    fn ipv4_checksum_verified(&self) -> bool {
+        self.ipv4_checksum_verified
     }
 }
 

@@ -83,8 +83,10 @@ fn be16(b: &[u8]) -> u16 {
 /// Classifies `frame` if it is an untagged Ethernet frame with a valid,
 /// unfragmented IPv4 packet without options (header checksum verified) carrying a
 /// complete TCP or UDP header; None for any other frame, valid or not.
+/// `checksum_verified`: the NIC already verified the header checksum (RX offload),
+/// so it is not summed again.
 #[inline]
-pub fn parse_ipv4_flow(frame: &[u8]) -> Option<Ipv4Flow> {
+pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow> {
     let h: &[u8; field::L4] = frame.first_chunk()?;
     if h[field::ETHERTYPE] != EtherType::IPV4.0.to_be_bytes()
         || h[field::VER_IHL] != VER_IHL_NO_OPTIONS
@@ -96,9 +98,10 @@ pub fn parse_ipv4_flow(frame: &[u8]) -> Option<Ipv4Flow> {
     if total_len < MIN_TOTAL_LEN
         || ip_end > frame.len()
         || be16(&h[field::FLAGS_FRAG]) & FRAGMENT_BITS != 0
-        || !h[field::IP]
-            .first_chunk()
-            .is_some_and(checksum::ipv4_header_verifies)
+        || !(checksum_verified
+            || h[field::IP]
+                .first_chunk()
+                .is_some_and(checksum::ipv4_header_verifies))
     {
         return None;
     }
@@ -162,7 +165,7 @@ mod tests {
     /// Asserts that `parse_frame` agrees with whatever `parse_ipv4_flow` says about
     /// `frame`; returns whether the fast parser answered.
     fn agrees(frame: &[u8]) -> bool {
-        let Some(f) = parse_ipv4_flow(frame) else {
+        let Some(f) = parse_ipv4_flow(frame, false) else {
             return false;
         };
         let info =
@@ -218,7 +221,7 @@ mod tests {
         for f in samples() {
             assert!(agrees(&f), "{f:02x?}");
         }
-        let f = parse_ipv4_flow(&samples()[2]).unwrap();
+        let f = parse_ipv4_flow(&samples()[2], false).unwrap();
         assert_eq!(f.protocol, IpProtocol::TCP);
         assert_eq!(f.tcp_flags, TcpFlags::SYN);
         assert_eq!((f.src_port, f.dst_port), (40000, 80));
@@ -249,7 +252,7 @@ mod tests {
             vec![0; 13],
             vec![0; 60],
         ] {
-            assert_eq!(parse_ipv4_flow(&f), None);
+            assert_eq!(parse_ipv4_flow(&f, false), None);
         }
         let base = samples()[0].clone();
         // A fragment (more fragments set), checksum fixed: valid, but not ours.
@@ -257,21 +260,51 @@ mod tests {
         frag[14 + 6] |= 0x20;
         fix_ip_checksum(&mut frag);
         assert!(parse_frame(&frag, false).is_ok());
-        assert_eq!(parse_ipv4_flow(&frag), None);
+        assert_eq!(parse_ipv4_flow(&frag, false), None);
         // A VLAN tag: the full parser decides.
         let mut tagged = base[..12].to_vec();
         tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
         tagged.extend_from_slice(&base[12..]);
-        assert_eq!(parse_ipv4_flow(&tagged), None);
+        assert_eq!(parse_ipv4_flow(&tagged, false), None);
         // A bad header checksum, a short frame, a UDP length past the packet.
         let mut bad = base.clone();
         bad[14 + 10] ^= 1;
-        assert_eq!(parse_ipv4_flow(&bad), None);
-        assert_eq!(parse_ipv4_flow(&base[..14 + 20 + 4]), None);
+        assert_eq!(parse_ipv4_flow(&bad, false), None);
+        assert_eq!(parse_ipv4_flow(&base[..14 + 20 + 4], false), None);
         let mut long_udp = base.clone();
         long_udp[14 + 20 + 4] = 0x7f;
-        assert_eq!(parse_ipv4_flow(&long_udp), None);
+        assert_eq!(parse_ipv4_flow(&long_udp, false), None);
         assert!(parse_frame(&long_udp, false).is_err());
+    }
+
+    #[test]
+    fn a_nic_verified_checksum_is_not_summed_again_and_nothing_else_is_skipped() {
+        let base = samples()[0].clone();
+        let mut bad = base.clone();
+        bad[14 + 10] ^= 1;
+        // Without the NIC's word the software check refuses it; with it, the frame
+        // is classified like the intact one (the checksum is all that differs).
+        assert_eq!(parse_ipv4_flow(&bad, false), None);
+        assert_eq!(parse_ipv4_flow(&bad, true), parse_ipv4_flow(&base, false));
+        assert!(parse_ipv4_flow(&base, true).is_some());
+        // Every other refusal stands.
+        let mut frag = base.clone();
+        frag[14 + 6] |= 0x20;
+        let mut options = base.clone();
+        options[14] = 0x46;
+        let mut long_udp = base.clone();
+        long_udp[14 + 20 + 4] = 0x7f;
+        let mut not_ip = base.clone();
+        not_ip[12] = 0x86;
+        for f in [
+            frag,
+            options,
+            long_udp,
+            not_ip,
+            base[..14 + 20 + 4].to_vec(),
+        ] {
+            assert_eq!(parse_ipv4_flow(&f, true), None, "{f:02x?}");
+        }
     }
 
     fn fix_ip_checksum(frame: &mut [u8]) {
@@ -291,7 +324,7 @@ mod tests {
         f[16..18].copy_from_slice(&total.to_be_bytes());
         fix_ip_checksum(&mut f);
         assert!(parse_frame(&f, false).is_ok());
-        assert_eq!(parse_ipv4_flow(&f), None);
+        assert_eq!(parse_ipv4_flow(&f, false), None);
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl<P: PacketPool> Pipeline<P> {
                 if data.get(ethernet::field::DST) != Some(&mac.0[..]) {
                     continue;
                 }
-                let Some(flow) = parse_ipv4_flow(data) else {
+                let Some(flow) = parse_ipv4_flow(data, pkt.ipv4_checksum_verified()) else {
                     continue;
                 };
                 let hash = table.hasher().hash(&key_of(&flow));

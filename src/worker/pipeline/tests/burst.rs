@@ -324,6 +324,30 @@ fn a_reload_that_reroutes_a_real_server_is_followed() {
     }
 }
 
+/// RX checksum offload: the burst path does not sum again the IPv4 header of a
+/// frame the NIC marked good (a corrupted checksum makes the skip visible); the
+/// same frame unmarked is dropped as `bad_ipv4_checksum`, like on the ordinary path.
+#[test]
+fn the_nics_checksum_verdict_spares_the_burst_path_its_own() {
+    let client: SocketAddr = "198.18.0.10:40000".parse().unwrap();
+    let vip: SocketAddr = "198.18.0.100:53".parse().unwrap();
+    let mut frame = craft::udp(l2_to_us(CLIENT_MAC), client, vip, b"query");
+    frame[14 + 10] ^= 0x40;
+    let mut h = seeded();
+    h.p.process_burst(&mut vec![VecBuf::from_frame(&frame)], 0);
+    let (tx, _, freed, _) = take_output(&mut h);
+    assert!(tx.iter().all(Vec::is_empty));
+    assert_eq!(freed, 1);
+    assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), 1);
+
+    let mut marked = VecBuf::from_frame(&frame);
+    marked.set_ipv4_checksum_verified(true);
+    h.p.process_burst(&mut vec![marked], 0);
+    let (tx, _, freed, _) = take_output(&mut h);
+    assert_eq!((tx[1].len(), freed), (1, 0), "forwarded to the real server");
+    assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), 1);
+}
+
 #[test]
 fn bursts_and_single_packets_end_the_same() {
     let mut single = seeded();
