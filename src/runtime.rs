@@ -218,6 +218,11 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     } else {
         (None, None)
     };
+    let nic_checks_ipv4: Vec<bool> = res
+        .ports
+        .iter()
+        .map(Port::rx_ipv4_checksum_offload)
+        .collect();
     let mut stats = Vec::with_capacity(workers);
     let mut command_tx = Vec::with_capacity(workers);
     let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
@@ -254,7 +259,8 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             ws.clone(),
             event_tx.clone(),
             usize::from(cfg.workers.burst),
-        );
+        )
+        .with_rx_ipv4_checksum_offload(&nic_checks_ipv4);
         let job = WorkerLoop {
             pipeline,
             rx,

@@ -63,6 +63,9 @@ pub struct Pipeline<P: PacketPool> {
     real_hops: HopCache,
     /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
     iface_v4: OwnAddrsV4,
+    /// Per port: the NIC verifies IPv4 header checksums on receive, so its verdict
+    /// is read (other ports' packets are not asked).
+    rx_ipv4_checksum_offload: Vec<bool>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -112,8 +115,18 @@ impl<P: PacketPool> Pipeline<P> {
             hops: HopCache::new(),
             real_hops: HopCache::new(),
             iface_v4: OwnAddrsV4::default(),
+            rx_ipv4_checksum_offload: vec![false; ports],
         }
         .with_interface_addrs()
+    }
+
+    /// Tells the burst path which ports' NICs verify IPv4 header checksums
+    /// (`Port::rx_ipv4_checksum_offload`, indexed like the ports).
+    pub fn with_rx_ipv4_checksum_offload(mut self, ports: &[bool]) -> Self {
+        for (on, &nic) in self.rx_ipv4_checksum_offload.iter_mut().zip(ports) {
+            *on = nic;
+        }
+        self
     }
 
     /// Takes the ports' IPv4 addresses from the configuration snapshot.

@@ -102,6 +102,7 @@ impl<P: PacketPool> Pipeline<P> {
     pub fn process_burst(&mut self, pkts: &mut Vec<P::Buf>, port: usize) {
         self.stats.rx_packets.add(pkts.len() as u64);
         let mac = self.dp.ifaces[port].mac;
+        let nic_checks_ipv4 = self.rx_ipv4_checksum_offload[port];
         while !pkts.is_empty() {
             let n = pkts.len().min(BATCH);
             let mut staged = [ORDINARY; BATCH];
@@ -114,7 +115,8 @@ impl<P: PacketPool> Pipeline<P> {
                 if data.get(ethernet::field::DST) != Some(&mac.0[..]) {
                     continue;
                 }
-                let Some(flow) = parse_ipv4_flow(data, pkt.ipv4_checksum_verified()) else {
+                let verified = nic_checks_ipv4 && pkt.ipv4_checksum_verified();
+                let Some(flow) = parse_ipv4_flow(data, verified) else {
                     continue;
                 };
                 let hash = table.hasher().hash(&key_of(&flow));

@@ -324,28 +324,42 @@ fn a_reload_that_reroutes_a_real_server_is_followed() {
     }
 }
 
-/// RX checksum offload: the burst path does not sum again the IPv4 header of a
-/// frame the NIC marked good (a corrupted checksum makes the skip visible); the
-/// same frame unmarked is dropped as `bad_ipv4_checksum`, like on the ordinary path.
+/// RX checksum offload: on a port whose NIC verifies IPv4 header checksums the
+/// burst path does not sum again the header of a frame the NIC marked good (a
+/// corrupted checksum makes the skip visible). Unmarked, or on a port without the
+/// offload, the frame is dropped as `bad_ipv4_checksum`, like on the ordinary path.
 #[test]
 fn the_nics_checksum_verdict_spares_the_burst_path_its_own() {
     let client: SocketAddr = "198.18.0.10:40000".parse().unwrap();
     let vip: SocketAddr = "198.18.0.100:53".parse().unwrap();
     let mut frame = craft::udp(l2_to_us(CLIENT_MAC), client, vip, b"query");
     frame[14 + 10] ^= 0x40;
-    let mut h = seeded();
-    h.p.process_burst(&mut vec![VecBuf::from_frame(&frame)], 0);
-    let (tx, _, freed, _) = take_output(&mut h);
-    assert!(tx.iter().all(Vec::is_empty));
-    assert_eq!(freed, 1);
-    assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), 1);
-
     let mut marked = VecBuf::from_frame(&frame);
     marked.set_ipv4_checksum_verified(true);
-    h.p.process_burst(&mut vec![marked], 0);
-    let (tx, _, freed, _) = take_output(&mut h);
-    assert_eq!((tx[1].len(), freed), (1, 0), "forwarded to the real server");
-    assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), 1);
+    let without_offload = seeded();
+    let mut with_offload = seeded();
+    with_offload.p = with_offload.p.with_rx_ipv4_checksum_offload(&[true, false]);
+    for (mut h, offload) in [(without_offload, false), (with_offload, true)] {
+        h.p.process_burst(&mut vec![VecBuf::from_frame(&frame)], 0);
+        let (tx, _, freed, _) = take_output(&mut h);
+        assert!(tx.iter().all(Vec::is_empty));
+        assert_eq!(freed, 1);
+        assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), 1);
+
+        h.p.process_burst(&mut vec![marked.clone()], 0);
+        let (tx, _, freed, _) = take_output(&mut h);
+        if offload {
+            assert_eq!((tx[1].len(), freed), (1, 0), "forwarded to the real server");
+        } else {
+            assert_eq!(
+                (tx[1].len(), freed),
+                (0, 1),
+                "the mark counts only with the offload"
+            );
+        }
+        let drops = if offload { 1 } else { 2 };
+        assert_eq!(h.stats.dropped(DropReason::BadIpv4Checksum), drops);
+    }
 }
 
 #[test]
