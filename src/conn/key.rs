@@ -19,63 +19,7 @@ use foldhash::fast::FoldHasher;
 use foldhash::SharedSeed;
 
 use super::family::Family;
-
-/// Transport protocols the connection table tracks.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Proto {
-    Tcp = 6,
-    Udp = 17,
-}
-
-impl Proto {
-    /// The IP protocol number.
-    pub const fn number(self) -> u8 {
-        self as u8
-    }
-
-    /// The protocol name as `ipvsadm -Lnc` prints it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "TCP",
-            Proto::Udp => "UDP",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The IP protocol number is neither TCP nor UDP.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct UnsupportedProto(pub u8);
-
-impl fmt::Display for UnsupportedProto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "IP protocol {} is not tracked (only TCP and UDP)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnsupportedProto {}
-
-impl TryFrom<u8> for Proto {
-    type Error = UnsupportedProto;
-
-    fn try_from(number: u8) -> Result<Self, Self::Error> {
-        match number {
-            6 => Ok(Proto::Tcp),
-            17 => Ok(Proto::Udp),
-            other => Err(UnsupportedProto(other)),
-        }
-    }
-}
+pub use crate::packet::ip::{Proto, UnsupportedProto};
 
 /// Which way a packet travels relative to the connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

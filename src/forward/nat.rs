@@ -3,7 +3,7 @@
 use crate::conn::Proto;
 use crate::packet::checksum::Delta;
 use crate::packet::parse::{FrameInfo, IpInfo};
-use crate::packet::{ethernet, IpProtocol, Ipv4Flow, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+use crate::packet::{ethernet, Ipv4Flow, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 use crate::stats::DropReason;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -171,7 +171,7 @@ pub fn translate_v4(
     let src = t.src.map(|(a, _)| a);
     let dst = t.dst.map(|(a, _)| a);
     let (src_port, dst_port) = (t.src.map(|(_, p)| p), t.dst.map(|(_, p)| p));
-    if flow.protocol == IpProtocol::TCP {
+    if flow.proto == Proto::Tcp {
         let h: &mut [u8; TCP_END] = frame.first_chunk_mut().ok_or(DropReason::TruncatedL4)?;
         let (ip, seg) = h[L3..].split_at_mut(L4 - L3);
         let delta = rewrite_ipv4_header(Ipv4Packet::new_unchecked(ip), src, dst)?;

@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum;
 use super::ethernet::{self, EtherType};
-use super::ip::IpProtocol;
+use super::ip::{IpProtocol, Proto};
 use super::tcp::TcpFlags;
 use super::{ipv4, tcp, udp};
 
@@ -58,8 +58,8 @@ pub struct Ipv4Flow {
     /// IPv4 total length: the packet ends at `ethernet::HEADER_LEN + total_len`,
     /// anything after it is padding.
     pub total_len: u16,
-    /// [`IpProtocol::TCP`] or [`IpProtocol::UDP`].
-    pub protocol: IpProtocol,
+    /// TCP or UDP.
+    pub proto: Proto,
     /// The TCP flags (empty for UDP).
     pub tcp_flags: TcpFlags,
 }
@@ -106,8 +106,7 @@ pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow
         return None;
     }
     let segment = &frame[field::L4..ip_end];
-    let protocol = IpProtocol(h[field::PROTOCOL]);
-    let (src_port, dst_port, tcp_flags) = match protocol {
+    let (proto, src_port, dst_port, tcp_flags) = match IpProtocol(h[field::PROTOCOL]) {
         IpProtocol::TCP => {
             let t: &[u8; tcp::HEADER_LEN] = segment.first_chunk()?;
             let header_len = usize::from(t[field::TCP_DATA_OFFSET] >> 4) * 4;
@@ -115,6 +114,7 @@ pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow
                 return None;
             }
             (
+                Proto::Tcp,
                 be16(&t[field::SRC_PORT]),
                 be16(&t[field::DST_PORT]),
                 TcpFlags::from_bits(t[field::TCP_FLAGS]),
@@ -127,6 +127,7 @@ pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow
                 return None;
             }
             (
+                Proto::Udp,
                 be16(&u[field::SRC_PORT]),
                 be16(&u[field::DST_PORT]),
                 TcpFlags::default(),
@@ -143,7 +144,7 @@ pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow
         src_port,
         dst_port,
         total_len,
-        protocol,
+        proto,
         tcp_flags,
     })
 }
@@ -180,7 +181,7 @@ mod tests {
         assert_eq!(ip.addrs.dst(), f.dst);
         assert_eq!(ip.total_len, u32::from(f.total_len));
         assert_eq!(info.l3_end(), f.l3_end());
-        assert_eq!(ip.protocol, f.protocol);
+        assert_eq!(ip.protocol.0, f.proto.number());
         let l4 = ip.l4.expect("L4 header");
         assert_eq!(usize::from(l4.offset), Ipv4Flow::L4_OFFSET);
         match l4.header {
@@ -189,14 +190,14 @@ mod tests {
                 dst_port,
                 flags,
             } => {
-                assert_eq!(f.protocol, IpProtocol::TCP);
+                assert_eq!(f.proto, Proto::Tcp);
                 assert_eq!(
                     (src_port, dst_port, flags),
                     (f.src_port, f.dst_port, f.tcp_flags)
                 );
             }
             L4Header::Udp { src_port, dst_port } => {
-                assert_eq!(f.protocol, IpProtocol::UDP);
+                assert_eq!(f.proto, Proto::Udp);
                 assert_eq!((src_port, dst_port), (f.src_port, f.dst_port));
                 assert_eq!(f.tcp_flags, TcpFlags::default());
             }
@@ -222,7 +223,7 @@ mod tests {
             assert!(agrees(&f), "{f:02x?}");
         }
         let f = parse_ipv4_flow(&samples()[2], false).unwrap();
-        assert_eq!(f.protocol, IpProtocol::TCP);
+        assert_eq!(f.proto, Proto::Tcp);
         assert_eq!(f.tcp_flags, TcpFlags::SYN);
         assert_eq!((f.src_port, f.dst_port), (40000, 80));
     }

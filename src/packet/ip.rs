@@ -3,6 +3,65 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The transport protocols a load balancer tracks connections of, numbered as on
+/// the wire (so an `Option<Proto>` costs no extra byte and converting from the
+/// protocol field is a compare).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Proto {
+    Tcp = 6,
+    Udp = 17,
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        self as u8
+    }
+
+    /// The protocol name as `ipvsadm -Lnc` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The IP protocol number is neither TCP nor UDP.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct UnsupportedProto(pub u8);
+
+impl fmt::Display for UnsupportedProto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IP protocol {} is not tracked (only TCP and UDP)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnsupportedProto {}
+
+impl TryFrom<u8> for Proto {
+    type Error = UnsupportedProto;
+
+    fn try_from(number: u8) -> Result<Self, Self::Error> {
+        match number {
+            6 => Ok(Proto::Tcp),
+            17 => Ok(Proto::Udp),
+            other => Err(UnsupportedProto(other)),
+        }
+    }
+}
+
 /// An IP protocol number: the IPv4 protocol field or an IPv6 next-header value.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpProtocol(pub u8);

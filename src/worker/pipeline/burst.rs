@@ -76,23 +76,8 @@ const ORDINARY: Staged = Staged {
 };
 
 #[inline(always)]
-fn proto_of(flow: &Ipv4Flow) -> Proto {
-    if flow.protocol == IpProtocol::TCP {
-        Proto::Tcp
-    } else {
-        Proto::Udp
-    }
-}
-
-#[inline(always)]
 fn key_of(flow: &Ipv4Flow) -> FlowKey<Ipv4Addr> {
-    FlowKey::new(
-        proto_of(flow),
-        flow.src,
-        flow.src_port,
-        flow.dst,
-        flow.dst_port,
-    )
+    FlowKey::new(flow.proto, flow.src, flow.src_port, flow.dst, flow.dst_port)
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -163,7 +148,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// ordinary path untouched.
     #[inline]
     fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged) {
-        let proto = proto_of(flow);
+        let proto = flow.proto;
         let flags = flow.tcp_flags;
         // TCP/UDP to a port's own address is not forwarded; nonsense flags are
         // dropped with their reason.
@@ -189,7 +174,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// the ordinary path: several workers (the packet may belong to another one),
     /// no service (the path names the drop reason), and TUNNEL services.
     fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow) {
-        let proto = proto_of(flow);
+        let proto = flow.proto;
         let Self {
             dp,
             lb,
