@@ -168,16 +168,6 @@ mod tests {
     }
 
     #[test]
-    fn proto_numbers() {
-        assert_eq!(Proto::try_from(6), Ok(Proto::Tcp));
-        assert_eq!(Proto::try_from(17), Ok(Proto::Udp));
-        assert_eq!(Proto::try_from(1), Err(UnsupportedProto(1)));
-        assert_eq!(Proto::try_from(132), Err(UnsupportedProto(132)));
-        assert_eq!(Proto::Tcp.number(), 6);
-        assert_eq!(Proto::Udp.to_string(), "UDP");
-    }
-
-    #[test]
     fn dir_bits_round_trip() {
         for d in [Dir::Inbound, Dir::Outbound] {
             assert_eq!(Dir::from_bit(d.bit()), d);

@@ -188,6 +188,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proto_numbers() {
+        assert_eq!(Proto::try_from(6), Ok(Proto::Tcp));
+        assert_eq!(Proto::try_from(17), Ok(Proto::Udp));
+        assert_eq!(Proto::try_from(1), Err(UnsupportedProto(1)));
+        assert_eq!(Proto::try_from(132), Err(UnsupportedProto(132)));
+        assert_eq!(Proto::Tcp.number(), 6);
+        assert_eq!(Proto::Udp.to_string(), "UDP");
+    }
+
+    #[test]
     fn protocol_names() {
         assert_eq!(IpProtocol::TCP.to_string(), "tcp");
         assert_eq!(IpProtocol::ICMPV6.to_string(), "ipv6-icmp");
