@@ -331,9 +331,8 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// The flow of one received packet: classify, steer to the owner worker, then
     /// answer, forward or drop.
-    pub fn process(&mut self, mut pkt: P::Buf, port: usize) {
+    pub fn process(&mut self, pkt: P::Buf, port: usize) {
         self.stats.rx_packets.inc();
-        pkt.set_rx_port(port as u16);
         self.handle(pkt, port, true);
     }
 
@@ -374,7 +373,7 @@ impl<P: PacketPool> Pipeline<P> {
                 if steer && self.workers > 1 {
                     if let Some(owner) = self.owner(&pkt, &info, &ip) {
                         if owner != self.worker {
-                            return self.hand_over(pkt, owner);
+                            return self.hand_over(pkt, port, owner);
                         }
                     }
                 }
@@ -410,7 +409,10 @@ impl<P: PacketPool> Pipeline<P> {
         Some(owner_of(port, self.workers))
     }
 
-    fn hand_over(&mut self, pkt: P::Buf, owner: usize) {
+    /// Queues `pkt`, received on `port`, for worker `owner`; the packet carries the
+    /// port (which is ours, not the NIC's port id) for the owner to handle it.
+    fn hand_over(&mut self, mut pkt: P::Buf, port: usize, owner: usize) {
+        pkt.set_rx_port(port as u16);
         let q = &mut self.handoff[owner];
         if q.len() < q.capacity() {
             q.push(pkt);

@@ -117,11 +117,10 @@ impl<P: PacketPool> Pipeline<P> {
             for s in staged[..n].iter_mut().take(LOOKAHEAD) {
                 self.request_entry(s);
             }
-            for (i, mut pkt) in pkts.drain(..n).enumerate() {
+            for (i, pkt) in pkts.drain(..n).enumerate() {
                 if i + LOOKAHEAD < n {
                     self.request_entry(&mut staged[i + LOOKAHEAD]);
                 }
-                pkt.set_rx_port(port as u16);
                 let s = &staged[i];
                 match &s.flow {
                     Some(flow) => self.flow_v4(pkt, port, flow, s),
