@@ -12,12 +12,31 @@ fn ferrovs(args: &[&str]) -> std::process::Output {
         .expect("run ferrovs")
 }
 
-fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferrovs-cli-{}", std::process::id()));
+/// A file in a directory of its own, removed with the directory when dropped.
+struct TempFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_file(name: &str, text: &str) -> TempFile {
+    let dir = std::env::temp_dir().join(format!("ferrovs-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    TempFile { dir, path }
 }
 
 const VALID: &str = "eal:\n  cores: [0, 1]\nports:\n  - name: wan\n    device: net_null0\n    addresses: [\"198.18.0.1/24\"]\nworkers:\n  cores: [1]\n";
