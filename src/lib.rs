@@ -24,4 +24,7 @@ pub mod runtime;
 pub mod sched;
 pub mod service;
 pub mod stats;
+#[cfg(test)]
+#[path = "../tests/common/tempdir.rs"]
+mod tempdir;
 pub mod worker;

@@ -1,7 +1,11 @@
 //! The command line without DPDK: `check-config`, `--help`, exit codes, and a bad
 //! config never reaching DPDK.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
+
 use std::process::Command;
+use tempdir::TempDir;
 
 const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
 
@@ -12,38 +16,19 @@ fn ferrovs(args: &[&str]) -> std::process::Output {
         .expect("run ferrovs")
 }
 
-/// A file in a directory of its own, removed with the directory when dropped.
-struct TempFile {
-    dir: std::path::PathBuf,
-    path: std::path::PathBuf,
-}
-
-impl std::ops::Deref for TempFile {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn temp_file(name: &str, text: &str) -> TempFile {
-    let dir = std::env::temp_dir().join(format!("ferrovs-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Writes `text` to file `name` in `dir`.
+fn temp_file(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    TempFile { dir, path }
+    path
 }
 
 const VALID: &str = "eal:\n  cores: [0, 1]\nports:\n  - name: wan\n    device: net_null0\n    addresses: [\"198.18.0.1/24\"]\nworkers:\n  cores: [1]\n";
 
 #[test]
 fn check_config_accepts_a_valid_file() {
-    let p = temp_file("valid.yaml", VALID);
+    let dir = TempDir::new("cli");
+    let p = temp_file(&dir, "valid.yaml", VALID);
     let out = ferrovs(&["check-config", p.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
@@ -58,7 +43,8 @@ fn check_config_reports_every_error_with_file_line_col() {
     let bad = VALID
         .replace("198.18.0.1/24", "198.18.0.300/24")
         .replace("cores: [1]", "cores: [0]");
-    let p = temp_file("bad.yaml", &bad);
+    let dir = TempDir::new("cli");
+    let p = temp_file(&dir, "bad.yaml", &bad);
     let out = ferrovs(&["check-config", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -73,7 +59,9 @@ fn check_config_reports_every_error_with_file_line_col() {
 
 #[test]
 fn unknown_keys_and_missing_files_are_user_errors() {
+    let dir = TempDir::new("cli");
     let p = temp_file(
+        &dir,
         "typo.yaml",
         &VALID.replace(
             "workers:\n  cores: [1]\n",
@@ -92,7 +80,8 @@ fn unknown_keys_and_missing_files_are_user_errors() {
 
 #[test]
 fn run_with_a_bad_config_never_starts_dpdk() {
-    let p = temp_file("bad-run.yaml", &VALID.replace("net_null0", "nic0"));
+    let dir = TempDir::new("cli");
+    let p = temp_file(&dir, "bad-run.yaml", &VALID.replace("net_null0", "nic0"));
     let out = ferrovs(&["run", "--config", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -1,44 +1,21 @@
 //! `ferrovs ctl` against a fake ferrovs: a thread serving canned answers on a
 //! temporary Unix socket and recording the request it received. No root, no DPDK.
 
+#[path = "common/tempdir.rs"]
+mod tempdir;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+use tempdir::TempDir;
 
 const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ferrovs-ctl-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// What the fake server does once it has read the request.
 enum Reply {
@@ -62,7 +39,7 @@ struct FakeServer {
 
 impl FakeServer {
     fn start(reply: Reply) -> FakeServer {
-        let dir = TempDir::new();
+        let dir = TempDir::new("ctl");
         let socket = dir.join("ctl.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -305,7 +282,7 @@ fn every_change_sends_its_request() {
 
 #[test]
 fn add_service_sends_the_yaml_item_as_json() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ctl");
     let file = dir.join("web.yaml");
     std::fs::write(
         &file,
@@ -371,7 +348,7 @@ fn a_refusal_prints_each_error_and_exits_1() {
 
 #[test]
 fn no_server_exits_2_naming_the_socket() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ctl");
     let socket = dir.join("absent.sock");
     let out = ctl_at(&socket, &["list"], None);
     assert_eq!(out.status.code(), Some(2));
@@ -414,7 +391,7 @@ fn a_silent_server_times_out_with_exit_2() {
 
 #[test]
 fn bad_arguments_exit_1_without_connecting() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ctl");
     let bad_yaml = dir.join("bad.yaml");
     std::fs::write(&bad_yaml, "name: web\nport: [80\n").unwrap();
     let nameless = dir.join("nameless.yaml");

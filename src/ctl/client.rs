@@ -206,40 +206,31 @@ fn excerpt(answer: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tempdir::TempDir;
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread::{self, JoinHandle};
 
     /// A socket path in a fresh directory, removed when dropped.
-    struct Socket(PathBuf);
+    struct Socket {
+        path: PathBuf,
+        _dir: TempDir,
+    }
 
     impl Socket {
         fn new() -> Socket {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "ferrovs-client-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Socket(dir.join("ctl.sock"))
+            let dir = TempDir::new("client");
+            Socket {
+                path: dir.join("ctl.sock"),
+                _dir: dir,
+            }
         }
     }
 
     impl std::ops::Deref for Socket {
         type Target = Path;
         fn deref(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Socket {
-        fn drop(&mut self) {
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            &self.path
         }
     }
 

@@ -158,12 +158,13 @@ fn handle(stream: &UnixStream, requests: &Sender<Pending>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tempdir::TempDir;
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn private_socket_answers_through_the_loop() {
-        let dir = std::env::temp_dir().join(format!("ferrovs-ctl-test-{}", std::process::id()));
+        let dir = TempDir::new("control");
         let path = dir.join("sub/ctl.sock");
         let (tx, rx) = bounded::<Pending>(4);
         let server = ControlServer::start(&path, tx, 0).unwrap();
@@ -195,6 +196,5 @@ mod tests {
         assert!(ask("not json\n").contains("malformed request"));
         drop(server);
         assert!(!path.exists());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -387,6 +387,7 @@ pub fn remove_real_server<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tempdir::TempDir;
     use serde_json::json;
 
     const BASE: &str = "eal:\n  cores: [0, 1]\nports:\n  - name: lan\n    device: net_null0\n    addresses: [\"198.19.0.1/24\"]\nworkers:\n  cores: [1]\nservices:\n  - name: web\n    vip: 198.19.0.100\n    port: 80\n    protocol: tcp\n    mode: nat\n    real_servers:\n      - { address: 198.19.0.10 }\n      - { address: 198.19.0.11, port: 8080 }\n";
@@ -401,31 +402,9 @@ mod tests {
         s
     }
 
-    /// A directory removed with what it holds when dropped.
-    struct TempDir(PathBuf);
-
-    impl std::ops::Deref for TempDir {
-        type Target = std::path::Path;
-        fn deref(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn tempdir(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("ferrovs-state-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-
     #[test]
     fn control_edits_go_through_the_config_checks() {
-        let dir = tempdir("edits");
+        let dir = TempDir::new("state-edits");
         let mut s = state(&dir, BASE);
         let never = |_: u16, _: u64| false;
         let changes = s
@@ -500,7 +479,7 @@ mod tests {
 
     #[test]
     fn reload_refuses_invalid_files_and_restart_only_changes() {
-        let dir = tempdir("reload");
+        let dir = TempDir::new("state-reload");
         let mut s = state(&dir, BASE);
         let never = |_: u16, _: u64| false;
         std::fs::write(s.path(), BASE.replace("198.19.0.11", "198.19.0.311")).unwrap();
