@@ -180,12 +180,12 @@ impl Port {
         &self.driver
     }
 
-    /// RX queues (one per worker).
     /// True when the NIC verifies received IPv4 header checksums.
     pub fn rx_ipv4_checksum_offload(&self) -> bool {
         self.rx_offloads & u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0
     }
 
+    /// RX queues (one per worker).
     pub fn queues(&self) -> u16 {
         self.queues
     }

@@ -30,7 +30,9 @@ pub trait PacketBuf {
     /// The index of the port the packet arrived on, as recorded with
     /// [`PacketBuf::set_rx_port`] (a packet handed to another worker carries it).
     fn rx_port(&self) -> u16;
-    /// Records the index of the port the packet arrived on.
+    /// Records the index of the port the packet arrived on (done when a packet is
+    /// handed to another worker, and by the kernel exception path; the pipeline
+    /// otherwise passes the port along itself).
     fn set_rx_port(&mut self, port: u16);
     /// Starts loading the first cache line of the packet data (a hint for batched
     /// processing; buffers in plain memory need not do anything).
