@@ -2,7 +2,12 @@
 //!
 //! Layout, sized once from `connections.max` so nothing allocates afterwards:
 //! - a slab of entries, each a live [`Conn`] or a link in the free list (LIFO, so a
-//!   freed slot, still in cache, is reused first);
+//!   freed slot, still in cache, is reused first). The list starts in a random
+//!   order of the slots, so where a connection lands never follows the order
+//!   connections were opened in: otherwise traffic that revisits flows in the order
+//!   they opened (a replayed capture, a load generator's fixed cycle) would read
+//!   the slab front to back, which the hardware prefetcher makes look far cheaper
+//!   than the random reads real traffic causes;
 //! - a [`FlowIndex`] of cache-line buckets whose values are
 //!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
 //!   direction costs a 4-byte value and a 4-byte signature at a load of at most
@@ -329,11 +334,22 @@ impl<A: Family> ConnTable<A> {
             return Err(ConnError::CapacityTooLarge);
         }
         // Read at random on every packet: huge pages spare the TLB.
-        let slab = HugeSlice::from_fn(max, |i| Entry::Free {
-            next: if i + 1 < max { i as u32 + 1 } else { NIL },
-            generation: 0,
-        })
+        let mut slab = HugeSlice::filled(
+            max,
+            Entry::Free {
+                next: NIL,
+                generation: 0,
+            },
+        )
         .map_err(|_| ConnError::OutOfMemory)?;
+        // The free list in a random order of the slots (see the module documentation).
+        let order = shuffled_slots(max, hasher.seed()).ok_or(ConnError::OutOfMemory)?;
+        for pair in order.windows(2) {
+            slab[pair[0] as usize] = Entry::Free {
+                next: pair[1],
+                generation: 0,
+            };
+        }
         // Two keys per connection (NAT and FULLNAT index both directions).
         let index = FlowIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
         Ok(ConnTable {
@@ -343,7 +359,7 @@ impl<A: Family> ConnTable<A> {
             hasher,
             timeouts: *timeouts,
             timeout_ms: TimeoutTable::new(timeouts),
-            free_head: if max > 0 { 0 } else { NIL },
+            free_head: order.first().copied().unwrap_or(NIL),
             len: 0,
         })
     }
@@ -723,6 +739,26 @@ impl<A: Family> fmt::Debug for ConnTable<A> {
     }
 }
 
+/// The slots `0..len` in a pseudo-random order drawn from `seed` (Fisher-Yates
+/// with xorshift64*; construction only). None when the memory for it is not there.
+fn shuffled_slots(len: usize, seed: u64) -> Option<Vec<u32>> {
+    let mut slots: Vec<u32> = Vec::new();
+    slots.try_reserve_exact(len).ok()?;
+    slots.extend(0..len as u32);
+    // xorshift's state must not be 0; neighbouring seeds stay apart.
+    let mut x = (seed ^ 0x9e37_79b9_7f4a_7c15).max(1);
+    for i in (1..len).rev() {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        // Multiply-shift onto 0..=i (i < 2^32, so no bias worth a rejection loop).
+        let j = ((r >> 32) * (i as u64 + 1)) >> 32;
+        slots.swap(i, j as usize);
+    }
+    Some(slots)
+}
+
 /// IPVS's table for a packet: INPUT_ONLY for inbound packets of modes whose replies
 /// bypass us (IPVS's `IP_VS_CONN_F_NOOUTPUT`).
 #[inline]
@@ -799,6 +835,50 @@ mod tests {
         assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
         assert_eq!(align_of::<Entry<Ipv4Addr>>(), 64);
         assert!(size_of::<Entry<Ipv6Addr>>() <= 128);
+    }
+
+    #[test]
+    fn slots_are_handed_out_in_random_order_and_all_of_them() {
+        // Connections opened one after another do not land in consecutive slots
+        // (traffic revisiting flows in opening order must not read the slab front
+        // to back), yet every slot is used before the table is full.
+        const MAX: usize = 10_000;
+        let mut t = table(MAX);
+        let mut slots = Vec::with_capacity(MAX);
+        for i in 0..MAX {
+            let c = nat((i % 250) as u8, 1024 + (i / 250) as u16);
+            slots.push(t.insert(&c, 0).expect("room").index());
+        }
+        assert_eq!(
+            t.insert(&nat(251, 1), 0),
+            Err(ConnError::TableFull),
+            "full after exactly MAX"
+        );
+        let ascending = slots.windows(2).filter(|w| w[1] == w[0] + 1).count();
+        assert!(
+            ascending < MAX / 100,
+            "{ascending} consecutive slots in a row"
+        );
+        let mut sorted = slots.clone();
+        sorted.sort_unstable();
+        assert!(
+            sorted.iter().copied().eq(0..MAX as u32),
+            "every slot exactly once"
+        );
+        // Another seed, another order; the same seed, the same order.
+        let other = ConnTable::<Ipv4Addr>::with_hasher(
+            MAX,
+            &Timeouts::default(),
+            FlowHasher::with_seed(43),
+        )
+        .unwrap();
+        assert_ne!(
+            shuffled_slots(MAX, other.hasher.seed()),
+            shuffled_slots(MAX, t.hasher.seed())
+        );
+        assert_eq!(shuffled_slots(MAX, 7), shuffled_slots(MAX, 7));
+        assert_eq!(shuffled_slots(0, 7), Some(vec![]));
+        assert_eq!(shuffled_slots(1, 7), Some(vec![0]));
     }
 
     #[test]
@@ -1329,10 +1409,12 @@ mod tests {
         let ids: Vec<_> = (1..=5).map(|h| t.insert(&nat(h, 9), 0).unwrap()).collect();
         t.remove(ids[2]).unwrap();
         let listed: Vec<_> = t.iter().map(|(id, c)| (id, c.client())).collect();
-        let want: Vec<_> = [0, 1, 3, 4]
+        // In slot order, which is not the order of opening (see shuffled_slots).
+        let mut want: Vec<_> = [0, 1, 3, 4]
             .iter()
             .map(|&i| (ids[i], client(i as u8 + 1, 9)))
             .collect();
+        want.sort_by_key(|(id, _)| id.index());
         assert_eq!(listed, want);
         assert_eq!((t.len(), t.capacity()), (4, 8));
     }
