@@ -363,12 +363,15 @@ impl<A: Family> PersistTable<A> {
         let mut removed = 0;
         loop {
             let slab = &mut self.slab;
-            let due = self
-                .wheel
-                .poll(now, &mut work, |i| match slab.get_mut(i as usize) {
+            let due = self.wheel.poll(
+                now,
+                &mut work,
+                |i| match slab.get_mut(i as usize) {
                     Some(Slot::Live(t)) => t.effective_expiry(now),
                     _ => 0,
-                });
+                },
+                |_| {},
+            );
             let Some(index) = due else {
                 return removed;
             };

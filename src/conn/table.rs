@@ -537,6 +537,13 @@ impl<A: Family> ConnTable<A> {
         });
         self.free_head = next;
         self.len += 1;
+        // The slot the next connection takes lies anywhere (the list started
+        // shuffled, and freed slots have long left the cache): request its entry
+        // and timer link now.
+        if let Some(entry) = self.slab.get(next as usize) {
+            prefetch(entry);
+            self.wheel.prefetch(next);
+        }
 
         // The index holds two keys per slot, so it has room for these.
         let _ = self.index.insert(in_hash, index << 1 | Dir::Inbound.bit());
@@ -632,12 +639,19 @@ impl<A: Family> ConnTable<A> {
             let mut n = 0;
             while n < EXPIRE_BATCH {
                 let slab = &self.slab;
-                let polled = self
-                    .wheel
-                    .poll(now, &mut work, |i| match slab.get(i as usize) {
+                let polled = self.wheel.poll(
+                    now,
+                    &mut work,
+                    |i| match slab.get(i as usize) {
                         Some(Entry::Live(c)) => c.expiry,
                         _ => 0,
-                    });
+                    },
+                    |i| {
+                        if let Some(entry) = slab.get(i as usize) {
+                            prefetch(entry);
+                        }
+                    },
+                );
                 let Some(index) = polled else {
                     break;
                 };
