@@ -96,6 +96,18 @@ pub struct FlowHasher {
     shared: SharedSeed,
 }
 
+/// Shuffles `items` (Fisher-Yates with xorshift64, `state` advancing and never 0):
+/// cheap and deterministic per seed, for the per-worker orders drawn from a
+/// hasher's [`FlowHasher::seed`] (connection slots, FULLNAT local ports).
+pub fn shuffle<T>(items: &mut [T], state: &mut u64) {
+    for i in (1..items.len()).rev() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        items.swap(i, (*state % (i as u64 + 1)) as usize);
+    }
+}
+
 impl FlowHasher {
     /// This hasher's random seed, for other per-worker randomisation (local port
     /// order) that should not be predictable either.

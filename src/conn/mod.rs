@@ -36,7 +36,7 @@ mod table;
 mod wheel;
 
 pub use family::{Endpoint, Family};
-pub use key::{Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
+pub use key::{shuffle, Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{Candidate, Conn, ConnError, ConnId, ConnTable, Mode, NewConn, StateChange};

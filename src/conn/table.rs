@@ -29,7 +29,7 @@ use std::fmt;
 
 use super::family::{Endpoint, Family};
 use super::index::FlowIndex;
-use super::key::{Dir, FlowHasher, FlowKey, Proto};
+use super::key::{shuffle, Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{TimerWheel, MAX_ENTRIES};
@@ -753,23 +753,15 @@ impl<A: Family> fmt::Debug for ConnTable<A> {
     }
 }
 
-/// The slots `0..len` in a pseudo-random order drawn from `seed` (Fisher-Yates
-/// with xorshift64*; construction only). None when the memory for it is not there.
+/// The slots `0..len` in a pseudo-random order drawn from `seed` (construction
+/// only). None when the memory for it is not there.
 fn shuffled_slots(len: usize, seed: u64) -> Option<Vec<u32>> {
     let mut slots: Vec<u32> = Vec::new();
     slots.try_reserve_exact(len).ok()?;
     slots.extend(0..len as u32);
-    // xorshift's state must not be 0; neighbouring seeds stay apart.
-    let mut x = (seed ^ 0x9e37_79b9_7f4a_7c15).max(1);
-    for i in (1..len).rev() {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        // Multiply-shift onto 0..=i (i < 2^32, so no bias worth a rejection loop).
-        let j = ((r >> 32) * (i as u64 + 1)) >> 32;
-        slots.swap(i, j as usize);
-    }
+    // The state must not be 0; neighbouring seeds stay apart.
+    let mut state = (seed ^ 0x9e37_79b9_7f4a_7c15).max(1);
+    shuffle(&mut slots, &mut state);
     Some(slots)
 }
 

@@ -3,6 +3,7 @@
 //! which worker owns the connection.
 
 use super::steer::owner_of;
+use crate::conn::shuffle;
 use foldhash::fast::FixedState;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -65,13 +66,7 @@ impl LocalPorts {
             let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
                 .filter(|p| owner_of(*p, workers) == worker)
                 .collect();
-            // Fisher-Yates with xorshift: cheap, deterministic per seed.
-            for i in (1..free.len()).rev() {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                free.swap(i, (self.rng % (i as u64 + 1)) as usize);
-            }
+            shuffle(&mut free, &mut self.rng);
             self.by_addr.insert(addr, self.pools.len());
             self.pools.push(Pool {
                 addr,
