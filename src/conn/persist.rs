@@ -27,7 +27,7 @@ use hashbrown::HashTable;
 use super::family::Family;
 use super::key::FlowHasher;
 use super::state::duration_ms;
-use super::wheel::{TimerWheel, MAX_ENTRIES, TICK_MS};
+use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES, TICK_MS};
 
 /// Names a persistence template (its slot index).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -98,6 +98,8 @@ pub struct Template<A: Family> {
     service: u16,
     real_server: u16,
     valid: bool,
+    /// Where the wheel has the template filed.
+    timer: TimerPos,
 }
 
 impl<A: Family> Template<A> {
@@ -148,6 +150,49 @@ enum Slot<A: Family> {
 }
 
 const NIL: u32 = u32::MAX;
+
+/// The slab as the wheel sees it while expiring at `now`: a template's deadline
+/// is settled (see [`Template::effective_expiry`]) as it is read.
+struct Settling<'a, A: Family> {
+    slots: &'a mut Box<[Slot<A>]>,
+    now: u64,
+}
+
+impl<A: Family> Timed for Settling<'_, A> {
+    fn deadline(&mut self, index: u32) -> u64 {
+        match self.slots.get_mut(index as usize) {
+            Some(Slot::Live(t)) => t.effective_expiry(self.now),
+            _ => 0,
+        }
+    }
+    fn timer(&self, index: u32) -> TimerPos {
+        self.slots.timer(index)
+    }
+    fn set_timer(&mut self, index: u32, pos: TimerPos) {
+        self.slots.set_timer(index, pos);
+    }
+}
+
+/// Outside expiry, the wheel reads a template's deadline as stored.
+impl<A: Family> Timed for Box<[Slot<A>]> {
+    fn deadline(&mut self, index: u32) -> u64 {
+        match self.get(index as usize) {
+            Some(Slot::Live(t)) => t.expiry,
+            _ => 0,
+        }
+    }
+    fn timer(&self, index: u32) -> TimerPos {
+        match self.get(index as usize) {
+            Some(Slot::Live(t)) => t.timer,
+            _ => TimerPos::UNARMED,
+        }
+    }
+    fn set_timer(&mut self, index: u32, pos: TimerPos) {
+        if let Some(Slot::Live(t)) = self.get_mut(index as usize) {
+            t.timer = pos;
+        }
+    }
+}
 
 /// The persistence templates of one worker and one address family.
 pub struct PersistTable<A: Family> {
@@ -277,6 +322,7 @@ impl<A: Family> PersistTable<A> {
             service,
             real_server,
             valid: true,
+            timer: TimerPos::UNARMED,
         });
         self.free_head = next;
         self.len += 1;
@@ -284,7 +330,7 @@ impl<A: Family> PersistTable<A> {
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.index
             .insert_unique(hash, index, |&v| slot_hash(slab, hasher, v));
-        self.wheel.arm(index, expiry, now);
+        self.wheel.arm(&mut self.slab, index, expiry, now);
         Ok(TemplateId(index))
     }
 
@@ -308,7 +354,7 @@ impl<A: Family> PersistTable<A> {
                 t.expiry = t.expiry.max(now.saturating_add(u64::from(t.timeout_ms)));
             } else {
                 t.expiry = now;
-                self.wheel.rearm(id.0, now, now);
+                self.wheel.rearm(&mut self.slab, id.0, now, now);
             }
         }
         Ok(())
@@ -327,7 +373,7 @@ impl<A: Family> PersistTable<A> {
             live.valid = false;
             if live.conns == 0 {
                 live.expiry = now;
-                self.wheel.rearm(id.0, now, now);
+                self.wheel.rearm(&mut self.slab, id.0, now, now);
             }
         }
         Ok(())
@@ -362,17 +408,11 @@ impl<A: Family> PersistTable<A> {
         let mut work = budget;
         let mut removed = 0;
         loop {
-            let slab = &mut self.slab;
-            let due = self.wheel.poll(
+            let mut slab = Settling {
+                slots: &mut self.slab,
                 now,
-                &mut work,
-                |i| match slab.get_mut(i as usize) {
-                    Some(Slot::Live(t)) => t.effective_expiry(now),
-                    _ => 0,
-                },
-                |_| {},
-            );
-            let Some(index) = due else {
+            };
+            let Some(index) = self.wheel.poll(&mut slab, now, &mut work) else {
                 return removed;
             };
             if let Some(Slot::Live(t)) = self.slab.get(index as usize).copied() {

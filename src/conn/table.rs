@@ -12,7 +12,8 @@
 //!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
 //!   direction costs a 4-byte value and a 4-byte signature at a load of at most
 //!   60 %, about 27 bytes per NAT connection. It never rehashes or grows;
-//! - a [`TimerWheel`] with intrusive links for expiry.
+//! - a [`TimerWheel`] for expiry, whose position for the connection is kept in
+//!   the slab entry.
 //!
 //! A worker that handles a burst hashes every packet's key first and prefetches
 //! [`ConnTable::prefetch_bucket`] and then [`ConnTable::prefetch_entry`] for each,
@@ -32,7 +33,7 @@ use super::index::FlowIndex;
 use super::key::{shuffle, Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
-use super::wheel::{TimerWheel, MAX_ENTRIES};
+use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES};
 use crate::dpdk::{prefetch, HugeSlice};
 
 /// Forwarding mode of a connection.
@@ -133,6 +134,27 @@ impl ConnId {
     }
 }
 
+/// A connection about to be inserted, its keys hashed under the table's hasher,
+/// from [`ConnTable::prepare_insert`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PreparedConn<A: Family> {
+    new: NewConn<A>,
+    hashes: NewConnHashes,
+}
+
+impl<A: Family> PreparedConn<A> {
+    pub fn new_conn(&self) -> &NewConn<A> {
+        &self.new
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct NewConnHashes {
+    inbound: u64,
+    /// Present when the mode's replies pass through us.
+    outbound: Option<u64>,
+}
+
 /// A slot a lookup may find its key in, from [`ConnTable::prefetch_entry`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Candidate(u32);
@@ -160,6 +182,25 @@ pub struct NewConn<A: Family> {
 }
 
 impl<A: Family> NewConn<A> {
+    /// The state the connection is created in: TCP NONE, or UDP.
+    fn initial_state(&self) -> ConnState {
+        match self.proto {
+            Proto::Tcp => ConnState::Tcp(TcpState::None),
+            Proto::Udp => ConnState::Udp,
+        }
+    }
+
+    /// The state its first packet, inbound with `tcp_flags`, will move it to
+    /// (what [`ConnTable::on_packet`] will find).
+    pub fn first_state(&self, tcp_flags: u8) -> ConnState {
+        match self.initial_state() {
+            ConnState::Tcp(s) => {
+                ConnState::Tcp(s.next(tcp_dir(self.mode, Dir::Inbound), tcp_flags))
+            }
+            ConnState::Udp => ConnState::Udp,
+        }
+    }
+
     fn inbound_key(&self) -> FlowKey<A> {
         inbound_key(self.proto, self.client, self.vip)
     }
@@ -194,6 +235,8 @@ pub struct Conn<A: Family> {
     proto: Proto,
     mode: Mode,
     state: ConnState,
+    /// Where the wheel has the connection filed.
+    timer: TimerPos,
 }
 
 impl<A: Family> Conn<A> {
@@ -300,6 +343,37 @@ enum Entry<A: Family> {
         next: u32,
         generation: u32,
     },
+}
+
+/// The wheel files live connections; it reads their deadline and keeps its
+/// position in the entry.
+impl<A: Family> Timed for HugeSlice<Entry<A>> {
+    #[inline]
+    fn deadline(&mut self, index: u32) -> u64 {
+        match self.get(index as usize) {
+            Some(Entry::Live(c)) => c.expiry,
+            _ => 0,
+        }
+    }
+    #[inline]
+    fn timer(&self, index: u32) -> TimerPos {
+        match self.get(index as usize) {
+            Some(Entry::Live(c)) => c.timer,
+            _ => TimerPos::UNARMED,
+        }
+    }
+    #[inline]
+    fn set_timer(&mut self, index: u32, pos: TimerPos) {
+        if let Some(Entry::Live(c)) = self.get_mut(index as usize) {
+            c.timer = pos;
+        }
+    }
+    #[inline]
+    fn prefetch(&self, index: u32) {
+        if let Some(entry) = self.get(index as usize) {
+            prefetch(entry);
+        }
+    }
 }
 
 const NIL: u32 = u32::MAX;
@@ -494,23 +568,60 @@ impl<A: Family> ConnTable<A> {
     /// Indexes the inbound key, and the outbound key when the mode's replies pass
     /// through us. On any error nothing changes: a full table never evicts.
     pub fn insert(&mut self, new: &NewConn<A>, now: u64) -> Result<ConnId, ConnError> {
+        let prepared = PreparedConn {
+            new: *new,
+            hashes: self.hash_new(new),
+        };
+        self.insert_prepared(&prepared, now)
+    }
+
+    /// Hashes the keys of a connection about to be inserted and requests the
+    /// index buckets they go in, for [`Self::insert_prepared`] a little later: a
+    /// caller opening several connections prepares them all first, so that their
+    /// buckets (the outbound key's has never been looked at) arrive together.
+    pub fn prepare_insert(&self, new: NewConn<A>) -> PreparedConn<A> {
+        let hashes = self.hash_new(&new);
+        prefetch(self.index.bucket(hashes.inbound));
+        if let Some(out_hash) = hashes.outbound {
+            prefetch(self.index.bucket(out_hash));
+        }
+        PreparedConn { new, hashes }
+    }
+
+    fn hash_new(&self, new: &NewConn<A>) -> NewConnHashes {
+        NewConnHashes {
+            inbound: self.hasher.hash(&new.inbound_key()),
+            outbound: new
+                .mode
+                .replies_via_us()
+                .then(|| self.hasher.hash(&new.outbound_key())),
+        }
+    }
+
+    /// [`Self::insert`] of a connection from [`Self::prepare_insert`].
+    pub fn insert_prepared(
+        &mut self,
+        prepared: &PreparedConn<A>,
+        now: u64,
+    ) -> Result<ConnId, ConnError> {
+        let PreparedConn { new, hashes } = prepared;
         if self.free_head == NIL {
             return Err(ConnError::TableFull);
         }
         let in_key = new.inbound_key();
-        let in_hash = self.hasher.hash(&in_key);
+        let in_hash = hashes.inbound;
         if self.lookup_hashed(&in_key, in_hash).is_some() {
             return Err(ConnError::InboundKeyExists);
         }
-        let out = if new.mode.replies_via_us() {
-            let out_key = new.outbound_key();
-            let out_hash = self.hasher.hash(&out_key);
-            if out_key == in_key || self.lookup_hashed(&out_key, out_hash).is_some() {
-                return Err(ConnError::OutboundKeyExists);
+        let out = match hashes.outbound {
+            Some(out_hash) => {
+                let out_key = new.outbound_key();
+                if out_key == in_key || self.lookup_hashed(&out_key, out_hash).is_some() {
+                    return Err(ConnError::OutboundKeyExists);
+                }
+                Some(out_hash)
             }
-            Some(out_hash)
-        } else {
-            None
+            None => None,
         };
 
         let index = self.free_head;
@@ -518,10 +629,7 @@ impl<A: Family> ConnTable<A> {
             // The free list only holds free slots; refuse rather than corrupt.
             return Err(ConnError::TableFull);
         };
-        let state = match new.proto {
-            Proto::Tcp => ConnState::Tcp(TcpState::None),
-            Proto::Udp => ConnState::Udp,
-        };
+        let state = new.initial_state();
         let expiry = now.saturating_add(self.timeout_ms.ms(state));
         let generation = generation.wrapping_add(1);
         self.slab[index as usize] = Entry::Live(Conn {
@@ -534,15 +642,14 @@ impl<A: Family> ConnTable<A> {
             proto: new.proto,
             mode: new.mode,
             state,
+            timer: TimerPos::UNARMED,
         });
         self.free_head = next;
         self.len += 1;
         // The slot the next connection takes lies anywhere (the list started
-        // shuffled, and freed slots have long left the cache): request its entry
-        // and timer link now.
+        // shuffled, and freed slots have long left the cache): request it now.
         if let Some(entry) = self.slab.get(next as usize) {
             prefetch(entry);
-            self.wheel.prefetch(next);
         }
 
         // The index holds two keys per slot, so it has room for these.
@@ -552,7 +659,7 @@ impl<A: Family> ConnTable<A> {
                 .index
                 .insert(out_hash, index << 1 | Dir::Outbound.bit());
         }
-        self.wheel.arm(index, expiry, now);
+        self.wheel.arm(&mut self.slab, index, expiry, now);
         Ok(ConnId { index, generation })
     }
 
@@ -598,9 +705,12 @@ impl<A: Family> ConnTable<A> {
         let earlier = expiry < c.expiry;
         c.expiry = expiry;
         if earlier {
-            self.wheel.rearm(id.index, expiry, now);
+            self.wheel.rearm(&mut self.slab, id.index, expiry, now);
         }
-        Ok((StateChange { from, to }, c))
+        match self.slab.get(id.index as usize) {
+            Some(Entry::Live(c)) => Ok((StateChange { from, to }, c)),
+            _ => Err(ConnError::UnknownConn),
+        }
     }
 
     /// Removes a connection and returns it (the caller adjusts its counters).
@@ -638,21 +748,7 @@ impl<A: Family> ConnTable<A> {
             let mut due = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
             let mut n = 0;
             while n < EXPIRE_BATCH {
-                let slab = &self.slab;
-                let polled = self.wheel.poll(
-                    now,
-                    &mut work,
-                    |i| match slab.get(i as usize) {
-                        Some(Entry::Live(c)) => c.expiry,
-                        _ => 0,
-                    },
-                    |i| {
-                        if let Some(entry) = slab.get(i as usize) {
-                            prefetch(entry);
-                        }
-                    },
-                );
-                let Some(index) = polled else {
+                let Some(index) = self.wheel.poll(&mut self.slab, now, &mut work) else {
                     break;
                 };
                 let Some(Entry::Live(conn)) = self.slab.get(index as usize) else {
@@ -733,7 +829,7 @@ impl<A: Family> ConnTable<A> {
             self.index
                 .remove(out_hash, index << 1 | Dir::Outbound.bit());
         }
-        self.wheel.unlink(index);
+        self.wheel.unlink(&mut self.slab, index);
         self.slab[index as usize] = Entry::Free {
             next: self.free_head,
             generation: conn.generation,
@@ -837,7 +933,7 @@ mod tests {
     fn entry_layout_is_compact() {
         // The free-list variant hides in the connection's padding; an entry is one
         // cache line (IPv4) or two (IPv6), aligned.
-        assert_eq!(size_of::<Conn<Ipv4Addr>>(), 48);
+        assert_eq!(size_of::<Conn<Ipv4Addr>>(), 56);
         assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
         assert_eq!(align_of::<Entry<Ipv4Addr>>(), 64);
         assert!(size_of::<Entry<Ipv6Addr>>() <= 128);

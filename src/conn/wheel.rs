@@ -14,10 +14,16 @@
 //! deadline moves earlier (a state with a shorter timeout), the owner re-files the
 //! entry at once with [`TimerWheel::rearm`].
 //!
-//! Lists are intrusive and doubly linked through a `u32` pair per entry, kept here
-//! in a parallel array sized at construction (nothing allocates afterwards). The
-//! `prev` link of a list head holds its slot number tagged with [`HEAD`], so any
-//! entry unlinks in O(1) without knowing its slot.
+//! A slot holds its entries' indices in a stack of [`Chunk`]s, 14 to a cache line,
+//! and every entry records where it is filed (a [`TimerPos`], kept in the owner's
+//! entry through [`Timed`], so filing writes a line the owner writes anyway).
+//! Expiry pops a slot's stack from the top: the indices of the next entries to
+//! look at lie side by side, so their entries are requested several ahead instead
+//! of being found one dependent cache miss at a time, as a linked list through
+//! the entries would make them. An entry leaves a slot early (rearm, removal) by
+//! taking the slot's top index into its place. Chunks come from a pool sized at
+//! construction for the worst case, so nothing allocates afterwards and filing
+//! never fails.
 
 use crate::dpdk::{prefetch, HugeSlice, OutOfMemory};
 
@@ -27,31 +33,68 @@ pub const TICK_MS: u64 = 100;
 pub const SLOTS: usize = 1 << 14;
 const SLOT_MASK: u64 = SLOTS as u64 - 1;
 
-/// No entry (end of list, empty slot, or not armed).
-const NIL: u32 = u32::MAX;
-/// Tag in `prev` marking a list head; the low bits are the slot number. Entry
-/// indices stay below it (the owners cap their capacity at `HEAD - 1`).
-const HEAD: u32 = 1 << 31;
-
 /// Largest capacity a wheel (and so a table) supports.
-pub const MAX_ENTRIES: usize = (HEAD - 1) as usize;
+pub const MAX_ENTRIES: usize = (1 << 31) - 1;
 
+/// Indices a chunk holds; the other two words are its slot and the chunk below.
+const PER_CHUNK: usize = 14;
+const SLOT_WORD: usize = 14;
+/// The chunk below in its slot's stack (NIL at the bottom); for a free chunk, the
+/// next free one.
+const BELOW_WORD: usize = 15;
+/// How many entries ahead of the one it returns [`TimerWheel::poll`] names for
+/// prefetching: enough handling time to cover a memory access.
+const AHEAD: usize = 8;
+
+/// No chunk (bottom of a stack, empty slot, end of the free list).
+const NIL: u32 = u32::MAX;
+
+/// One cache line of a slot's stack.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Chunk([u32; 16]);
+
+/// Where an entry is filed: `chunk << 4 | offset`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Link {
-    prev: u32,
-    next: u32,
+pub(crate) struct TimerPos(u32);
+
+impl TimerPos {
+    /// Not filed. (Offset 15 never holds an index.)
+    pub(crate) const UNARMED: TimerPos = TimerPos(u32::MAX);
+
+    fn new(chunk: u32, offset: usize) -> Self {
+        TimerPos(chunk << 4 | offset as u32)
+    }
+    fn chunk(self) -> usize {
+        (self.0 >> 4) as usize
+    }
+    fn offset(self) -> usize {
+        (self.0 & 15) as usize
+    }
 }
 
-const UNARMED: Link = Link {
-    prev: NIL,
-    next: NIL,
-};
+/// What the wheel needs of its owner's entries.
+pub(crate) trait Timed {
+    /// The entry's current deadline (the owner may settle it here); 0 for a free
+    /// slot.
+    fn deadline(&mut self, index: u32) -> u64;
+    /// Where the entry is filed, [`TimerPos::UNARMED`] if nowhere.
+    fn timer(&self, index: u32) -> TimerPos;
+    /// Records where the entry is filed.
+    fn set_timer(&mut self, index: u32, pos: TimerPos);
+    /// Requests the entry's cache line: [`TimerWheel::poll`] names the entries it
+    /// will look at next.
+    fn prefetch(&self, _index: u32) {}
+}
 
 /// The wheel. Entries are identified by their index in the owner's slab.
 #[derive(Debug)]
 pub(crate) struct TimerWheel {
-    heads: HugeSlice<u32>,
-    links: HugeSlice<Link>,
+    /// Per slot, the top of its stack: `chunk << 4 | indices in it (1..=14)`, or
+    /// NIL when the slot is empty.
+    tops: HugeSlice<u32>,
+    chunks: HugeSlice<Chunk>,
+    free_chunks: u32,
     /// First tick not yet processed.
     next_tick: u64,
     armed: usize,
@@ -60,9 +103,20 @@ pub(crate) struct TimerWheel {
 impl TimerWheel {
     /// A wheel for entries `0..capacity` (at most [`MAX_ENTRIES`]).
     pub(crate) fn new(capacity: usize) -> Result<Self, OutOfMemory> {
+        let capacity = capacity.min(MAX_ENTRIES);
+        // Every chunk of a stack is full but its top one, so `armed` entries take at
+        // most armed / 14 full chunks plus one top per slot in use.
+        let chunks = capacity / PER_CHUNK + capacity.min(SLOTS) + 1;
         Ok(TimerWheel {
-            heads: HugeSlice::filled(SLOTS, NIL)?,
-            links: HugeSlice::filled(capacity.min(MAX_ENTRIES), UNARMED)?,
+            tops: HugeSlice::filled(SLOTS, NIL)?,
+            chunks: HugeSlice::from_fn(chunks, |i| {
+                let mut words = [NIL; 16];
+                if i + 1 < chunks {
+                    words[BELOW_WORD] = i as u32 + 1;
+                }
+                Chunk(words)
+            })?,
+            free_chunks: 0,
             next_tick: 0,
             armed: 0,
         })
@@ -70,7 +124,7 @@ impl TimerWheel {
 
     /// Bytes allocated by the wheel.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.heads.len() * size_of::<u32>() + self.links.len() * size_of::<Link>()
+        self.tops.len() * size_of::<u32>() + self.chunks.len() * size_of::<Chunk>()
     }
 
     /// Number of armed entries.
@@ -79,49 +133,35 @@ impl TimerWheel {
         self.armed
     }
 
-    #[cfg(test)]
-    pub(crate) fn is_armed(&self, index: u32) -> bool {
-        self.links[index as usize].prev != NIL
-    }
-
-    /// Requests the link of entry `index`, which is about to be armed.
-    #[inline]
-    pub(crate) fn prefetch(&self, index: u32) {
-        if let Some(link) = self.links.get(index as usize) {
-            prefetch(link);
-        }
-    }
-
     /// Files an unarmed entry to fire at `expiry`.
-    pub(crate) fn arm(&mut self, index: u32, expiry: u64, now: u64) {
+    pub(crate) fn arm(&mut self, entries: &mut impl Timed, index: u32, expiry: u64, now: u64) {
         if self.armed == 0 {
             // Nothing is pending, so every tick up to now is done.
             self.next_tick = self.next_tick.max(now / TICK_MS);
         }
-        self.link(index, expiry);
+        self.file(entries, index, expiry);
     }
 
     /// Re-files an armed entry at an earlier (or any) `expiry`.
-    pub(crate) fn rearm(&mut self, index: u32, expiry: u64, now: u64) {
-        self.unlink(index);
-        self.arm(index, expiry, now);
+    pub(crate) fn rearm(&mut self, entries: &mut impl Timed, index: u32, expiry: u64, now: u64) {
+        self.unlink(entries, index);
+        self.arm(entries, index, expiry, now);
     }
 
-    /// Removes an entry from its list; a no-op for an unarmed entry.
-    pub(crate) fn unlink(&mut self, index: u32) {
-        let Link { prev, next } = self.links[index as usize];
-        if prev == NIL {
+    /// Takes an entry out of its slot; a no-op for an unarmed entry.
+    pub(crate) fn unlink(&mut self, entries: &mut impl Timed, index: u32) {
+        let pos = entries.timer(index);
+        if pos == TimerPos::UNARMED {
             return;
         }
-        if prev & HEAD != 0 {
-            self.heads[(prev & !HEAD) as usize] = next;
-        } else {
-            self.links[prev as usize].next = next;
+        let slot = self.chunks[pos.chunk()].0[SLOT_WORD] as usize;
+        let top = self.pop(slot);
+        if top != index {
+            // The slot's top index fills the hole.
+            self.chunks[pos.chunk()].0[pos.offset()] = top;
+            entries.set_timer(top, pos);
         }
-        if next != NIL {
-            self.links[next as usize].prev = prev;
-        }
-        self.links[index as usize] = UNARMED;
+        entries.set_timer(index, TimerPos::UNARMED);
         self.armed -= 1;
     }
 
@@ -133,22 +173,16 @@ impl TimerWheel {
         self.armed == 0 || now / TICK_MS < self.next_tick
     }
 
-    /// Returns the next entry whose deadline has passed, unlinked, or `None` when no
+    /// Returns the next entry whose deadline has passed, unarmed, or `None` when no
     /// due entry is left or `work` ran out. Every entry examined costs one unit of
-    /// `work`; `deadline` gives an entry's current deadline, and entries whose
-    /// deadline moved past `now` are re-filed (lazy refresh). The caller frees or
-    /// re-arms each entry returned.
-    ///
-    /// A list is a chain of dependent reads, one cache miss each when its entries
-    /// lie scattered: the entry after the one taken gets its link prefetched here
-    /// and is handed to `ahead` for the caller to prefetch its own data, so both
-    /// arrive while the current entry is handled.
+    /// `work`; entries whose deadline moved past `now` are re-filed (lazy
+    /// refresh). The caller frees or re-arms each entry returned. Within a tick,
+    /// entries come in no particular order.
     pub(crate) fn poll(
         &mut self,
+        entries: &mut impl Timed,
         now: u64,
         work: &mut usize,
-        mut deadline: impl FnMut(u32) -> u64,
-        mut ahead: impl FnMut(u32),
     ) -> Option<u32> {
         let now_tick = now / TICK_MS;
         if self.armed == 0 {
@@ -161,47 +195,90 @@ impl TimerWheel {
         }
         while self.next_tick <= now_tick {
             let slot = (self.next_tick & SLOT_MASK) as usize;
-            loop {
-                let head = self.heads[slot];
-                if head == NIL {
-                    break;
-                }
+            while self.tops[slot] != NIL {
                 if *work == 0 {
                     return None;
                 }
                 *work -= 1;
-                self.unlink(head);
-                let next = self.heads[slot];
-                if let Some(link) = self.links.get(next as usize) {
-                    prefetch(link);
-                    ahead(next);
-                }
-                let expiry = deadline(head);
+                self.request_ahead(entries, slot);
+                let index = self.pop(slot);
+                entries.set_timer(index, TimerPos::UNARMED);
+                self.armed -= 1;
+                let expiry = entries.deadline(index);
                 if expiry <= now {
-                    return Some(head);
+                    return Some(index);
                 }
                 // Refreshed: its new tick is past now_tick, so never this slot.
-                self.link(head, expiry);
+                self.file(entries, index, expiry);
             }
             self.next_tick += 1;
         }
         None
     }
 
-    fn link(&mut self, index: u32, expiry: u64) {
+    /// Names for prefetching the entry [`AHEAD`] below the top of `slot`'s stack,
+    /// and the chunk below the top one as the pops approach it.
+    #[inline]
+    fn request_ahead(&self, entries: &impl Timed, slot: usize) {
+        let top = self.tops[slot];
+        let chunk = &self.chunks[(top >> 4) as usize].0;
+        let len = (top & 15) as usize;
+        let below = chunk[BELOW_WORD];
+        if len > AHEAD {
+            entries.prefetch(chunk[len - 1 - AHEAD]);
+            if len == PER_CHUNK {
+                if let Some(c) = self.chunks.get(below as usize) {
+                    prefetch(c);
+                }
+            }
+        } else if let Some(c) = self.chunks.get(below as usize) {
+            entries.prefetch(c.0[PER_CHUNK + len - 1 - AHEAD]);
+        }
+    }
+
+    /// Removes and returns the top index of a non-empty slot.
+    fn pop(&mut self, slot: usize) -> u32 {
+        let top = self.tops[slot];
+        let len = (top & 15) as usize;
+        let words = &mut self.chunks[(top >> 4) as usize].0;
+        let index = words[len - 1];
+        self.tops[slot] = if len > 1 {
+            top - 1
+        } else {
+            // The chunk is empty: back to the pool, the one below becomes the top.
+            let below = words[BELOW_WORD];
+            words[BELOW_WORD] = self.free_chunks;
+            self.free_chunks = top >> 4;
+            match below {
+                NIL => NIL,
+                below => below << 4 | PER_CHUNK as u32,
+            }
+        };
+        index
+    }
+
+    fn file(&mut self, entries: &mut impl Timed, index: u32, expiry: u64) {
         let tick = expiry
             .div_ceil(TICK_MS)
             .clamp(self.next_tick, self.next_tick + SLOTS as u64 - 1);
-        let slot = (tick & SLOT_MASK) as u32;
-        let head = self.heads[slot as usize];
-        self.links[index as usize] = Link {
-            prev: HEAD | slot,
-            next: head,
+        let slot = (tick & SLOT_MASK) as usize;
+        let top = self.tops[slot];
+        let pos = if top != NIL && (top & 15) < PER_CHUNK as u32 {
+            self.tops[slot] = top + 1;
+            TimerPos::new(top >> 4, (top & 15) as usize)
+        } else {
+            // Room by construction: see `new`.
+            let chunk = self.free_chunks;
+            debug_assert_ne!(chunk, NIL, "an entry armed twice");
+            let words = &mut self.chunks[chunk as usize].0;
+            self.free_chunks = words[BELOW_WORD];
+            words[SLOT_WORD] = slot as u32;
+            words[BELOW_WORD] = if top == NIL { NIL } else { top >> 4 };
+            self.tops[slot] = chunk << 4 | 1;
+            TimerPos::new(chunk, 0)
         };
-        if head != NIL {
-            self.links[head as usize].prev = index;
-        }
-        self.heads[slot as usize] = index;
+        self.chunks[pos.chunk()].0[pos.offset()] = index;
+        entries.set_timer(index, pos);
         self.armed += 1;
     }
 }
@@ -210,186 +287,358 @@ impl TimerWheel {
 mod tests {
     use super::*;
 
-    /// Polls everything due at `now` with deadlines from `deadlines`.
-    fn drain(w: &mut TimerWheel, now: u64, deadlines: &[u64]) -> Vec<u32> {
+    /// The owner's side for tests: a deadline and a filing position per entry, and
+    /// the entries named for prefetching.
+    struct Entries {
+        deadlines: Vec<u64>,
+        timers: Vec<TimerPos>,
+        named: std::cell::RefCell<Vec<u32>>,
+    }
+
+    impl Entries {
+        fn new(deadlines: &[u64]) -> Self {
+            Entries {
+                deadlines: deadlines.to_vec(),
+                timers: vec![TimerPos::UNARMED; deadlines.len()],
+                named: Default::default(),
+            }
+        }
+        fn is_armed(&self, index: u32) -> bool {
+            self.timers[index as usize] != TimerPos::UNARMED
+        }
+    }
+
+    impl Timed for Entries {
+        fn deadline(&mut self, index: u32) -> u64 {
+            self.deadlines[index as usize]
+        }
+        fn timer(&self, index: u32) -> TimerPos {
+            self.timers[index as usize]
+        }
+        fn set_timer(&mut self, index: u32, pos: TimerPos) {
+            self.timers[index as usize] = pos;
+        }
+        fn prefetch(&self, index: u32) {
+            self.named.borrow_mut().push(index);
+        }
+    }
+
+    /// Arms entry `i` at its deadline in `e`.
+    fn arm(w: &mut TimerWheel, e: &mut Entries, i: u32, now: u64) {
+        let d = e.deadlines[i as usize];
+        w.arm(e, i, d, now);
+    }
+
+    /// Polls everything due at `now`.
+    fn drain(w: &mut TimerWheel, e: &mut Entries, now: u64) -> Vec<u32> {
         let mut out = Vec::new();
         let mut work = usize::MAX;
         let nothing_due = w.nothing_due(now);
-        while let Some(i) = w.poll(now, &mut work, |i| deadlines[i as usize], |_| {}) {
+        while let Some(i) = w.poll(e, now, &mut work) {
             out.push(i);
         }
         if nothing_due {
             assert!(out.is_empty(), "nothing_due at {now}, yet {out:?} fired");
         }
+        check(w, e);
         out
     }
 
+    /// Every armed entry's position holds its index, in a slot whose stack is
+    /// well formed; the chunks in stacks and the free ones add up to the pool.
+    fn check(w: &TimerWheel, e: &Entries) {
+        let mut in_stacks = 0;
+        let mut filed = 0;
+        for slot in 0..SLOTS {
+            let mut top = w.tops[slot];
+            let mut len = (top & 15) as usize;
+            while top != NIL {
+                let words = &w.chunks[(top >> 4) as usize].0;
+                assert!(
+                    (1..=PER_CHUNK).contains(&len),
+                    "slot {slot}: {len} in a chunk"
+                );
+                assert_eq!(words[SLOT_WORD] as usize, slot);
+                for (offset, &i) in words[..len].iter().enumerate() {
+                    assert_eq!(e.timers[i as usize], TimerPos::new(top >> 4, offset));
+                }
+                filed += len;
+                in_stacks += 1;
+                top = match words[BELOW_WORD] {
+                    NIL => NIL,
+                    below => below << 4 | PER_CHUNK as u32,
+                };
+                len = PER_CHUNK;
+            }
+        }
+        let armed = e.timers.iter().filter(|&&t| t != TimerPos::UNARMED).count();
+        assert_eq!((filed, armed), (w.armed, w.armed));
+        let mut free = 0;
+        let mut c = w.free_chunks;
+        while c != NIL {
+            free += 1;
+            c = w.chunks[c as usize].0[BELOW_WORD];
+        }
+        assert_eq!(in_stacks + free, w.chunks.len());
+    }
+
     #[test]
-    fn poll_names_the_entry_it_will_look_at_next() {
-        // Five entries in one slot, two in a later one: while the first slot drains,
-        // `ahead` names the entry the next poll returns (for the caller's prefetch);
-        // the last of a slot has none after it in that slot.
-        let mut w = TimerWheel::new(8).unwrap();
-        let deadlines = [1_000, 1_000, 1_000, 1_000, 1_000, 1_200, 1_200, 0];
-        for i in 0..7u32 {
-            w.arm(i, deadlines[i as usize], 0);
+    fn poll_names_entries_ahead_of_the_ones_it_returns() {
+        // 40 entries in one slot (three chunks): while they drain, each poll names
+        // the entry returned AHEAD polls later, across chunk boundaries.
+        let n = 40;
+        let mut e = Entries::new(&vec![1_000; n]);
+        let mut w = TimerWheel::new(n).unwrap();
+        for i in 0..n as u32 {
+            arm(&mut w, &mut e, i, 0);
         }
-        let mut work = usize::MAX;
-        let mut returned = Vec::new();
-        let mut hinted = Vec::new();
-        loop {
-            let mut hint = None;
-            let Some(i) = w.poll(
-                1_200,
-                &mut work,
-                |i| deadlines[i as usize],
-                |n| hint = Some(n),
-            ) else {
-                break;
-            };
-            returned.push(i);
-            hinted.push(hint);
-        }
-        assert_eq!(returned.len(), 7);
-        for k in 0..7 {
-            let same_slot_next = returned
-                .get(k + 1)
-                .filter(|&&n| deadlines[n as usize] == deadlines[returned[k] as usize]);
-            assert_eq!(hinted[k], same_slot_next.copied(), "after {}", returned[k]);
-        }
+        let returned = drain(&mut w, &mut e, 1_000);
+        let named = e.named.take();
+        assert_eq!(returned.len(), n);
+        assert_eq!(named, returned[AHEAD..], "named ahead");
+        // A stack: the last filed comes out first.
+        assert_eq!(returned, (0..n as u32).rev().collect::<Vec<_>>());
     }
 
     #[test]
     fn fires_in_deadline_order_and_not_before() {
+        let mut e = Entries::new(&[5_000, 1_000, 3_000, 1_050, 2_000_000, 0, 0, 0]);
         let mut w = TimerWheel::new(8).unwrap();
-        let deadlines = [5_000, 1_000, 3_000, 1_050, 2_000_000, 0, 0, 0];
         for i in 0..5u32 {
-            w.arm(i, deadlines[i as usize], 0);
+            arm(&mut w, &mut e, i, 0);
         }
         assert_eq!(w.armed(), 5);
-        assert_eq!(drain(&mut w, 999, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 1_000, &deadlines), [1]);
+        check(&w, &e);
+        assert_eq!(drain(&mut w, &mut e, 999), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, 1_000), [1]);
         // 1_050 is filed at tick 11: due from 1_100 on, never early.
-        assert_eq!(drain(&mut w, 1_099, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 1_100, &deadlines), [3]);
-        assert_eq!(drain(&mut w, 10_000, &deadlines), [2, 0]);
+        assert_eq!(drain(&mut w, &mut e, 1_099), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, 1_100), [3]);
+        assert_eq!(drain(&mut w, &mut e, 10_000), [2, 0]);
         assert_eq!(w.armed(), 1);
         // Past the wheel's span: re-filed on the way, fired on time.
-        assert_eq!(drain(&mut w, 1_999_999, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 2_000_000, &deadlines), [4]);
+        assert_eq!(drain(&mut w, &mut e, 1_999_999), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, 2_000_000), [4]);
         assert_eq!(w.armed(), 0);
+        assert!(!e.is_armed(4));
     }
 
     #[test]
     fn lazy_refresh_refiles_instead_of_firing() {
+        let mut e = Entries::new(&[1_000, 1_000]);
         let mut w = TimerWheel::new(2).unwrap();
-        let mut deadlines = [1_000, 1_000];
-        w.arm(0, 1_000, 0);
-        w.arm(1, 1_000, 0);
-        deadlines[0] = 60_000; // refreshed without touching the wheel
-        assert_eq!(drain(&mut w, 1_000, &deadlines), [1]);
-        assert!(w.is_armed(0));
-        assert_eq!(drain(&mut w, 59_999, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 60_000, &deadlines), [0]);
+        arm(&mut w, &mut e, 0, 0);
+        arm(&mut w, &mut e, 1, 0);
+        e.deadlines[0] = 60_000; // refreshed without touching the wheel
+        assert_eq!(drain(&mut w, &mut e, 1_000), [1]);
+        assert!(e.is_armed(0));
+        assert_eq!(drain(&mut w, &mut e, 59_999), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, 60_000), [0]);
     }
 
     #[test]
     fn rearm_moves_a_deadline_earlier() {
+        let mut e = Entries::new(&[900_000]);
         let mut w = TimerWheel::new(1).unwrap();
-        let mut deadlines = [900_000];
-        w.arm(0, deadlines[0], 0);
-        deadlines[0] = 10_000;
-        w.rearm(0, 10_000, 0);
+        arm(&mut w, &mut e, 0, 0);
+        e.deadlines[0] = 10_000;
+        w.rearm(&mut e, 0, 10_000, 0);
         assert_eq!(w.armed(), 1);
-        assert_eq!(drain(&mut w, 10_000, &deadlines), [0]);
+        check(&w, &e);
+        assert_eq!(drain(&mut w, &mut e, 10_000), [0]);
     }
 
     #[test]
     fn work_budget_bounds_each_call() {
+        let mut e = Entries::new(&[500; 10]);
         let mut w = TimerWheel::new(10).unwrap();
-        let deadlines = [500; 10];
         for i in 0..10 {
-            w.arm(i, 500, 0);
+            arm(&mut w, &mut e, i, 0);
         }
         let mut work = 3;
         let mut got = 0;
-        while w
-            .poll(500, &mut work, |i| deadlines[i as usize], |_| {})
-            .is_some()
-        {
+        while w.poll(&mut e, 500, &mut work).is_some() {
             got += 1;
         }
         assert_eq!((got, work), (3, 0));
-        assert_eq!(drain(&mut w, 500, &deadlines).len(), 7);
+        assert_eq!(drain(&mut w, &mut e, 500).len(), 7);
     }
 
     #[test]
-    fn unlink_head_middle_tail_and_unarmed() {
-        let mut w = TimerWheel::new(4).unwrap();
-        let deadlines = [700; 4];
-        for i in 0..4 {
-            w.arm(i, 700, 0); // one slot: list 3, 2, 1, 0
+    fn unlink_from_top_middle_bottom_and_unarmed() {
+        // 30 entries in one slot: three chunks (14, 14, 2).
+        let mut e = Entries::new(&[700; 30]);
+        let mut w = TimerWheel::new(30).unwrap();
+        for i in 0..30 {
+            arm(&mut w, &mut e, i, 0);
         }
-        w.unlink(3); // head
-        w.unlink(1); // middle
-        w.unlink(0); // tail
-        w.unlink(0); // already unarmed: no-op
-        assert_eq!(w.armed(), 1);
-        assert!(!w.is_armed(0) && w.is_armed(2));
-        assert_eq!(drain(&mut w, 700, &deadlines), [2]);
+        for i in [29, 13, 0, 14, 27, 28] {
+            // top, end of the bottom chunk, bottom, start of the middle one, and the
+            // top chunk emptied
+            w.unlink(&mut e, i);
+            assert!(!e.is_armed(i));
+            check(&w, &e);
+        }
+        w.unlink(&mut e, 0); // already unarmed: a no-op
+        assert_eq!(w.armed(), 24);
+        let mut got = drain(&mut w, &mut e, 700);
+        got.sort_unstable();
+        let want: Vec<u32> = (0..30)
+            .filter(|i| ![29, 13, 0, 14, 27, 28].contains(i))
+            .collect();
+        assert_eq!(got, want);
         // Re-arming after unlink works and the slot is consistent.
-        w.arm(1, 800, 700);
-        assert_eq!(drain(&mut w, 800, &deadlines), [1]);
+        e.deadlines[1] = 800;
+        arm(&mut w, &mut e, 1, 700);
+        assert_eq!(drain(&mut w, &mut e, 800), [1]);
     }
 
     #[test]
     fn catches_up_after_a_long_pause() {
+        let mut e = Entries::new(&[1_000, 2_000_000, 10_000_000]);
         let mut w = TimerWheel::new(3).unwrap();
-        let deadlines = [1_000, 2_000_000, 10_000_000];
         for i in 0..3 {
-            w.arm(i, deadlines[i as usize], 0);
+            arm(&mut w, &mut e, i, 0);
         }
         // Hours later: the two due entries come out, the third stays pending.
-        let mut got = drain(&mut w, 5_000_000, &deadlines);
+        let mut got = drain(&mut w, &mut e, 5_000_000);
         got.sort();
         assert_eq!(got, [0, 1]);
         assert_eq!(w.armed(), 1);
-        assert_eq!(drain(&mut w, 10_000_000, &deadlines), [2]);
+        assert_eq!(drain(&mut w, &mut e, 10_000_000), [2]);
     }
 
     #[test]
     fn idle_wheel_starts_at_the_current_time() {
+        let mut e = Entries::new(&[7_200_000_100]);
         let mut w = TimerWheel::new(1).unwrap();
-        let deadlines = [7_200_000_100];
         // A clock that is already large (uptime) does not make the wheel walk
         // from tick 0.
-        w.arm(0, deadlines[0], 7_200_000_000);
+        w.arm(&mut e, 0, 7_200_000_100, 7_200_000_000);
         assert_eq!(w.next_tick, 72_000_000);
-        assert_eq!(drain(&mut w, 7_200_000_099, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, 7_200_000_100, &deadlines), [0]);
+        assert_eq!(drain(&mut w, &mut e, 7_200_000_099), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, 7_200_000_100), [0]);
     }
 
     #[test]
     fn past_deadline_fires_at_next_poll() {
+        let mut e = Entries::new(&[3_000]);
         let mut w = TimerWheel::new(1).unwrap();
-        let deadlines = [3_000];
-        let _ = drain(&mut w, 5_000, &deadlines);
-        w.arm(0, 3_000, 5_000);
-        assert_eq!(drain(&mut w, 5_000, &deadlines), [0]);
+        let _ = drain(&mut w, &mut e, 5_000);
+        w.arm(&mut e, 0, 3_000, 5_000);
+        assert_eq!(drain(&mut w, &mut e, 5_000), [0]);
     }
 
     #[test]
     fn clock_going_backwards_does_nothing() {
+        let mut e = Entries::new(&[10_000]);
         let mut w = TimerWheel::new(1).unwrap();
-        let deadlines = [10_000];
-        w.arm(0, 10_000, 9_000);
-        assert_eq!(drain(&mut w, 1_000, &deadlines), Vec::<u32>::new());
-        assert_eq!(drain(&mut w, u64::MAX, &deadlines), [0]);
+        w.arm(&mut e, 0, 10_000, 9_000);
+        assert_eq!(drain(&mut w, &mut e, 1_000), Vec::<u32>::new());
+        assert_eq!(drain(&mut w, &mut e, u64::MAX), [0]);
+    }
+
+    #[test]
+    fn a_full_wheel_in_one_slot_and_in_every_slot() {
+        // The chunk pool's two worst cases: every entry in one slot (all chunks
+        // full), and entries spread so that every slot holds a chunk of its own.
+        for spread in [false, true] {
+            let n = SLOTS + 100;
+            let deadlines: Vec<u64> = (0..n as u64)
+                .map(|i| {
+                    if spread {
+                        (i % SLOTS as u64 + 1) * TICK_MS
+                    } else {
+                        100
+                    }
+                })
+                .collect();
+            let mut e = Entries::new(&deadlines);
+            let mut w = TimerWheel::new(n).unwrap();
+            for i in 0..n as u32 {
+                arm(&mut w, &mut e, i, 0);
+            }
+            check(&w, &e);
+            let got = drain(&mut w, &mut e, SLOTS as u64 * TICK_MS);
+            assert_eq!(got.len(), n);
+            assert_eq!(w.armed(), 0);
+        }
+    }
+
+    #[test]
+    fn randomised_against_a_model() {
+        // Arm, rearm, unlink, refresh lazily and poll at random; a poll with no
+        // work limit returns every armed entry whose deadline's tick has come and
+        // none whose deadline is ahead, and the stacks stay well formed throughout.
+        const N: usize = 300;
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut e = Entries::new(&[0; N]);
+        let mut w = TimerWheel::new(N).unwrap();
+        let mut now = 1_000_000u64;
+        for round in 0..20_000 {
+            let i = next(N as u64) as u32;
+            match next(10) {
+                0..=3 if !e.is_armed(i) => {
+                    e.deadlines[i as usize] = now + next(30_000);
+                    arm(&mut w, &mut e, i, now);
+                }
+                4 if e.is_armed(i) => {
+                    e.deadlines[i as usize] = now + next(5_000);
+                    let d = e.deadlines[i as usize];
+                    w.rearm(&mut e, i, d, now);
+                }
+                5 if e.is_armed(i) => w.unlink(&mut e, i),
+                6 if e.is_armed(i) => {
+                    let d = &mut e.deadlines[i as usize];
+                    *d += next(20_000);
+                }
+                7 => {
+                    now += next(3_000);
+                    let now_tick = now / TICK_MS;
+                    let armed: Vec<u32> = (0..N as u32).filter(|&j| e.is_armed(j)).collect();
+                    let got = drain(&mut w, &mut e, now);
+                    for j in armed {
+                        let deadline = e.deadlines[j as usize];
+                        let fired = got.contains(&j);
+                        // Due by its tick: fired. Not yet due: kept. In between (a
+                        // refreshed deadline that passed before its new tick came
+                        // round, found at its old tick): either.
+                        if deadline.div_ceil(TICK_MS) <= now_tick {
+                            assert!(
+                                fired,
+                                "round {round}: {j} (deadline {deadline}) not fired at {now}"
+                            );
+                        } else if deadline > now {
+                            assert!(
+                                !fired,
+                                "round {round}: {j} (deadline {deadline}) fired at {now}"
+                            );
+                        }
+                        assert_eq!(e.is_armed(j), !fired);
+                    }
+                }
+                _ => {}
+            }
+            if round % 97 == 0 {
+                check(&w, &e);
+            }
+        }
     }
 
     #[test]
     fn memory_is_fixed_at_construction() {
         let w = TimerWheel::new(1000).unwrap();
-        assert_eq!(w.memory_bytes(), SLOTS * 4 + 1000 * 8);
+        assert_eq!(w.memory_bytes(), SLOTS * 4 + (1000 / 14 + 1000 + 1) * 64);
+        let w = TimerWheel::new(1_000_000).unwrap();
+        assert_eq!(
+            w.memory_bytes(),
+            SLOTS * 4 + (1_000_000 / 14 + SLOTS + 1) * 64
+        );
     }
 }
