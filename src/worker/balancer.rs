@@ -8,7 +8,7 @@
 use super::lports::LocalPorts;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Mode, NewConn, PersistTable, Proto, StateChange, TcpState, TemplateId, Timeouts,
+    Mode, NewConn, PersistTable, PreparedConn, Proto, StateChange, TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
@@ -452,6 +452,31 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Result<ConnId, DropReason> {
+        let opening = self.connect_begin(svc, proto, client, vip, None, now)?;
+        self.connect_finish(&opening, now, stats)
+    }
+
+    /// The first half of [`Balancer::connect`]: schedules the connection, takes
+    /// what it holds (local port, persistence template, its place in the real
+    /// server's count, which the next scheduling decision sees) and requests the
+    /// table lines its insertion touches. [`Balancer::connect_finish`] inserts
+    /// it; a caller opening several connections begins them all first, so that
+    /// those lines arrive together.
+    ///
+    /// `first_tcp_flags`, the flags of the packet that opens it, for a caller that
+    /// begins other connections before finishing this one: the server's count
+    /// then takes the connection as its first packet will leave it (a SYN makes
+    /// it active), so that least-connection schedulers decide in between as they
+    /// would had it been finished and its packet handled.
+    pub fn connect_begin<A: Tables>(
+        &mut self,
+        svc: &Service,
+        proto: Proto,
+        client: Endpoint<A>,
+        vip: Endpoint<A>,
+        first_tcp_flags: Option<u8>,
+        now: u64,
+    ) -> Result<Opening<A>, DropReason> {
         let Balancer {
             v4,
             v6,
@@ -550,16 +575,50 @@ impl Balancer {
             real_server: rs.slot,
             template,
         };
-        let id = match tables.conns.insert(&new, now) {
+        let opening = Opening {
+            conn: tables.conns.prepare_insert(new),
+            candidate: index,
+            counted_active: first_tcp_flags.is_some_and(|f| new.first_state(f).is_active()),
+        };
+        match views.service(svc.slot) {
+            Ok(st) => {
+                let c = &mut st.candidates[index];
+                if opening.counted_active {
+                    c.active += 1;
+                } else {
+                    c.inactive += 1;
+                }
+            }
+            Err(reason) => {
+                give_back(&opening, tables, lports, None, now);
+                return Err(reason);
+            }
+        }
+        Ok(opening)
+    }
+
+    /// Inserts a connection from [`Balancer::connect_begin`] (of this burst:
+    /// nothing may have changed the services in between). On failure everything
+    /// it held is given back.
+    pub fn connect_finish<A: Tables>(
+        &mut self,
+        opening: &Opening<A>,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Result<ConnId, DropReason> {
+        let Balancer {
+            v4,
+            v6,
+            views,
+            lports,
+        } = self;
+        let tables = A::select(v4, v6);
+        let new = opening.conn.new_conn();
+        let st = views.service(new.service)?;
+        let id = match tables.conns.insert_prepared(&opening.conn, now) {
             Ok(id) => id,
             Err(e) => {
-                if svc.mode == Mode::FullNat {
-                    lports.give_back(local.addr.into_ip(), local.port);
-                }
-                if let Some(t) = template {
-                    // A template made for this connection alone goes again with it.
-                    let _ = tables.persist.release(t, now);
-                }
+                give_back(opening, tables, lports, Some((st, stats)), now);
                 return Err(match e {
                     ConnError::InboundKeyExists | ConnError::OutboundKeyExists => {
                         DropReason::ConnConflict
@@ -568,13 +627,17 @@ impl Balancer {
                 });
             }
         };
-        if let Some(t) = template {
+        if let Some(t) = new.template {
             let _ = tables.persist.hold(t);
         }
-        let c = &mut views.service(svc.slot)?.candidates[index];
-        c.inactive += 1;
+        let c = &mut st.candidates[opening.candidate];
+        if opening.counted_active {
+            // Inactive as inserted; its first packet, handled next, activates it.
+            c.active = c.active.saturating_sub(1);
+            c.inactive += 1;
+        }
         let inactive = c.inactive;
-        let counters = stats.real_server(rs.slot);
+        let counters = stats.real_server(new.real_server);
         counters.conns.inc();
         counters.inactive.set(u64::from(inactive));
         Ok(id)
@@ -600,6 +663,56 @@ impl Balancer {
         });
         persist.expire(now, budget, |_, _| {});
         removed
+    }
+}
+
+/// A connection scheduled by [`Balancer::connect_begin`], not yet in the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Opening<A: Family> {
+    conn: PreparedConn<A>,
+    /// The chosen real server's place in the service's list.
+    candidate: usize,
+    /// The server's count has the connection as active (see
+    /// [`Balancer::connect_begin`]).
+    counted_active: bool,
+}
+
+impl<A: Family> Opening<A> {
+    /// The connection as it will be inserted.
+    pub fn new_conn(&self) -> &NewConn<A> {
+        self.conn.new_conn()
+    }
+}
+
+/// Undoes [`Balancer::connect_begin`] for a connection that will not be
+/// inserted: its local port, a template made for it alone and (when `counted`
+/// names its service) its place in the real server's count, gauges included
+/// (others' changes in between may have shown it).
+fn give_back<A: Tables>(
+    opening: &Opening<A>,
+    tables: &mut FamilyTables<A>,
+    lports: &mut LocalPorts,
+    counted: Option<(&mut ServiceState, &WorkerStats)>,
+    now: u64,
+) {
+    let new = opening.conn.new_conn();
+    if new.mode == Mode::FullNat {
+        lports.give_back(new.local.addr.into_ip(), new.local.port);
+    }
+    if let Some(t) = new.template {
+        // Held by no connection yet: one made for this connection goes with it.
+        let _ = tables.persist.release(t, now);
+    }
+    if let Some((st, stats)) = counted {
+        let c = &mut st.candidates[opening.candidate];
+        if opening.counted_active {
+            c.active = c.active.saturating_sub(1);
+        } else {
+            c.inactive = c.inactive.saturating_sub(1);
+        }
+        let gauges = stats.real_server(new.real_server);
+        gauges.active.set(u64::from(c.active));
+        gauges.inactive.set(u64::from(c.inactive));
     }
 }
 

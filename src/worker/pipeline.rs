@@ -66,6 +66,8 @@ pub struct Pipeline<P: PacketPool> {
     /// Per port: the NIC verifies IPv4 header checksums on receive, so its verdict
     /// is read (other ports' packets are not asked).
     rx_ipv4_checksum_offload: Vec<bool>,
+    /// The burst path's packets that wait for their new connection's insertion.
+    parked: Vec<burst::Parked<P::Buf>>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -116,6 +118,7 @@ impl<P: PacketPool> Pipeline<P> {
             real_hops: HopCache::new(),
             iface_v4: OwnAddrsV4::default(),
             rx_ipv4_checksum_offload: vec![false; ports],
+            parked: Vec::with_capacity(burst::BATCH),
         }
         .with_interface_addrs()
     }

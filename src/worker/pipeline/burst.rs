@@ -6,9 +6,18 @@
 //!    key and prefetch the connection-index bucket it will probe.
 //! 2. With the buckets arriving, prefetch the slab entry each bucket points at.
 //! 3. In arrival order, forward packets of established connections right here
-//!    ([`Pipeline::forward_established_v4`]); every other packet (new connections,
-//!    ARP, ICMP, IPv6, anything malformed) takes [`Pipeline::process`]'s path, which
-//!    also owns every drop reason.
+//!    ([`Pipeline::forward_v4`]); every other packet (ARP, ICMP, IPv6, anything
+//!    malformed) takes [`Pipeline::process`]'s path, which also owns every drop
+//!    reason. A packet that opens a connection is scheduled here and set aside
+//!    with its table lines requested ([`Pipeline::open_v4`]), and so is a later
+//!    packet of a flow the batch opens.
+//! 4. The connections set aside are inserted and their packets forwarded, in
+//!    arrival order ([`Pipeline::open_parked`]): a new connection's index buckets
+//!    (its outbound key's has never been read) arrive while the rest of the batch
+//!    is handled, instead of stalling it one connection at a time.
+//!
+//! So a batch's new connections go out after its established packets; within a
+//! flow the order is kept.
 //!
 //! Per packet, stage 3 does what `flow_input_af` and `forward` do for an
 //! established flow, in the same order and with the same counters, minus the work
@@ -23,11 +32,12 @@ use crate::conn::{Candidate, ConnId, Mode};
 use crate::dpdk::prefetch;
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
+use crate::worker::balancer::Opening;
 use crate::worker::hops::{Hop, L2Addrs};
 
 /// Packets staged together. Enough to cover a memory access with the work of the
 /// others; small enough to keep what was prefetched in L1.
-const BATCH: usize = 32;
+pub(super) const BATCH: usize = 32;
 /// How many packets ahead of the one being handled the slab entry is requested:
 /// enough handling time to cover a memory access.
 const LOOKAHEAD: usize = 8;
@@ -67,6 +77,16 @@ struct Staged {
     hash: u64,
     /// The slot its connection most likely is in (stage 2).
     candidate: Option<Candidate>,
+}
+
+/// A packet of the batch set aside until its connection is inserted (stage 4).
+pub(super) struct Parked<B> {
+    pkt: B,
+    flow: Ipv4Flow,
+    hash: u64,
+    /// The connection it opens; None for a later packet of a flow that another
+    /// parked packet opens.
+    opening: Option<Opening<Ipv4Addr>>,
 }
 
 const ORDINARY: Staged = Staged {
@@ -123,11 +143,41 @@ impl<P: PacketPool> Pipeline<P> {
                 }
                 let s = &staged[i];
                 match &s.flow {
-                    Some(flow) => self.flow_v4(pkt, port, flow, s),
+                    Some(flow) => self.flow_v4(pkt, port, flow, s, true),
                     None => self.handle(pkt, port, true),
                 }
             }
+            self.open_parked(port);
         }
+    }
+
+    /// Stage 4: inserts the connections stage 3 scheduled and forwards their
+    /// packets, each followed by the later packets of its flow.
+    fn open_parked(&mut self, port: usize) {
+        if self.parked.is_empty() {
+            return;
+        }
+        // Taken out and put back, capacity and all: nothing allocates.
+        let mut parked = std::mem::take(&mut self.parked);
+        for p in parked.drain(..) {
+            match p.opening {
+                Some(opening) => match self.lb.connect_finish(&opening, self.now_ms, &self.stats) {
+                    Ok(id) => self.forward_v4(p.pkt, &p.flow, id, Dir::Inbound),
+                    Err(reason) => self.discard(p.pkt, reason),
+                },
+                // Its flow's connection exists now (or failed to open: then this
+                // packet tries afresh, as it would have in arrival order).
+                None => {
+                    let staged = Staged {
+                        flow: Some(p.flow),
+                        hash: p.hash,
+                        candidate: None,
+                    };
+                    self.flow_v4(p.pkt, port, &p.flow, &staged, false);
+                }
+            }
+        }
+        self.parked = parked;
     }
 
     /// Stage 2 for one packet: prefetches the slab entry its bucket points at and
@@ -143,10 +193,10 @@ impl<P: PacketPool> Pipeline<P> {
     }
 
     /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
-    /// to an established connection or opens one; anything else goes to the
-    /// ordinary path untouched.
+    /// to an established connection or opens one (set aside for stage 4 when
+    /// `park`); anything else goes to the ordinary path untouched.
     #[inline]
-    fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged) {
+    fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged, park: bool) {
         let proto = flow.proto;
         let flags = flow.tcp_flags;
         // TCP/UDP to a port's own address is not forwarded; nonsense flags are
@@ -158,7 +208,7 @@ impl<P: PacketPool> Pipeline<P> {
         let Some((id, dir, conn)) =
             table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
         else {
-            return self.open_v4(pkt, port, flow);
+            return self.open_v4(pkt, port, flow, staged.hash, park);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
         // is encapsulated.
@@ -172,7 +222,11 @@ impl<P: PacketPool> Pipeline<P> {
     /// connection to the service on the destination, if it may open one. Left to
     /// the ordinary path: several workers (the packet may belong to another one),
     /// no service (the path names the drop reason), and TUNNEL services.
-    fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow) {
+    ///
+    /// With `park`, the connection is scheduled and the packet set aside for
+    /// stage 4 to insert and forward; so is a later packet of a flow already set
+    /// aside (it would have found the connection in arrival order).
+    fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, hash: u64, park: bool) {
         let proto = flow.proto;
         let Self {
             dp,
@@ -180,25 +234,50 @@ impl<P: PacketPool> Pipeline<P> {
             stats,
             now_ms,
             workers,
+            parked,
             ..
         } = self;
         let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
             Some(svc) if *workers == 1 && svc.mode != Mode::Tunnel => svc,
             _ => return self.handle(pkt, port, true),
         };
+        // Room is certain (one entry per packet of a batch); without it, no parking.
+        let park = park && parked.len() < parked.capacity();
+        if park {
+            let key = key_of(flow);
+            let opened = |p: &Parked<P::Buf>| {
+                p.opening.is_some() && p.hash == hash && key_of(&p.flow) == key
+            };
+            if parked.iter().any(opened) {
+                parked.push(Parked {
+                    pkt,
+                    flow: *flow,
+                    hash,
+                    opening: None,
+                });
+                return;
+            }
+        }
         // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
         if proto == Proto::Tcp && !is_opening_syn(proto, flow.tcp_flags) {
             return self.discard(pkt, DropReason::TcpNoConnection);
         }
-        let connected = lb.connect(
-            svc,
-            proto,
-            Endpoint::new(flow.src, flow.src_port),
-            Endpoint::new(flow.dst, flow.dst_port),
-            *now_ms,
-            stats,
-        );
-        match connected {
+        let client = Endpoint::new(flow.src, flow.src_port);
+        let vip = Endpoint::new(flow.dst, flow.dst_port);
+        if park {
+            let flags = Some(flow.tcp_flags.bits());
+            match lb.connect_begin(svc, proto, client, vip, flags, *now_ms) {
+                Ok(opening) => parked.push(Parked {
+                    pkt,
+                    flow: *flow,
+                    hash,
+                    opening: Some(opening),
+                }),
+                Err(reason) => self.discard(pkt, reason),
+            }
+            return;
+        }
+        match lb.connect(svc, proto, client, vip, *now_ms, stats) {
             Ok(id) => self.forward_v4(pkt, flow, id, Dir::Inbound),
             Err(reason) => self.discard(pkt, reason),
         }
