@@ -24,7 +24,8 @@
 //!   whose addresses follow from the hash, so a burst's lookups can be prefetched.
 //! - `key`: foldhash under seeds from the OS random source, against hash flooding.
 //! - `state`: IPVS's TCP transition tables and timeouts, as data.
-//! - `wheel`: 16384 slots x 100 ms, lazy refresh, intrusive `u32` links.
+//! - `wheel`: 16384 slots x 100 ms, lazy refresh, each slot a stack of 64-byte
+//!   chunks of slab indices (expiry prefetches entries ahead).
 //! - `persist`: IPVS persistence templates with hold/release and invalidation.
 
 mod family;

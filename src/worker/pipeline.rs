@@ -67,7 +67,7 @@ pub struct Pipeline<P: PacketPool> {
     /// is read (other ports' packets are not asked).
     rx_ipv4_checksum_offload: Vec<bool>,
     /// The burst path's packets that wait for their new connection's insertion.
-    parked: Vec<burst::Parked<P::Buf>>,
+    parked: burst::ParkingLot<P::Buf>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -118,7 +118,7 @@ impl<P: PacketPool> Pipeline<P> {
             real_hops: HopCache::new(),
             iface_v4: OwnAddrsV4::default(),
             rx_ipv4_checksum_offload: vec![false; ports],
-            parked: Vec::with_capacity(burst::BATCH),
+            parked: burst::ParkingLot::new(),
         }
         .with_interface_addrs()
     }

@@ -89,6 +89,49 @@ pub(super) struct Parked<B> {
     opening: Option<Opening<Ipv4Addr>>,
 }
 
+/// The packets stage 3 set aside, in arrival order, with a one-word filter of
+/// the flows they open so that a packet of another flow (every packet of a SYN
+/// flood) is not compared with each of them.
+pub(super) struct ParkingLot<B> {
+    packets: Vec<Parked<B>>,
+    /// Bit `hash >> 58` set for each flow opened here.
+    opened: u64,
+}
+
+impl<B> ParkingLot<B> {
+    pub(super) fn new() -> Self {
+        Self {
+            packets: Vec::with_capacity(BATCH),
+            opened: 0,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.packets.len() < self.packets.capacity()
+    }
+
+    /// Whether a packet set aside here opens the connection of `key`.
+    fn opens(&self, hash: u64, key: &FlowKey<Ipv4Addr>) -> bool {
+        self.opened & filter_bit(hash) != 0
+            && self
+                .packets
+                .iter()
+                .any(|p| p.opening.is_some() && p.hash == hash && key_of(&p.flow) == *key)
+    }
+
+    fn park(&mut self, parked: Parked<B>) {
+        if parked.opening.is_some() {
+            self.opened |= filter_bit(parked.hash);
+        }
+        self.packets.push(parked);
+    }
+}
+
+#[inline(always)]
+fn filter_bit(hash: u64) -> u64 {
+    1 << (hash >> 58)
+}
+
 const ORDINARY: Staged = Staged {
     flow: None,
     hash: 0,
@@ -153,12 +196,14 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Stage 4: inserts the connections stage 3 scheduled and forwards their
     /// packets, each followed by the later packets of its flow.
+    #[inline(never)]
     fn open_parked(&mut self, port: usize) {
-        if self.parked.is_empty() {
+        if self.parked.packets.is_empty() {
             return;
         }
         // Taken out and put back, capacity and all: nothing allocates.
-        let mut parked = std::mem::take(&mut self.parked);
+        let mut parked = std::mem::take(&mut self.parked.packets);
+        self.parked.opened = 0;
         for p in parked.drain(..) {
             match p.opening {
                 Some(opening) => match self.lb.connect_finish(&opening, self.now_ms, &self.stats) {
@@ -177,7 +222,7 @@ impl<P: PacketPool> Pipeline<P> {
                 }
             }
         }
-        self.parked = parked;
+        self.parked.packets = parked;
     }
 
     /// Stage 2 for one packet: prefetches the slab entry its bucket points at and
@@ -195,7 +240,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
     /// to an established connection or opens one (set aside for stage 4 when
     /// `park`); anything else goes to the ordinary path untouched.
-    #[inline]
+    #[inline(always)]
     fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged, park: bool) {
         let proto = flow.proto;
         let flags = flow.tcp_flags;
@@ -226,6 +271,8 @@ impl<P: PacketPool> Pipeline<P> {
     /// With `park`, the connection is scheduled and the packet set aside for
     /// stage 4 to insert and forward; so is a later packet of a flow already set
     /// aside (it would have found the connection in arrival order).
+    // Out of line: kept out of the established path, which inlines `flow_v4`.
+    #[inline(never)]
     fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, hash: u64, park: bool) {
         let proto = flow.proto;
         let Self {
@@ -242,21 +289,15 @@ impl<P: PacketPool> Pipeline<P> {
             _ => return self.handle(pkt, port, true),
         };
         // Room is certain (one entry per packet of a batch); without it, no parking.
-        let park = park && parked.len() < parked.capacity();
-        if park {
-            let key = key_of(flow);
-            let opened = |p: &Parked<P::Buf>| {
-                p.opening.is_some() && p.hash == hash && key_of(&p.flow) == key
-            };
-            if parked.iter().any(opened) {
-                parked.push(Parked {
-                    pkt,
-                    flow: *flow,
-                    hash,
-                    opening: None,
-                });
-                return;
-            }
+        let park = park && parked.has_room();
+        if park && parked.opens(hash, &key_of(flow)) {
+            parked.park(Parked {
+                pkt,
+                flow: *flow,
+                hash,
+                opening: None,
+            });
+            return;
         }
         // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
         if proto == Proto::Tcp && !is_opening_syn(proto, flow.tcp_flags) {
@@ -267,7 +308,7 @@ impl<P: PacketPool> Pipeline<P> {
         if park {
             let flags = Some(flow.tcp_flags.bits());
             match lb.connect_begin(svc, proto, client, vip, flags, *now_ms) {
-                Ok(opening) => parked.push(Parked {
+                Ok(opening) => parked.park(Parked {
                     pkt,
                     flow: *flow,
                     hash,
