@@ -140,6 +140,9 @@ impl ConnId {
 pub struct PreparedConn<A: Family> {
     new: NewConn<A>,
     hashes: NewConnHashes,
+    /// The state whose deadline the connection starts with: the one its first
+    /// packet leaves it in, when the caller handles that packet right after.
+    armed_state: ConnState,
 }
 
 impl<A: Family> PreparedConn<A> {
@@ -571,6 +574,7 @@ impl<A: Family> ConnTable<A> {
         let prepared = PreparedConn {
             new: *new,
             hashes: self.hash_new(new),
+            armed_state: new.initial_state(),
         };
         self.insert_prepared(&prepared, now)
     }
@@ -579,13 +583,27 @@ impl<A: Family> ConnTable<A> {
     /// index buckets they go in, for [`Self::insert_prepared`] a little later: a
     /// caller opening several connections prepares them all first, so that their
     /// buckets (the outbound key's has never been looked at) arrive together.
-    pub fn prepare_insert(&self, new: NewConn<A>) -> PreparedConn<A> {
+    ///
+    /// `first_tcp_flags`: the flags of the connection's first packet, when the
+    /// caller hands that packet to [`Self::on_packet`] right after the insertion.
+    /// The connection then starts with the deadline that packet sets, so its
+    /// timer is filed once: not under NONE's 2 s, to be re-filed when they pass
+    /// (SYN_RECV is longer) or at once (shorter).
+    pub fn prepare_insert(&self, new: NewConn<A>, first_tcp_flags: Option<u8>) -> PreparedConn<A> {
         let hashes = self.hash_new(&new);
         prefetch(self.index.bucket(hashes.inbound));
         if let Some(out_hash) = hashes.outbound {
             prefetch(self.index.bucket(out_hash));
         }
-        PreparedConn { new, hashes }
+        let armed_state = match first_tcp_flags {
+            Some(flags) => new.first_state(flags),
+            None => new.initial_state(),
+        };
+        PreparedConn {
+            new,
+            hashes,
+            armed_state,
+        }
     }
 
     fn hash_new(&self, new: &NewConn<A>) -> NewConnHashes {
@@ -604,7 +622,11 @@ impl<A: Family> ConnTable<A> {
         prepared: &PreparedConn<A>,
         now: u64,
     ) -> Result<ConnId, ConnError> {
-        let PreparedConn { new, hashes } = prepared;
+        let PreparedConn {
+            new,
+            hashes,
+            armed_state,
+        } = prepared;
         if self.free_head == NIL {
             return Err(ConnError::TableFull);
         }
@@ -630,7 +652,9 @@ impl<A: Family> ConnTable<A> {
             return Err(ConnError::TableFull);
         };
         let state = new.initial_state();
-        let expiry = now.saturating_add(self.timeout_ms.ms(state));
+        // The deadline the first packet sets when the caller names it (it is
+        // handled next, so NONE's own deadline would never be reached).
+        let expiry = now.saturating_add(self.timeout_ms.ms(*armed_state));
         let generation = generation.wrapping_add(1);
         self.slab[index as usize] = Entry::Live(Conn {
             ends: [[new.client, new.vip], [new.real, new.local]],
@@ -937,6 +961,47 @@ mod tests {
         assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
         assert_eq!(align_of::<Entry<Ipv4Addr>>(), 64);
         assert!(size_of::<Entry<Ipv6Addr>>() <= 128);
+    }
+
+    #[test]
+    fn a_connection_prepared_with_its_first_packet_is_armed_at_that_packets_deadline() {
+        // A SYN leads NONE (2 s) to SYN_RECV (60 s): armed at 60 s, it is not
+        // re-filed when NONE's 2 s pass. Without the packet, NONE's deadline.
+        let mut t = table(16);
+        let now = 5 * SEC;
+        let syn = t.prepare_insert(nat(1, 1000), Some(SYN));
+        let id = t.insert_prepared(&syn, now).unwrap();
+        let slot = t.wheel.slot_of(&t.slab, id.index);
+        assert_eq!(slot, Some(TimerWheel::slot_for(now + 60 * SEC)));
+        t.on_packet(id, Dir::Inbound, SYN, now).unwrap();
+        assert_eq!(t.get(id).unwrap().expiry(), now + 60 * SEC);
+        assert!(expire_all(&mut t, now + 59 * SEC).is_empty());
+        assert_eq!(expire_all(&mut t, now + 61 * SEC), vec![id]);
+
+        let mut t = table(16);
+        let plain = t.prepare_insert(nat(2, 1000), None);
+        let id = t.insert_prepared(&plain, now).unwrap();
+        let slot = t.wheel.slot_of(&t.slab, id.index);
+        assert_eq!(slot, Some(TimerWheel::slot_for(now + 2 * SEC)));
+        let id3 = t.insert(&nat(3, 1000), now).unwrap();
+        let slot = t.wheel.slot_of(&t.slab, id3.index);
+        assert_eq!(slot, Some(TimerWheel::slot_for(now + 2 * SEC)));
+
+        // A first packet whose state times out sooner than NONE (SYN_RECV set to
+        // 1 s): filed at 1 s, and the packet finds that deadline (no re-filing).
+        let short = Timeouts {
+            tcp_syn: Duration::from_secs(1),
+            ..Timeouts::default()
+        };
+        let mut t = ConnTable::with_hasher(16, &short, FlowHasher::with_seed(42)).unwrap();
+        let syn = t.prepare_insert(nat(1, 1000), Some(SYN));
+        let id = t.insert_prepared(&syn, now).unwrap();
+        let filed = t.wheel.slot_of(&t.slab, id.index);
+        assert_eq!(filed, Some(TimerWheel::slot_for(now + SEC)));
+        let timer = t.slab.timer(id.index);
+        t.on_packet(id, Dir::Inbound, SYN, now).unwrap();
+        assert_eq!(t.slab.timer(id.index), timer, "not re-filed");
+        assert_eq!(expire_all(&mut t, now + 1100), vec![id]);
     }
 
     #[test]

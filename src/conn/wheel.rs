@@ -128,6 +128,19 @@ impl TimerWheel {
     }
 
     /// Number of armed entries.
+    /// The slot `index` is filed in, if armed.
+    #[cfg(test)]
+    pub(crate) fn slot_of(&self, entries: &impl Timed, index: u32) -> Option<usize> {
+        let pos = entries.timer(index);
+        (pos != TimerPos::UNARMED).then(|| self.chunks[pos.chunk()].0[SLOT_WORD] as usize)
+    }
+
+    /// The slot a deadline is filed in (before the wheel has turned).
+    #[cfg(test)]
+    pub(crate) fn slot_for(expiry: u64) -> usize {
+        (expiry.div_ceil(TICK_MS) & SLOT_MASK) as usize
+    }
+
     #[cfg(test)]
     pub(crate) fn armed(&self) -> usize {
         self.armed

@@ -467,7 +467,9 @@ impl Balancer {
     /// begins other connections before finishing this one: the server's count
     /// then takes the connection as its first packet will leave it (a SYN makes
     /// it active), so that least-connection schedulers decide in between as they
-    /// would had it been finished and its packet handled.
+    /// would had it been finished and its packet handled. The caller hands that
+    /// packet to [`Balancer::on_packet_in_place`] right after finishing: the
+    /// connection's timer is armed at the deadline the packet will set.
     pub fn connect_begin<A: Tables>(
         &mut self,
         svc: &Service,
@@ -576,7 +578,7 @@ impl Balancer {
             template,
         };
         let opening = Opening {
-            conn: tables.conns.prepare_insert(new),
+            conn: tables.conns.prepare_insert(new, first_tcp_flags),
             candidate: index,
             counted_active: first_tcp_flags.is_some_and(|f| new.first_state(f).is_active()),
         };
