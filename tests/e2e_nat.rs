@@ -502,28 +502,14 @@ fn fragmentation_needed_from_the_server_side_reaches_the_client_translated() {
         );
     let f = lab.ferrovs(&lb, &cfg);
     // 200 KB upload: full-size segments from the client.
-    lab.exec_ok(
+    // The body comes on stdin: nothing is left behind in /tmp.
+    let out = lab.exec(
         &client,
         &[
             "sh",
             "-c",
-            "head -c 200000 /dev/zero > /tmp/ferrovs-pmtu-body",
-        ],
-    );
-    let out = lab.exec(
-        &client,
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--data-binary",
-            "@/tmp/ferrovs-pmtu-body",
-            "http://198.18.0.100/",
+            "head -c 200000 /dev/zero | curl -s -m 10 -o /dev/null -w '%{http_code}' \
+             --data-binary @- http://198.18.0.100/",
         ],
     );
     let code = String::from_utf8_lossy(&out.stdout).to_string();
