@@ -142,7 +142,7 @@ pub struct PreparedConn<A: Family> {
     hashes: NewConnHashes,
     /// The state whose deadline the connection starts with: the one its first
     /// packet leaves it in, when the caller handles that packet right after.
-    armed_state: ConnState,
+    deadline_state: ConnState,
 }
 
 impl<A: Family> PreparedConn<A> {
@@ -574,7 +574,7 @@ impl<A: Family> ConnTable<A> {
         let prepared = PreparedConn {
             new: *new,
             hashes: self.hash_new(new),
-            armed_state: new.initial_state(),
+            deadline_state: new.initial_state(),
         };
         self.insert_prepared(&prepared, now)
     }
@@ -595,14 +595,14 @@ impl<A: Family> ConnTable<A> {
         if let Some(out_hash) = hashes.outbound {
             prefetch(self.index.bucket(out_hash));
         }
-        let armed_state = match first_tcp_flags {
+        let deadline_state = match first_tcp_flags {
             Some(flags) => new.first_state(flags),
             None => new.initial_state(),
         };
         PreparedConn {
             new,
             hashes,
-            armed_state,
+            deadline_state,
         }
     }
 
@@ -625,7 +625,7 @@ impl<A: Family> ConnTable<A> {
         let PreparedConn {
             new,
             hashes,
-            armed_state,
+            deadline_state,
         } = prepared;
         if self.free_head == NIL {
             return Err(ConnError::TableFull);
@@ -654,7 +654,7 @@ impl<A: Family> ConnTable<A> {
         let state = new.initial_state();
         // The deadline the first packet sets when the caller names it (it is
         // handled next, so NONE's own deadline would never be reached).
-        let expiry = now.saturating_add(self.timeout_ms.ms(*armed_state));
+        let expiry = now.saturating_add(self.timeout_ms.ms(*deadline_state));
         let generation = generation.wrapping_add(1);
         self.slab[index as usize] = Entry::Live(Conn {
             ends: [[new.client, new.vip], [new.real, new.local]],

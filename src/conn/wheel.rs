@@ -127,7 +127,6 @@ impl TimerWheel {
         self.tops.len() * size_of::<u32>() + self.chunks.len() * size_of::<Chunk>()
     }
 
-    /// Number of armed entries.
     /// The slot `index` is filed in, if armed.
     #[cfg(test)]
     pub(crate) fn slot_of(&self, entries: &impl Timed, index: u32) -> Option<usize> {
@@ -141,6 +140,7 @@ impl TimerWheel {
         (expiry.div_ceil(TICK_MS) & SLOT_MASK) as usize
     }
 
+    /// Number of armed entries.
     #[cfg(test)]
     pub(crate) fn armed(&self) -> usize {
         self.armed
