@@ -26,6 +26,8 @@ pub enum MemError {
     Table(ConnError),
     /// More connections than distinct generated clients.
     TooMany(usize),
+    /// No connections: there is nothing to divide the growth by.
+    NoConnections,
     /// A mode the measurement does not build (only NAT and DR).
     UnsupportedMode(Mode),
 }
@@ -38,6 +40,7 @@ impl MemError {
             MemError::NoVmRss => "no_vm_rss",
             MemError::Table(e) => e.reason(),
             MemError::TooMany(_) => "too_many",
+            MemError::NoConnections => "no_connections",
             MemError::UnsupportedMode(_) => "unsupported_mode",
         }
     }
@@ -50,6 +53,9 @@ impl fmt::Display for MemError {
             MemError::NoVmRss => f.write_str("no VmRSS line in /proc/self/status"),
             MemError::Table(e) => write!(f, "connection table: {e}"),
             MemError::TooMany(n) => write!(f, "{n} connections exceed {MAX_FLOWS}"),
+            MemError::NoConnections => {
+                f.write_str("0 connections: nothing to measure per connection")
+            }
             MemError::UnsupportedMode(m) => write!(f, "mode {m} is not measured"),
         }
     }
@@ -129,6 +135,9 @@ pub fn measure_conn_table(connections: usize, mode: Mode) -> Result<ConnMemory, 
     if connections > MAX_FLOWS as usize {
         return Err(MemError::TooMany(connections));
     }
+    if connections == 0 {
+        return Err(MemError::NoConnections);
+    }
     let before = rss_bytes()?;
     let mut table: ConnTable<Ipv4Addr> =
         ConnTable::with_hasher(connections, &Timeouts::default(), FlowHasher::with_seed(6))
@@ -199,6 +208,10 @@ mod tests {
                 .unwrap_err()
                 .reason(),
             "too_many"
+        );
+        assert_eq!(
+            measure_conn_table(0, Mode::Nat).unwrap_err().reason(),
+            "no_connections"
         );
     }
 }

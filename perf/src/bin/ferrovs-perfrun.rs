@@ -76,9 +76,9 @@ struct Cli {
     /// Skip testpmd (its columns stay empty).
     #[arg(long)]
     no_testpmd: bool,
-    /// Connections in the memory measurement.
-    #[arg(long, default_value_t = 1_000_000)]
-    memory_connections: usize,
+    /// Connections in the memory measurement (at least 1).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    memory_connections: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -759,7 +759,7 @@ fn scrape(ctx: &Ctx<'_>) -> Result<Scrape, String> {
 }
 
 /// 1000000 -> "1M", 65536 -> "65536", 20000 -> "20K".
-fn count_label(n: usize) -> String {
+fn count_label(n: u64) -> String {
     match n {
         0 => "0".to_string(),
         n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
@@ -813,5 +813,18 @@ fn measure_memory(ctx: &Ctx<'_>, exe: &Path, report: &mut Report) -> Row {
         testpmd_5tswap: Cell::Empty,
         target: Some(MEMORY_TARGET),
         round_ratios: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memory_measurement_of_no_connections_is_refused() {
+        assert!(Cli::try_parse_from(["ferrovs-perfrun", "--memory-connections", "0"]).is_err());
+        let cli = Cli::try_parse_from(["ferrovs-perfrun", "--memory-connections", "1"]).unwrap();
+        assert_eq!(cli.memory_connections, 1);
+        assert_eq!(count_label(1_000_000), "1M");
     }
 }
