@@ -33,15 +33,22 @@ rate() {
     log=$(mktemp)
     "$1" run --config "$cfg" >"$log" 2>&1 &
     pid=$!
+    # Up to 20 s for the EAL and the tables; a run that never answers, or stops
+    # answering, is reported with its log instead of measured.
     for _ in $(seq 100); do
         tx_total >/dev/null 2>&1 && break
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; rm -f "$log"; return 1; }
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.2
     done
-    sleep "$warmup"
-    c0=$(tx_total); t0=$(date +%s.%N)
-    sleep "$measure"
-    c1=$(tx_total); t1=$(date +%s.%N)
+    if ! tx_total >/dev/null 2>&1 || ! sleep "$warmup" ||
+        ! c0=$(tx_total) || ! t0=$(date +%s.%N) || ! sleep "$measure" ||
+        ! c1=$(tx_total) || ! t1=$(date +%s.%N); then
+        echo "$0: $1 did not serve $listen/metrics throughout the run; its log:" >&2
+        cat "$log" >&2
+        kill -INT "$pid" 2>/dev/null && wait "$pid" || true
+        rm -f "$log"
+        return 1
+    fi
     kill -INT "$pid"
     wait "$pid" || true
     rm -f "$log"
@@ -50,7 +57,8 @@ rate() {
 
 ratios=()
 for r in $(seq "$rounds"); do
-    ra=$(rate "$a") rb=$(rate "$b")
+    ra=$(rate "$a") || exit 1
+    rb=$(rate "$b") || exit 1
     ratio=$(awk -v x="$ra" -v y="$rb" 'BEGIN { printf "%.3f", y / x }')
     ratios+=("$ratio")
     echo "round $r: A $ra Mpps, B $rb Mpps, B/A $ratio"

@@ -758,10 +758,9 @@ fn scrape(ctx: &Ctx<'_>) -> Result<Scrape, String> {
     })
 }
 
-/// 1000000 -> "1M", 65536 -> "65536", 20000 -> "20K".
+/// 1000000 -> "1M", 65536 -> "65536", 20000 -> "20K" (n >= 1: the CLI refuses 0).
 fn count_label(n: u64) -> String {
     match n {
-        0 => "0".to_string(),
         n if n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
         n if n % 1_000 == 0 => format!("{}K", n / 1_000),
         n => n.to_string(),
