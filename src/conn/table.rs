@@ -1,13 +1,19 @@
 //! The per-worker connection table.
 //!
 //! Layout, sized once from `connections.max` so nothing allocates afterwards:
-//! - a slab of entries, each a live [`Conn`] or a link in the free list (LIFO, so a
-//!   freed slot, still in cache, is reused first). The list starts in a random
-//!   order of the slots, so where a connection lands never follows the order
-//!   connections were opened in: otherwise traffic that revisits flows in the order
-//!   they opened (a replayed capture, a load generator's fixed cycle) would read
-//!   the slab front to back, which the hardware prefetcher makes look far cheaper
-//!   than the random reads real traffic causes;
+//! - a slab of entries, each a live [`Conn`] or a link in the free list. A new
+//!   connection takes its inbound key's *home slot* (a slot picked by the key's
+//!   hash) when that is free, else its outbound key's, else the head of the list
+//!   (LIFO, so a freed slot, still in cache, is reused first); the list is linked
+//!   both ways so a home slot leaves it from the middle in O(1). A packet whose
+//!   connection sits in its home slot is found on that one cache line, without
+//!   reading the index ([`ConnTable::candidate`]): at the load a table is sized
+//!   for, most are. The list starts in a random order of the slots, so where a
+//!   connection lands never follows the order connections were opened in:
+//!   otherwise traffic that revisits flows in the order they opened (a replayed
+//!   capture, a load generator's fixed cycle) would read the slab front to back,
+//!   which the hardware prefetcher makes look far cheaper than the random reads
+//!   real traffic causes;
 //! - a [`FlowIndex`] of cache-line buckets whose values are
 //!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
 //!   direction costs a 4-byte value and a 4-byte signature at a load of at most
@@ -15,10 +21,12 @@
 //! - a [`TimerWheel`] for expiry, whose position for the connection is kept in
 //!   the slab entry.
 //!
-//! A worker that handles a burst hashes every packet's key first and prefetches
-//! [`ConnTable::prefetch_bucket`] and then [`ConnTable::prefetch_entry`] for each,
-//! so that the lookups of a burst overlap their cache misses instead of taking them
-//! one after the other.
+//! A worker that handles a burst hashes every packet's key first and requests the
+//! line its lookup starts from ([`ConnTable::request_first_line`]: the home slot
+//! in a lightly loaded table, else the index bucket), then asks
+//! [`ConnTable::candidate`] for each, which requests the entry the bucket points
+//! at when the home slot does not answer, so that the lookups of a burst overlap
+//! their cache misses instead of taking them one after the other.
 //!
 //! Each [`ConnId`] carries the slot's generation. The data path uses ids only
 //! between a lookup and the end of that packet, but ids also travel further (a
@@ -158,9 +166,40 @@ struct NewConnHashes {
     outbound: Option<u64>,
 }
 
-/// A slot a lookup may find its key in, from [`ConnTable::prefetch_entry`].
+/// Live connections times this, at most the capacity: lookups start from the
+/// home slot ([`ConnTable::first_line`]).
+const HOME_FIRST_LOAD: usize = 8;
+
+/// The cache line a lookup starts from, from [`ConnTable::first_line`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Candidate(u32);
+pub enum FirstLine {
+    /// The key's home slot in the slab; the index only when that misses.
+    HomeSlot,
+    /// The key's index bucket, then the entry it points at.
+    IndexBucket,
+}
+
+/// A slot a lookup may find its key in, from [`ConnTable::candidate`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Candidate {
+    /// `slab_index << 1 | dir`, as in the index.
+    value: u32,
+    at_home: bool,
+}
+
+impl Candidate {
+    fn home(value: u32) -> Self {
+        Candidate {
+            value,
+            at_home: true,
+        }
+    }
+
+    /// Whether the key's home slot holds its connection (the index was not read).
+    pub fn at_home(&self) -> bool {
+        self.at_home
+    }
+}
 
 /// What the caller knows when it creates a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -341,9 +380,12 @@ impl StateChange {
 #[repr(align(64))]
 enum Entry<A: Family> {
     Live(Conn<A>),
-    /// `generation` is the last one the slot had, so ids to it stay stale.
+    /// A link of the free list (both ways, so that a connection can take its
+    /// home slot out of the middle). `generation` is the last one the slot had,
+    /// so ids to it stay stale.
     Free {
         next: u32,
+        prev: u32,
         generation: u32,
     },
 }
@@ -415,15 +457,17 @@ impl<A: Family> ConnTable<A> {
             max,
             Entry::Free {
                 next: NIL,
+                prev: NIL,
                 generation: 0,
             },
         )
         .map_err(|_| ConnError::OutOfMemory)?;
         // The free list in a random order of the slots (see the module documentation).
         let order = shuffled_slots(max, hasher.seed()).ok_or(ConnError::OutOfMemory)?;
-        for pair in order.windows(2) {
-            slab[pair[0] as usize] = Entry::Free {
-                next: pair[1],
+        for (i, &slot) in order.iter().enumerate() {
+            slab[slot as usize] = Entry::Free {
+                next: order.get(i + 1).copied().unwrap_or(NIL),
+                prev: i.checked_sub(1).map_or(NIL, |p| order[p]),
                 generation: 0,
             };
         }
@@ -510,26 +554,75 @@ impl<A: Family> ConnTable<A> {
         }
     }
 
-    /// The index bucket a key with this hash starts in: the first cache line
-    /// [`Self::lookup_hashed`] reads, for the caller to prefetch.
-    #[inline]
-    pub fn prefetch_bucket(&self, hash: u64) -> &impl Sized {
-        self.index.bucket(hash)
+    /// The slot a connection whose key has this hash takes when it is free (see
+    /// [`Self::insert_prepared`]). Multiply-shift on the hash's low half: the
+    /// index bucket comes from the high half, so the two do not follow each other.
+    #[inline(always)]
+    fn home_slot(&self, hash: u64) -> usize {
+        ((u128::from(hash.rotate_left(32)) * self.slab.len() as u128) >> 64) as usize
     }
 
-    /// The slot a key with this hash most likely lives in (the first one its bucket
-    /// points at with a matching signature), without comparing keys, and its slab
-    /// entry: the second cache line [`Self::lookup_hashed`] reads, for the caller
-    /// to prefetch once the bucket is in cache, and to hand to
-    /// [`Self::lookup_candidate`]. None when the bucket has no candidate (a miss,
+    /// Which line a burst's lookups start from: the home slot while the table is
+    /// loaded lightly enough that nearly every connection sits in its own (a
+    /// table at an eighth of its capacity or less: about 94% do), else the index
+    /// bucket, which finds a connection wherever it is. Home first at a higher
+    /// load sent too many packets on from a home miss to their bucket and then
+    /// their entry, one read after the other (README, "Where the time goes").
+    #[inline]
+    pub fn first_line(&self) -> FirstLine {
+        if (self.len as usize).saturating_mul(HOME_FIRST_LOAD) <= self.slab.len() {
+            FirstLine::HomeSlot
+        } else {
+            FirstLine::IndexBucket
+        }
+    }
+
+    /// Requests the cache line a lookup of a key with this hash reads first.
+    #[inline]
+    pub fn request_first_line(&self, hash: u64, first: FirstLine) {
+        match first {
+            FirstLine::HomeSlot => {
+                if let Some(entry) = self.slab.get(self.home_slot(hash)) {
+                    prefetch(entry);
+                }
+            }
+            FirstLine::IndexBucket => prefetch(self.index.bucket(hash)),
+        }
+    }
+
+    /// The slot that most likely holds `key` (with this hash), for
+    /// [`Self::lookup_candidate`], once [`Self::request_first_line`]'s line is
+    /// in cache: with [`FirstLine::HomeSlot`], the home slot when its connection
+    /// has this key (then the index is not read at all; [`Candidate::at_home`]);
+    /// else the first slot the index bucket points at with a matching signature,
+    /// whose entry is requested here. None when there is no candidate (a miss,
     /// most likely).
     #[inline]
-    pub fn prefetch_entry(&self, hash: u64) -> Option<(Candidate, &impl Sized)> {
+    pub fn candidate(&self, key: &FlowKey<A>, hash: u64, first: FirstLine) -> Option<Candidate> {
+        if first == FirstLine::HomeSlot {
+            let home = self.home_slot(hash);
+            if let Some(Entry::Live(c)) = self.slab.get(home) {
+                let home = home as u32;
+                if c.matches(Dir::Inbound, key) {
+                    return Some(Candidate::home(home << 1 | Dir::Inbound.bit()));
+                }
+                // A connection whose replies bypass us has no outbound key.
+                if c.mode.replies_via_us() && c.matches(Dir::Outbound, key) {
+                    return Some(Candidate::home(home << 1 | Dir::Outbound.bit()));
+                }
+            }
+        }
         let value = self.index.first_candidate(hash)?;
-        Some((Candidate(value), self.slab.get((value >> 1) as usize)?))
+        if let Some(entry) = self.slab.get((value >> 1) as usize) {
+            prefetch(entry);
+        }
+        Some(Candidate {
+            value,
+            at_home: false,
+        })
     }
 
-    /// [`Self::lookup_hashed`] that first tries the slot [`Self::prefetch_entry`]
+    /// [`Self::lookup_hashed`] that first tries the slot [`Self::candidate`]
     /// suggested, without reading the index again. The answer is the same: the
     /// candidate is taken only if its entry holds this very key, and the index is
     /// searched when it does not (however the table changed in between). The
@@ -541,7 +634,7 @@ impl<A: Family> ConnTable<A> {
         hash: u64,
         candidate: Option<Candidate>,
     ) -> Option<(ConnId, Dir, &Conn<A>)> {
-        if let Some(Candidate(value)) = candidate {
+        if let Some(Candidate { value, .. }) = candidate {
             if let Some(Entry::Live(c)) = self.slab.get((value >> 1) as usize) {
                 let dir = Dir::from_bit(value);
                 if c.matches(dir, key) {
@@ -579,8 +672,8 @@ impl<A: Family> ConnTable<A> {
         self.insert_prepared(&prepared, now)
     }
 
-    /// Hashes the keys of a connection about to be inserted and requests the
-    /// index buckets they go in, for [`Self::insert_prepared`] a little later: a
+    /// Hashes the keys of a connection about to be inserted and requests their
+    /// home slots and the index buckets they go in, for [`Self::insert_prepared`] a little later: a
     /// caller opening several connections prepares them all first, so that their
     /// buckets (the outbound key's has never been looked at) arrive together.
     ///
@@ -591,9 +684,12 @@ impl<A: Family> ConnTable<A> {
     /// (SYN_RECV is longer) or at once (shorter).
     pub fn prepare_insert(&self, new: NewConn<A>, first_tcp_flags: Option<u8>) -> PreparedConn<A> {
         let hashes = self.hash_new(&new);
-        prefetch(self.index.bucket(hashes.inbound));
-        if let Some(out_hash) = hashes.outbound {
-            prefetch(self.index.bucket(out_hash));
+        for hash in [Some(hashes.inbound), hashes.outbound]
+            .into_iter()
+            .flatten()
+        {
+            self.request_first_line(hash, FirstLine::HomeSlot);
+            self.request_first_line(hash, FirstLine::IndexBucket);
         }
         let deadline_state = match first_tcp_flags {
             Some(flags) => new.first_state(flags),
@@ -646,9 +742,9 @@ impl<A: Family> ConnTable<A> {
             None => None,
         };
 
-        let index = self.free_head;
-        let Some(Entry::Free { next, generation }) = self.slab.get(index as usize).copied() else {
-            // The free list only holds free slots; refuse rather than corrupt.
+        let index = self.claim_slot(in_hash, out)?;
+        let Some(Entry::Free { generation, .. }) = self.slab.get(index as usize).copied() else {
+            // claim_slot only hands out free slots; refuse rather than corrupt.
             return Err(ConnError::TableFull);
         };
         let state = new.initial_state();
@@ -668,13 +764,7 @@ impl<A: Family> ConnTable<A> {
             state,
             timer: TimerPos::UNARMED,
         });
-        self.free_head = next;
         self.len += 1;
-        // The slot the next connection takes lies anywhere (the list started
-        // shuffled, and freed slots have long left the cache): request it now.
-        if let Some(entry) = self.slab.get(next as usize) {
-            prefetch(entry);
-        }
 
         // The index holds two keys per slot, so it has room for these.
         let _ = self.index.insert(in_hash, index << 1 | Dir::Inbound.bit());
@@ -685,6 +775,41 @@ impl<A: Family> ConnTable<A> {
         }
         self.wheel.arm(&mut self.slab, index, expiry, now);
         Ok(ConnId { index, generation })
+    }
+
+    /// Takes a free slot off the free list for a connection with these key
+    /// hashes: its inbound key's home slot if free, else its outbound key's,
+    /// else the head of the list. A connection in its home slot is found by
+    /// [`Self::candidate`] on one cache line, without the index. The slot stays
+    /// marked free until the caller fills it.
+    fn claim_slot(&mut self, in_hash: u64, out_hash: Option<u64>) -> Result<u32, ConnError> {
+        let free = |slot: usize| matches!(self.slab.get(slot), Some(Entry::Free { .. }));
+        let in_home = self.home_slot(in_hash);
+        let slot = if free(in_home) {
+            in_home as u32
+        } else {
+            match out_hash.map(|h| self.home_slot(h)) {
+                Some(out_home) if free(out_home) => out_home as u32,
+                _ if self.free_head != NIL => self.free_head,
+                _ => return Err(ConnError::TableFull),
+            }
+        };
+        self.unlink_free(slot);
+        Ok(slot)
+    }
+
+    /// Takes the free slot `slot` out of the free list.
+    fn unlink_free(&mut self, slot: u32) {
+        let Some(&Entry::Free { next, prev, .. }) = self.slab.get(slot as usize) else {
+            return;
+        };
+        match self.slab.get_mut(prev as usize) {
+            Some(Entry::Free { next: n, .. }) => *n = next,
+            _ => self.free_head = next,
+        }
+        if let Some(Entry::Free { prev: p, .. }) = self.slab.get_mut(next as usize) {
+            *p = prev;
+        }
     }
 
     /// Accounts one packet of the connection: advances the TCP state by its flags
@@ -856,8 +981,12 @@ impl<A: Family> ConnTable<A> {
         self.wheel.unlink(&mut self.slab, index);
         self.slab[index as usize] = Entry::Free {
             next: self.free_head,
+            prev: NIL,
             generation: conn.generation,
         };
+        if let Some(Entry::Free { prev, .. }) = self.slab.get_mut(self.free_head as usize) {
+            *prev = index;
+        }
         self.free_head = index;
         self.len -= 1;
     }
@@ -1004,6 +1133,117 @@ mod tests {
         assert_eq!(expire_all(&mut t, now + 1100), vec![id]);
     }
 
+    /// The slot the table puts a connection with this key in when it is free.
+    fn home_of(t: &ConnTable<Ipv4Addr>, key: &FlowKey<Ipv4Addr>) -> u32 {
+        t.home_slot(t.hasher.hash(key)) as u32
+    }
+
+    /// What stage 2 of the burst path learns of `key`, and what it then finds.
+    fn candidate_of(
+        t: &ConnTable<Ipv4Addr>,
+        key: &FlowKey<Ipv4Addr>,
+    ) -> (Option<Candidate>, Option<(ConnId, Dir)>) {
+        let hash = t.hasher.hash(key);
+        let candidate = t.candidate(key, hash, FirstLine::HomeSlot);
+        let found = t
+            .lookup_candidate(key, hash, candidate)
+            .map(|(id, dir, _)| (id, dir));
+        (candidate, found)
+    }
+
+    #[test]
+    fn a_connection_takes_its_home_slot_and_is_found_there_without_the_index() {
+        let mut t = table(1000);
+        let c = nat(1, 1000);
+        let id = t.insert(&c, 0).unwrap();
+        assert_eq!(id.index(), home_of(&t, &in_key(&c)));
+        let (candidate, found) = candidate_of(&t, &in_key(&c));
+        assert!(candidate.unwrap().at_home());
+        assert_eq!(found, Some((id, Dir::Inbound)));
+        // The reply's key has another home: found through the index.
+        let (candidate, found) = candidate_of(&t, &out_key(&c));
+        assert!(!candidate.unwrap().at_home());
+        assert_eq!(found, Some((id, Dir::Outbound)));
+        // A key nobody has: no candidate at all.
+        assert_eq!(candidate_of(&t, &in_key(&nat(2, 1000))), (None, None));
+        // Removed: the home slot no longer answers.
+        t.remove(id).unwrap();
+        assert_eq!(candidate_of(&t, &in_key(&c)), (None, None));
+    }
+
+    #[test]
+    fn lookups_start_at_home_only_in_a_lightly_loaded_table() {
+        let mut t = table(80);
+        assert_eq!(t.first_line(), FirstLine::HomeSlot, "empty");
+        let conns: Vec<_> = (0..11).map(|i| nat(4, 100 + i)).collect();
+        let ids: Vec<_> = conns.iter().map(|c| t.insert(c, 0).unwrap()).collect();
+        assert_eq!(t.first_line(), FirstLine::IndexBucket, "11 of 80");
+        t.remove(ids[10]).unwrap();
+        assert_eq!(t.first_line(), FirstLine::HomeSlot, "10 of 80");
+        // Starting from the index finds the same connections, never "at home".
+        for (c, &id) in conns.iter().zip(&ids).take(10) {
+            let hash = t.hasher.hash(&in_key(c));
+            let candidate = t.candidate(&in_key(c), hash, FirstLine::IndexBucket);
+            assert!(!candidate.unwrap().at_home());
+            let found = t.lookup_candidate(&in_key(c), hash, candidate);
+            assert_eq!(
+                found.map(|(id, dir, _)| (id, dir)),
+                Some((id, Dir::Inbound))
+            );
+        }
+    }
+
+    #[test]
+    fn a_taken_home_slot_sends_the_connection_elsewhere_and_the_index_finds_it() {
+        // 16 slots: two connections whose inbound keys share a home are easy to find.
+        let mut t = table(16);
+        let mut by_home: HashMap<u32, NewConn<Ipv4Addr>> = HashMap::new();
+        let (first, second) = (1..2000u16)
+            .find_map(|port| {
+                let c = nat(9, port);
+                let home = home_of(&t, &in_key(&c));
+                by_home.insert(home, c).map(|earlier| (earlier, c))
+            })
+            .expect("two keys with one home among 2000");
+        let a = t.insert(&first, 0).unwrap();
+        let b = t.insert(&second, 0).unwrap();
+        assert_eq!(a.index(), home_of(&t, &in_key(&first)));
+        assert_ne!(b.index(), a.index());
+        // Its outbound key's home if that was free, else any free slot.
+        let out_home = home_of(&t, &out_key(&second));
+        if out_home != a.index() {
+            assert_eq!(b.index(), out_home);
+            let (candidate, found) = candidate_of(&t, &out_key(&second));
+            assert!(candidate.unwrap().at_home(), "found at its outbound home");
+            assert_eq!(found, Some((b, Dir::Outbound)));
+        }
+        let (candidate, found) = candidate_of(&t, &in_key(&second));
+        assert!(!candidate.unwrap().at_home());
+        assert_eq!(found, Some((b, Dir::Inbound)));
+        // The first one still answers from home.
+        let (candidate, found) = candidate_of(&t, &in_key(&first));
+        assert!(candidate.unwrap().at_home());
+        assert_eq!(found, Some((a, Dir::Inbound)));
+    }
+
+    #[test]
+    fn a_home_slot_answers_only_for_keys_its_connection_has() {
+        // DR connections have no outbound key (replies bypass us): a packet shaped
+        // like a reply is not theirs even when its key's home is their slot.
+        let mut t = table(8);
+        let (c, reply) = (1..5000u16)
+            .map(|port| conn(Mode::Dr, Proto::Tcp, client(3, port), 0))
+            .map(|c| (c, outbound_key(c.proto, c.real, c.local)))
+            .find(|(c, reply)| home_of(&t, &in_key(c)) == home_of(&t, reply))
+            .expect("a reply key sharing its connection's home among 5000");
+        let id = t.insert(&c, 0).unwrap();
+        assert_eq!(id.index(), home_of(&t, &reply));
+        let (candidate, found) = candidate_of(&t, &reply);
+        assert!(!candidate.is_some_and(|c| c.at_home()));
+        assert_eq!(found, None);
+        assert_eq!(t.lookup(&reply), None);
+    }
+
     #[test]
     fn slots_are_handed_out_in_random_order_and_all_of_them() {
         // Connections opened one after another do not land in consecutive slots
@@ -1032,6 +1272,23 @@ mod tests {
             sorted.iter().copied().eq(0..MAX as u32),
             "every slot exactly once"
         );
+        // Emptied and filled again with other keys (home slots now taken out of
+        // the middle of a list in another order): again every slot exactly once.
+        for (i, &slot) in slots.iter().enumerate() {
+            let c = nat((i % 250) as u8, 1024 + (i / 250) as u16);
+            let id = t.lookup(&in_key(&c)).expect("live").0;
+            assert_eq!(id.index(), slot);
+            t.remove(id).unwrap();
+        }
+        let mut refilled: Vec<u32> = (0..MAX)
+            .map(|i| {
+                let c = nat((i % 250) as u8, 30_000 + (i / 250) as u16);
+                t.insert(&c, 0).expect("room").index()
+            })
+            .collect();
+        assert_eq!(t.insert(&nat(251, 1), 0), Err(ConnError::TableFull));
+        refilled.sort_unstable();
+        assert!(refilled.iter().copied().eq(0..MAX as u32));
         // Another seed, another order; the same seed, the same order.
         let other = ConnTable::<Ipv4Addr>::with_hasher(
             MAX,
@@ -1269,8 +1526,13 @@ mod tests {
         let removed = t.remove(a).unwrap();
         assert_eq!(removed.client(), client(1, 1));
         assert_eq!(t.lookup(&in_key(&nat(1, 1))), None);
-        // LIFO: the slot just freed comes back first, under a new generation.
-        let c = t.insert(&nat(3, 3), 0).unwrap();
+        // The slot comes back (here as the home slot of the next connection),
+        // under a new generation.
+        let third = (3..1000u16)
+            .map(|port| nat(3, port))
+            .find(|c| home_of(&t, &in_key(c)) == a.index())
+            .expect("a key homed at the freed slot");
+        let c = t.insert(&third, 0).unwrap();
         assert_eq!(c.index(), a.index());
         assert_ne!(c, a);
         assert_eq!(t.get(a), None);

@@ -3,11 +3,16 @@
 //!
 //! 1. Prefetch every packet's first data line; classify each with
 //!    [`parse_ipv4_flow`] (untagged IPv4 TCP/UDP to this port's MAC), hash its flow
-//!    key and prefetch the connection-index bucket it will probe.
-//! 2. With the buckets arriving, prefetch the slab entry each bucket points at,
-//!    for the whole batch before any packet is handled: an entry requested only a
-//!    few packets ahead of its use (8 until 2026-12-02) still missed on arrival
-//!    at 64K and 1M flows (see README, "Where the time goes").
+//!    key and prefetch the line its lookup starts from: in a lightly loaded
+//!    table the slab slot its connection most likely sits in (its home slot, see
+//!    `conn::table`), else the connection-index bucket.
+//! 2. With those lines arriving, find each packet's candidate slot, for the whole
+//!    batch before any packet is handled: the home slot when it was requested and
+//!    holds the key, else the slot the index bucket points at, whose entry is
+//!    requested now. An
+//!    entry requested only a few packets ahead of its use (8 until 2026-12-02)
+//!    still missed on arrival at 64K and 1M flows (see README, "Where the time
+//!    goes").
 //! 3. In arrival order, forward packets of established connections right here
 //!    ([`Pipeline::forward_v4`]); every other packet (ARP, ICMP, IPv6, anything
 //!    malformed) takes [`Pipeline::process`]'s path, which also owns every drop
@@ -31,8 +36,7 @@
 //! packets steer by the same port (see `steer`).
 
 use super::*;
-use crate::conn::{Candidate, ConnId, Mode};
-use crate::dpdk::prefetch;
+use crate::conn::{Candidate, ConnId, FirstLine, Mode};
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 use crate::worker::balancer::Opening;
@@ -158,6 +162,7 @@ impl<P: PacketPool> Pipeline<P> {
                 pkt.prefetch_data();
             }
             let table = self.lb.conns::<Ipv4Addr>();
+            let first = table.first_line();
             for (pkt, s) in pkts[..n].iter().zip(&mut staged) {
                 let data = pkt.data();
                 if data.get(ethernet::field::DST) != Some(&mac.0[..]) {
@@ -168,7 +173,7 @@ impl<P: PacketPool> Pipeline<P> {
                     continue;
                 };
                 let hash = table.hasher().hash(&key_of(&flow));
-                prefetch(table.prefetch_bucket(hash));
+                table.request_first_line(hash, first);
                 *s = Staged {
                     flow: Some(flow),
                     hash,
@@ -178,7 +183,7 @@ impl<P: PacketPool> Pipeline<P> {
             // Every entry is requested before any packet is handled: the entry then
             // has the whole of stage 3 up to its packet to arrive.
             for s in &mut staged[..n] {
-                self.request_entry(s);
+                self.request_entry(s, first);
             }
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
                 match &s.flow {
@@ -221,15 +226,16 @@ impl<P: PacketPool> Pipeline<P> {
         self.parked.packets = parked;
     }
 
-    /// Stage 2 for one packet: prefetches the slab entry its bucket points at and
-    /// remembers the slot.
+    /// Stage 2 for one packet: finds the slot its connection most likely is in
+    /// (the key's home slot, or where its index bucket points, whose entry is
+    /// then requested) and remembers it.
     #[inline(always)]
-    fn request_entry(&self, s: &mut Staged) {
-        if s.flow.is_some() {
-            if let Some((candidate, entry)) = self.lb.conns::<Ipv4Addr>().prefetch_entry(s.hash) {
-                prefetch(entry);
-                s.candidate = Some(candidate);
-            }
+    fn request_entry(&self, s: &mut Staged, first: FirstLine) {
+        if let Some(flow) = &s.flow {
+            s.candidate = self
+                .lb
+                .conns::<Ipv4Addr>()
+                .candidate(&key_of(flow), s.hash, first);
         }
     }
 
