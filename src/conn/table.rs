@@ -673,9 +673,10 @@ impl<A: Family> ConnTable<A> {
     }
 
     /// Hashes the keys of a connection about to be inserted and requests their
-    /// home slots and the index buckets they go in, for [`Self::insert_prepared`] a little later: a
-    /// caller opening several connections prepares them all first, so that their
-    /// buckets (the outbound key's has never been looked at) arrive together.
+    /// home slots and the index buckets they go in, for [`Self::insert_prepared`]
+    /// a little later: a caller opening several connections prepares them all
+    /// first, so that their lines (the outbound key's have never been looked at)
+    /// arrive together.
     ///
     /// `first_tcp_flags`: the flags of the connection's first packet, when the
     /// caller hands that packet to [`Self::on_packet`] right after the insertion.
