@@ -20,6 +20,8 @@
 //! - `table`: slab of entries plus an index of `slab_index << 1 | dir` (keys stay
 //!   in the slab), sized once and never rehashed; [`ConnId`] carries a slot
 //!   generation that catches stale ids.
+//! - `free`: the bitmap of free slab slots, from which a new connection takes
+//!   its home slot or the first free one after it.
 //! - `index`: cache-line buckets of signatures and values with overflow counts,
 //!   whose addresses follow from the hash, so a burst's lookups can be prefetched.
 //! - `key`: foldhash under seeds from the OS random source, against hash flooding.
@@ -29,6 +31,7 @@
 //! - `persist`: IPVS persistence templates with hold/release and invalidation.
 
 mod family;
+mod free;
 mod index;
 mod key;
 mod persist;

@@ -1,19 +1,18 @@
 //! The per-worker connection table.
 //!
 //! Layout, sized once from `connections.max` so nothing allocates afterwards:
-//! - a slab of entries, each a live [`Conn`] or a link in the free list. A new
-//!   connection takes its inbound key's *home slot* (a slot picked by the key's
-//!   hash) when that is free, else its outbound key's, else the head of the list
-//!   (LIFO, so a freed slot, still in cache, is reused first); the list is linked
-//!   both ways so a home slot leaves it from the middle in O(1). A packet whose
-//!   connection sits in its home slot is found on that one cache line, without
-//!   reading the index ([`ConnTable::candidate`]): at the load a table is sized
-//!   for, most are. The list starts in a random order of the slots, so where a
-//!   connection lands never follows the order connections were opened in:
-//!   otherwise traffic that revisits flows in the order they opened (a replayed
-//!   capture, a load generator's fixed cycle) would read the slab front to back,
-//!   which the hardware prefetcher makes look far cheaper than the random reads
-//!   real traffic causes;
+//! - a slab of entries, each a live [`Conn`] or a free slot, with a bitmap of
+//!   the free ones ([`FreeSlots`]). A new connection takes its inbound key's
+//!   *home slot* (a slot picked by the key's hash) when that is free, else its
+//!   outbound key's, else the first free slot after its inbound home. A packet
+//!   whose connection sits in its home slot is found on that one cache line,
+//!   without reading the index ([`ConnTable::candidate`]): in a lightly loaded
+//!   table, most are. Either way where a connection lands follows from its hash,
+//!   never from the order connections were opened in: otherwise traffic that
+//!   revisits flows in the order they opened (a replayed capture, a load
+//!   generator's fixed cycle) would read the slab front to back, which the
+//!   hardware prefetcher makes look far cheaper than the random reads real
+//!   traffic causes;
 //! - a [`FlowIndex`] of cache-line buckets whose values are
 //!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
 //!   direction costs a 4-byte value and a 4-byte signature at a load of at most
@@ -37,8 +36,9 @@
 use std::fmt;
 
 use super::family::{Endpoint, Family};
+use super::free::FreeSlots;
 use super::index::FlowIndex;
-use super::key::{shuffle, Dir, FlowHasher, FlowKey, Proto};
+use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES};
@@ -380,12 +380,9 @@ impl StateChange {
 #[repr(align(64))]
 enum Entry<A: Family> {
     Live(Conn<A>),
-    /// A link of the free list (both ways, so that a connection can take its
-    /// home slot out of the middle). `generation` is the last one the slot had,
-    /// so ids to it stay stale.
+    /// A free slot (its bit is set in the table's [`FreeSlots`]). `generation`
+    /// is the last one the slot had, so ids to it stay stale.
     Free {
-        next: u32,
-        prev: u32,
         generation: u32,
     },
 }
@@ -421,7 +418,6 @@ impl<A: Family> Timed for HugeSlice<Entry<A>> {
     }
 }
 
-const NIL: u32 = u32::MAX;
 /// Expiring connections taken off the wheel together (see [`ConnTable::expire`]).
 const EXPIRE_BATCH: usize = 16;
 
@@ -433,7 +429,7 @@ pub struct ConnTable<A: Family> {
     hasher: FlowHasher,
     timeouts: Timeouts,
     timeout_ms: TimeoutTable,
-    free_head: u32,
+    free: FreeSlots,
     len: u32,
 }
 
@@ -453,24 +449,8 @@ impl<A: Family> ConnTable<A> {
             return Err(ConnError::CapacityTooLarge);
         }
         // Read at random on every packet: huge pages spare the TLB.
-        let mut slab = HugeSlice::filled(
-            max,
-            Entry::Free {
-                next: NIL,
-                prev: NIL,
-                generation: 0,
-            },
-        )
-        .map_err(|_| ConnError::OutOfMemory)?;
-        // The free list in a random order of the slots (see the module documentation).
-        let order = shuffled_slots(max, hasher.seed()).ok_or(ConnError::OutOfMemory)?;
-        for (i, &slot) in order.iter().enumerate() {
-            slab[slot as usize] = Entry::Free {
-                next: order.get(i + 1).copied().unwrap_or(NIL),
-                prev: i.checked_sub(1).map_or(NIL, |p| order[p]),
-                generation: 0,
-            };
-        }
+        let slab = HugeSlice::filled(max, Entry::Free { generation: 0 })
+            .map_err(|_| ConnError::OutOfMemory)?;
         // Two keys per connection (NAT and FULLNAT index both directions).
         let index = FlowIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
         Ok(ConnTable {
@@ -480,7 +460,7 @@ impl<A: Family> ConnTable<A> {
             hasher,
             timeouts: *timeouts,
             timeout_ms: TimeoutTable::new(timeouts),
-            free_head: order.first().copied().unwrap_or(NIL),
+            free: FreeSlots::all_free(max).map_err(|_| ConnError::OutOfMemory)?,
             len: 0,
         })
     }
@@ -500,10 +480,11 @@ impl<A: Family> ConnTable<A> {
         self.slab.len()
     }
 
-    /// Bytes allocated by the table: slab, index and timer wheel. Fixed at
-    /// construction.
+    /// Bytes allocated by the table: slab, free-slot bitmap, index and timer
+    /// wheel. Fixed at construction.
     pub fn memory_bytes(&self) -> usize {
         self.slab.len() * size_of::<Entry<A>>()
+            + self.free.memory_bytes()
             + self.index.memory_bytes()
             + self.wheel.memory_bytes()
     }
@@ -673,7 +654,7 @@ impl<A: Family> ConnTable<A> {
     }
 
     /// Hashes the keys of a connection about to be inserted and requests their
-    /// home slots and the index buckets they go in, for [`Self::insert_prepared`]
+    /// home slots (with their free bits) and the index buckets they go in, for [`Self::insert_prepared`]
     /// a little later: a caller opening several connections prepares them all
     /// first, so that their lines (the outbound key's have never been looked at)
     /// arrive together.
@@ -692,6 +673,7 @@ impl<A: Family> ConnTable<A> {
             self.request_first_line(hash, FirstLine::HomeSlot);
             self.request_first_line(hash, FirstLine::IndexBucket);
         }
+        self.free.request(self.home_slot(hashes.inbound));
         let deadline_state = match first_tcp_flags {
             Some(flags) => new.first_state(flags),
             None => new.initial_state(),
@@ -724,7 +706,7 @@ impl<A: Family> ConnTable<A> {
             hashes,
             deadline_state,
         } = prepared;
-        if self.free_head == NIL {
+        if self.len() >= self.capacity() {
             return Err(ConnError::TableFull);
         }
         let in_key = new.inbound_key();
@@ -778,39 +760,29 @@ impl<A: Family> ConnTable<A> {
         Ok(ConnId { index, generation })
     }
 
-    /// Takes a free slot off the free list for a connection with these key
-    /// hashes: its inbound key's home slot if free, else its outbound key's,
-    /// else the head of the list. A connection in its home slot is found by
-    /// [`Self::candidate`] on one cache line, without the index. The slot stays
-    /// marked free until the caller fills it.
+    /// Takes a free slot for a connection with these key hashes: its inbound
+    /// key's home slot if free, else its outbound key's, else the first free
+    /// slot after its inbound home. A connection in its home slot is found by
+    /// [`Self::candidate`] on one cache line, without the index. The slot's entry
+    /// stays `Free` until the caller fills it.
     fn claim_slot(&mut self, in_hash: u64, out_hash: Option<u64>) -> Result<u32, ConnError> {
+        // The home entries were requested with the connection (prepare_insert);
+        // their bits say the same.
         let free = |slot: usize| matches!(self.slab.get(slot), Some(Entry::Free { .. }));
         let in_home = self.home_slot(in_hash);
         let slot = if free(in_home) {
-            in_home as u32
+            in_home
         } else {
             match out_hash.map(|h| self.home_slot(h)) {
-                Some(out_home) if free(out_home) => out_home as u32,
-                _ if self.free_head != NIL => self.free_head,
-                _ => return Err(ConnError::TableFull),
+                Some(out_home) if free(out_home) => out_home,
+                _ => self
+                    .free
+                    .first_free_from(in_home)
+                    .ok_or(ConnError::TableFull)?,
             }
         };
-        self.unlink_free(slot);
-        Ok(slot)
-    }
-
-    /// Takes the free slot `slot` out of the free list.
-    fn unlink_free(&mut self, slot: u32) {
-        let Some(&Entry::Free { next, prev, .. }) = self.slab.get(slot as usize) else {
-            return;
-        };
-        match self.slab.get_mut(prev as usize) {
-            Some(Entry::Free { next: n, .. }) => *n = next,
-            _ => self.free_head = next,
-        }
-        if let Some(Entry::Free { prev: p, .. }) = self.slab.get_mut(next as usize) {
-            *p = prev;
-        }
+        self.free.take(slot);
+        Ok(slot as u32)
     }
 
     /// Accounts one packet of the connection: advances the TCP state by its flags
@@ -906,6 +878,7 @@ impl<A: Family> ConnTable<A> {
                 };
                 let in_hash = self.hasher.hash(&conn.inbound_key());
                 prefetch(self.index.bucket(in_hash));
+                self.free.request(index as usize);
                 let out_hash = conn.outbound_key().map_or(0, |key| {
                     let hash = self.hasher.hash(&key);
                     prefetch(self.index.bucket(hash));
@@ -981,14 +954,9 @@ impl<A: Family> ConnTable<A> {
         }
         self.wheel.unlink(&mut self.slab, index);
         self.slab[index as usize] = Entry::Free {
-            next: self.free_head,
-            prev: NIL,
             generation: conn.generation,
         };
-        if let Some(Entry::Free { prev, .. }) = self.slab.get_mut(self.free_head as usize) {
-            *prev = index;
-        }
-        self.free_head = index;
+        self.free.put(index as usize);
         self.len -= 1;
     }
 }
@@ -1001,18 +969,6 @@ impl<A: Family> fmt::Debug for ConnTable<A> {
             .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
-}
-
-/// The slots `0..len` in a pseudo-random order drawn from `seed` (construction
-/// only). None when the memory for it is not there.
-fn shuffled_slots(len: usize, seed: u64) -> Option<Vec<u32>> {
-    let mut slots: Vec<u32> = Vec::new();
-    slots.try_reserve_exact(len).ok()?;
-    slots.extend(0..len as u32);
-    // The state must not be 0; neighbouring seeds stay apart.
-    let mut state = (seed ^ 0x9e37_79b9_7f4a_7c15).max(1);
-    shuffle(&mut slots, &mut state);
-    Some(slots)
 }
 
 /// IPVS's table for a packet: INPUT_ONLY for inbound packets of modes whose replies
@@ -1085,7 +1041,7 @@ mod tests {
 
     #[test]
     fn entry_layout_is_compact() {
-        // The free-list variant hides in the connection's padding; an entry is one
+        // The free variant hides in the connection's padding; an entry is one
         // cache line (IPv4) or two (IPv6), aligned.
         assert_eq!(size_of::<Conn<Ipv4Addr>>(), 56);
         assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
@@ -1195,6 +1151,37 @@ mod tests {
     }
 
     #[test]
+    fn with_both_homes_taken_a_connection_takes_the_next_free_slot() {
+        // Fill a small table; each connection whose two homes are taken lands in
+        // the first free slot after its inbound home, going round past the end.
+        const MAX: usize = 16;
+        let mut t = table(MAX);
+        let mut elsewhere = 0;
+        for port in 1..=MAX as u16 {
+            let c = nat(7, port);
+            let in_home = home_of(&t, &in_key(&c)) as usize;
+            let out_home = home_of(&t, &out_key(&c)) as usize;
+            let free = |t: &ConnTable<Ipv4Addr>, s: usize| matches!(t.slab[s], Entry::Free { .. });
+            let want = if free(&t, in_home) {
+                in_home
+            } else if free(&t, out_home) {
+                out_home
+            } else {
+                elsewhere += 1;
+                (in_home..MAX)
+                    .chain(0..in_home)
+                    .find(|&s| free(&t, s))
+                    .expect("room")
+            };
+            let id = t.insert(&c, 0).unwrap();
+            assert_eq!(id.index() as usize, want, "port {port}");
+            assert_eq!(t.lookup(&in_key(&c)), Some((id, Dir::Inbound)));
+        }
+        assert!(elsewhere > 0, "a full table has connections away from home");
+        assert_eq!(t.insert(&nat(8, 1), 0), Err(ConnError::TableFull));
+    }
+
+    #[test]
     fn a_taken_home_slot_sends_the_connection_elsewhere_and_the_index_finds_it() {
         // 16 slots: two connections whose inbound keys share a home are easy to find.
         let mut t = table(16);
@@ -1273,8 +1260,7 @@ mod tests {
             sorted.iter().copied().eq(0..MAX as u32),
             "every slot exactly once"
         );
-        // Emptied and filled again with other keys (home slots now taken out of
-        // the middle of a list in another order): again every slot exactly once.
+        // Emptied and filled again with other keys: again every slot exactly once.
         for (i, &slot) in slots.iter().enumerate() {
             let c = nat((i % 250) as u8, 1024 + (i / 250) as u16);
             let id = t.lookup(&in_key(&c)).expect("live").0;
@@ -1290,34 +1276,38 @@ mod tests {
         assert_eq!(t.insert(&nat(251, 1), 0), Err(ConnError::TableFull));
         refilled.sort_unstable();
         assert!(refilled.iter().copied().eq(0..MAX as u32));
-        // Another seed, another order; the same seed, the same order.
-        let other = ConnTable::<Ipv4Addr>::with_hasher(
-            MAX,
-            &Timeouts::default(),
-            FlowHasher::with_seed(43),
-        )
-        .unwrap();
-        assert_ne!(
-            shuffled_slots(MAX, other.hasher.seed()),
-            shuffled_slots(MAX, t.hasher.seed())
-        );
-        assert_eq!(shuffled_slots(MAX, 7), shuffled_slots(MAX, 7));
-        assert_eq!(shuffled_slots(0, 7), Some(vec![]));
-        assert_eq!(shuffled_slots(1, 7), Some(vec![0]));
+        // Where a connection lands follows from its hash: another seed, other
+        // slots; the same seed, the same slots.
+        let first_slots = |seed: u64| -> Vec<u32> {
+            let mut t = ConnTable::<Ipv4Addr>::with_hasher(
+                MAX,
+                &Timeouts::default(),
+                FlowHasher::with_seed(seed),
+            )
+            .unwrap();
+            (0..100)
+                .map(|i| t.insert(&nat(i as u8, 1024), 0).unwrap().index())
+                .collect()
+        };
+        assert_eq!(first_slots(7), first_slots(7));
+        assert_ne!(first_slots(7), first_slots(8));
     }
 
     #[test]
     fn memory_bytes_per_connection() {
-        // Slab, index and wheel, from their allocation sizes (capacity times
-        // element size), at sizes that round well and badly to a power of two.
+        // Slab, free bitmap, index and wheel, from their allocation sizes
+        // (capacity times element size), at sizes that round well and badly to a
+        // power of two.
         for max in [1_000, 65_536, 100_000, 1_000_000] {
             let t = table(max);
             let slab = t.slab.len() * size_of::<Entry<Ipv4Addr>>();
+            let free = t.free.memory_bytes();
+            assert!(free <= max / 8 + max / 512 + 16, "a bit a slot: {free}");
             let index = t.index.memory_bytes();
             let wheel = t.wheel.memory_bytes();
-            assert_eq!(t.memory_bytes(), slab + index + wheel);
+            assert_eq!(t.memory_bytes(), slab + free + index + wheel);
             let per_conn = t.memory_bytes() as f64 / max as f64;
-            let per_conn_large = (slab + index) as f64 / max as f64;
+            let per_conn_large = (slab + free + index) as f64 / max as f64;
             assert!(
                 per_conn_large <= 128.0,
                 "max {max}: {per_conn_large:.1} bytes/conn"
@@ -1519,7 +1509,7 @@ mod tests {
     }
 
     #[test]
-    fn free_list_reuses_slots_and_catches_stale_ids() {
+    fn freed_slots_are_reused_and_stale_ids_caught() {
         let mut t = table(4);
         let a = t.insert(&nat(1, 1), 0).unwrap();
         let b = t.insert(&nat(2, 2), 0).unwrap();
@@ -1839,7 +1829,7 @@ mod tests {
         let ids: Vec<_> = (1..=5).map(|h| t.insert(&nat(h, 9), 0).unwrap()).collect();
         t.remove(ids[2]).unwrap();
         let listed: Vec<_> = t.iter().map(|(id, c)| (id, c.client())).collect();
-        // In slot order, which is not the order of opening (see shuffled_slots).
+        // In slot order, which is not the order of opening (see home_slot).
         let mut want: Vec<_> = [0, 1, 3, 4]
             .iter()
             .map(|&i| (ids[i], client(i as u8 + 1, 9)))
