@@ -28,12 +28,13 @@ pub(crate) struct FreeSlots {
 impl FreeSlots {
     /// `len` slots, all free.
     pub(crate) fn all_free(len: usize) -> Result<Self, OutOfMemory> {
-        let slots = HugeSlice::from_fn(len.div_ceil(BITS), |w| ones(len - w * BITS))?;
+        let n = len.div_ceil(BITS);
+        let slots = HugeSlice::from_fn(n, |w| ones(len - w * BITS))?;
         let mut words = Vec::new();
         words
-            .try_reserve_exact(slots.len().div_ceil(BITS))
+            .try_reserve_exact(n.div_ceil(BITS))
             .map_err(|_| OutOfMemory)?;
-        words.extend((0..slots.len().div_ceil(BITS)).map(|s| ones(slots.len() - s * BITS)));
+        words.extend((0..n.div_ceil(BITS)).map(|s| ones(n - s * BITS)));
         Ok(FreeSlots { slots, words, len })
     }
 
