@@ -726,7 +726,7 @@ impl<A: Family> ConnTable<A> {
         };
 
         let index = self.claim_slot(in_hash, out)?;
-        let Some(Entry::Free { generation, .. }) = self.slab.get(index as usize).copied() else {
+        let Some(Entry::Free { generation }) = self.slab.get(index as usize).copied() else {
             // claim_slot only hands out free slots; refuse rather than corrupt.
             return Err(ConnError::TableFull);
         };
