@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use ferrovs::config::{self, HostFacts};
+use ferrovs::conn::FlowHasher;
 use ferrovs::packet::{MacAddr, PacketBuf, VecBuf};
 use ferrovs::stats::WorkerStats;
 use ferrovs::worker::{Balancer, BalancerLimits, Dataplane, PacketPool, Pipeline};
@@ -44,6 +45,11 @@ struct Cli {
     /// at full speed; with a fixed rate every run sees the same table.
     #[arg(long)]
     clock_mpps: Option<f64>,
+    /// Seed the flow hasher (which places connections and orders local ports)
+    /// instead of drawing it at random, so that two runs, or two builds under
+    /// callgrind, see the same table.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 const BURST: usize = 32;
@@ -93,7 +99,10 @@ fn main() -> ExitCode {
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
     let timeouts = ferrovs::worker::conn_timeouts(&cfg.connections.timeouts);
-    let lb = Balancer::new(&dp.services, limits, &timeouts, 0, 1).expect("tables");
+    let hasher = cli
+        .seed
+        .map_or_else(FlowHasher::random, FlowHasher::with_seed);
+    let lb = Balancer::with_hasher(&dp.services, limits, &timeouts, 0, 1, hasher).expect("tables");
     let (events, _rx) = crossbeam_channel::bounded(1024);
     let mut p = Pipeline::new(0, 1, dp, lb, HeapPool, stats.clone(), events, BURST);
 
