@@ -1,29 +1,29 @@
 //! ferrovs: a kernel-bypass Layer-4 load balancer on DPDK.
 //!
-//! Module map (see DESIGN.md):
-//! - [`config`]: YAML config loading and validation with `FILE:LINE:COL` errors.
-//! - [`packet`]: DPDK-free header views, in-place rewriting, checksums, the buffer trait.
-//! - [`net`]: routes (longest-prefix match) and neighbours (ARP/ND with a hold queue).
-//! - [`conn`]: per-worker connection table, IPVS TCP states, timer wheel, persistence.
-//! - [`sched`]: real-server schedulers with IPVS semantics (rr wrr lc wlc sh dh sed nq mh).
-//! - [`stats`]: per-worker counters and drop reasons.
-//! - [`dpdk`]: the safe DPDK layer, the only place with `unsafe`.
-//! - [`worker`]: the per-packet pipeline and the DPDK poll loop around it.
-//! - [`mgmt`]: the management core (metrics endpoint).
-//! - [`runtime`]: start-up and shutdown of the whole process.
+//! The packet logic (config, header views, connection table, schedulers,
+//! forwarding modes, the worker pipeline) is the `ferrovs-core` crate, which does
+//! not link DPDK. This crate runs it on DPDK and operates it:
+//! - [`dpdk`]: the safe DPDK layer (EAL, mempools, ports and queues, rte_flow
+//!   steering, rings, lcores, an owned mbuf): the only place here with `unsafe`.
+//! - [`worker`]: the poll loop on each worker lcore, feeding bursts of mbufs to a
+//!   `ferrovs_core::pipeline::Pipeline` and transmitting what it queued.
+//! - [`ctl`]: `ferrovs ctl`, the operator's side of the control socket, and the
+//!   control protocol.
+//! - [`mgmt`]: the management core: metrics, the control socket's server, reload,
+//!   health checks, the kernel exception path.
+//! - [`runtime`]: start-up and shutdown of the whole process, step by step.
+//!
+//! Dependencies point down this list's reverse: `runtime` uses `mgmt`, `worker`
+//! and `dpdk`; `mgmt` uses `ctl`'s protocol, `worker`'s messages and `dpdk`; nothing
+//! here is used by `ferrovs-core`.
 
-pub mod config;
-pub mod conn;
+#![deny(unsafe_code)]
+
 pub mod ctl;
+#[allow(unsafe_code)]
 pub mod dpdk;
-pub mod forward;
 pub mod mgmt;
-pub mod net;
-pub mod packet;
 pub mod runtime;
-pub mod sched;
-pub mod service;
-pub mod stats;
 #[cfg(test)]
 #[path = "../tests/common/tempdir.rs"]
 mod tempdir;

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Ctl(args) => ExitCode::from(ferrovs::ctl::cli::run(&args)),
-        Command::CheckConfig { file } => match ferrovs::config::load(&file) {
+        Command::CheckConfig { file } => match ferrovs_core::config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
@@ -64,14 +64,14 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             init_logging();
-            let cfg = match ferrovs::config::load(&config) {
+            let cfg = match ferrovs_core::config::load(&config) {
                 Ok(cfg) => cfg,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return ExitCode::from(EXIT_USER);
                 }
             };
-            let signals = ferrovs::runtime::Signals::default();
+            let signals = ferrovs::mgmt::Signals::default();
             let handlers = [
                 (signal_hook::consts::SIGINT, &signals.stop),
                 (signal_hook::consts::SIGTERM, &signals.stop),

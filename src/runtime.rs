@@ -2,19 +2,20 @@
 //! the management loop on the main lcore. Teardown runs in reverse: workers return,
 //! ports stop and close, the pool is freed, the EAL cleans up.
 
-use crate::config::{Config, PortDevice};
 use crate::dpdk::eal_args::{eal_args, EalDevice, EalSpec};
 use crate::dpdk::{
     self, handoff_ring, launch_on_lcore, Eal, LcoreJoin, Mempool, Port, PortConf, RingConsumer,
     RingProducer,
 };
-use crate::mgmt::{self, Management};
-use crate::stats::WorkerStats;
-use crate::worker::{
-    has_kernel_interface, steering_rules, Balancer, BalancerLimits, Dataplane, IdlePolicy,
-    Pipeline, WorkerCommand, WorkerEvent, WorkerLoop,
-};
+use crate::mgmt::{self, Management, Signals};
+use crate::worker::{IdlePolicy, WorkerLoop};
 use crossbeam_channel::{bounded, Receiver, Sender};
+use ferrovs_core::config::{Config, PortDevice};
+use ferrovs_core::pipeline::{
+    has_kernel_interface, Balancer, BalancerLimits, Dataplane, Pipeline, WorkerCommand, WorkerEvent,
+};
+use ferrovs_core::stats::WorkerStats;
+use ferrovs_core::steer::steering_rules;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -50,15 +51,6 @@ struct Resources {
     taps: Vec<Option<Port>>,
     pool: Arc<Mempool>,
     _eal: Eal,
-}
-
-/// Flags the signal handlers set and the management loop reads.
-#[derive(Debug, Clone, Default)]
-pub struct Signals {
-    /// SIGINT/SIGTERM: stop.
-    pub stop: Arc<AtomicBool>,
-    /// SIGHUP: reload the configuration.
-    pub reload: Arc<AtomicBool>,
 }
 
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM.

@@ -2,11 +2,11 @@
 //! expression uses exists (and is used as its type allows), every exported metric is
 //! on the dashboard, and every label a query or legend names is one ferrovs sets.
 
-use ferrovs::config::{self, HostFacts};
 use ferrovs::dpdk::PortStats;
 use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry};
-use ferrovs::service::Services;
-use ferrovs::stats::WorkerStats;
+use ferrovs_core::config::{self, HostFacts};
+use ferrovs_core::service::Services;
+use ferrovs_core::stats::WorkerStats;
 use prometheus::Registry;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use ferrovs::packet::craft::{self, L2};
-use ferrovs::packet::MacAddr;
+use ferrovs_core::packet::craft::{self, L2};
+use ferrovs_core::packet::MacAddr;
 use std::time::{Duration, Instant};
 
 /// client (198.18.0.10, 2001:2::10) --veth-- ferrovs wan (198.18.0.1, 2001:2::1)
@@ -193,7 +193,7 @@ fn malformed_frames_are_counted_and_do_not_stop_ping() {
         l2,
         "198.18.0.10:1000".parse().unwrap(),
         "198.18.0.1:80".parse().unwrap(),
-        ferrovs::packet::TcpFlags::SYN,
+        ferrovs_core::packet::TcpFlags::SYN,
         1,
         0,
         b"",

@@ -344,8 +344,8 @@ fn a_full_table_refuses_new_connections_and_keeps_live_ones() {
 #[test]
 #[ignore = "needs root and DPDK: run via scripts/test.sh"]
 fn malformed_segments_to_the_vip_are_counted_and_live_connections_continue() {
-    use ferrovs::packet::craft::{self, L2};
-    use ferrovs::packet::{Ipv4Packet, MacAddr, TcpFlags};
+    use ferrovs_core::packet::craft::{self, L2};
+    use ferrovs_core::packet::{Ipv4Packet, MacAddr, TcpFlags};
     let mut t = Topology::new("badl4", 1);
     t.http_servers(8080);
     let cfg = t.config(

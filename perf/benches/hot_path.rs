@@ -22,11 +22,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferrovs::conn::{ConnTable, FlowHasher, FlowKey, Mode, Proto, Timeouts};
-use ferrovs::forward::{translate, Translation};
-use ferrovs::packet::parse::L3Info;
-use ferrovs::packet::{checksum, craft, parse_frame, Ipv4Packet, MacAddr, UdpPacket};
-use ferrovs::sched::{Candidate, FlowHint, SchedOptions, Scheduler, SchedulerKind, ServerId};
+use ferrovs_core::conn::{ConnTable, FlowHasher, FlowKey, Mode, Proto, Timeouts};
+use ferrovs_core::forward::{translate, Translation};
+use ferrovs_core::packet::parse::L3Info;
+use ferrovs_core::packet::{checksum, craft, parse_frame, Ipv4Packet, MacAddr, UdpPacket};
+use ferrovs_core::sched::{Candidate, FlowHint, SchedOptions, Scheduler, SchedulerKind, ServerId};
 use ferrovs_perf::memory::new_conn;
 use ferrovs_perf::traffic::{self, Addressing};
 

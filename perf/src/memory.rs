@@ -11,7 +11,9 @@ use std::fmt;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
-use ferrovs::conn::{ConnError, ConnTable, Endpoint, FlowHasher, Mode, NewConn, Proto, Timeouts};
+use ferrovs_core::conn::{
+    ConnError, ConnTable, Endpoint, FlowHasher, Mode, NewConn, Proto, Timeouts,
+};
 
 use crate::traffic::{self, Addressing, MAX_FLOWS};
 

@@ -529,7 +529,7 @@ mod tests {
     /// it does, the filter below removes nothing.
     #[test]
     fn generated_configs_pass_ferrovs_validation() {
-        use ferrovs::config::{parse, HostFacts};
+        use ferrovs_core::config::{parse, HostFacts};
         let sock = PathBuf::from("/run/perf/ctl.sock");
         let pcap = PathBuf::from("/var/tmp/perf/udp.pcap");
         for workload in WORKLOADS {

@@ -11,8 +11,8 @@ use std::fmt;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use ferrovs::packet::craft::{self, L2};
-use ferrovs::packet::{MacAddr, TcpFlags};
+use ferrovs_core::packet::craft::{self, L2};
+use ferrovs_core::packet::{MacAddr, TcpFlags};
 
 use crate::pcap::{PcapError, PcapWriter};
 
@@ -205,8 +205,8 @@ pub fn write_pcap<W: Write>(out: W, traffic: Traffic, addr: &Addressing) -> Resu
 mod tests {
     use super::*;
     use crate::pcap::PcapReader;
-    use ferrovs::packet::parse::{L3Info, L4Header};
-    use ferrovs::packet::{parse_frame, IpPair, IpProtocol};
+    use ferrovs_core::packet::parse::{L3Info, L4Header};
+    use ferrovs_core::packet::{parse_frame, IpPair, IpProtocol};
     use std::collections::HashSet;
     use std::net::IpAddr;
 

@@ -11,9 +11,9 @@
 //! `FlowSpec` owns, so they stay valid however the `FlowSpec` itself moves.
 
 use super::{DpdkError, Port};
-use crate::conn::Proto;
-use crate::worker::{PortMatch, SteeringRule};
 use dpdk_sys as sys;
+use ferrovs_core::conn::Proto;
+use ferrovs_core::steer::{PortMatch, SteeringRule};
 use std::ffi::{c_void, CStr};
 use std::fmt;
 use std::net::IpAddr;
@@ -660,9 +660,9 @@ impl Port {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, HostFacts};
-    use crate::service::Services;
-    use crate::worker::steering_rules;
+    use ferrovs_core::config::{self, HostFacts};
+    use ferrovs_core::service::Services;
+    use ferrovs_core::steer::steering_rules;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);

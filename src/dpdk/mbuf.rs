@@ -2,8 +2,8 @@
 //! from the NIC without per-packet FFI calls.
 
 use super::Mempool;
-use crate::packet::{NoRoom, PacketBuf};
 use dpdk_sys::rte_mbuf;
+use ferrovs_core::packet::{NoRoom, PacketBuf};
 use std::ptr::NonNull;
 
 /// One single-segment packet buffer owned by ferrovs. Dropping it returns it to its
@@ -189,7 +189,7 @@ impl PacketBuf for Mbuf {
 
     #[inline]
     fn prefetch_data(&self) {
-        super::prefetch::prefetch_ptr(self.data_ptr());
+        ferrovs_mem::prefetch_ptr(self.data_ptr());
     }
 }
 

@@ -2,33 +2,27 @@
 //!
 //! It wraps the EAL, mempools, ethdev ports and queues, rte_flow steering rules, an
 //! owned [`Mbuf`] that is freed on drop, and lcore launch. Packet logic never sees DPDK types: it works on
-//! [`crate::packet::PacketBuf`], which [`Mbuf`] implements.
+//! [`ferrovs_core::packet::PacketBuf`], which [`Mbuf`] implements.
 
 mod eal;
 pub mod eal_args;
 mod flow;
-mod hugepages;
 mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
-mod prefetch;
 mod ring;
-mod simd;
 
 pub use eal::Eal;
 pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
-pub use hugepages::{HugeSlice, OutOfMemory};
 pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
 pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
-pub use prefetch::prefetch;
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
-pub use simd::eq_mask_u32x4;
 
 use std::ffi::CStr;
 use std::fmt;

@@ -2,7 +2,7 @@
 
 use super::flow::{self, FlowHandle};
 use super::{DpdkError, Mbuf, Mempool};
-use crate::packet::MacAddr;
+use ferrovs_core::packet::MacAddr;
 use std::ffi::{CStr, CString};
 
 /// How to set up one port.

@@ -12,9 +12,9 @@
 //! them and reads results, so a slow server never stalls it.
 
 use super::state::HealthMap;
-use crate::config::{CheckKind, Config, HealthCheckConfig};
-use crate::service::endpoint;
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use ferrovs_core::config::{CheckKind, Config, HealthCheckConfig};
+use ferrovs_core::service::endpoint;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};

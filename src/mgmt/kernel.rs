@@ -10,10 +10,10 @@
 //! (a NIC has no spare TX queue for the management core, and a worker's may not be
 //! shared).
 
-use crate::config::PortConfig;
 use crate::dpdk::{Mbuf, RingProducer, RxQueue};
-use crate::packet::MacAddr;
-use crate::packet::PacketBuf;
+use ferrovs_core::config::PortConfig;
+use ferrovs_core::packet::MacAddr;
+use ferrovs_core::packet::PacketBuf;
 use std::process::Command;
 
 /// Packets moved per queue and poll.

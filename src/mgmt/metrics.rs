@@ -2,8 +2,8 @@
 //! ethdev statistics when scraped, and the read-only HTTP endpoint serving them.
 
 use crate::dpdk::PortStats;
-use crate::service::{endpoint, Services};
-use crate::stats::{DropReason, WorkerStats};
+use ferrovs_core::service::{endpoint, Services};
+use ferrovs_core::stats::{DropReason, WorkerStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -259,10 +259,10 @@ impl Telemetry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let sum = |slot: u16, get: fn(&crate::stats::RealServerStats) -> u64| -> u64 {
+        let sum = |slot: u16, get: fn(&ferrovs_core::stats::RealServerStats) -> u64| -> u64 {
             self.workers.iter().map(|w| get(w.real_server(slot))).sum()
         };
-        type Get = fn(&crate::stats::RealServerStats) -> u64;
+        type Get = fn(&ferrovs_core::stats::RealServerStats) -> u64;
         let counters: [(&str, &str, Get); 5] = [
             ("connections_total", "Connections scheduled", |c| {
                 c.conns.get()

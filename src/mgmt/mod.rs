@@ -11,15 +11,16 @@ pub mod metrics;
 pub mod rates;
 pub mod state;
 
-use crate::config::Config;
 use crate::ctl::proto::{self, Request, Response};
-use crate::packet::MacAddr;
-use crate::runtime::Signals;
-use crate::service::{endpoint, Services};
-use crate::stats::{RealServerStats, WorkerStats};
-use crate::worker::{BalancerLimits, ConnChunk, ConnQuery, Dataplane, WorkerCommand, WorkerEvent};
 use control::{ControlServer, Pending};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use ferrovs_core::config::Config;
+use ferrovs_core::packet::MacAddr;
+use ferrovs_core::pipeline::{
+    BalancerLimits, ConnChunk, ConnQuery, ConnSnapshot, Dataplane, WorkerCommand, WorkerEvent,
+};
+use ferrovs_core::service::{endpoint, Services};
+use ferrovs_core::stats::{RealServerStats, WorkerStats};
 use health::HealthChecker;
 use metrics::{PortMeta, ReadFn, Telemetry};
 use rates::RateEstimator;
@@ -27,9 +28,18 @@ use state::ConfigState;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Flags the signal handlers set and the management loop reads.
+#[derive(Debug, Clone, Default)]
+pub struct Signals {
+    /// SIGINT/SIGTERM: stop.
+    pub stop: Arc<AtomicBool>,
+    /// SIGHUP: reload the configuration.
+    pub reload: Arc<AtomicBool>,
+}
 
 /// How often the management loop wakes to read worker events and requests, and to
 /// move the kernel interfaces' packets.
@@ -441,7 +451,7 @@ impl Management {
                             errors: vec!["a worker did not answer in time".into()],
                         };
                     };
-                    out.extend(chunk.conns);
+                    out.extend(chunk.conns.iter().map(conn_view));
                     if out.len() > limit {
                         out.truncate(limit);
                         truncated = true;
@@ -455,5 +465,20 @@ impl Management {
             conns: out,
             truncated,
         }
+    }
+}
+
+/// A connection as `ferrovs ctl conns` shows it.
+fn conn_view(c: &ConnSnapshot) -> proto::ConnView {
+    let ep = |(addr, port): (IpAddr, u16)| endpoint(addr, port);
+    proto::ConnView {
+        protocol: c.proto.name().to_string(),
+        client: ep(c.client),
+        virtual_address: ep(c.vip),
+        local: ep(c.local),
+        real_server: ep(c.real),
+        state: c.state.to_string(),
+        expires_ms: c.expires_ms,
+        worker: c.worker,
     }
 }

@@ -8,10 +8,10 @@
 //! every problem named, or applied as a whole: a new data-plane snapshot with stable
 //! slots, so unchanged services keep their connections and counters.
 
-use crate::config::{self, Config, HostFacts};
-use crate::packet::MacAddr;
-use crate::service::{endpoint, Services, Slots};
-use crate::worker::{BalancerLimits, Dataplane};
+use ferrovs_core::config::{self, Config, HostFacts};
+use ferrovs_core::packet::MacAddr;
+use ferrovs_core::pipeline::{BalancerLimits, Dataplane};
+use ferrovs_core::service::{endpoint, Services, Slots};
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use ferrovs::conn::Mode;
+use ferrovs_core::conn::Mode;
 use ferrovs_perf::memory::measure_conn_table;
 
 #[derive(Parser)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferrovs::packet::MacAddr;
+use ferrovs_core::packet::MacAddr;
 use ferrovs_perf::traffic::{write_pcap, Addressing, Traffic};
 
 #[derive(Parser)]

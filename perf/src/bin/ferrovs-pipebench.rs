@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use ferrovs::config::{self, HostFacts};
-use ferrovs::conn::FlowHasher;
-use ferrovs::packet::{MacAddr, PacketBuf, VecBuf};
-use ferrovs::stats::WorkerStats;
-use ferrovs::worker::{Balancer, BalancerLimits, Dataplane, PacketPool, Pipeline};
+use ferrovs_core::config::{self, HostFacts};
+use ferrovs_core::conn::FlowHasher;
+use ferrovs_core::packet::{MacAddr, PacketBuf, VecBuf};
+use ferrovs_core::pipeline::{Balancer, BalancerLimits, Dataplane, PacketPool, Pipeline};
+use ferrovs_core::stats::WorkerStats;
 use ferrovs_perf::scenario::{self, Bed, BenchMode, FerrovsEndpoints, Memory};
 use ferrovs_perf::traffic::{self, Addressing, Traffic, NET_PCAP_FIRST_MAC};
 
@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     let dp = Arc::new(Dataplane::from_config(&cfg, &[NET_PCAP_FIRST_MAC, lan_mac]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
-    let timeouts = ferrovs::worker::conn_timeouts(&cfg.connections.timeouts);
+    let timeouts = ferrovs_core::pipeline::conn_timeouts(&cfg.connections.timeouts);
     let hasher = cli
         .seed
         .map_or_else(FlowHasher::random, FlowHasher::with_seed);

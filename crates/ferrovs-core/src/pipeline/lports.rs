@@ -2,8 +2,8 @@
 //! that it owns by `steer::owner_of`, so a real server's reply to `LIP:lport` tells
 //! which worker owns the connection.
 
-use super::steer::owner_of;
 use crate::conn::shuffle;
+use crate::steer::owner_of;
 use foldhash::fast::FixedState;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;

@@ -2,11 +2,19 @@
 
 use super::*;
 use crate::config::{self, HostFacts};
+use crate::packet::arp::{ArpOperation, ArpPacket};
 use crate::packet::craft::{self, L2};
-use crate::packet::parse::L3Info;
-use crate::packet::{TcpFlags, VecBuf};
-use crate::worker::BalancerLimits;
+use crate::packet::icmpv6::NeighborAdvert;
+use crate::packet::parse::{IpInfo, L3Info};
+use crate::packet::VecBuf;
+use crate::packet::{
+    parse_frame, IcmpType, Icmpv4Packet, Icmpv6Packet, Icmpv6Type, Ipv4Packet, Ipv6Packet, MacAddr,
+    PacketBuf, TcpFlags,
+};
+use crate::pipeline::BalancerLimits;
+use crate::stats::{DropReason, WorkerStats};
 use crossbeam_channel::{bounded, Receiver};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
 const LAN_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);

@@ -34,12 +34,16 @@
 //! connection: it created it for a packet steered to it, and both directions'
 //! packets steer by the same port (see `steer`).
 
+use super::balancer::Opening;
+use super::hops::{Hop, L2Addrs};
 use super::*;
 use crate::conn::{Candidate, ConnId, FirstLine, Mode};
+use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
+use crate::packet::{ethernet, PacketBuf};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
-use crate::worker::balancer::Opening;
-use crate::worker::hops::{Hop, L2Addrs};
+use crate::stats::DropReason;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Packets staged together. Enough to cover a memory access with the work of the
 /// others; small enough to keep what was prefetched in L1.

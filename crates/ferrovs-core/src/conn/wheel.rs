@@ -25,7 +25,7 @@
 //! construction for the worst case, so nothing allocates afterwards and filing
 //! never fails.
 
-use crate::dpdk::{prefetch, HugeSlice, OutOfMemory};
+use ferrovs_mem::{prefetch, HugeSlice, OutOfMemory};
 
 /// Wheel granularity in milliseconds.
 pub const TICK_MS: u64 = 100;

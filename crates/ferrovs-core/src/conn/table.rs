@@ -42,7 +42,7 @@ use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES};
-use crate::dpdk::{prefetch, HugeSlice};
+use ferrovs_mem::{prefetch, HugeSlice};
 
 /// Forwarding mode of a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

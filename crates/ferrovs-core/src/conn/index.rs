@@ -17,7 +17,7 @@
 //! reallocated: the index is sized once for the most keys it will hold at a load
 //! of at most [`MAX_LOAD_PERCENT`], where spilling is rare (a few percent of keys).
 
-use crate::dpdk::{eq_mask_u32x4, HugeSlice, OutOfMemory};
+use ferrovs_mem::{eq_mask_u32x4, HugeSlice, OutOfMemory};
 
 /// Key slots per bucket: 7 signatures and 7 values plus the overflow count fill 64 bytes.
 pub(crate) const SLOTS: usize = 7;

@@ -1,10 +1,10 @@
 //! The poll loop of one worker lcore: receive a burst on every port, run it through
 //! the pipeline, transmit what the pipeline queued, free what it dropped in bulk.
 
-use super::{Pipeline, WorkerCommand};
-use crate::dpdk::{Mbuf, RingConsumer, RingProducer, RxQueue, Tsc, TxQueue};
-use crate::stats::DropReason;
+use crate::dpdk::{Mbuf, Mempool, RingConsumer, RingProducer, RxQueue, Tsc, TxQueue};
 use crossbeam_channel::Receiver;
+use ferrovs_core::pipeline::{PacketPool, Pipeline, WorkerCommand};
+use ferrovs_core::stats::DropReason;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ const HOUSEKEEPING_MS: u64 = 10;
 
 /// Everything one worker lcore owns.
 pub struct WorkerLoop {
-    pub pipeline: Pipeline<Arc<crate::dpdk::Mempool>>,
+    pub pipeline: Pipeline<Arc<Mempool>>,
     /// One RX and one TX queue per port, indexed like the config's ports.
     pub rx: Vec<RxQueue>,
     pub tx: Vec<TxQueue>,
@@ -169,7 +169,7 @@ impl WorkerLoop {
     }
 }
 
-impl super::PacketPool for Arc<crate::dpdk::Mempool> {
+impl PacketPool for Mempool {
     type Buf = Mbuf;
 
     fn alloc(&self) -> Option<Mbuf> {

@@ -10,7 +10,7 @@
 //! theirs (README, "Where the time goes"). The bitmap is small (1M slots,
 //! 128 KB; the summary 2 KB), so its lines mostly stay in cache.
 
-use crate::dpdk::{prefetch, HugeSlice, OutOfMemory};
+use ferrovs_mem::{prefetch, HugeSlice, OutOfMemory};
 
 /// Slots a bitmap word covers.
 const BITS: usize = 64;

@@ -1,24 +1,8 @@
-//! The worker: the per-packet pipeline (pure Rust, generic over the buffer type) and
-//! the DPDK poll loop that feeds it.
-//!
-//! [`Pipeline::process`] is the one function to read for the flow of a packet.
+//! What passes between a worker's pipeline and the management core: commands in,
+//! events and connection listings out, and where the pipeline gets new buffers.
 
-mod balancer;
-mod dataplane;
-mod hops;
-mod lcore;
-mod lports;
-mod pipeline;
-mod steer;
-
-pub use balancer::{Balancer, BalancerLimits};
-pub use dataplane::{
-    conn_timeouts, has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind,
-};
-pub use lcore::{IdlePolicy, WorkerLoop};
-pub use pipeline::Pipeline;
-pub use steer::{owner_of, steering_rules, PortMatch, SteeringRule};
-
+use super::Dataplane;
+use crate::conn::Proto;
 use crate::packet::{MacAddr, PacketBuf};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -52,10 +36,26 @@ pub struct ConnQuery {
     pub reply: crossbeam_channel::Sender<ConnChunk>,
 }
 
+/// One connection as a listing shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnSnapshot {
+    pub proto: Proto,
+    pub client: (IpAddr, u16),
+    pub vip: (IpAddr, u16),
+    /// The source the real server sees (the client, or LIP:lport in FULLNAT).
+    pub local: (IpAddr, u16),
+    pub real: (IpAddr, u16),
+    /// ipvsadm state name.
+    pub state: &'static str,
+    /// Milliseconds until expiry.
+    pub expires_ms: u64,
+    pub worker: usize,
+}
+
 /// A worker's answer to a [`ConnQuery`].
 #[derive(Debug, Clone, Default)]
 pub struct ConnChunk {
-    pub conns: Vec<crate::ctl::proto::ConnView>,
+    pub conns: Vec<ConnSnapshot>,
     /// Where the next step starts; None when the table is done.
     pub next: Option<usize>,
 }
@@ -77,4 +77,13 @@ pub trait PacketPool {
     type Buf: PacketBuf;
     /// An empty buffer (length 0), or None when the pool is exhausted.
     fn alloc(&self) -> Option<Self::Buf>;
+}
+
+/// A shared pool is a pool: workers hold their mempool through an `Arc`.
+impl<T: PacketPool> PacketPool for Arc<T> {
+    type Buf = T::Buf;
+
+    fn alloc(&self) -> Option<Self::Buf> {
+        (**self).alloc()
+    }
 }

@@ -12,7 +12,7 @@ pub fn prefetch<T>(r: &T) {
 /// [`prefetch`] for an address that need not be a live object: the hint cannot
 /// fault, so any address is fine (a wrong one only wastes the hint).
 #[inline(always)]
-pub(crate) fn prefetch_ptr(p: *const u8) {
+pub fn prefetch_ptr(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: PREFETCHT0 is a hint with no architectural effect: it does not fault
     // on any address and reads nothing into registers, so no memory is accessed in

@@ -54,7 +54,7 @@ services:
       - { address: "198.19.0.11", port: 8080, weight: 2 }
 "#;
 
-const EXAMPLE_FILE: &str = include_str!("../../conf/example.yaml");
+const EXAMPLE_FILE: &str = include_str!("../../../../conf/example.yaml");
 
 /// A valid config using every section, both families and all four modes. The rule
 /// tests below edit one line of it; line numbers are in the comments.
@@ -287,7 +287,7 @@ fn example_file_is_the_design_example_with_defaults_spelled_out() {
 
 #[test]
 fn load_reads_a_file_and_reports_unreadable_ones() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/example.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf/example.yaml");
     let name = path.display().to_string();
     assert_eq!(
         load(&path),

@@ -1,0 +1,306 @@
+//! Load balancing: a TCP/UDP packet to a service or of a known connection is
+//! looked up, scheduled when it opens a connection, counted, and forwarded in the
+//! connection's mode (translated, sent on as it is, or encapsulated); ICMP errors
+//! about a connection are translated like its packets.
+
+use super::*;
+use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
+use crate::forward::{
+    encapsulate, icmp_error_action, packet_action, translate, translate_icmp_error, Action,
+    Endpoints, TunnelError,
+};
+use crate::packet::icmp::{emit_error, IcmpError};
+use crate::packet::icmpv6::{self};
+use crate::packet::parse::{FrameInfo, IpInfo, L4Header};
+use crate::packet::{ethernet, EtherType, IpPair, PacketBuf, TcpFlags};
+use crate::stats::DropReason;
+use std::net::IpAddr;
+
+impl<P: PacketPool> Pipeline<P> {
+    /// TCP/UDP: a packet of a known connection, or the first packet of a new one
+    /// to a service, or nothing we forward.
+    pub(super) fn flow_input(&mut self, pkt: P::Buf, info: &FrameInfo, ip: &IpInfo) {
+        let (proto, sport, dport, flags) = match ip.l4.map(|l4| l4.header) {
+            Some(L4Header::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            }) => {
+                if flags.is_nonsense() {
+                    return self.discard(pkt, DropReason::BadTcpFlags);
+                }
+                (Proto::Tcp, src_port, dst_port, flags)
+            }
+            Some(L4Header::Udp { src_port, dst_port }) => {
+                (Proto::Udp, src_port, dst_port, TcpFlags::default())
+            }
+            _ => return self.discard(pkt, DropReason::TruncatedL4),
+        };
+        match ip.addrs {
+            IpPair::V4 { src, dst } => {
+                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
+            }
+            IpPair::V6 { src, dst } => {
+                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn flow_input_af<A: Tables>(
+        &mut self,
+        pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        proto: Proto,
+        (src, sport): (A, u16),
+        (dst, dport): (A, u16),
+        flags: TcpFlags,
+    ) {
+        let key = FlowKey::new(proto, src, sport, dst, dport);
+        let hit = match self.lb.lookup(&key) {
+            Some((id, Dir::Inbound))
+                if is_opening_syn(proto, flags)
+                    && self.lb.reuse_closed::<A>(id, self.now_ms, &self.stats) =>
+            {
+                None
+            }
+            hit => hit,
+        };
+        let (id, dir) = match hit {
+            Some(hit) => hit,
+            None => match self.new_connection(proto, (src, sport), (dst, dport), flags) {
+                Ok(id) => (id, Dir::Inbound),
+                Err(reason) => return self.discard(pkt, reason),
+            },
+        };
+        let Some(conn) = self
+            .lb
+            .on_packet::<A>(id, dir, flags.bits(), self.now_ms, &self.stats)
+        else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        let bytes = (info.l3_end() - usize::from(info.l3_offset)) as u64;
+        let counters = self.stats.real_server(conn.real_server());
+        if dir == Dir::Inbound {
+            counters.in_packets.inc();
+            counters.in_bytes.add(bytes);
+        } else {
+            counters.out_packets.inc();
+            counters.out_bytes.add(bytes);
+        }
+        let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
+            return self.discard(pkt, DropReason::NoConnection);
+        };
+        self.forward(pkt, info, ip, proto, action);
+    }
+
+    /// Carries out a forwarding action on a packet of a connection.
+    #[inline]
+    pub(super) fn forward(
+        &mut self,
+        mut pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        proto: Proto,
+        action: Action,
+    ) {
+        match action {
+            Action::Translate { t, next_hop } => {
+                if let Err(reason) = translate(pkt.data_mut(), info, ip, proto, &t) {
+                    return self.discard(pkt, reason);
+                }
+                pkt.truncate(info.l3_end());
+                self.route_out(pkt, next_hop);
+            }
+            Action::Direct { next_hop } => {
+                pkt.truncate(info.l3_end());
+                self.route_out(pkt, next_hop);
+            }
+            Action::Encapsulate { next_hop } => self.encapsulate(pkt, info, next_hop),
+        }
+    }
+
+    /// TUNNEL: wraps the packet in an outer header from our address on the egress
+    /// port to the real server. A packet that would not fit the egress MTU is
+    /// refused; with DF (or IPv6) its sender learns the MTU that fits.
+    pub(super) fn encapsulate(&mut self, mut pkt: P::Buf, info: &FrameInfo, rs: IpAddr) {
+        let Some(hop) = self.dp.routes.lookup(rs) else {
+            return self.discard(pkt, DropReason::NoRoute);
+        };
+        let Some(src) = self.dp.source_for(hop.port, rs) else {
+            return self.discard(pkt, DropReason::NoSourceAddress);
+        };
+        let mtu = self.dp.ifaces[hop.port].mtu;
+        match encapsulate(&mut pkt, info, src, rs, mtu) {
+            Ok(()) => self.route_out(pkt, rs),
+            Err(TunnelError::FragmentationNeeded { mtu }) => {
+                self.send_too_big(&pkt, info, mtu);
+                self.discard(pkt, DropReason::MtuExceeded);
+            }
+            Err(TunnelError::TooBig) => self.discard(pkt, DropReason::MtuExceeded),
+            Err(TunnelError::NoRoom | TunnelError::FamilyMismatch) => {
+                self.discard(pkt, DropReason::NoMbuf)
+            }
+        }
+    }
+
+    /// Tells the sender of `offending` that only `mtu` bytes fit: ICMP
+    /// fragmentation needed (IPv4) or ICMPv6 packet too big, from our address
+    /// towards it.
+    pub(super) fn send_too_big(&mut self, offending: &P::Buf, info: &FrameInfo, mtu: u16) {
+        let Some(ip) = info.ip() else { return };
+        let client = ip.addrs.src();
+        let Some(hop) = self.dp.routes.lookup(client) else {
+            return self.stats.count_drop(DropReason::NoRoute, 1);
+        };
+        let Some(src) = self.dp.source_for(hop.port, client) else {
+            return self.stats.count_drop(DropReason::NoSourceAddress, 1);
+        };
+        let Some(mut err) = self.pool.alloc() else {
+            return self.stats.count_drop(DropReason::NoMbuf, 1);
+        };
+        let l3 = usize::from(info.l3_offset);
+        let quote = &offending.data()[l3..info.l3_end()];
+        let room = ethernet::HEADER_LEN + icmpv6::MAX_ERROR_LEN;
+        if err.append(room.min(err.tailroom())).is_err() {
+            return self.stats.count_drop(DropReason::NoMbuf, 1);
+        }
+        let body = &mut err.data_mut()[ethernet::HEADER_LEN..];
+        let written = match (src, ip.addrs) {
+            (IpAddr::V4(s), IpPair::V4 { .. }) => emit_error(
+                body,
+                IcmpError::FragmentationNeeded { next_hop_mtu: mtu },
+                s,
+                quote,
+            )
+            .ok(),
+            (IpAddr::V6(s), IpPair::V6 { .. }) => {
+                icmpv6::emit_packet_too_big(body, s, quote, u32::from(mtu)).ok()
+            }
+            _ => None,
+        };
+        let Some(n) = written else {
+            // An error about an error, a multicast source, ...: nothing to send.
+            self.consume(err);
+            return;
+        };
+        err.truncate(ethernet::HEADER_LEN + n);
+        let ethertype = if src.is_ipv4() {
+            EtherType::IPV4
+        } else {
+            EtherType::IPV6
+        };
+        err.data_mut()[ethernet::field::ETHERTYPE].copy_from_slice(&ethertype.0.to_be_bytes());
+        self.route_out(err, client);
+    }
+
+    /// Schedules and inserts the connection a first packet opens, if it may open one.
+    pub(super) fn new_connection<A: Tables>(
+        &mut self,
+        proto: Proto,
+        (src, sport): (A, u16),
+        (dst, dport): (A, u16),
+        flags: TcpFlags,
+    ) -> Result<crate::conn::ConnId, DropReason> {
+        let Self {
+            dp,
+            lb,
+            stats,
+            now_ms,
+            ..
+        } = self;
+        let Some(svc) = dp.services.find(dst.into_ip(), dport, proto) else {
+            return Err(match dp.local(dst.into_ip()) {
+                Some(_) => DropReason::NoService,
+                None => DropReason::NoConnection,
+            });
+        };
+        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
+        if proto == Proto::Tcp && !is_opening_syn(proto, flags) {
+            return Err(DropReason::TcpNoConnection);
+        }
+        lb.connect(
+            svc,
+            proto,
+            Endpoint::new(src, sport),
+            Endpoint::new(dst, dport),
+            *now_ms,
+            stats,
+        )
+    }
+
+    /// An ICMP error quoting a packet of a connection: translated like the
+    /// connection's packets in the error's direction, then forwarded.
+    /// Returns the packet when it is about no connection of ours.
+    pub(super) fn icmp_error_input(
+        &mut self,
+        pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        flow: crate::forward::QuotedFlow,
+    ) -> Option<P::Buf> {
+        match (flow.src, flow.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
+            _ => Some(pkt),
+        }
+    }
+
+    pub(super) fn icmp_error_af<A: Tables>(
+        &mut self,
+        mut pkt: P::Buf,
+        info: &FrameInfo,
+        ip: &IpInfo,
+        flow: &crate::forward::QuotedFlow,
+        quoted_src: A,
+        quoted_dst: A,
+    ) -> Option<P::Buf> {
+        // The quoted packet went one way; the error goes back the other way, so the
+        // connection key of the error's direction is the quoted packet reversed.
+        let key = FlowKey::new(flow.proto, quoted_dst, flow.dport, quoted_src, flow.sport);
+        let Some((id, dir)) = self.lb.lookup(&key) else {
+            return Some(pkt);
+        };
+        let Some(conn) = self.lb.get::<A>(id) else {
+            return Some(pkt);
+        };
+        let e = endpoints(&conn);
+        let Some((outer, inner, next_hop)) = icmp_error_action(conn.mode(), dir, &e) else {
+            // DR/TUNNEL: an error from the client side goes to the server as is.
+            match packet_action(conn.mode(), dir, &e) {
+                Some(action) => self.forward(pkt, info, ip, flow.proto, action),
+                None => self.discard(pkt, DropReason::NoConnection),
+            }
+            return None;
+        };
+        if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
+            self.discard(pkt, reason);
+            return None;
+        }
+        pkt.truncate(info.l3_end());
+        self.route_out(pkt, next_hop);
+        None
+    }
+}
+
+/// A connection's endpoints for the forwarding module.
+#[inline]
+pub(super) fn endpoints<A: Family>(c: &Conn<A>) -> Endpoints {
+    let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+    Endpoints {
+        client: ep(c.client()),
+        vip: ep(c.vip()),
+        local: ep(c.local()),
+        real: ep(c.real()),
+    }
+}
+
+/// A segment that may open a TCP connection: SYN without ACK, RST or FIN.
+#[inline]
+pub(super) fn is_opening_syn(proto: Proto, flags: TcpFlags) -> bool {
+    proto == Proto::Tcp
+        && flags.contains(TcpFlags::SYN)
+        && !flags.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
+}

@@ -1,0 +1,133 @@
+//! The worker's side of the control plane, run between bursts: commands from the
+//! management core (configuration snapshots, neighbours, connection listings),
+//! connection expiry and neighbour probe retries.
+
+use super::*;
+use crate::conn::Endpoint;
+use crate::stats::DropReason;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Connections expired at most per loop iteration and family.
+const EXPIRE_BUDGET: usize = 64;
+
+impl<P: PacketPool> Pipeline<P> {
+    /// Applies a command from the management core.
+    pub fn apply(&mut self, cmd: WorkerCommand) {
+        match cmd {
+            WorkerCommand::Config(dp) => {
+                self.lb.update_services(&dp.services, &self.stats);
+                self.lb.set_timeouts(&dp.timeouts);
+                for (ip, mac, port) in &dp.static_neighbors {
+                    self.neigh.add_static(*ip, *mac, *port);
+                }
+                self.stats.config_version.set(dp.version);
+                self.hops.clear();
+                self.real_hops.clear();
+                self.iface_v4 = OwnAddrsV4::new(interface_v4(&dp));
+                self.dp = dp;
+            }
+            WorkerCommand::Neighbor { ip, mac, port } => {
+                self.learn_neighbor(ip, mac, port, true);
+            }
+            WorkerCommand::DumpConns(q) => {
+                let chunk = if q.ipv6 {
+                    self.dump::<std::net::Ipv6Addr>(&q)
+                } else {
+                    self.dump::<Ipv4Addr>(&q)
+                };
+                let _ = q.reply.try_send(chunk);
+            }
+        }
+    }
+
+    /// One step of a connection listing (control path; allocates).
+    pub(super) fn dump<A: Tables>(&self, q: &ConnQuery) -> ConnChunk {
+        let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+        let mut conns = Vec::new();
+        let next = self.lb.scan::<A>(
+            q.from,
+            q.count,
+            |c| {
+                q.service.is_none_or(|s| s == c.service())
+                    && q.real_server
+                        .is_none_or(|(a, p)| a == c.real().addr.into_ip() && p == c.real().port)
+                    && q.state
+                        .as_deref()
+                        .is_none_or(|s| s.eq_ignore_ascii_case(c.state_name()))
+            },
+            |c| {
+                conns.push(ConnSnapshot {
+                    proto: c.proto(),
+                    client: ep(c.client()),
+                    vip: ep(c.vip()),
+                    local: ep(c.local()),
+                    real: ep(c.real()),
+                    state: c.state_name(),
+                    expires_ms: c.expires_in(self.now_ms),
+                    worker: self.worker,
+                })
+            },
+        );
+        ConnChunk { conns, next }
+    }
+
+    /// Expires connections whose time is up; called every loop iteration.
+    pub fn expire_connections(&mut self) {
+        self.lb.expire(self.now_ms, EXPIRE_BUDGET, &self.stats);
+        self.stats.conns_active.set(self.lb.len() as u64);
+    }
+
+    /// Periodic work: neighbour probe retries and give-ups.
+    pub fn housekeeping(&mut self) {
+        let Self {
+            neigh,
+            dp,
+            pool,
+            stats,
+            tx,
+            garbage,
+            now_ms,
+            ..
+        } = self;
+        let mut probes: [Option<(IpAddr, usize)>; 16] = [None; 16];
+        let mut n = 0;
+        neigh.tick(
+            *now_ms,
+            |ip, port| {
+                if n < probes.len() {
+                    probes[n] = Some((ip, port));
+                    n += 1;
+                }
+            },
+            |pkt| {
+                stats.count_drop(DropReason::NeighborUnresolved, 1);
+                if garbage.len() < garbage.capacity() {
+                    garbage.push(pkt);
+                }
+            },
+        );
+        for (ip, port) in probes.iter().flatten() {
+            send_probe(dp, pool, stats, tx, *ip, *port);
+        }
+    }
+
+    /// Gives every held packet back (shutdown).
+    pub fn release_all(&mut self) {
+        let Self {
+            neigh,
+            garbage,
+            stats,
+            ..
+        } = self;
+        neigh.tick(
+            u64::MAX,
+            |_, _| {},
+            |pkt| {
+                stats.count_drop(DropReason::NeighborUnresolved, 1);
+                if garbage.len() < garbage.capacity() {
+                    garbage.push(pkt);
+                }
+            },
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Low-level memory helpers for ferrovs's packet logic: the few `unsafe` blocks
+//! that are not DPDK calls, each with its `// SAFETY:` argument, behind safe APIs.
+//!
+//! - [`HugeSlice`]: a fixed-length table on transparent huge pages.
+//! - [`prefetch`]: a software prefetch hint.
+//! - [`eq_mask_u32x4`]: four 32-bit compares in one SSE2 instruction.
+//!
+//! `ferrovs-core` forbids `unsafe` and takes these from here.
+
+#![allow(unsafe_code)]
+
+mod hugepages;
+mod prefetch;
+mod simd;
+
+pub use hugepages::{HugeSlice, OutOfMemory};
+pub use prefetch::{prefetch, prefetch_ptr};
+pub use simd::eq_mask_u32x4;
