@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use super::ethernet::{self, EtherType, EthernetFrame, MacAddr};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const PACKET_LEN: usize = 28;
@@ -81,11 +81,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         self.buffer
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     fn read_mac(&self, range: std::ops::Range<usize>) -> MacAddr {
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&self.buffer.as_ref()[range]);
@@ -99,12 +94,12 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// Hardware type (1 for Ethernet).
     pub fn hardware_type(&self) -> u16 {
-        self.read_u16(field::HTYPE)
+        be::read_u16(self.buffer.as_ref(), field::HTYPE)
     }
 
     /// Protocol type (IPv4).
     pub fn protocol_type(&self) -> EtherType {
-        EtherType(self.read_u16(field::PTYPE))
+        EtherType(be::read_u16(self.buffer.as_ref(), field::PTYPE))
     }
 
     /// Hardware address length (6).
@@ -119,7 +114,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     /// Operation: request or reply.
     pub fn operation(&self) -> ArpOperation {
-        ArpOperation(self.read_u16(field::OPER))
+        ArpOperation(be::read_u16(self.buffer.as_ref(), field::OPER))
     }
 
     /// Sender hardware address.
@@ -156,7 +151,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
 
     /// Sets the operation.
     pub fn set_operation(&mut self, op: ArpOperation) {
-        self.write(field::OPER, &op.0.to_be_bytes());
+        be::write_u16(self.buffer.as_mut(), field::OPER, op.0);
     }
 
     /// Sets the sender hardware address.
@@ -226,11 +221,11 @@ pub fn emit_request(
     let frame = buf.get_mut(..FRAME_LEN).ok_or(WireError::BufferTooSmall)?;
     let (header, arp) = frame.split_at_mut(ethernet::HEADER_LEN);
     ethernet::emit_header(header, MacAddr::BROADCAST, sender_mac, EtherType::ARP)?;
-    arp[field::HTYPE].copy_from_slice(&HTYPE_ETHERNET.to_be_bytes());
-    arp[field::PTYPE].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+    be::write_u16(arp, field::HTYPE, HTYPE_ETHERNET);
+    be::write_u16(arp, field::PTYPE, EtherType::IPV4.0);
     arp[field::HLEN] = 6;
     arp[field::PLEN] = 4;
-    arp[field::OPER].copy_from_slice(&ArpOperation::REQUEST.0.to_be_bytes());
+    be::write_u16(arp, field::OPER, ArpOperation::REQUEST.0);
     arp[field::SHA].copy_from_slice(&sender_mac.0);
     arp[field::SPA].copy_from_slice(&sender_ip.octets());
     arp[field::THA].fill(0);

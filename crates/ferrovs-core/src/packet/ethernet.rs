@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::WireError;
+use super::{be, WireError};
 
 /// A 48-bit MAC address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -159,10 +159,6 @@ impl VlanTag {
     }
 }
 
-fn read_u16(buf: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([buf[at], buf[at + 1]])
-}
-
 fn read_mac(buf: &[u8], range: std::ops::Range<usize>) -> MacAddr {
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&buf[range]);
@@ -186,7 +182,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         if buf.len() < HEADER_LEN {
             return Err(WireError::Truncated);
         }
-        let tagged = EtherType(read_u16(buf, field::ETHERTYPE.start)).is_vlan_tag();
+        let tagged = EtherType(be::read_u16(buf, field::ETHERTYPE)).is_vlan_tag();
         if tagged && buf.len() < HEADER_LEN + VLAN_TAG_LEN {
             return Err(WireError::Truncated);
         }
@@ -210,7 +206,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// The EtherType field right after the addresses (a TPID when tagged).
     pub fn ethertype(&self) -> EtherType {
-        EtherType(read_u16(self.buffer.as_ref(), field::ETHERTYPE.start))
+        EtherType(be::read_u16(self.buffer.as_ref(), field::ETHERTYPE))
     }
 
     /// True when the frame carries a tag. `new_checked` guarantees a tagged frame
@@ -224,16 +220,16 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
         let tpid = self.ethertype();
         self.is_tagged().then(|| VlanTag {
             tpid,
-            tci: read_u16(self.buffer.as_ref(), field::VLAN_TCI.start),
+            tci: be::read_u16(self.buffer.as_ref(), field::VLAN_TCI),
         })
     }
 
     /// The EtherType of the payload: after the tag when tagged.
     pub fn payload_ethertype(&self) -> EtherType {
         if self.is_tagged() {
-            EtherType(read_u16(
+            EtherType(be::read_u16(
                 self.buffer.as_ref(),
-                field::VLAN_INNER_ETHERTYPE.start,
+                field::VLAN_INNER_ETHERTYPE,
             ))
         } else {
             self.ethertype()
@@ -268,7 +264,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
 
     /// Sets the EtherType field right after the addresses.
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
-        self.buffer.as_mut()[field::ETHERTYPE].copy_from_slice(&ethertype.0.to_be_bytes());
+        be::write_u16(self.buffer.as_mut(), field::ETHERTYPE, ethertype.0);
     }
 
     /// The payload, mutable.
@@ -288,7 +284,7 @@ pub fn emit_header(
     let header = buf.get_mut(..HEADER_LEN).ok_or(WireError::BufferTooSmall)?;
     header[field::DST].copy_from_slice(&dst.0);
     header[field::SRC].copy_from_slice(&src.0);
-    header[field::ETHERTYPE].copy_from_slice(&ethertype.0.to_be_bytes());
+    be::write_u16(header, field::ETHERTYPE, ethertype.0);
     Ok(())
 }
 

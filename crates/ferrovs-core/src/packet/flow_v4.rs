@@ -17,7 +17,7 @@ use super::checksum;
 use super::ethernet::{self, EtherType};
 use super::ip::{IpProtocol, Proto};
 use super::tcp::TcpFlags;
-use super::{ipv4, tcp, udp};
+use super::{be, ipv4, tcp, udp};
 
 /// Offsets in the frame: Ethernet header, then an IPv4 header without options.
 mod field {
@@ -75,11 +75,6 @@ impl Ipv4Flow {
     }
 }
 
-#[inline(always)]
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
-}
-
 /// Classifies `frame` if it is an untagged Ethernet frame with a valid,
 /// unfragmented IPv4 packet without options (header checksum verified) carrying a
 /// complete TCP or UDP header; None for any other frame, valid or not.
@@ -88,16 +83,16 @@ fn be16(b: &[u8]) -> u16 {
 #[inline]
 pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow> {
     let h: &[u8; field::L4] = frame.first_chunk()?;
-    if h[field::ETHERTYPE] != EtherType::IPV4.0.to_be_bytes()
+    if be::read_u16(h, field::ETHERTYPE) != EtherType::IPV4.0
         || h[field::VER_IHL] != VER_IHL_NO_OPTIONS
     {
         return None;
     }
-    let total_len = be16(&h[field::TOTAL_LEN]);
+    let total_len = be::read_u16(h, field::TOTAL_LEN);
     let ip_end = ethernet::HEADER_LEN + usize::from(total_len);
     if total_len < MIN_TOTAL_LEN
         || ip_end > frame.len()
-        || be16(&h[field::FLAGS_FRAG]) & FRAGMENT_BITS != 0
+        || be::read_u16(h, field::FLAGS_FRAG) & FRAGMENT_BITS != 0
         || !(checksum_verified
             || h[field::IP]
                 .first_chunk()
@@ -115,21 +110,21 @@ pub fn parse_ipv4_flow(frame: &[u8], checksum_verified: bool) -> Option<Ipv4Flow
             }
             (
                 Proto::Tcp,
-                be16(&t[field::SRC_PORT]),
-                be16(&t[field::DST_PORT]),
+                be::read_u16(t, field::SRC_PORT),
+                be::read_u16(t, field::DST_PORT),
                 TcpFlags::from_bits(t[field::TCP_FLAGS]),
             )
         }
         IpProtocol::UDP => {
             let u: &[u8; udp::HEADER_LEN] = segment.first_chunk()?;
-            let len = usize::from(be16(&u[field::UDP_LEN]));
+            let len = usize::from(be::read_u16(u, field::UDP_LEN));
             if len < udp::HEADER_LEN || len > segment.len() {
                 return None;
             }
             (
                 Proto::Udp,
-                be16(&u[field::SRC_PORT]),
-                be16(&u[field::DST_PORT]),
+                be::read_u16(u, field::SRC_PORT),
+                be::read_u16(u, field::DST_PORT),
                 TcpFlags::default(),
             )
         }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use super::checksum::{self, Delta, Sum};
 use super::ip::IpProtocol;
 use super::ipv4::{self, Ipv4Packet, Ipv4Repr};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of the ICMP header: type, code, checksum and the 4-byte rest of header.
 pub const HEADER_LEN: usize = 8;
@@ -119,11 +119,6 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         self.buffer.as_ref()
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.bytes()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     /// Message type.
     pub fn msg_type(&self) -> IcmpType {
         IcmpType(self.bytes()[field::TYPE])
@@ -136,7 +131,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        be::read_u16(self.bytes(), field::CHECKSUM)
     }
 
     /// True when the checksum over the whole message verifies.
@@ -146,18 +141,18 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Echo identifier (echo request and reply).
     pub fn echo_ident(&self) -> u16 {
-        self.read_u16(field::ECHO_IDENT)
+        be::read_u16(self.bytes(), field::ECHO_IDENT)
     }
 
     /// Echo sequence number (echo request and reply).
     pub fn echo_seq_no(&self) -> u16 {
-        self.read_u16(field::ECHO_SEQ)
+        be::read_u16(self.bytes(), field::ECHO_SEQ)
     }
 
     /// Next-hop MTU of a "fragmentation needed" message (RFC 1191); 0 from routers
     /// that predate it.
     pub fn next_hop_mtu(&self) -> u16 {
-        self.read_u16(field::NEXT_HOP_MTU)
+        be::read_u16(self.bytes(), field::NEXT_HOP_MTU)
     }
 
     /// The data after the header: the echo payload, or the quoted datagram of an error.
@@ -177,10 +172,6 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
-    fn write_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
     /// Sets the type without touching the checksum.
     pub fn set_msg_type(&mut self, msg_type: IcmpType) {
         self.buffer.as_mut()[field::TYPE] = msg_type.0;
@@ -193,22 +184,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, checksum: u16) {
-        self.write_u16(field::CHECKSUM, checksum);
+        be::write_u16(self.buffer.as_mut(), field::CHECKSUM, checksum);
     }
 
     /// Sets the echo identifier without touching the checksum.
     pub fn set_echo_ident(&mut self, ident: u16) {
-        self.write_u16(field::ECHO_IDENT, ident);
+        be::write_u16(self.buffer.as_mut(), field::ECHO_IDENT, ident);
     }
 
     /// Sets the echo sequence number without touching the checksum.
     pub fn set_echo_seq_no(&mut self, seq: u16) {
-        self.write_u16(field::ECHO_SEQ, seq);
+        be::write_u16(self.buffer.as_mut(), field::ECHO_SEQ, seq);
     }
 
     /// Sets the next-hop MTU without touching the checksum.
     pub fn set_next_hop_mtu(&mut self, mtu: u16) {
-        self.write_u16(field::NEXT_HOP_MTU, mtu);
+        be::write_u16(self.buffer.as_mut(), field::NEXT_HOP_MTU, mtu);
     }
 
     /// Computes and stores the checksum over the whole message.
@@ -230,9 +221,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
         if self.msg_type() != IcmpType::ECHO_REQUEST {
             return Err(WireError::WrongType);
         }
-        let old = self.read_u16(field::TYPE_CODE);
+        let old = be::read_u16(self.bytes(), field::TYPE_CODE);
         self.set_msg_type(IcmpType::ECHO_REPLY);
-        let new = self.read_u16(field::TYPE_CODE);
+        let new = be::read_u16(self.bytes(), field::TYPE_CODE);
         self.apply_checksum_delta(Delta::NONE.u16(old, new));
         Ok(())
     }
@@ -343,7 +334,7 @@ pub fn emit_error(
     let mut message = Icmpv4Packet { buffer: icmp };
     message.set_msg_type(msg_type);
     message.set_code(code);
-    message.write_u16(field::UNUSED, 0);
+    be::write_u16(message.buffer, field::UNUSED, 0);
     let mtu = match error {
         IcmpError::FragmentationNeeded { next_hop_mtu } => next_hop_mtu,
         IcmpError::TimeExceeded => 0,

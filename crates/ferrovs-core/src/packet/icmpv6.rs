@@ -8,7 +8,7 @@ use super::checksum::{self, Delta, Sum};
 use super::ethernet::{self, EtherType, MacAddr};
 use super::ip::IpProtocol;
 use super::ipv6::{self, Ipv6Packet, Ipv6Repr};
-use super::WireError;
+use super::{be, WireError};
 
 /// Shortest ICMPv6 message: type, code, checksum and 4 bytes every message has.
 pub const MIN_LEN: usize = 8;
@@ -157,11 +157,6 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         self.buffer.as_ref()
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.bytes()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     /// Message type.
     pub fn msg_type(&self) -> Icmpv6Type {
         Icmpv6Type(self.bytes()[field::TYPE])
@@ -174,7 +169,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        be::read_u16(self.bytes(), field::CHECKSUM)
     }
 
     fn sum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Sum {
@@ -189,18 +184,17 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 
     /// Echo identifier (echo request and reply).
     pub fn echo_ident(&self) -> u16 {
-        self.read_u16(field::ECHO_IDENT)
+        be::read_u16(self.bytes(), field::ECHO_IDENT)
     }
 
     /// Echo sequence number (echo request and reply).
     pub fn echo_seq_no(&self) -> u16 {
-        self.read_u16(field::ECHO_SEQ)
+        be::read_u16(self.bytes(), field::ECHO_SEQ)
     }
 
     /// MTU of a packet-too-big message.
     pub fn mtu(&self) -> u32 {
-        let b = &self.bytes()[field::MTU];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be::read_u32(self.bytes(), field::MTU)
     }
 
     /// The data after the first 8 bytes: echo payload, the quoted packet of an
@@ -270,10 +264,6 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
-    fn write_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
     /// Sets the type without touching the checksum.
     pub fn set_msg_type(&mut self, msg_type: Icmpv6Type) {
         self.buffer.as_mut()[field::TYPE] = msg_type.0;
@@ -286,22 +276,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, checksum: u16) {
-        self.write_u16(field::CHECKSUM, checksum);
+        be::write_u16(self.buffer.as_mut(), field::CHECKSUM, checksum);
     }
 
     /// Sets the echo identifier without touching the checksum.
     pub fn set_echo_ident(&mut self, ident: u16) {
-        self.write_u16(field::ECHO_IDENT, ident);
+        be::write_u16(self.buffer.as_mut(), field::ECHO_IDENT, ident);
     }
 
     /// Sets the echo sequence number without touching the checksum.
     pub fn set_echo_seq_no(&mut self, seq: u16) {
-        self.write_u16(field::ECHO_SEQ, seq);
+        be::write_u16(self.buffer.as_mut(), field::ECHO_SEQ, seq);
     }
 
     /// Sets the MTU of a packet-too-big message without touching the checksum.
     pub fn set_mtu(&mut self, mtu: u32) {
-        self.buffer.as_mut()[field::MTU].copy_from_slice(&mtu.to_be_bytes());
+        be::write_u32(self.buffer.as_mut(), field::MTU, mtu);
     }
 
     /// Computes and stores the checksum over the pseudo-header and the message.
@@ -323,9 +313,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
         if self.msg_type() != Icmpv6Type::ECHO_REQUEST {
             return Err(WireError::WrongType);
         }
-        let old = self.read_u16(field::TYPE_CODE);
+        let old = be::read_u16(self.bytes(), field::TYPE_CODE);
         self.set_msg_type(Icmpv6Type::ECHO_REPLY);
-        let new = self.read_u16(field::TYPE_CODE);
+        let new = be::read_u16(self.bytes(), field::TYPE_CODE);
         self.apply_checksum_delta(Delta::NONE.u16(old, new));
         Ok(())
     }

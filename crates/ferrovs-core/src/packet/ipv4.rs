@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::checksum::{self, Delta, Sum};
 use super::ip::{IpPair, IpProtocol};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of an IPv4 header without options.
 pub const HEADER_LEN: usize = 20;
@@ -90,11 +90,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref()
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.bytes()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     fn read_addr(&self, range: std::ops::Range<usize>) -> Ipv4Addr {
         let b = &self.bytes()[range];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
@@ -122,32 +117,32 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Total length: header and payload.
     pub fn total_len(&self) -> u16 {
-        self.read_u16(field::LENGTH)
+        be::read_u16(self.bytes(), field::LENGTH)
     }
 
     /// Identification.
     pub fn ident(&self) -> u16 {
-        self.read_u16(field::IDENT)
+        be::read_u16(self.bytes(), field::IDENT)
     }
 
     /// The don't-fragment flag.
     pub fn dont_fragment(&self) -> bool {
-        self.read_u16(field::FLAGS_FRAG) & FLAG_DF != 0
+        be::read_u16(self.bytes(), field::FLAGS_FRAG) & FLAG_DF != 0
     }
 
     /// The more-fragments flag.
     pub fn more_fragments(&self) -> bool {
-        self.read_u16(field::FLAGS_FRAG) & FLAG_MF != 0
+        be::read_u16(self.bytes(), field::FLAGS_FRAG) & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> u16 {
-        (self.read_u16(field::FLAGS_FRAG) & FRAG_OFFSET_MASK) << 3
+        (be::read_u16(self.bytes(), field::FLAGS_FRAG) & FRAG_OFFSET_MASK) << 3
     }
 
     /// True for any fragment: more-fragments set or a nonzero offset.
     pub fn is_fragment(&self) -> bool {
-        self.read_u16(field::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
+        be::read_u16(self.bytes(), field::FLAGS_FRAG) & (FLAG_MF | FRAG_OFFSET_MASK) != 0
     }
 
     /// Time to live.
@@ -162,7 +157,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        be::read_u16(self.bytes(), field::CHECKSUM)
     }
 
     /// Source address.
@@ -217,10 +212,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()
     }
 
-    fn write_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.bytes_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
     /// Sets the version nibble.
     pub fn set_version(&mut self, version: u8) {
         let b = &mut self.bytes_mut()[field::VER_IHL];
@@ -248,17 +239,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Sets the total length.
     pub fn set_total_len(&mut self, len: u16) {
-        self.write_u16(field::LENGTH, len);
+        be::write_u16(self.bytes_mut(), field::LENGTH, len);
     }
 
     /// Sets the identification.
     pub fn set_ident(&mut self, ident: u16) {
-        self.write_u16(field::IDENT, ident);
+        be::write_u16(self.bytes_mut(), field::IDENT, ident);
     }
 
     fn set_flag(&mut self, flag: u16, on: bool) {
-        let old = self.read_u16(field::FLAGS_FRAG);
-        self.write_u16(field::FLAGS_FRAG, if on { old | flag } else { old & !flag });
+        let old = be::read_u16(self.bytes(), field::FLAGS_FRAG);
+        be::write_u16(
+            self.bytes_mut(),
+            field::FLAGS_FRAG,
+            if on { old | flag } else { old & !flag },
+        );
     }
 
     /// Sets the don't-fragment flag.
@@ -273,8 +268,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Sets the fragment offset in bytes (a multiple of 8).
     pub fn set_frag_offset(&mut self, offset: u16) {
-        let old = self.read_u16(field::FLAGS_FRAG);
-        self.write_u16(field::FLAGS_FRAG, (old & !FRAG_OFFSET_MASK) | (offset >> 3));
+        let old = be::read_u16(self.bytes(), field::FLAGS_FRAG);
+        be::write_u16(
+            self.bytes_mut(),
+            field::FLAGS_FRAG,
+            (old & !FRAG_OFFSET_MASK) | (offset >> 3),
+        );
     }
 
     /// Sets the TTL without touching the checksum.
@@ -289,7 +288,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, checksum: u16) {
-        self.write_u16(field::CHECKSUM, checksum);
+        be::write_u16(self.bytes_mut(), field::CHECKSUM, checksum);
     }
 
     /// Sets the source address without touching the checksum.
@@ -405,7 +404,8 @@ impl Ipv4Repr {
         packet.bytes_mut()[field::DSCP_ECN] = self.tos;
         packet.set_total_len(total_len);
         packet.set_ident(self.ident);
-        packet.write_u16(
+        be::write_u16(
+            packet.bytes_mut(),
             field::FLAGS_FRAG,
             if self.dont_fragment { FLAG_DF } else { 0 },
         );

@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use super::checksum::Delta;
 use super::ip::{IpPair, IpProtocol};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of the fixed IPv6 header.
 pub const HEADER_LEN: usize = 40;
@@ -116,8 +116,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     fn ver_tc_flow(&self) -> u32 {
-        let b = &self.bytes()[field::VER_TC_FLOW];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+        be::read_u32(self.bytes(), field::VER_TC_FLOW)
     }
 
     /// The version field (6 in a checked view).
@@ -137,8 +136,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     /// Payload length: everything after the fixed header, extension headers included.
     pub fn payload_len(&self) -> u16 {
-        let b = &self.bytes()[field::PAYLOAD_LEN];
-        u16::from_be_bytes([b[0], b[1]])
+        be::read_u16(self.bytes(), field::PAYLOAD_LEN)
     }
 
     /// Fixed header plus payload length.
@@ -234,13 +232,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             next = IpProtocol(header[field::ext::NEXT_HEADER]);
             offset += header_len;
             if this == IpProtocol::FRAGMENT {
-                let f = &header[field::ext::FRAG_OFFSET_FLAGS];
-                let offset_flags = u16::from_be_bytes([f[0], f[1]]);
-                let i = &header[field::ext::FRAG_IDENT];
+                let offset_flags = be::read_u16(header, field::ext::FRAG_OFFSET_FLAGS);
                 let frag = Ipv6Fragment {
                     offset: offset_flags & 0xfff8,
                     more: offset_flags & 0x0001 != 0,
-                    ident: u32::from_be_bytes([i[0], i[1], i[2], i[3]]),
+                    ident: be::read_u32(header, field::ext::FRAG_IDENT),
                 };
                 fragment = Some(frag);
                 if frag.offset != 0 {
@@ -262,7 +258,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     }
 
     fn set_ver_tc_flow(&mut self, value: u32) {
-        self.bytes_mut()[field::VER_TC_FLOW].copy_from_slice(&value.to_be_bytes());
+        be::write_u32(self.bytes_mut(), field::VER_TC_FLOW, value);
     }
 
     /// Sets the version nibble.
@@ -285,7 +281,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
 
     /// Sets the payload length.
     pub fn set_payload_len(&mut self, len: u16) {
-        self.bytes_mut()[field::PAYLOAD_LEN].copy_from_slice(&len.to_be_bytes());
+        be::write_u16(self.bytes_mut(), field::PAYLOAD_LEN, len);
     }
 
     /// Sets the next-header field of the fixed header.

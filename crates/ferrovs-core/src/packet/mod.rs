@@ -2,7 +2,8 @@
 //!
 //! Every header has one checked view (`new_checked` validates lengths once, then
 //! accessors index without further checks), field ranges live in a `field` module
-//! next to the view, and parsing is kept apart from emitting. [`parse::parse_frame`]
+//! next to the view and are read and written through `be`, the one place that
+//! handles byte order, and parsing is kept apart from emitting. [`parse::parse_frame`]
 //! classifies a received frame in one pass.
 //!
 //! Views over `&mut [u8]` rewrite in place; the `rewrite_*` setters also fix the
@@ -11,6 +12,7 @@
 //! its pseudo-header.
 
 pub mod arp;
+mod be;
 pub mod buf;
 pub mod checksum;
 pub mod craft;

@@ -20,7 +20,7 @@ use super::ipv4::Ipv4Packet;
 use super::ipv6::Ipv6Packet;
 use super::tcp::{TcpFlags, TcpPacket};
 use super::udp::{self, UdpPacket};
-use super::WireError;
+use super::{be, WireError};
 
 /// Why a frame was dropped at classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -246,7 +246,7 @@ pub fn parse_frame(frame: &[u8], vlans_allowed: bool) -> Result<FrameInfo, Parse
     if frame.len() < ethernet::HEADER_LEN {
         return Err(ParseError::Runt);
     }
-    let outer = EtherType(u16::from_be_bytes([frame[12], frame[13]]));
+    let outer = EtherType(be::read_u16(frame, ethernet::field::ETHERTYPE));
     if outer.is_vlan_tag() && !vlans_allowed {
         return Err(ParseError::VlanNotConfigured);
     }
@@ -375,8 +375,8 @@ fn parse_l4(
                     .get(..udp::HEADER_LEN)
                     .ok_or(ParseError::TruncatedL4)?;
                 (
-                    u16::from_be_bytes([head[0], head[1]]),
-                    u16::from_be_bytes([head[2], head[3]]),
+                    be::read_u16(head, udp::field::SRC_PORT),
+                    be::read_u16(head, udp::field::DST_PORT),
                 )
             } else {
                 let udp = UdpPacket::new_checked(segment).map_err(|e| match e {

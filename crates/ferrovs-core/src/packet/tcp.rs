@@ -5,7 +5,7 @@ use std::ops::{BitAnd, BitOr};
 
 use super::checksum::{self, Delta, Sum};
 use super::ip::{IpPair, IpProtocol};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of a TCP header without options.
 pub const HEADER_LEN: usize = 20;
@@ -179,34 +179,24 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.bytes()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
-    fn read_u32(&self, range: std::ops::Range<usize>) -> u32 {
-        let b = &self.bytes()[range];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    }
-
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        self.read_u16(field::SRC_PORT)
+        be::read_u16(self.bytes(), field::SRC_PORT)
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        self.read_u16(field::DST_PORT)
+        be::read_u16(self.bytes(), field::DST_PORT)
     }
 
     /// Sequence number.
     pub fn seq_number(&self) -> u32 {
-        self.read_u32(field::SEQ)
+        be::read_u32(self.bytes(), field::SEQ)
     }
 
     /// Acknowledgment number.
     pub fn ack_number(&self) -> u32 {
-        self.read_u32(field::ACK)
+        be::read_u32(self.bytes(), field::ACK)
     }
 
     /// Header length in bytes (data offset * 4), options included.
@@ -221,17 +211,17 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// Receive window.
     pub fn window(&self) -> u16 {
-        self.read_u16(field::WINDOW)
+        be::read_u16(self.bytes(), field::WINDOW)
     }
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        be::read_u16(self.bytes(), field::CHECKSUM)
     }
 
     /// Urgent pointer.
     pub fn urgent(&self) -> u16 {
-        self.read_u16(field::URGENT)
+        be::read_u16(self.bytes(), field::URGENT)
     }
 
     fn header_end(&self) -> usize {
@@ -296,37 +286,31 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 
     /// The maximum segment size option, if present.
     pub fn mss(&self) -> Result<Option<u16>, WireError> {
-        Ok(self.mss_value_offset()?.map(|at| self.read_u16(at..at + 2)))
+        Ok(self
+            .mss_value_offset()?
+            .map(|at| be::read_u16(self.bytes(), at..at + 2)))
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
-    fn write_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
-    fn write_u32(&mut self, range: std::ops::Range<usize>, value: u32) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
     /// Sets the source port without touching the checksum.
     pub fn set_src_port(&mut self, port: u16) {
-        self.write_u16(field::SRC_PORT, port);
+        be::write_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port without touching the checksum.
     pub fn set_dst_port(&mut self, port: u16) {
-        self.write_u16(field::DST_PORT, port);
+        be::write_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the sequence number without touching the checksum.
     pub fn set_seq_number(&mut self, seq: u32) {
-        self.write_u32(field::SEQ, seq);
+        be::write_u32(self.buffer.as_mut(), field::SEQ, seq);
     }
 
     /// Sets the acknowledgment number without touching the checksum.
     pub fn set_ack_number(&mut self, ack: u32) {
-        self.write_u32(field::ACK, ack);
+        be::write_u32(self.buffer.as_mut(), field::ACK, ack);
     }
 
     /// Sets the header length in bytes (a multiple of 4, at most 60).
@@ -342,17 +326,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
 
     /// Sets the window without touching the checksum.
     pub fn set_window(&mut self, window: u16) {
-        self.write_u16(field::WINDOW, window);
+        be::write_u16(self.buffer.as_mut(), field::WINDOW, window);
     }
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, checksum: u16) {
-        self.write_u16(field::CHECKSUM, checksum);
+        be::write_u16(self.buffer.as_mut(), field::CHECKSUM, checksum);
     }
 
     /// Sets the urgent pointer without touching the checksum.
     pub fn set_urgent(&mut self, urgent: u16) {
-        self.write_u16(field::URGENT, urgent);
+        be::write_u16(self.buffer.as_mut(), field::URGENT, urgent);
     }
 
     /// Computes and stores the checksum from scratch over the pseudo-header of
@@ -406,7 +390,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         let Some(at) = self.mss_value_offset()? else {
             return Ok(None);
         };
-        let old = self.read_u16(at..at + 2);
+        let old = be::read_u16(self.bytes(), at..at + 2);
         if old <= max {
             return Ok(Some(old));
         }
@@ -417,7 +401,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpPacket<T> {
         } else {
             Delta::NONE.u16(old.swap_bytes(), max.swap_bytes())
         };
-        self.write_u16(at..at + 2, max);
+        be::write_u16(self.buffer.as_mut(), at..at + 2, max);
         self.apply_checksum_delta(delta);
         Ok(Some(max))
     }

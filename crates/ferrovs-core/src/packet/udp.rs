@@ -2,12 +2,13 @@
 
 use super::checksum::{self, Delta, Sum};
 use super::ip::{IpPair, IpProtocol};
-use super::WireError;
+use super::{be, WireError};
 
 /// Length of the UDP header.
 pub const HEADER_LEN: usize = 8;
 
-mod field {
+/// Byte ranges of the UDP header.
+pub(super) mod field {
     use std::ops::Range;
 
     pub const SRC_PORT: Range<usize> = 0..2;
@@ -52,30 +53,25 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer.as_ref()
     }
 
-    fn read_u16(&self, range: std::ops::Range<usize>) -> u16 {
-        let b = &self.bytes()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        self.read_u16(field::SRC_PORT)
+        be::read_u16(self.bytes(), field::SRC_PORT)
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        self.read_u16(field::DST_PORT)
+        be::read_u16(self.bytes(), field::DST_PORT)
     }
 
     /// The length field: header and data.
     #[allow(clippy::len_without_is_empty)] // a datagram is never empty: it has a header
     pub fn len(&self) -> u16 {
-        self.read_u16(field::LENGTH)
+        be::read_u16(self.bytes(), field::LENGTH)
     }
 
     /// Checksum field; 0 means none.
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        be::read_u16(self.bytes(), field::CHECKSUM)
     }
 
     fn datagram(&self) -> &[u8] {
@@ -105,28 +101,24 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
-    fn write_u16(&mut self, range: std::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
-    }
-
     /// Sets the source port without touching the checksum.
     pub fn set_src_port(&mut self, port: u16) {
-        self.write_u16(field::SRC_PORT, port);
+        be::write_u16(self.buffer.as_mut(), field::SRC_PORT, port);
     }
 
     /// Sets the destination port without touching the checksum.
     pub fn set_dst_port(&mut self, port: u16) {
-        self.write_u16(field::DST_PORT, port);
+        be::write_u16(self.buffer.as_mut(), field::DST_PORT, port);
     }
 
     /// Sets the length field without touching the checksum.
     pub fn set_len(&mut self, len: u16) {
-        self.write_u16(field::LENGTH, len);
+        be::write_u16(self.buffer.as_mut(), field::LENGTH, len);
     }
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, checksum: u16) {
-        self.write_u16(field::CHECKSUM, checksum);
+        be::write_u16(self.buffer.as_mut(), field::CHECKSUM, checksum);
     }
 
     /// Computes and stores the checksum from scratch; a computed 0 is stored as
