@@ -103,7 +103,7 @@ fn main() -> ExitCode {
     let dp = Arc::new(Dataplane::from_config(&cfg, &[NET_PCAP_FIRST_MAC, lan_mac]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
-    let timeouts = ferrovs_core::pipeline::conn_timeouts(&cfg.connections.timeouts);
+    let timeouts = cfg.connections.timeouts;
     let hasher = cli
         .seed
         .map_or_else(FlowHasher::random, FlowHasher::with_seed);

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use crate::conn::Timeouts;
 use crate::packet::MacAddr;
 
 use super::value::PortDevice;
@@ -152,43 +153,6 @@ pub struct ConnectionsConfig {
     pub max: u32,
     /// Idle timeouts per protocol state.
     pub timeouts: Timeouts,
-}
-
-/// Idle timeouts per protocol state, as in IPVS (`ipvsadm --set` and the TCP state table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timeouts {
-    /// ESTABLISHED.
-    pub tcp_established: Duration,
-    /// SYN_SENT and SYN_RECV.
-    pub tcp_syn: Duration,
-    /// FIN_WAIT.
-    pub tcp_fin: Duration,
-    /// TIME_WAIT.
-    pub tcp_time_wait: Duration,
-    /// CLOSE.
-    pub tcp_close: Duration,
-    /// CLOSE_WAIT.
-    pub tcp_close_wait: Duration,
-    /// LAST_ACK.
-    pub tcp_last_ack: Duration,
-    /// Any UDP flow.
-    pub udp: Duration,
-}
-
-impl Default for Timeouts {
-    /// The IPVS defaults (net/netfilter/ipvs/ip_vs_proto_{tcp,udp}.c).
-    fn default() -> Self {
-        Timeouts {
-            tcp_established: Duration::from_secs(15 * 60),
-            tcp_syn: Duration::from_secs(60),
-            tcp_fin: Duration::from_secs(2 * 60),
-            tcp_time_wait: Duration::from_secs(2 * 60),
-            tcp_close: Duration::from_secs(10),
-            tcp_close_wait: Duration::from_secs(60),
-            tcp_last_ack: Duration::from_secs(30),
-            udp: Duration::from_secs(5 * 60),
-        }
-    }
 }
 
 /// A static route.

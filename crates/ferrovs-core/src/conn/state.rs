@@ -232,18 +232,27 @@ const UDP_INDEX: usize = TcpState::ALL.len();
 /// LISTEN 120 s, SYNACK 120 s. `tcp_syn` is IPVS's SYN_RECV timeout.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Timeouts {
+    /// ESTABLISHED.
     pub tcp_established: Duration,
+    /// SYN_RECV.
     pub tcp_syn: Duration,
+    /// FIN_WAIT.
     pub tcp_fin: Duration,
+    /// TIME_WAIT.
     pub tcp_time_wait: Duration,
+    /// CLOSE.
     pub tcp_close: Duration,
+    /// CLOSE_WAIT.
     pub tcp_close_wait: Duration,
+    /// LAST_ACK.
     pub tcp_last_ack: Duration,
+    /// Any UDP flow.
     pub udp: Duration,
 }
 
 impl Default for Timeouts {
-    /// IPVS's defaults.
+    /// The IPVS defaults (net/netfilter/ipvs/ip_vs_proto_{tcp,udp}.c): the one
+    /// source of the defaults of `connections.timeouts` too.
     fn default() -> Self {
         Timeouts {
             tcp_established: Duration::from_secs(15 * 60),

@@ -82,14 +82,7 @@ impl<P: PacketPool> Pipeline<P> {
             return self.discard(pkt, DropReason::NoConnection);
         };
         let bytes = (info.l3_end() - usize::from(info.l3_offset)) as u64;
-        let counters = self.stats.real_server(conn.real_server());
-        if dir == Dir::Inbound {
-            counters.in_packets.inc();
-            counters.in_bytes.add(bytes);
-        } else {
-            counters.out_packets.inc();
-            counters.out_bytes.add(bytes);
-        }
+        count_forwarded(&self.stats, conn.real_server(), dir, bytes);
         let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
             return self.discard(pkt, DropReason::NoConnection);
         };

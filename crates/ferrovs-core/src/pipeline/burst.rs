@@ -344,14 +344,7 @@ impl<P: PacketPool> Pipeline<P> {
         };
         let action = packet_action_v4(conn, dir);
         let bytes = u64::from(flow.total_len);
-        let counters = self.stats.real_server(conn.real_server());
-        if dir == Dir::Inbound {
-            counters.in_packets.inc();
-            counters.in_bytes.add(bytes);
-        } else {
-            counters.out_packets.inc();
-            counters.out_bytes.add(bytes);
-        }
+        count_forwarded(&self.stats, conn.real_server(), dir, bytes);
         let next_hop = match action {
             Some(ActionV4::Translate { t, next_hop }) => {
                 if let Err(reason) = translate_v4(pkt.data_mut(), flow, &t) {

@@ -143,7 +143,7 @@ impl Dataplane {
             routes,
             static_neighbors,
             services,
-            timeouts: conn_timeouts(&cfg.connections.timeouts),
+            timeouts: cfg.connections.timeouts,
             local,
         }
     }
@@ -163,20 +163,6 @@ impl Dataplane {
             .find(|a| a.contains(&dst))
             .or_else(|| addrs.iter().find(|a| a.addr().is_ipv4() == dst.is_ipv4()))
             .map(IpNet::addr)
-    }
-}
-
-/// The connection timeouts of the config, in the connection table's terms.
-pub fn conn_timeouts(t: &crate::config::Timeouts) -> Timeouts {
-    Timeouts {
-        tcp_established: t.tcp_established,
-        tcp_syn: t.tcp_syn,
-        tcp_fin: t.tcp_fin,
-        tcp_time_wait: t.tcp_time_wait,
-        tcp_close: t.tcp_close,
-        tcp_close_wait: t.tcp_close_wait,
-        tcp_last_ack: t.tcp_last_ack,
-        udp: t.udp,
     }
 }
 

@@ -26,11 +26,10 @@ mod messages;
 mod tests;
 
 pub use balancer::{Balancer, BalancerLimits};
-pub use dataplane::{
-    conn_timeouts, has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind,
-};
+pub use dataplane::{has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind};
 pub use messages::{ConnChunk, ConnQuery, ConnSnapshot, PacketPool, WorkerCommand, WorkerEvent};
 
+use crate::conn::Dir;
 use crate::forward::quoted_flow;
 use crate::net::{NeighLimits, NeighTable};
 use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
@@ -399,6 +398,20 @@ impl<P: PacketPool> Pipeline<P> {
             self.garbage.push(pkt);
         }
         // else: dropped here, freed individually (never reached with the sizing above)
+    }
+}
+
+/// Counts a forwarded packet of a connection on its real server's counters, in
+/// the packet's direction (`bytes` from the IP header on).
+#[inline]
+fn count_forwarded(stats: &WorkerStats, real_server: u16, dir: Dir, bytes: u64) {
+    let counters = stats.real_server(real_server);
+    if dir == Dir::Inbound {
+        counters.in_packets.inc();
+        counters.in_bytes.add(bytes);
+    } else {
+        counters.out_packets.inc();
+        counters.out_bytes.add(bytes);
     }
 }
 
