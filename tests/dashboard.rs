@@ -4,7 +4,7 @@
 
 use ferrovs::dpdk::PortStats;
 use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry};
-use ferrovs_core::config::{self, HostFacts};
+use ferrovs_core::fixture;
 use ferrovs_core::service::Services;
 use ferrovs_core::stats::WorkerStats;
 use prometheus::Registry;
@@ -14,21 +14,10 @@ use std::sync::{Arc, Mutex};
 
 const DASHBOARD: &str = include_str!("../conf/grafana-dashboard.json");
 
-/// Added by the health checks; not rendered by `Telemetry` yet.
-const HEALTH_METRIC: &str = "ferrovs_real_server_up";
-
 /// Labels Prometheus adds to every scraped series.
 const SCRAPE_LABELS: [&str; 2] = ["instance", "job"];
 
-const CONFIG: &str = "\
-eal:
-  cores: [0, 1]
-ports:
-  - name: wan
-    device: net_null0
-    addresses: [\"198.18.0.1/24\"]
-workers:
-  cores: [1]
+const SERVICES: &str = "\
 services:
   - name: web
     vip: 198.18.0.100
@@ -43,8 +32,7 @@ services:
 /// `/metrics` of a collector with one port, two workers, one service and one real
 /// server (a family without samples is not rendered).
 fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
-    let cfg = config::parse(CONFIG, "test.yaml", &HostFacts { online_cpus: None })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = fixture::parse(&fixture::appliance(SERVICES));
     let services = Services::from_config(&cfg);
     let slots = services.real_server_slots();
     let workers = (0..2).map(|_| Arc::new(WorkerStats::new(slots))).collect();
@@ -76,9 +64,6 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
             }
         }
     }
-    types
-        .entry(HEALTH_METRIC.to_string())
-        .or_insert_with(|| "gauge".to_string());
     assert!(
         types.contains_key("ferrovs_real_server_active_connections"),
         "{text}"

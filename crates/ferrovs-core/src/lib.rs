@@ -25,6 +25,8 @@
 
 pub mod config;
 pub mod conn;
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
 pub mod forward;
 pub mod net;
 pub mod packet;

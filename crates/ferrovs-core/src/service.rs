@@ -347,16 +347,11 @@ fn scheduler_of(s: config::Scheduler) -> SchedulerKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::HostFacts;
+    use crate::fixture;
 
     #[test]
     fn services_are_found_by_vip_port_and_protocol() {
-        let text = r#"
-eal: { cores: [0, 1] }
-ports:
-  - { name: wan, device: net_null0, addresses: ["198.18.0.1/24"] }
-  - { name: lan, device: net_null1, addresses: ["198.19.0.1/24"] }
-workers: { cores: [1] }
+        let services = r#"
 services:
   - name: web
     vip: 198.18.0.100
@@ -377,8 +372,7 @@ services:
     real_servers:
       - { address: 198.19.0.10 }
 "#;
-        let cfg = config::parse(text, "t.yaml", &HostFacts::default()).unwrap();
-        let s = Services::from_config(&cfg);
+        let s = Services::from_config(&fixture::parse(&fixture::appliance(services)));
         let vip: IpAddr = "198.18.0.100".parse().unwrap();
         let web = s.find(vip, 80, Proto::Tcp).unwrap();
         assert_eq!(
@@ -403,13 +397,15 @@ services:
 #[cfg(test)]
 mod slot_tests {
     use super::*;
-    use crate::config::HostFacts;
+    use crate::fixture;
 
     fn cfg(services: &str) -> Config {
+        // One LAN port only: the tests' VIPs (198.18.0.x) are on no port's subnet.
         let text = format!(
-            "eal: {{ cores: [0, 1] }}\nports:\n  - {{ name: lan, device: net_null0, addresses: [\"198.19.0.1/24\"] }}\nworkers: {{ cores: [1] }}\nservices:\n{services}"
+            "eal: {{ cores: [0, 1] }}\nports:\n  - {{ name: lan, device: net_null0, addresses: [\"{}\"] }}\nworkers: {{ cores: [1] }}\nservices:\n{services}",
+            fixture::LAN_V4
         );
-        crate::config::parse(&text, "t.yaml", &HostFacts::default()).unwrap()
+        fixture::parse(&text)
     }
 
     fn svc(name: &str, vip: &str, servers: &[&str]) -> String {

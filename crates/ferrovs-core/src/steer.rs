@@ -112,7 +112,7 @@ pub fn steering_rules(services: &Services, workers: usize) -> Vec<SteeringRule> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, HostFacts};
+    use crate::fixture;
 
     #[test]
     fn owner_is_the_client_port_without_its_lowest_bit_modulo_workers() {
@@ -139,12 +139,7 @@ mod tests {
     }
 
     fn services() -> Services {
-        let text = r#"
-eal: { cores: [0, 1, 2] }
-ports:
-  - { name: wan, device: net_null0, addresses: ["198.18.0.1/24"] }
-  - { name: lan, device: net_null1, addresses: ["198.19.0.1/24"] }
-workers: { cores: [1, 2] }
+        let services = r#"
 services:
   - name: web
     vip: 198.18.0.100
@@ -160,8 +155,9 @@ services:
     local_addresses: [198.19.0.2]
     real_servers: [{ address: 198.19.0.11 }]
 "#;
-        let cfg = config::parse(text, "t.yaml", &HostFacts::default()).unwrap();
-        Services::from_config(&cfg)
+        Services::from_config(&fixture::parse(&fixture::appliance_with(
+            2, false, services,
+        )))
     }
 
     #[test]

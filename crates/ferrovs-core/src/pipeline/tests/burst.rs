@@ -14,13 +14,10 @@ use std::net::SocketAddr;
 
 const RS_LEARNED: &str = "198.19.0.12";
 
-const CONFIG: &str = r#"
-eal: { cores: [0, 1], hugepages: false }
-ports:
-  - { name: wan, device: "net_null0", addresses: ["198.18.0.1/24"] }
-  - { name: lan, device: "net_null1", addresses: ["198.19.0.1/24"] }
-workers: { cores: [1] }
-connections: { max: 64, timeouts: { tcp_established: "20s", tcp_syn: "3s", tcp_fin: "5s", udp: "4s" } }
+/// The appliance with a service of every mode and protocol.
+fn config() -> String {
+    fixture::appliance(
+        r#"connections: { max: 64, timeouts: { tcp_established: "20s", tcp_syn: "3s", tcp_fin: "5s", udp: "4s" } }
 routes:
   - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
 neighbors:
@@ -44,16 +41,18 @@ services:
       real_servers: [{ address: 198.19.0.11, port: 53 }] }
   - { name: tun, vip: 198.18.0.103, port: 80, protocol: tcp, mode: tunnel, scheduler: rr,
       real_servers: [{ address: 198.19.0.11, port: 80 }] }
-"#;
+"#,
+    )
+}
 
 /// One pipeline with a fixed hasher seed, so local ports come out the same.
 fn seeded() -> Harness {
-    seeded_with(CONFIG)
+    seeded_with(&config())
 }
 
 /// [`seeded`] with another configuration.
 fn seeded_with(text: &str) -> Harness {
-    let cfg = config::parse(text, "test.yaml", &HostFacts::default()).expect("valid config");
+    let cfg = fixture::parse(text);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
@@ -317,14 +316,14 @@ fn a_reload_that_reroutes_a_real_server_is_followed() {
   - { ip: "198.18.0.10", mac: "02:00:00:00:00:10" }
 "#;
     const DEFAULT: &str = "  - { prefix: \"0.0.0.0/0\", via: \"198.18.0.254\" }\n";
-    let learned = CONFIG.replace(NEIGHBORS, "");
+    let learned = config().replace(NEIGHBORS, "");
     let rerouted = learned.replace(
         DEFAULT,
         &format!("{DEFAULT}  - {{ prefix: \"198.19.0.11/32\", via: \"198.18.0.254\" }}\n"),
     );
-    assert_ne!(learned, CONFIG);
+    assert_ne!(learned, config());
     assert_ne!(rerouted, learned);
-    let cfg = config::parse(&rerouted, "test.yaml", &HostFacts::default()).expect("valid config");
+    let cfg = fixture::parse(&rerouted);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let mut single = seeded_with(&learned);
     let mut burst = seeded_with(&learned);

@@ -1,7 +1,7 @@
 //! Pipeline tests over plain buffers: what goes in, what comes out, what is counted.
 
 use super::*;
-use crate::config::{self, HostFacts};
+use crate::fixture;
 use crate::packet::arp::{ArpOperation, ArpPacket};
 use crate::packet::craft::{self, L2};
 use crate::packet::icmpv6::NeighborAdvert;
@@ -21,17 +21,18 @@ const LAN_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
 const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
 const GW_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
 
-const CONFIG: &str = r#"
-eal: { cores: [0, 1], hugepages: false }
-ports:
-  - { name: wan, device: "net_null0", addresses: ["198.18.0.1/24", "2001:2::1/64"] }
-  - { name: lan, device: "net_null1", addresses: ["198.19.0.1/24"] }
-workers: { cores: [1] }
-routes:
+/// The appliance with a default route and one static neighbour, dual stack.
+fn config() -> String {
+    fixture::appliance_with(
+        1,
+        true,
+        r#"routes:
   - { prefix: "0.0.0.0/0", via: "198.18.0.254" }
 neighbors:
   - { ip: "198.19.0.50", mac: "02:00:00:00:00:50" }
-"#;
+"#,
+    )
+}
 
 struct TestPool;
 
@@ -49,11 +50,11 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    harness_with(CONFIG)
+    harness_with(&config())
 }
 
 fn harness_with(text: &str) -> Harness {
-    let cfg = config::parse(text, "test.yaml", &HostFacts::default()).expect("valid config");
+    let cfg = fixture::parse(text);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
@@ -380,7 +381,7 @@ fn traffic_not_for_us_is_dropped() {
     // the port has a kernel interface: the appliance's own sockets get it
     assert_eq!(h.p.kernel_queue(0).len(), 1);
     assert_eq!(h.stats.kernel_packets.get(), 1);
-    let mut no_kernel = harness_with(&CONFIG.replace(
+    let mut no_kernel = harness_with(&config().replace(
         "workers: { cores: [1] }",
         "workers: { cores: [1] }\nmanagement: { exception_path: false }",
     ));

@@ -8,14 +8,8 @@ use std::net::SocketAddr;
 const RS_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0x10]);
 
 fn config(mode: &str, extra: &str) -> String {
-    format!(
-        r#"
-eal: {{ cores: [0, 1], hugepages: false }}
-ports:
-  - {{ name: wan, device: "net_null0", addresses: ["198.18.0.1/24"] }}
-  - {{ name: lan, device: "net_null1", addresses: ["198.19.0.1/24"], mtu: 1500 }}
-workers: {{ cores: [1] }}
-connections: {{ max: 100 }}
+    fixture::appliance(&format!(
+        r#"connections: {{ max: 100 }}
 neighbors:
   - {{ ip: "198.19.0.10", mac: "02:00:00:00:01:10" }}
   - {{ ip: "198.18.0.10", mac: "02:00:00:00:00:10" }}
@@ -29,7 +23,7 @@ services:
 {extra}    real_servers:
       - {{ address: 198.19.0.10, port: 80 }}
 "#
-    )
+    ))
 }
 
 fn sa(s: &str) -> SocketAddr {

@@ -9,14 +9,8 @@ const RS1_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0x10]);
 const RS2_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0x11]);
 
 fn nat_config(extra_service: &str, max: u32) -> String {
-    format!(
-        r#"
-eal: {{ cores: [0, 1], hugepages: false }}
-ports:
-  - {{ name: wan, device: "net_null0", addresses: ["198.18.0.1/24"] }}
-  - {{ name: lan, device: "net_null1", addresses: ["198.19.0.1/24"] }}
-workers: {{ cores: [1] }}
-connections: {{ max: {max} }}
+    fixture::appliance(&format!(
+        r#"connections: {{ max: {max} }}
 neighbors:
   - {{ ip: "198.19.0.10", mac: "02:00:00:00:01:10" }}
   - {{ ip: "198.19.0.11", mac: "02:00:00:00:01:11" }}
@@ -41,7 +35,7 @@ services:
       - {{ address: 198.19.0.10, port: 5353 }}
 {extra_service}
 "#
-    )
+    ))
 }
 
 fn sa(s: &str) -> SocketAddr {
@@ -481,7 +475,7 @@ fn a_syn_reusing_a_closed_tuple_is_scheduled_as_a_new_connection() {
 
 #[test]
 fn packets_of_connections_owned_elsewhere_are_handed_over() {
-    let cfg = config::parse(&nat_config("", 100), "test.yaml", &HostFacts::default()).unwrap();
+    let cfg = fixture::parse(&nat_config("", 100));
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let limits = BalancerLimits::for_config(100, 2, &dp.services);
     let mut workers: Vec<(Pipeline<TestPool>, Arc<WorkerStats>)> = (0..2)
