@@ -11,6 +11,7 @@ use crate::mgmt::{self, Management, Signals};
 use crate::worker::{IdlePolicy, WorkerLoop};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ferrovs_core::config::{Config, PortDevice};
+use ferrovs_core::packet::MacAddr;
 use ferrovs_core::pipeline::{
     has_kernel_interface, Balancer, BalancerLimits, Dataplane, Pipeline, WorkerCommand, WorkerEvent,
 };
@@ -53,7 +54,8 @@ struct Resources {
     _eal: Eal,
 }
 
-/// Runs ferrovs with a validated config until SIGINT/SIGTERM.
+/// Runs ferrovs with a validated config until SIGINT/SIGTERM: the steps below in
+/// order, then the management loop on this (the main) lcore, then teardown.
 pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
     let kernel: Vec<bool> = cfg
@@ -61,6 +63,71 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         .iter()
         .map(|p| has_kernel_interface(&cfg, p))
         .collect();
+    let eal = start_eal(&cfg, &kernel)?;
+    let pool = Arc::new(Mempool::new(
+        "ferrovs_pkts",
+        cfg.mempool.mbufs,
+        cfg.mempool.cache_size,
+    )?);
+    let mut res = Resources {
+        ports: Vec::new(),
+        taps: Vec::new(),
+        pool,
+        _eal: eal,
+    };
+    start_ports(&cfg, &mut res)?;
+    start_kernel_interfaces(&cfg, &kernel, &mut res)?;
+    let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
+    let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
+    install_steering(&mut res.ports, &cfg, &dataplane, cfg.workers.cores.len());
+    let (event_tx, event_rx) = bounded::<WorkerEvent>(EVENT_QUEUE);
+    let limits = BalancerLimits::for_config(
+        cfg.connections.max as usize,
+        cfg.workers.cores.len(),
+        &dataplane.services,
+    );
+    // What the kernel interfaces send goes out through worker 0's TX queues: the
+    // management core hands it over on a ring, as NICs have no spare TX queue for it.
+    let (to_wire, from_kernel) = if res.taps.iter().any(Option::is_some) {
+        let (p, c) = handoff_ring("kernel_to_wire", HANDOFF_RING)?;
+        (Some(p), Some(c))
+    } else {
+        (None, None)
+    };
+    let workers = launch_workers(&cfg, &mut res, &dataplane, limits, event_tx, from_kernel)?;
+
+    let metrics_listen = cfg.management.metrics_listen;
+    let management = start_management(
+        cfg,
+        config_path,
+        &mut res,
+        macs,
+        limits,
+        dataplane,
+        &workers,
+        event_rx,
+        to_wire,
+    );
+    if management.is_ok() {
+        log::info!(
+            "ready in {} ms: {} port(s), {} worker(s) on lcores {:?}, metrics on http://{}/metrics",
+            started.elapsed().as_millis(),
+            res.ports.len(),
+            workers.joins.len(),
+            workers.lcores,
+            metrics_listen
+        );
+    }
+    let result = management.and_then(|m| m.run(&signals));
+
+    stop_workers(workers);
+    release(res);
+    result.map_err(RunError)
+}
+
+/// Starts the EAL with every port's device, and a TAP device for each port that
+/// has a kernel interface.
+fn start_eal(cfg: &Config, kernel: &[bool]) -> Result<Eal, RunError> {
     let mut devices: Vec<EalDevice> = cfg
         .ports
         .iter()
@@ -88,23 +155,16 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         dpdk::version(),
         eal.main_lcore()
     );
+    Ok(eal)
+}
 
-    let workers = cfg.workers.cores.len();
-    let pool = Arc::new(Mempool::new(
-        "ferrovs_pkts",
-        cfg.mempool.mbufs,
-        cfg.mempool.cache_size,
-    )?);
-    let mut res = Resources {
-        ports: Vec::new(),
-        taps: Vec::new(),
-        pool,
-        _eal: eal,
-    };
+/// Configures every port with one RX and one TX queue per worker, and starts it.
+fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
+    let workers = cfg.workers.cores.len() as u16;
     for p in &cfg.ports {
         let conf = PortConf {
-            rx_queues: workers as u16,
-            tx_queues: workers as u16,
+            rx_queues: workers,
+            tx_queues: workers,
             rx_descriptors: p.rx_descriptors,
             tx_descriptors: p.tx_descriptors,
             mtu: p.mtu,
@@ -135,16 +195,26 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             }
         );
     }
+    Ok(())
+}
 
-    let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
+/// Starts the exception path: each port that has one gets a kernel interface (a
+/// TAP named like the port, with its MAC and addresses), started like a port.
+fn start_kernel_interfaces(
+    cfg: &Config,
+    kernel: &[bool],
+    res: &mut Resources,
+) -> Result<(), RunError> {
+    let workers = cfg.workers.cores.len() as u16;
     for (i, p) in cfg.ports.iter().enumerate() {
         if !kernel[i] {
             res.taps.push(None);
             continue;
         }
+        let mac = res.ports[i].mac();
         let conf = PortConf {
-            rx_queues: workers as u16,
-            tx_queues: workers as u16,
+            rx_queues: workers,
+            tx_queues: workers,
             rx_descriptors: 512,
             tx_descriptors: 512,
             mtu: p.mtu,
@@ -153,13 +223,13 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         let mut tap = Port::configure(&mgmt::kernel::tap_device(i), &conf, &res.pool)
             .map_err(|e| tap_error(e.to_string()))?;
         tap.start().map_err(|e| tap_error(e.to_string()))?;
-        if let Err(e) = tap.set_mac(macs[i]) {
+        if let Err(e) = tap.set_mac(mac) {
             log::debug!(
                 "port {}: TAP MAC through DPDK: {e}; setting it with ip",
                 p.name
             );
         }
-        mgmt::kernel::configure_interface(p, macs[i]).map_err(tap_error)?;
+        mgmt::kernel::configure_interface(p, mac).map_err(tap_error)?;
         log::info!(
             "port {}: kernel interface {} with {}",
             p.name,
@@ -172,22 +242,26 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         );
         res.taps.push(Some(tap));
     }
-    let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
-    install_steering(&mut res.ports, &cfg, &dataplane, workers);
-    let (event_tx, event_rx): (Sender<WorkerEvent>, Receiver<WorkerEvent>) = bounded(EVENT_QUEUE);
-    let idle = if cfg.workers.idle_backoff {
-        IdlePolicy::Backoff {
-            max: cfg.workers.idle_sleep_max,
-        }
-    } else {
-        IdlePolicy::BusyPoll
-    };
+    Ok(())
+}
 
-    let limits =
-        BalancerLimits::for_config(cfg.connections.max as usize, workers, &dataplane.services);
-    let timeouts = dataplane.timeouts;
-    // Handoff rings: one per ordered pair of workers, producer side at the sender.
-    let mut outboxes: Vec<Vec<Option<RingProducer>>> = Vec::with_capacity(workers);
+/// The running workers, as the management core and teardown need them.
+struct Workers {
+    joins: Vec<LcoreJoin>,
+    lcores: Vec<u32>,
+    stats: Vec<Arc<WorkerStats>>,
+    commands: Vec<Sender<WorkerCommand>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// The handoff rings between workers: `outboxes[from][to]` (None where `from ==
+/// to`) and the matching consumers, `inboxes[to]`.
+type HandoffRings = (Vec<Vec<Option<RingProducer>>>, Vec<Vec<RingConsumer>>);
+
+/// Creates one ring per ordered pair of workers, for packets that reached a worker
+/// other than their connection's owner.
+fn handoff_rings(workers: usize) -> Result<HandoffRings, RunError> {
+    let mut outboxes = Vec::with_capacity(workers);
     let mut inboxes: Vec<Vec<RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
     for from in 0..workers {
         let mut row = Vec::with_capacity(workers);
@@ -202,30 +276,48 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         }
         outboxes.push(row);
     }
-    // What the kernel interfaces send goes out through worker 0's TX queues: the
-    // management core hands it over on a ring, as NICs have no spare TX queue for it.
-    let (to_wire, mut from_kernel) = if res.taps.iter().any(Option::is_some) {
-        let (p, c) = handoff_ring("kernel_to_wire", HANDOFF_RING)?;
-        (Some(p), Some(c))
+    Ok((outboxes, inboxes))
+}
+
+/// Builds a pipeline per worker (its tables allocated here, before any packet),
+/// gives it its queues of every port and launches its poll loop on its lcore.
+/// Worker 0 also sends what the kernel interfaces transmit (`from_kernel`).
+fn launch_workers(
+    cfg: &Config,
+    res: &mut Resources,
+    dataplane: &Arc<Dataplane>,
+    limits: BalancerLimits,
+    events: Sender<WorkerEvent>,
+    mut from_kernel: Option<RingConsumer>,
+) -> Result<Workers, RunError> {
+    let workers = cfg.workers.cores.len();
+    let idle = if cfg.workers.idle_backoff {
+        IdlePolicy::Backoff {
+            max: cfg.workers.idle_sleep_max,
+        }
     } else {
-        (None, None)
+        IdlePolicy::BusyPoll
     };
+    let (mut outboxes, mut inboxes) = handoff_rings(workers)?;
     let nic_checks_ipv4: Vec<bool> = res
         .ports
         .iter()
         .map(Port::rx_ipv4_checksum_offload)
         .collect();
-    let mut stats = Vec::with_capacity(workers);
-    let mut command_tx = Vec::with_capacity(workers);
-    let mut joins: Vec<LcoreJoin> = Vec::with_capacity(workers);
-    let worker_stop = Arc::new(AtomicBool::new(false));
+    let mut running = Workers {
+        joins: Vec::with_capacity(workers),
+        lcores: cfg.workers.cores.clone(),
+        stats: Vec::with_capacity(workers),
+        commands: Vec::with_capacity(workers),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
     for (w, &lcore) in cfg.workers.cores.iter().enumerate() {
-        let ws = Arc::new(WorkerStats::new(dataplane.services.real_server_slots()));
-        let (ctx, crx) = bounded::<WorkerCommand>(COMMAND_QUEUE);
+        let stats = Arc::new(WorkerStats::new(dataplane.services.real_server_slots()));
+        let (command_tx, command_rx) = bounded::<WorkerCommand>(COMMAND_QUEUE);
+        let q = w as u16;
         let mut rx = Vec::with_capacity(res.ports.len());
         let mut tx = Vec::with_capacity(res.ports.len());
         for port in res.ports.iter_mut() {
-            let q = w as u16;
             rx.push(
                 port.take_rx_queue(q)
                     .expect("queue per worker was configured"),
@@ -238,9 +330,9 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         let kernel_tx = res
             .taps
             .iter_mut()
-            .map(|t| t.as_mut().and_then(|t| t.take_tx_queue(w as u16)))
+            .map(|t| t.as_mut().and_then(|t| t.take_tx_queue(q)))
             .collect();
-        let lb = Balancer::new(&dataplane.services, limits, &timeouts, w, workers)
+        let lb = Balancer::new(&dataplane.services, limits, &dataplane.timeouts, w, workers)
             .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         let pipeline = Pipeline::new(
             w,
@@ -248,8 +340,8 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             dataplane.clone(),
             lb,
             res.pool.clone(),
-            ws.clone(),
-            event_tx.clone(),
+            stats.clone(),
+            events.clone(),
             usize::from(cfg.workers.burst),
         )
         .with_rx_ipv4_checksum_offload(&nic_checks_ipv4);
@@ -257,23 +349,38 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             pipeline,
             rx,
             tx,
-            commands: crx,
+            commands: command_rx,
             kernel: kernel_tx,
             from_kernel: if w == 0 { from_kernel.take() } else { None },
             outboxes: std::mem::take(&mut outboxes[w]),
             inboxes: std::mem::take(&mut inboxes[w]),
-            stop: worker_stop.clone(),
+            stop: running.stop.clone(),
             burst: usize::from(cfg.workers.burst),
             idle,
         };
         let join = launch_on_lcore(lcore, move || job.run())
             .map_err(|e| RunError(format!("worker {w}: {e}")))?;
-        joins.push(join);
-        stats.push(ws);
-        command_tx.push(ctx);
+        running.joins.push(join);
+        running.stats.push(stats);
+        running.commands.push(command_tx);
     }
-    drop(event_tx);
+    Ok(running)
+}
 
+/// Sets up the management core (metrics, control socket, health checks, the
+/// kernel interfaces' receive side) with everything it watches and drives.
+#[allow(clippy::too_many_arguments)]
+fn start_management(
+    cfg: Config,
+    config_path: PathBuf,
+    res: &mut Resources,
+    macs: Vec<MacAddr>,
+    limits: BalancerLimits,
+    dataplane: Arc<Dataplane>,
+    workers: &Workers,
+    events: Receiver<WorkerEvent>,
+    to_wire: Option<RingProducer>,
+) -> Result<Management, String> {
     let port_meta = cfg
         .ports
         .iter()
@@ -283,53 +390,51 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             dpdk_id: p.id(),
         })
         .collect();
-    let mut links = Vec::new();
-    for (i, tap) in res.taps.iter_mut().enumerate() {
-        let Some(tap) = tap else { continue };
-        links.push(mgmt::kernel::KernelLink {
-            port: i,
-            from_kernel: (0..workers as u16)
-                .filter_map(|q| tap.take_rx_queue(q))
-                .collect(),
-        });
-    }
+    let queues = workers.joins.len() as u16;
+    let links = res
+        .taps
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, tap)| {
+            let tap = tap.as_mut()?;
+            Some(mgmt::kernel::KernelLink {
+                port: i,
+                from_kernel: (0..queues).filter_map(|q| tap.take_rx_queue(q)).collect(),
+            })
+        })
+        .collect();
     let pool = res.pool.clone();
-    let (metrics_listen, worker_cores) = (cfg.management.metrics_listen, cfg.workers.cores.clone());
-    let management = Management::new(mgmt::Setup {
+    Management::new(mgmt::Setup {
         config: cfg,
         config_path,
         macs,
         limits,
         dataplane,
         ports: port_meta,
-        workers: stats,
+        workers: workers.stats.clone(),
         mempool_available: Box::new(move || u64::from(pool.available())),
-        commands: command_tx,
-        events: event_rx,
+        commands: workers.commands.clone(),
+        events,
         kernel: mgmt::kernel::KernelPath::new(links, to_wire),
-    });
-    if management.is_ok() {
-        log::info!(
-            "ready in {} ms: {} port(s), {} worker(s) on lcores {:?}, metrics on http://{}/metrics",
-            started.elapsed().as_millis(),
-            res.ports.len(),
-            workers,
-            worker_cores,
-            metrics_listen
-        );
-    }
-    let result = management.and_then(|m| m.run(&signals));
+    })
+}
 
+/// Teardown, first: every worker leaves its loop and its lcore returns.
+fn stop_workers(workers: Workers) {
     log::info!("stopping workers");
-    worker_stop.store(true, Ordering::SeqCst);
-    for j in joins {
+    workers.stop.store(true, Ordering::SeqCst);
+    for j in workers.joins {
         let lcore = j.lcore();
         let code = j.join();
         if code != 0 {
             log::error!("worker on lcore {lcore} exited with {code}");
         }
     }
-    // Closing the ports returns the mbufs sitting in their RX rings to the pool.
+}
+
+/// Teardown, last: ports and kernel interfaces close (returning the mbufs in
+/// their rings), the pool is freed, the EAL cleans up.
+fn release(mut res: Resources) {
     res.taps.clear();
     res.ports.clear();
     let in_use = res.pool.in_use();
@@ -338,7 +443,6 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     }
     drop(res);
     log::info!("stopped cleanly");
-    result.map_err(RunError)
 }
 
 /// Installs the rte_flow rules that send each connection to its owner worker's
