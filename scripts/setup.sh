@@ -27,15 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-    if [ -x "$HOME/.cargo/bin/cargo" ]; then
-        export PATH="$HOME/.cargo/bin:$PATH"
-    else
-        echo "setup.sh: no Rust toolchain; installing rustup (stable)"
-        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
-        export PATH="$HOME/.cargo/bin:$PATH"
-    fi
-fi
+. "$(dirname "$0")/setup-rust.sh"
 
 # 2 MB hugepages for DPDK: at least 512 pages (1 GiB), mounted at /dev/hugepages.
 want=512

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# Installs what is needed and runs every test: formatting and lints, unit tests (no
-# root, no DPDK), then the end-to-end tests against real Linux peers in network
-# namespaces, one at a time (a worker takes a core). Needs root.
+# Installs what is needed and runs every test, in two stages.
+#
+# 1. No root, no DPDK: formatting, then lints and unit tests of the crates that do
+#    not link DPDK (ferrovs-core, ferrovs-mem, ferrovs-perf). It runs before
+#    anything is installed, so it also shows that these crates build without
+#    libdpdk-dev, bindgen or hugepages.
+# 2. Root: DPDK, the test peers and hugepages (scripts/setup.sh), lints and unit
+#    tests of the whole workspace, then the end-to-end tests against real Linux
+#    peers in network namespaces, one at a time (a worker takes a core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "== format and lints"
+echo "== stage 1: no root, no DPDK"
+. ./scripts/setup-rust.sh
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+dpdk_free=(-p ferrovs-core -p ferrovs-mem -p ferrovs-perf)
+cargo clippy "${dpdk_free[@]}" --all-targets --locked -- -D warnings
+cargo test "${dpdk_free[@]}" --locked
 
-echo "== unit and command-line tests"
+echo "== stage 2: root, DPDK"
+./scripts/setup.sh
+echo "== lints and unit tests of the whole workspace"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
 echo "== end-to-end tests (root, DPDK, network namespaces)"
