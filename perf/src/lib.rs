@@ -1,4 +1,4 @@
-//! The ferrovs benchmark bed (issue 6, DESIGN.md section 3).
+//! The ferrovs benchmark bed (method: perf/README.md).
 //!
 //! - [`pcap`]: the pcap file format, written and read without a pcap library.
 //! - [`traffic`]: the generated 5-tuples and 64-byte frames.

@@ -67,7 +67,7 @@ pub fn combine_rounds(cells: &[Cell]) -> Cell {
     median(&figures).map_or(Cell::Empty, Cell::Rate)
 }
 
-/// A target of the performance issue (issue 6), per worker core.
+/// A performance target (perf/README.md), per worker core.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
     /// ferrovs / testpmd 5tswap at least this.

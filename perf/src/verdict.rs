@@ -12,7 +12,7 @@ use std::fmt;
 
 use crate::prom::Metrics;
 
-/// Metric names read here (DESIGN.md section 2).
+/// Metric names read here (the metrics contract of the README).
 pub mod metric {
     pub const WORKER_RX: &str = "ferrovs_worker_rx_packets_total";
     pub const WORKER_TX: &str = "ferrovs_worker_tx_packets_total";

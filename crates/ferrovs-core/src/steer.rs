@@ -1,5 +1,5 @@
-//! Which worker owns a connection, computed from a packet alone (DESIGN.md, data
-//! plane step 3), and the NIC rules that make packets land on their owner.
+//! Which worker owns a connection, computed from a packet alone, and the NIC rules
+//! that make packets land on their owner.
 //!
 //! The owner is the client-side port, without its lowest bit, modulo the number of
 //! workers. The lowest bit is skipped because Linux picks even ephemeral ports for

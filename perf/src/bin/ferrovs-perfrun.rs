@@ -207,7 +207,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let mut header = String::new();
     header.push_str(
-        "ferrovs benchmark bed (issue 6): 64-byte frames, net_pcap (infinite_rx) -> one \
+        "ferrovs benchmark bed: 64-byte frames, net_pcap (infinite_rx) -> one \
          worker core -> net_null\n",
     );
     header.push_str(&format!("machine: {}\n", host::describe()));

@@ -1,8 +1,8 @@
 //! NIC steering with rte_flow: one [`SteeringRule`] becomes one ingress rule
 //! `ETH / IPV4|IPV6 / TCP|UDP / END` with the action `QUEUE / END`.
 //!
-//! The rules only make the software handoff between workers rare (DESIGN.md, data
-//! plane step 3): a PMD that refuses them, or has no rte_flow at all, costs the
+//! The rules only make the software handoff between workers rare (see
+//! `ferrovs_core::steer`): a PMD that refuses them, or has no rte_flow at all, costs the
 //! handoff and nothing else, so [`Port::create_flows`] reports instead of failing.
 //! This runs once at start-up; nothing here is on the packet path.
 //!

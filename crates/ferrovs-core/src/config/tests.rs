@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::*;
 use crate::packet::MacAddr;
 
-/// The config of DESIGN.md section 2, verbatim.
-const DESIGN_EXAMPLE: &str = r#"
+/// The configuration contract external tools rely on (every key of the README's
+/// reference example), verbatim.
+const CONTRACT_EXAMPLE: &str = r#"
 eal:
   cores: [0, 1]              # all lcores used; first one is the management core
   memory_mb: 512
@@ -183,7 +184,7 @@ fn assert_errors(errors: &[ConfigError], expected: &[(usize, usize, &str)], case
 
 #[test]
 fn design_example_parses_into_expected_values() {
-    let config = parse_ok(DESIGN_EXAMPLE);
+    let config = parse_ok(CONTRACT_EXAMPLE);
     let expected = Config {
         eal: EalConfig {
             cores: vec![0, 1],
@@ -282,7 +283,7 @@ fn design_example_parses_into_expected_values() {
 
 #[test]
 fn example_file_is_the_design_example_with_defaults_spelled_out() {
-    assert_eq!(parse_ok(EXAMPLE_FILE), parse_ok(DESIGN_EXAMPLE));
+    assert_eq!(parse_ok(EXAMPLE_FILE), parse_ok(CONTRACT_EXAMPLE));
 }
 
 #[test]

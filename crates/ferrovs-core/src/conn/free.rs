@@ -5,10 +5,9 @@
 //! the first free slot after it ([`FreeSlots::first_free_from`]); a slot is freed
 //! by setting its bit. Neither touches another slot's entry: a free list linked
 //! through the slab had to rewrite two random entries whenever a connection took
-//! a slot out of its middle (and one more on every release); with the bitmap,
-//! new connections per second measured 1.12 (NAT) and 1.015 (FULLNAT) times
-//! theirs (README, "Where the time goes"). The bitmap is small (1M slots,
-//! 128 KB; the summary 2 KB), so its lines mostly stay in cache.
+//! a slot out of its middle (and one more on every release), which made opening
+//! connections measurably slower (perf/EXPERIMENTS.md). The bitmap is small (1M
+//! slots, 128 KB; the summary 2 KB), so its lines mostly stay in cache.
 
 use ferrovs_mem::{prefetch, HugeSlice, OutOfMemory};
 

@@ -1,4 +1,4 @@
-//! The per-worker connection table (DESIGN.md, data plane steps 3-5): LVS-style
+//! The per-worker connection table (docs/architecture.md, "Data plane"): LVS-style
 //! connections indexed by the 5-tuple of each direction, IPVS TCP states with
 //! per-state timeouts, a timer wheel for expiry, and persistence templates.
 //!

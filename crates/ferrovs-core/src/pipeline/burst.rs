@@ -9,9 +9,8 @@
 //! 2. With those lines arriving, find each packet's candidate slot, for the whole
 //!    batch before any packet is handled: the home slot when it was requested and
 //!    holds the key, else the slot the index bucket points at, whose entry is
-//!    requested now. An entry requested only a few packets ahead of its use (8
-//!    until 2026-12-02) still missed on arrival at 64K and 1M flows (see README,
-//!    "Where the time goes").
+//!    requested now. An entry requested only a few packets ahead of its use
+//!    still missed on arrival at 64K and 1M flows.
 //! 3. In arrival order, forward packets of established connections right here
 //!    ([`Pipeline::forward_v4`]); every other packet (ARP, ICMP, IPv6, anything
 //!    malformed) takes [`Pipeline::process`]'s path, which also owns every drop

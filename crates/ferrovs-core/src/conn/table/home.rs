@@ -55,7 +55,7 @@ impl<A: Family> ConnTable<A> {
     /// table at an eighth of its capacity or less: about 94% do), else the index
     /// bucket, which finds a connection wherever it is. Home first at a higher
     /// load sent too many packets on from a home miss to their bucket and then
-    /// their entry, one read after the other (README, "Where the time goes").
+    /// their entry, one read after the other.
     #[inline]
     pub fn first_line(&self) -> FirstLine {
         if (self.len as usize).saturating_mul(HOME_FIRST_LOAD) <= self.slab.len() {
