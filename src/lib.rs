@@ -13,9 +13,10 @@
 //!   health checks, the kernel exception path.
 //! - [`runtime`]: start-up and shutdown of the whole process, step by step.
 //!
-//! Dependencies point down this list's reverse: `runtime` uses `mgmt`, `worker`
-//! and `dpdk`; `mgmt` uses `ctl`'s protocol, `worker`'s messages and `dpdk`; nothing
-//! here is used by `ferrovs-core`.
+//! Dependencies point one way: `runtime` uses `mgmt`, `worker` and `dpdk`; `mgmt`
+//! uses `ctl`'s protocol and `dpdk`; `worker` uses `dpdk`. What passes between a
+//! worker and the management core is `ferrovs_core::pipeline`'s messages, so
+//! neither imports the other. Nothing here is used by `ferrovs-core`.
 
 #![deny(unsafe_code)]
 

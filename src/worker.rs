@@ -16,7 +16,10 @@ pub enum IdlePolicy {
     BusyPoll,
     /// After a run of empty polls, sleep with exponential backoff up to `max`, so
     /// other processes get the core (tests, the demo, small machines).
-    Backoff { max: Duration },
+    Backoff {
+        /// The longest sleep.
+        max: Duration,
+    },
 }
 
 /// Empty polls before an idle worker starts sleeping.
@@ -28,10 +31,13 @@ const HOUSEKEEPING_MS: u64 = 10;
 
 /// Everything one worker lcore owns.
 pub struct WorkerLoop {
+    /// This worker's packet pipeline, allocating from the shared mempool.
     pub pipeline: Pipeline<Arc<Mempool>>,
     /// One RX and one TX queue per port, indexed like the config's ports.
     pub rx: Vec<RxQueue>,
+    /// This worker's TX queue of each port, indexed like `rx`.
     pub tx: Vec<TxQueue>,
+    /// Commands from the management core, applied at the top of each loop iteration.
     pub commands: Receiver<WorkerCommand>,
     /// Per port, this worker's TX queue of the port's kernel interface, if any.
     pub kernel: Vec<Option<TxQueue>>,
@@ -41,8 +47,11 @@ pub struct WorkerLoop {
     pub outboxes: Vec<Option<RingProducer>>,
     /// Rings from the other workers.
     pub inboxes: Vec<RingConsumer>,
+    /// Set by the runtime to end the loop.
     pub stop: Arc<AtomicBool>,
+    /// Most packets received from one queue or ring at a time.
     pub burst: usize,
+    /// What to do when a loop iteration received nothing.
     pub idle: IdlePolicy,
 }
 

@@ -85,6 +85,7 @@ pub fn rss_bytes() -> Result<u64, MemError> {
 /// The result of one measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnMemory {
+    /// Forwarding mode of every connection: NAT's carry two keys, DR's one.
     pub mode: Mode,
     /// Live connections in the table (= its capacity).
     pub connections: usize,

@@ -59,7 +59,12 @@ pub enum PcapError {
     /// The file ends inside a record header or its data.
     TruncatedRecord,
     /// A record longer than we write ([`SNAPLEN`]) or libpcap reads (256 KiB).
-    RecordTooLong { len: u32, max: u32 },
+    RecordTooLong {
+        /// The record's length in bytes.
+        len: u32,
+        /// The longest allowed, in bytes.
+        max: u32,
+    },
 }
 
 impl PcapError {

@@ -7,8 +7,11 @@ use std::fmt;
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The metric name as the line spells it.
     pub name: String,
+    /// Label names and values in the order the line gives them, values unescaped.
     pub labels: Vec<(String, String)>,
+    /// The value; may be NaN or infinite.
     pub value: f64,
 }
 
@@ -27,6 +30,7 @@ impl Sample {
 pub struct PromError {
     /// 1-based line number.
     pub line: usize,
+    /// What was wrong with it.
     pub kind: PromErrorKind,
 }
 

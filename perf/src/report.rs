@@ -107,11 +107,18 @@ pub const MEMORY_TARGET: Target = Target::BytesAtMost(128.0);
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
+    /// What was measured: the workload's label.
     pub workload: String,
+    /// The forwarding mode as the configuration spells it.
     pub mode: String,
+    /// ferrovs's figure, or why there is none.
     pub ferrovs: Cell,
+    /// testpmd's `io` engine on the same traffic: the cost of the I/O alone.
     pub testpmd_io: Cell,
+    /// testpmd's `5tswap` engine on the same traffic: the figure ferrovs is compared
+    /// with.
     pub testpmd_5tswap: Cell,
+    /// What the row has to reach, where a target is set.
     pub target: Option<Target>,
     /// ferrovs / 5tswap of each round, both measured minutes apart at most; empty
     /// for a single measurement.
@@ -167,11 +174,13 @@ impl Row {
 /// The table and the numbered notes its cells refer to.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// The table's lines, in the order they are printed.
     pub rows: Vec<Row>,
     notes: Vec<String>,
 }
 
 impl Report {
+    /// An empty table without notes.
     pub fn new() -> Self {
         Self::default()
     }
@@ -182,6 +191,7 @@ impl Report {
         self.notes.len()
     }
 
+    /// The notes, in order: note `n` is at index `n - 1`.
     pub fn notes(&self) -> &[String] {
         &self.notes
     }

@@ -28,6 +28,7 @@ pub struct Workload {
     pub name: &'static str,
     /// What the row says.
     pub label: &'static str,
+    /// The packets the pcap file holds.
     pub traffic: Traffic,
 }
 
@@ -73,8 +74,11 @@ pub fn workload(name: &str) -> Option<Workload> {
 /// A forwarding mode as the configuration spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchMode {
+    /// NAT: destination rewritten to a real server; replies come back through ferrovs.
     Nat,
+    /// FULLNAT: source and destination rewritten, the source to a local address.
     FullNat,
+    /// Direct routing: only the MAC addresses change.
     Dr,
 }
 
@@ -118,6 +122,7 @@ pub mod net {
     /// FULLNAT local addresses: `198.19.1.1` onwards; 32 of them give about two
     /// million local ports, enough for the largest workload.
     pub const FIRST_LOCAL_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 1, 1);
+    /// How many FULLNAT local addresses the service has.
     pub const LOCAL_ADDRS: u8 = 32;
     /// Port the real servers listen on in NAT and FULLNAT (DR cannot rewrite ports).
     pub const REAL_PORT: u16 = 8080;
@@ -150,6 +155,7 @@ pub enum Memory {
 }
 
 impl Memory {
+    /// How the report's header names it.
     pub const fn name(self) -> &'static str {
         match self {
             Memory::Hugepages => "hugepages",
@@ -173,11 +179,16 @@ impl Memory {
 /// What both processes share: the pcap file, lcores, memory, a file prefix.
 #[derive(Debug, Clone)]
 pub struct Bed<'a> {
+    /// What the pcap file holds, which sizes the mempool and the memory.
     pub workload: Workload,
+    /// The pcap file `net_pcap0` replays.
     pub pcap: &'a Path,
     /// The management/main lcore, then the one worker lcore.
     pub lcores: [u32; 2],
+    /// Huge pages or ordinary pages.
     pub memory: Memory,
+    /// EAL `--file-prefix`, so the runs' runtime files stay apart from other DPDK
+    /// processes'.
     pub file_prefix: &'a str,
 }
 
@@ -204,6 +215,7 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// testpmd's `--forward-mode` value.
     pub const fn forward_mode(self) -> &'static str {
         match self {
             Engine::Io => "io",
@@ -260,7 +272,9 @@ pub fn testpmd_args(bed: &Bed<'_>, engine: Engine) -> Vec<String> {
 /// Where ferrovs listens while it is measured.
 #[derive(Debug, Clone)]
 pub struct FerrovsEndpoints<'a> {
+    /// `management.metrics_listen`: the address the Prometheus endpoint binds, `IP:PORT`.
     pub metrics_listen: &'a str,
+    /// `management.control_socket`: the path of the control socket.
     pub control_socket: &'a Path,
 }
 

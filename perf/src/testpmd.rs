@@ -26,12 +26,19 @@ pub struct PortSample {
     /// The show it belongs to, counted from 0. testpmd's first show has no previous
     /// one, so its rates are 0.
     pub show: u32,
+    /// The port number from the block's header (`NIC statistics for port N`).
     pub port: u16,
+    /// `RX-packets`: received since testpmd started.
     pub rx_packets: u64,
+    /// `TX-packets`: transmitted since testpmd started.
     pub tx_packets: u64,
+    /// `RX-nombuf`: receive mbuf allocations that failed, since testpmd started.
     pub rx_nombuf: u64,
+    /// `TX-errors`: packets the port failed to transmit, since testpmd started.
     pub tx_errors: u64,
+    /// `Rx-pps`: packets received per second since the previous show.
     pub rx_pps: u64,
+    /// `Tx-pps`: packets transmitted per second since the previous show.
     pub tx_pps: u64,
 }
 

@@ -75,9 +75,15 @@ impl Default for Addressing {
 pub enum Traffic {
     /// `flows` UDP flows client -> VIP, one packet per flow, cycled: replaying the
     /// file keeps exactly `flows` flows alive.
-    UdpFlows { flows: u32 },
+    UdpFlows {
+        /// Distinct flows, and packets in the file.
+        flows: u32,
+    },
     /// `count` TCP SYNs, each from a different client address and port.
-    TcpSyns { count: u32 },
+    TcpSyns {
+        /// SYNs, and packets in the file.
+        count: u32,
+    },
 }
 
 impl Traffic {

@@ -14,10 +14,15 @@ use crate::prom::Metrics;
 
 /// Metric names read here (the metrics contract of the README).
 pub mod metric {
+    /// Packets each worker received.
     pub const WORKER_RX: &str = "ferrovs_worker_rx_packets_total";
+    /// Packets each worker transmitted.
     pub const WORKER_TX: &str = "ferrovs_worker_tx_packets_total";
+    /// Packets each worker dropped, by reason.
     pub const WORKER_DROPPED: &str = "ferrovs_worker_dropped_packets_total";
+    /// Gauge: free mbufs in the packet mempool.
     pub const MEMPOOL_AVAILABLE: &str = "ferrovs_mempool_available_mbufs";
+    /// Connections scheduled, per service.
     pub const SERVICE_CONNECTIONS: &str = "ferrovs_service_connections_total";
     /// Port counters that also mean a lost packet.
     pub const PORT_LOSSES: [&str; 4] = [
@@ -35,7 +40,9 @@ pub const TX_FULL: &str = "tx_full";
 /// midpoint of the HTTP exchange).
 #[derive(Debug, Clone)]
 pub struct Scrape {
+    /// Seconds on the runner's monotonic clock.
     pub at: f64,
+    /// Every sample of the scrape.
     pub metrics: Metrics,
 }
 
@@ -44,7 +51,10 @@ pub struct Scrape {
 pub enum Expect {
     /// Every packet belongs to one of `flows` flows set up during warm-up: no new
     /// connection may appear in the measured interval.
-    Established { flows: u32 },
+    Established {
+        /// How many flows the file cycles through.
+        flows: u32,
+    },
     /// Every packet opens a connection: the figure is connections per second.
     NewConnections,
 }
@@ -84,7 +94,9 @@ pub struct Evidence {
     /// How many mbufs the workers may hold between RX and TX at any instant
     /// (burst x ports x workers): the gauge moves within this while traffic flows.
     pub in_flight_bound: u64,
+    /// What the workload promises about connections.
     pub expect: Expect,
+    /// What ferrovs logged when it stopped.
     pub shutdown: Shutdown,
 }
 
@@ -112,7 +124,14 @@ pub enum Refusal {
     /// Packets lost for these reasons (label, count over the whole run).
     Dropped(Vec<(String, f64)>),
     /// The mempool gauge moved by more than the in-flight bound.
-    MempoolChanged { before: f64, after: f64, bound: u64 },
+    MempoolChanged {
+        /// Free mbufs at the first scrape.
+        before: f64,
+        /// Free mbufs at the last scrape.
+        after: f64,
+        /// The in-flight bound the change exceeded.
+        bound: u64,
+    },
     /// ferrovs reported mbufs still in use after closing its ports (its log line).
     MbufsLeaked(String),
     /// ferrovs did not log a clean stop.
@@ -120,7 +139,10 @@ pub enum Refusal {
     /// A metric the verdict needs is missing.
     MissingMetric(&'static str),
     /// New connections appeared while only established flows were expected.
-    NewConnections { per_sec: f64 },
+    NewConnections {
+        /// New connections per second over the measured interval.
+        per_sec: f64,
+    },
     /// Nothing was forwarded in the interval.
     NoTraffic,
     /// The interval has no length (clock or scrape problem).

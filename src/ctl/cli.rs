@@ -34,6 +34,7 @@ pub struct CtlArgs {
     /// How long to wait for the answer ("10s", "500ms").
     #[arg(long, global = true, value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// What to ask.
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -217,9 +218,11 @@ pub fn request(cmd: &CtlCommand) -> Result<Request, InputError> {
 /// What to print and the exit code, for an answer to `cmd`.
 #[derive(Debug, PartialEq)]
 pub struct Outcome {
+    /// Text for stdout, written as is; empty when there is none.
     pub stdout: String,
     /// Lines for stderr.
     pub stderr: Vec<String>,
+    /// The exit code: [`EXIT_OK`], [`EXIT_REFUSED`] or [`EXIT_UNREACHABLE`].
     pub code: u8,
 }
 
@@ -337,16 +340,30 @@ fn emit(stdout: &[u8], stderr: &[String]) {
 #[derive(Debug)]
 pub enum InputError {
     /// The file cannot be read.
-    Read { file: String, source: io::Error },
+    Read {
+        /// The file as named in messages (`<stdin>` for `-`).
+        file: String,
+        /// Why it could not be read.
+        source: io::Error,
+    },
     /// Not YAML (or JSON).
     Syntax {
+        /// The file as named in messages (`<stdin>` for `-`).
         file: String,
+        /// Line of the error, from 1.
         line: usize,
+        /// Column of the error, from 1.
         col: usize,
+        /// The parser's message, without its position.
         message: String,
     },
     /// Well-formed, but not one `services:` item.
-    NotAService { file: String, message: String },
+    NotAService {
+        /// The file as named in messages (`<stdin>` for `-`).
+        file: String,
+        /// What is wrong with the item.
+        message: String,
+    },
 }
 
 impl InputError {

@@ -17,13 +17,33 @@ pub const MAX_ANSWER_BYTES: usize = 256 << 20;
 #[derive(Debug)]
 pub enum CtlError {
     /// The socket could not be reached.
-    Connect { path: PathBuf, source: io::Error },
+    Connect {
+        /// The control socket.
+        path: PathBuf,
+        /// The error from `connect`.
+        source: io::Error,
+    },
     /// No complete answer within the deadline.
-    Timeout { path: PathBuf, after: Duration },
+    Timeout {
+        /// The control socket.
+        path: PathBuf,
+        /// The deadline the whole exchange had.
+        after: Duration,
+    },
     /// Sending or receiving failed after connecting (ferrovs went away).
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The control socket.
+        path: PathBuf,
+        /// The error from the send or the receive.
+        source: io::Error,
+    },
     /// The answer is not a protocol response (or there was none).
-    Malformed { path: PathBuf, reason: String },
+    Malformed {
+        /// The control socket.
+        path: PathBuf,
+        /// What is wrong with the answer.
+        reason: String,
+    },
 }
 
 impl CtlError {

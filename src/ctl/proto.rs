@@ -16,6 +16,7 @@ pub enum Request {
     List {},
     /// Connections, optionally filtered; at most `limit` (default 1000).
     Conns {
+        /// Only connections of the service with this name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<String>,
         /// "IP:PORT" (IPv6 as "[IP]:PORT").
@@ -24,34 +25,54 @@ pub enum Request {
         /// An ipvsadm state name: ESTABLISHED, SYN_RECV, TIME_WAIT, ..., UDP.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<String>,
+        /// Most connections returned; 1000 when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
     /// Adds a service: a `services:` item of the config, as JSON.
-    AddService { service: serde_json::Value },
+    AddService {
+        /// The new service, shaped as a `services:` item.
+        service: serde_json::Value,
+    },
     /// Replaces a service's settings (same name): a complete `services:` item.
-    EditService { service: serde_json::Value },
+    EditService {
+        /// The service's new settings, shaped as a `services:` item; its `name`
+        /// says which service.
+        service: serde_json::Value,
+    },
     /// Removes a service: it takes no new connections, live ones finish or expire.
-    RemoveService { name: String },
+    RemoveService {
+        /// Name of the service.
+        name: String,
+    },
     /// Adds a real server (a `real_servers:` item) to a service.
     AddRealServer {
+        /// Name of the service.
         service: String,
+        /// The new real server, shaped as a `real_servers:` item.
         real_server: serde_json::Value,
     },
     /// Changes a real server's weight.
     SetWeight {
+        /// Name of the service.
         service: String,
+        /// The real server as `IP:PORT` (IPv6 as `[IP]:PORT`).
         real_server: String,
+        /// The new weight; 0 drains the server.
         weight: u32,
     },
     /// Weight 0: no new connections, live ones continue.
     Drain {
+        /// Name of the service.
         service: String,
+        /// The real server as `IP:PORT` (IPv6 as `[IP]:PORT`).
         real_server: String,
     },
     /// Removes a real server from a service; its live connections continue.
     RemoveRealServer {
+        /// Name of the service.
         service: String,
+        /// The real server as `IP:PORT` (IPv6 as `[IP]:PORT`).
         real_server: String,
     },
     /// Reads the configuration file again and applies what changed.
@@ -63,83 +84,120 @@ pub enum Request {
 #[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
     /// `list`.
-    Services { services: Vec<ServiceView> },
+    Services {
+        /// Every service, in configuration order.
+        services: Vec<ServiceView>,
+    },
     /// `conns`. `truncated` when more connections matched than `limit`.
     Conns {
+        /// The matching connections, at most `limit`.
         conns: Vec<ConnView>,
+        /// More connections matched than were listed.
         truncated: bool,
     },
     /// A mutation or reload took effect; `message` says what changed.
-    Done { message: String },
+    Done {
+        /// The changes, for the operator to read.
+        message: String,
+    },
     /// Refused: nothing changed. One line per problem.
-    Error { errors: Vec<String> },
+    Error {
+        /// What was wrong, one line per problem.
+        errors: Vec<String>,
+    },
 }
 
 /// Counters (totals since start) of a service or real server, ipvsadm `--stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Connections scheduled.
     pub conns: u64,
+    /// Client-to-server packets.
     pub in_packets: u64,
+    /// Server-to-client packets; none in DR and TUNNEL, whose replies bypass us.
     pub out_packets: u64,
+    /// Client-to-server bytes, from the IP header on.
     pub in_bytes: u64,
+    /// Server-to-client bytes, from the IP header on.
     pub out_bytes: u64,
 }
 
 /// Per-second rates, ipvsadm `--rate`: averaged over the last few seconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Rates {
+    /// New connections per second.
     pub cps: f64,
+    /// Client-to-server packets per second.
     pub in_pps: f64,
+    /// Server-to-client packets per second.
     pub out_pps: f64,
+    /// Client-to-server bytes (not bits) per second, as in ipvsadm.
     pub in_bps: f64,
+    /// Server-to-client bytes (not bits) per second, as in ipvsadm.
     pub out_bps: f64,
 }
 
+/// A service as `list` shows it: its settings, and its real servers' counters and
+/// rates summed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
+    /// The service's unique name.
     pub name: String,
     /// "tcp" or "udp".
     pub protocol: String,
     /// "VIP:PORT".
     pub address: String,
+    /// The scheduler's ipvsadm name: "rr", "wrr", ...
     pub scheduler: String,
     /// "nat", "fullnat", "dr" or "tunnel".
     pub mode: String,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence_s: u64,
+    /// Its real servers' counters summed, all workers.
     pub stats: Stats,
+    /// Its real servers' rates summed.
     pub rates: Rates,
+    /// In configuration order.
     pub real_servers: Vec<RealServerView>,
 }
 
+/// A real server as `list` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RealServerView {
     /// "IP:PORT".
     pub address: String,
+    /// Current weight; 0 = drained.
     pub weight: u32,
     /// Health: false when checks (or passive detection) took it out.
     pub up: bool,
     /// Active (IPVS sense) and inactive connections, all workers.
     pub active_conns: u64,
+    /// Connections in every other state, all workers.
     pub inactive_conns: u64,
+    /// Counters, all workers.
     pub stats: Stats,
+    /// Rates, smoothed over the last few seconds.
     pub rates: Rates,
 }
 
+/// A connection as `conns` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnView {
     /// "TCP" or "UDP".
     pub protocol: String,
     /// "IP:PORT" each.
     pub client: String,
+    /// The virtual service the client addressed.
     pub virtual_address: String,
     /// The source the real server sees (the client, or LIP:lport in FULLNAT).
     pub local: String,
+    /// The real server the connection was scheduled to.
     pub real_server: String,
     /// ipvsadm state name.
     pub state: String,
     /// Milliseconds until expiry.
     pub expires_ms: u64,
+    /// Index of the worker whose table holds the connection.
     pub worker: usize,
 }
 

@@ -17,9 +17,15 @@ pub struct EalSpec<'a> {
     pub cores: &'a [u32],
     /// The CPU of each lcore (same order as `cores`).
     pub cpus: &'a [u32],
+    /// Memory the EAL reserves at start-up, in MiB (`-m`).
     pub memory_mb: u32,
+    /// Back that memory with huge pages; false passes `--no-huge`.
     pub hugepages: bool,
+    /// Prefix of the EAL's runtime files (`--file-prefix`), which keeps them apart from
+    /// other DPDK processes' on the host.
     pub file_prefix: &'a str,
+    /// The ports' devices: PCI ones are allowlisted, vdevs created; with no PCI device,
+    /// `--no-pci`.
     pub devices: &'a [EalDevice],
     /// Extra arguments, appended verbatim.
     pub extra: &'a [String],

@@ -40,6 +40,7 @@ where
 }
 
 impl LcoreJoin {
+    /// The lcore the job was launched on.
     pub fn lcore(&self) -> u32 {
         self.lcore
     }
@@ -78,6 +79,7 @@ pub struct Tsc {
 }
 
 impl Tsc {
+    /// A clock whose zero is now, converting at the EAL's TSC frequency.
     pub fn new() -> Tsc {
         Tsc {
             start: Self::cycles(),
@@ -92,6 +94,7 @@ impl Tsc {
         unsafe { dpdk_sys::rte_rdtsc() }
     }
 
+    /// TSC frequency in Hz that cycles are converted at.
     pub fn hz(&self) -> u64 {
         self.ms.hz
     }

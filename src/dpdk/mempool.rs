@@ -50,6 +50,7 @@ impl Mempool {
         self.raw.as_ptr()
     }
 
+    /// The name the pool was created under, unique within the EAL.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -30,8 +30,11 @@ use std::fmt;
 /// A failed DPDK call: which call, and the errno-style code DPDK returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpdkError {
+    /// The DPDK function that failed.
     pub call: &'static str,
+    /// What it was called for (a device, a queue, ...); may be empty.
     pub context: String,
+    /// The error code, made positive (an errno value).
     pub code: i32,
 }
 

@@ -12,28 +12,41 @@ pub struct PortConf {
     pub rx_queues: u16,
     /// TX queues: one per worker, plus one for the management core's exception path.
     pub tx_queues: u16,
+    /// Descriptors per RX queue; the PMD may adjust the number to its limits.
     pub rx_descriptors: u16,
+    /// Descriptors per TX queue; the PMD may adjust the number to its limits.
     pub tx_descriptors: u16,
+    /// Layer-3 MTU in bytes.
     pub mtu: u16,
 }
 
 /// Link state as `rte_eth_link_get_nowait` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkStatus {
+    /// Carrier present: the link can pass traffic.
     pub up: bool,
+    /// Link speed in Mbit/s, as the PMD reports it.
     pub speed_mbps: u32,
 }
 
 /// Basic ethdev counters (`rte_eth_stats_get`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PortStats {
+    /// Packets the NIC received successfully (missed and erroneous ones not included).
     pub rx_packets: u64,
+    /// Packets the NIC transmitted successfully.
     pub tx_packets: u64,
+    /// Bytes of the packets received successfully.
     pub rx_bytes: u64,
+    /// Bytes of the packets transmitted successfully.
     pub tx_bytes: u64,
+    /// Packets the NIC dropped because no RX descriptor was free: the workers fell behind.
     pub rx_missed: u64,
+    /// Received packets the NIC found erroneous.
     pub rx_errors: u64,
+    /// Packets the NIC failed to transmit.
     pub tx_errors: u64,
+    /// Receive mbuf allocations that failed: the mempool was empty.
     pub rx_nombuf: u64,
 }
 
@@ -168,14 +181,17 @@ impl Port {
         })
     }
 
+    /// The ethdev port id.
     pub fn id(&self) -> u16 {
         self.id
     }
 
+    /// The device name the port was found by: a PCI address or a vdev instance name.
     pub fn device(&self) -> &str {
         &self.device
     }
 
+    /// The PMD's driver name ("unknown" when it gives none).
     pub fn driver(&self) -> &str {
         &self.driver
     }
@@ -228,6 +244,7 @@ impl Port {
         }
     }
 
+    /// The port's current MAC address, read from the device.
     pub fn mac(&self) -> MacAddr {
         let mut addr = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid port and out struct.
@@ -237,10 +254,12 @@ impl Port {
         MacAddr(addr.addr_bytes)
     }
 
+    /// The link state now, without waiting for autonegotiation.
     pub fn link(&self) -> LinkStatus {
         link_status(self.id)
     }
 
+    /// The port's ethdev counters (see [`port_stats`]).
     pub fn stats(&self) -> PortStats {
         port_stats(self.id)
     }
@@ -346,6 +365,7 @@ fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sy
 }
 
 impl RxQueue {
+    /// The ethdev port id of the queue.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -373,6 +393,7 @@ impl RxQueue {
 }
 
 impl TxQueue {
+    /// The ethdev port id of the queue.
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -23,7 +23,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A request waiting for the management loop, with where to send the answer.
 pub struct Pending {
+    /// The request as the client sent it.
     pub request: Request,
+    /// Where the management loop sends the answer; the listener thread writes it back
+    /// to the client.
     pub reply: Sender<Response>,
 }
 

@@ -53,8 +53,12 @@ struct Target {
 /// A server that changed state, for the log and the data plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
+    /// The real server: service name, address, port.
     pub key: Key,
+    /// The new state: true when the server is back in scheduling.
     pub up: bool,
+    /// What brought the change about, for the log: the checks in a row that passed,
+    /// or that failed and the last failure's cause.
     pub why: String,
 }
 

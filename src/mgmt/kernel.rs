@@ -114,6 +114,8 @@ pub struct KernelPath {
 }
 
 impl KernelPath {
+    /// Reads the TAPs of `links` and hands their frames to `to_wire`, worker 0's ring;
+    /// without a ring, [`KernelPath::poll`] moves nothing.
     pub fn new(links: Vec<KernelLink>, to_wire: Option<RingProducer>) -> KernelPath {
         KernelPath {
             links,

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 /// The name and ethdev id of one configured port.
 #[derive(Debug, Clone)]
 pub struct PortMeta {
+    /// The port's name from the configuration: the `port` label.
     pub name: String,
+    /// The ethdev port id its counters are read by.
     pub dpdk_id: u16,
 }
 
@@ -23,9 +25,13 @@ pub type ReadFn = Box<dyn Fn() -> u64 + Send + Sync>;
 
 /// Everything the collector reads at scrape time.
 pub struct Telemetry {
+    /// The ports, in configuration order.
     pub ports: Vec<PortMeta>,
+    /// Every worker's counters, indexed by worker.
     pub workers: Vec<Arc<WorkerStats>>,
+    /// Reads a port's ethdev counters by its id.
     pub port_stats: PortStatsFn,
+    /// Reads the free mbufs of the packet mempool.
     pub mempool_available: ReadFn,
     /// The services currently configured (replaced on reload).
     pub services: Arc<Mutex<Arc<Services>>>,
@@ -36,6 +42,8 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// A collector reading these sources; the first scrape's busy ratio covers the
+    /// time since the workers started.
     pub fn new(
         ports: Vec<PortMeta>,
         workers: Vec<Arc<WorkerStats>>,

@@ -61,16 +61,27 @@ pub fn pin_to_management_cpu(cpu: u32) {
 
 /// What the management core needs from the runtime.
 pub struct Setup {
+    /// The validated configuration ferrovs started with.
     pub config: Config,
+    /// The file it was read from, read again on reload.
     pub config_path: PathBuf,
+    /// The ports' MAC addresses, in configuration order.
     pub macs: Vec<MacAddr>,
+    /// The workers' table sizes, which a reload cannot change.
     pub limits: BalancerLimits,
+    /// The snapshot the workers start with.
     pub dataplane: Arc<Dataplane>,
+    /// Name and ethdev id of each port, for the metrics.
     pub ports: Vec<PortMeta>,
+    /// Every worker's counters, indexed by worker.
     pub workers: Vec<Arc<WorkerStats>>,
+    /// Reads the free mbufs of the packet mempool.
     pub mempool_available: ReadFn,
+    /// One command channel per worker, indexed by worker.
     pub commands: Vec<Sender<WorkerCommand>>,
+    /// Events from all workers.
     pub events: Receiver<WorkerEvent>,
+    /// Moves what the kernel interfaces send towards the wire; the loop polls it.
     pub kernel: kernel::KernelPath,
 }
 
@@ -94,6 +105,9 @@ pub struct Management {
 }
 
 impl Management {
+    /// Pins the calling thread to the management CPU and starts the metrics
+    /// endpoint, the control socket and the health checks; [`Management::run`] then
+    /// serves.
     pub fn new(setup: Setup) -> Result<Management, String> {
         let metrics_services = Arc::new(Mutex::new(Arc::new(setup.dataplane.services.clone())));
         let telemetry = Telemetry::new(

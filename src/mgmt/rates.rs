@@ -9,6 +9,8 @@ use std::time::Instant;
 /// Weight of the newest one-second sample in the smoothed rate.
 const NEW_SAMPLE_WEIGHT: f64 = 0.5;
 
+/// Smoothed per-second rates of each real server, by slot, and the sample each was
+/// last updated from.
 #[derive(Default)]
 pub struct RateEstimator {
     last: HashMap<u16, (Instant, Stats)>,

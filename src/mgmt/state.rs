@@ -25,6 +25,7 @@ pub type HealthMap = HashMap<(String, IpAddr, u16), bool>;
 pub struct ConfigState {
     path: PathBuf,
     host: HostFacts,
+    /// The configuration in force; a reload or control edit that is applied replaces it.
     pub config: Config,
     doc: Value,
     slots: Slots,
@@ -71,6 +72,8 @@ impl ConfigState {
         &self.path
     }
 
+    /// Version of the configuration in force: 0 at start, one more for each change
+    /// applied; the data-plane snapshot carries it.
     pub fn version(&self) -> u64 {
         self.version
     }

@@ -18,7 +18,9 @@ use std::net::IpAddr;
 pub struct RealServer {
     /// Stable slot of this real server (index of its counters).
     pub slot: u16,
+    /// Address the service's connections are forwarded to.
     pub addr: IpAddr,
+    /// Port the service's connections are forwarded to.
     pub port: u16,
     /// 0 = no new connections (drain); live ones continue.
     pub weight: u32,
@@ -27,6 +29,7 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    /// The server's identity for the schedulers: address and port.
     pub fn id(&self) -> ServerId {
         ServerId::new(self.addr, self.port)
     }
@@ -37,12 +40,19 @@ impl RealServer {
 pub struct Service {
     /// Stable slot of this service.
     pub slot: u16,
+    /// Unique name from the configuration, as metrics and the control API show it.
     pub name: String,
+    /// Virtual IP address the clients connect to.
     pub vip: IpAddr,
+    /// Virtual port the clients connect to.
     pub port: u16,
+    /// TCP or UDP.
     pub proto: Proto,
+    /// How packets reach the real servers and whether replies come back through us.
     pub mode: Mode,
+    /// How a new connection picks its real server.
     pub scheduler: SchedulerKind,
+    /// Scheduler flags and Maglev table size the scheduler is built with.
     pub sched_options: SchedOptions,
     /// Persistence timeout in ms; 0 = off.
     pub persistence_ms: u64,
@@ -50,6 +60,7 @@ pub struct Service {
     pub persistence_netmask: u8,
     /// FULLNAT source addresses.
     pub local_addrs: Vec<IpAddr>,
+    /// Real servers in configuration order, drained and down ones included.
     pub real_servers: Vec<RealServer>,
 }
 
@@ -71,8 +82,11 @@ pub fn endpoint(addr: IpAddr, port: u16) -> String {
 /// What identifies a service in a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceKey {
+    /// The packet's destination address.
     pub vip: IpAddr,
+    /// The packet's destination port.
     pub port: u16,
+    /// TCP or UDP.
     pub proto: Proto,
 }
 
@@ -286,14 +300,17 @@ impl Services {
         self.list.iter().find(|s| s.name == name)
     }
 
+    /// Every service, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Service> {
         self.list.iter()
     }
 
+    /// Number of services configured.
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
+    /// True when no service is configured.
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

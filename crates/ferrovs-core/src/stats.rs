@@ -17,6 +17,7 @@ impl Counter {
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
+    /// Adds one. Only the owning worker may call this.
     #[inline(always)]
     pub fn inc(&self) {
         self.add(1);
@@ -196,12 +197,15 @@ pub struct RealServerStats {
     pub conns: Counter,
     /// Client-to-server packets and bytes.
     pub in_packets: Counter,
+    /// Bytes of those packets, from the IP header on.
     pub in_bytes: Counter,
     /// Server-to-client packets and bytes (NAT and FULLNAT only).
     pub out_packets: Counter,
+    /// Bytes of those packets, from the IP header on.
     pub out_bytes: Counter,
     /// Gauges: this worker's active (IPVS sense) and other connections.
     pub active: Counter,
+    /// Gauge: this worker's connections to the server that are not active.
     pub inactive: Counter,
     /// TCP handshakes that completed (passive health: the server answers).
     pub handshakes: Counter,
@@ -214,7 +218,9 @@ pub struct RealServerStats {
 #[derive(Debug)]
 #[repr(align(64))]
 pub struct WorkerStats {
+    /// Packets received from the NIC queues (not those other workers handed over).
     pub rx_packets: Counter,
+    /// Packets the NICs accepted for transmission; refused ones count as drops.
     pub tx_packets: Counter,
     /// TSC cycles of loop iterations that found packets.
     pub busy_cycles: Counter,
@@ -281,6 +287,7 @@ impl WorkerStats {
         self.drops[reason as usize].add(n);
     }
 
+    /// Packets dropped for `reason` since the worker started.
     pub fn dropped(&self, reason: DropReason) -> u64 {
         self.drops[reason as usize].get()
     }

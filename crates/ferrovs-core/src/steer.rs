@@ -28,18 +28,27 @@ pub fn owner_of(port: u16, workers: usize) -> usize {
 /// A 16-bit port match: `port & mask == value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortMatch {
+    /// What the port's bits under `mask` must equal.
     pub value: u16,
+    /// The bits of the port compared; `u16::MAX` matches one port exactly.
     pub mask: u16,
 }
 
 /// One NIC flow rule: packets matching all the given fields go to `queue`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SteeringRule {
+    /// TCP or UDP; always matched.
     pub proto: Proto,
+    /// Exact source address; `None` matches any.
     pub src_addr: Option<IpAddr>,
+    /// Exact destination address; `None` matches any.
     pub dst_addr: Option<IpAddr>,
+    /// Source port match; `None` matches any.
     pub src_port: Option<PortMatch>,
+    /// Destination port match; `None` matches any.
     pub dst_port: Option<PortMatch>,
+    /// The receive queue, which is also the index of the worker that owns the matched
+    /// connections.
     pub queue: u16,
 }
 

@@ -205,7 +205,10 @@ pub struct ServiceConfig {
 pub struct HealthCheckConfig {
     /// What is checked; `None` keeps every server up.
     pub kind: CheckKind,
+    /// Time from the start of one check of a server to the start of the next.
     pub interval: Duration,
+    /// How long one check may take, connecting and (HTTP) the status line together; at
+    /// most the interval.
     pub timeout: Duration,
     /// Consecutive successes that bring a server back.
     pub rise: u32,
@@ -215,6 +218,7 @@ pub struct HealthCheckConfig {
     pub port: Option<u16>,
     /// HTTP: the path requested and the status expected.
     pub path: String,
+    /// HTTP: the status code that counts as a pass; any other fails the check.
     pub expect_status: u16,
     /// Also count connections the server refused (RST to a SYN) or left unanswered
     /// as failed checks.

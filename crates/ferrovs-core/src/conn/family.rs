@@ -98,7 +98,9 @@ impl Family for Ipv6Addr {
 /// One end of a flow: an address and a TCP/UDP port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint<A: Family> {
+    /// IPv4 or IPv6 address, by the table's family.
     pub addr: A,
+    /// TCP or UDP port.
     pub port: u16,
 }
 

@@ -51,10 +51,15 @@ impl Dir {
 /// A 5-tuple as it appears in a packet: source, destination, ports, protocol.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey<A: Family> {
+    /// Source address.
     pub src: A,
+    /// Destination address.
     pub dst: A,
+    /// Source port.
     pub sport: u16,
+    /// Destination port.
     pub dport: u16,
+    /// TCP or UDP: the same addresses and ports under the other protocol are another flow.
     pub proto: Proto,
 }
 

@@ -107,9 +107,11 @@ impl<A: Family> Template<A> {
     pub fn client(&self) -> A {
         self.client
     }
+    /// Index of the service the template belongs to.
     pub fn service(&self) -> u16 {
         self.service
     }
+    /// Index, within the service, of the real server the client network sticks to.
     pub fn real_server(&self) -> u16 {
         self.real_server
     }

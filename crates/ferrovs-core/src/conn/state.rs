@@ -13,10 +13,16 @@ use std::time::Duration;
 
 /// TCP header flag bits (byte 13 of the TCP header) that drive the state machine.
 pub mod tcp_flags {
+    /// The sender has no more data: a side closes.
     pub const FIN: u8 = 0x01;
+    /// Opens a connection (synchronises sequence numbers).
     pub const SYN: u8 = 0x02;
+    /// Aborts the connection.
     pub const RST: u8 = 0x04;
+    /// Push; not one of the flags that pick a transition, so a packet carrying only
+    /// PSH moves the connection to CLOSE.
     pub const PSH: u8 = 0x08;
+    /// The acknowledgement number is valid; set on every segment after the first SYN.
     pub const ACK: u8 = 0x10;
 }
 
@@ -24,16 +30,28 @@ pub mod tcp_flags {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 #[repr(u8)]
 pub enum TcpState {
+    /// Just created, before its first packet moved it on.
     None = 0,
+    /// An ACK after the client's SYN (or on a flow first seen mid-stream): data flows.
     Established = 1,
+    /// A SYN seen travelling from the real server towards the client.
     SynSent = 2,
+    /// The client's SYN seen; the handshake is not complete.
     SynRecv = 3,
+    /// A FIN on an established connection from the real server, or from the client
+    /// when replies bypass us.
     FinWait = 4,
+    /// Both sides' FINs seen, or a FIN during the handshake.
     TimeWait = 5,
+    /// Reset, or a packet with none of SYN, FIN, ACK and RST.
     Close = 6,
+    /// A FIN from the client on an established connection whose replies pass through us.
     CloseWait = 7,
+    /// IPVS's LAST_ACK; no transition of the default tables leads here.
     LastAck = 8,
+    /// IPVS's LISTEN; no transition of the default tables leads here.
     Listen = 9,
+    /// IPVS's SYNACK; no transition of the default tables leads here.
     SynAck = 10,
 }
 
@@ -171,7 +189,9 @@ const TRANSITIONS: [[[TcpState; 11]; 4]; 3] = {
 /// The state of a tracked connection: a TCP state, or UDP's single state.
 #[derive(Clone, Copy, Eq, Debug)]
 pub enum ConnState {
+    /// A TCP connection, in one of IPVS's TCP states.
     Tcp(TcpState),
+    /// A UDP flow: a single state, with the `udp` timeout.
     Udp,
 }
 

@@ -160,6 +160,7 @@ pub struct PreparedConn<A: Family> {
 }
 
 impl<A: Family> PreparedConn<A> {
+    /// The connection as given to [`ConnTable::prepare_insert`].
     pub fn new_conn(&self) -> &NewConn<A> {
         &self.new
     }
@@ -175,7 +176,9 @@ struct NewConnHashes {
 /// What the caller knows when it creates a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct NewConn<A: Family> {
+    /// TCP or UDP: picks the state machine and the timeouts.
     pub proto: Proto,
+    /// How packets are forwarded; decides whether the connection gets an outbound key.
     pub mode: Mode,
     /// The client as it reaches us.
     pub client: Endpoint<A>,
@@ -253,9 +256,11 @@ pub struct Conn<A: Family> {
 }
 
 impl<A: Family> Conn<A> {
+    /// The client as it reaches us.
     pub fn client(&self) -> Endpoint<A> {
         self.ends[0][0]
     }
+    /// The virtual service the client addressed.
     pub fn vip(&self) -> Endpoint<A> {
         self.ends[0][1]
     }
@@ -263,15 +268,19 @@ impl<A: Family> Conn<A> {
     pub fn local(&self) -> Endpoint<A> {
         self.ends[1][1]
     }
+    /// The real server the connection was scheduled to.
     pub fn real(&self) -> Endpoint<A> {
         self.ends[1][0]
     }
+    /// TCP or UDP.
     pub fn proto(&self) -> Proto {
         self.proto
     }
+    /// How the connection's packets are forwarded.
     pub fn mode(&self) -> Mode {
         self.mode
     }
+    /// The state the last packet left it in; it picks the idle timeout.
     pub fn state(&self) -> ConnState {
         self.state
     }
@@ -283,9 +292,11 @@ impl<A: Family> Conn<A> {
     pub fn is_active(&self) -> bool {
         self.state.is_active()
     }
+    /// Service index, as given at creation.
     pub fn service(&self) -> u16 {
         self.service
     }
+    /// Real server index within the service, as given at creation.
     pub fn real_server(&self) -> u16 {
         self.real_server
     }
@@ -329,7 +340,9 @@ impl<A: Family> Conn<A> {
 /// The state change one packet caused.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StateChange {
+    /// The state before the packet.
     pub from: ConnState,
+    /// The state the packet left the connection in (may equal `from`).
     pub to: ConnState,
 }
 

@@ -14,10 +14,16 @@ use std::net::IpAddr;
 /// The TCP/UDP flow quoted by an ICMP error, as the quoted packet carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuotedFlow {
+    /// TCP or UDP, from the quoted IP header.
     pub proto: Proto,
+    /// The quoted packet's source: the error travels back towards it.
     pub src: IpAddr,
+    /// The quoted packet's destination: where the error came from, or a router on the
+    /// way there.
     pub dst: IpAddr,
+    /// The quoted packet's source port.
     pub sport: u16,
+    /// The quoted packet's destination port.
     pub dport: u16,
 }
 

@@ -29,10 +29,13 @@ use std::net::{IpAddr, Ipv4Addr};
 /// A connection's four endpoints, address family erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoints {
+    /// The client's address and port as it reaches us.
     pub client: (IpAddr, u16),
+    /// The virtual service's address and port the client addressed.
     pub vip: (IpAddr, u16),
     /// The source the real server sees: the client, or LIP:lport in FULLNAT.
     pub local: (IpAddr, u16),
+    /// The real server's address and port.
     pub real: (IpAddr, u16),
 }
 
@@ -40,11 +43,23 @@ pub struct Endpoints {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     /// Rewrite addresses and ports (TTL decremented), send towards `next_hop`.
-    Translate { t: Translation, next_hop: IpAddr },
+    Translate {
+        /// The new source and/or destination.
+        t: Translation,
+        /// The address the packet is routed towards: the real server, or the
+        /// client for a reply.
+        next_hop: IpAddr,
+    },
     /// Send unchanged to the real server on its link (DR).
-    Direct { next_hop: IpAddr },
+    Direct {
+        /// The real server, whose MAC address the frame is sent to.
+        next_hop: IpAddr,
+    },
     /// Encapsulate towards the real server (TUNNEL).
-    Encapsulate { next_hop: IpAddr },
+    Encapsulate {
+        /// The real server: the outer destination, and where it is routed towards.
+        next_hop: IpAddr,
+    },
 }
 
 /// The action for a packet of a `mode` connection travelling in direction `dir`;
@@ -92,11 +107,17 @@ pub fn packet_action(mode: Mode, dir: Dir, e: &Endpoints) -> Option<Action> {
 pub enum ActionV4 {
     /// Rewrite addresses and ports (TTL decremented), send towards `next_hop`.
     Translate {
+        /// The new source and/or destination.
         t: TranslationV4,
+        /// The address the packet is routed towards: the real server, or the
+        /// client for a reply.
         next_hop: Ipv4Addr,
     },
     /// Send unchanged to the real server on its link (DR).
-    Direct { next_hop: Ipv4Addr },
+    Direct {
+        /// The real server, whose MAC address the frame is sent to.
+        next_hop: Ipv4Addr,
+    },
 }
 
 /// [`packet_action`] for an IPv4 connection, read straight from the connection.

@@ -11,7 +11,9 @@ use std::net::{IpAddr, Ipv4Addr};
 /// packet's family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Translation {
+    /// New source address and port; `None` leaves the source as it is.
     pub src: Option<(IpAddr, u16)>,
+    /// New destination address and port; `None` leaves the destination as it is.
     pub dst: Option<(IpAddr, u16)>,
 }
 
@@ -146,7 +148,9 @@ fn rewrite_ports(
 /// New IPv4 source and/or destination endpoints (the burst path's [`Translation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TranslationV4 {
+    /// New source address and port; `None` leaves the source as it is.
     pub src: Option<(Ipv4Addr, u16)>,
+    /// New destination address and port; `None` leaves the destination as it is.
     pub dst: Option<(Ipv4Addr, u16)>,
 }
 

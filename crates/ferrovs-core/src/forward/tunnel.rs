@@ -17,7 +17,10 @@ const OUTER_TTL: u8 = 64;
 pub enum TunnelError {
     /// Too big for the egress MTU and the sender forbids fragmentation: tell it
     /// the largest inner packet that fits (ICMP fragmentation needed / packet too big).
-    FragmentationNeeded { mtu: u16 },
+    FragmentationNeeded {
+        /// Bytes of inner IP packet that fit: the egress MTU less the outer header.
+        mtu: u16,
+    },
     /// Too big for the egress MTU; ferrovs does not fragment.
     TooBig,
     /// The buffer has no headroom for the outer header.

@@ -45,6 +45,7 @@ impl Default for NeighLimits {
     }
 }
 
+/// Where a neighbour entry's MAC address came from, or that it has none yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NeighState {
     /// Configured; never replaced by learning.
@@ -55,10 +56,14 @@ pub enum NeighState {
     Incomplete,
 }
 
+/// A neighbour: its MAC address, the port it is reached through, its state.
 #[derive(Debug, Clone, Copy)]
 pub struct NeighEntry {
+    /// The neighbour's MAC address; zero while incomplete.
     pub mac: MacAddr,
+    /// Index of the port the neighbour is reached through.
     pub port: usize,
+    /// Static, learned, or still being resolved.
     pub state: NeighState,
     /// When the MAC was last confirmed (ms).
     pub updated_ms: u64,
@@ -71,9 +76,18 @@ pub struct NeighEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     /// Send to this MAC. `probe`: also send a refresh probe now.
-    Known { mac: MacAddr, probe: bool },
+    Known {
+        /// The neighbour's MAC address.
+        mac: MacAddr,
+        /// The entry is due for a refresh: send a probe as well.
+        probe: bool,
+    },
     /// Unknown: hold the packet. `probe`: send the first probe now.
-    Resolving { probe: bool },
+    Resolving {
+        /// Resolution starts with this packet: send the first probe; false while
+        /// earlier probes are under way.
+        probe: bool,
+    },
     /// No room to resolve another neighbour; drop the packet.
     Busy,
 }
@@ -81,8 +95,12 @@ pub enum Lookup {
 /// What `learn` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
+    /// A neighbour resolved for the first time, or added; packets held for it
+    /// were released.
     New,
+    /// A learned neighbour moved to another MAC address or port.
     Changed,
+    /// The same MAC address and port: the entry's age starts again.
     Confirmed,
     /// Static entries are not overridden; unknown senders are not added unless asked.
     Ignored,
@@ -106,6 +124,7 @@ pub struct NeighTable<B> {
 }
 
 impl<B> NeighTable<B> {
+    /// An empty table, with room for `limits` allocated up front.
     pub fn new(limits: NeighLimits) -> Self {
         NeighTable {
             entries: HashMap::with_capacity_and_hasher(limits.entries, FixedState::default()),
@@ -156,6 +175,7 @@ impl<B> NeighTable<B> {
         );
     }
 
+    /// The entry of `ip` in any state, without starting resolution or a probe.
     pub fn get(&self, ip: IpAddr) -> Option<&NeighEntry> {
         self.entries.get(&ip)
     }

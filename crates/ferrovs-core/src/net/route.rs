@@ -29,7 +29,9 @@ impl NextHop {
 /// A route as configured: prefix, egress port, gateway (None = connected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
+    /// The destinations the route covers (host bits ignored).
     pub prefix: IpNet,
+    /// Egress port and gateway for those destinations.
     pub next_hop: NextHop,
 }
 
@@ -142,11 +144,13 @@ impl RouteTable {
         }
     }
 
+    /// Longest-prefix match for an IPv4 `dst`, without the family dispatch.
     #[inline]
     pub fn lookup_v4(&self, dst: Ipv4Addr) -> Option<NextHop> {
         self.v4.lookup(u128::from(u32::from(dst)))
     }
 
+    /// Longest-prefix match for an IPv6 `dst`, without the family dispatch.
     #[inline]
     pub fn lookup_v6(&self, dst: Ipv6Addr) -> Option<NextHop> {
         self.v6.lookup(u128::from(dst))

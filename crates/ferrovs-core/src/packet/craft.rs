@@ -17,7 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Ethernet addresses and IP header fields shared by the builders.
 #[derive(Debug, Clone, Copy)]
 pub struct L2 {
+    /// Source MAC address of the frames built.
     pub src: MacAddr,
+    /// Destination MAC address of the frames built.
     pub dst: MacAddr,
 }
 

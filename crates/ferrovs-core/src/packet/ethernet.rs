@@ -128,10 +128,15 @@ pub const VLAN_TAG_LEN: usize = 4;
 pub mod field {
     use std::ops::Range;
 
+    /// Destination MAC address.
     pub const DST: Range<usize> = 0..6;
+    /// Source MAC address.
     pub const SRC: Range<usize> = 6..12;
+    /// EtherType of the payload, or the tag protocol identifier when a VLAN tag follows.
     pub const ETHERTYPE: Range<usize> = 12..14;
+    /// Tag control information of a VLAN tag: priority, DEI and VLAN id.
     pub const VLAN_TCI: Range<usize> = 14..16;
+    /// EtherType of the payload after one VLAN tag.
     pub const VLAN_INNER_ETHERTYPE: Range<usize> = 16..18;
 }
 

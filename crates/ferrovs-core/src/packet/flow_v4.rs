@@ -51,9 +51,13 @@ const MIN_TOTAL_LEN: u16 = ipv4::HEADER_LEN as u16;
 /// What the burst path needs of a TCP/UDP-over-IPv4 frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ipv4Flow {
+    /// IPv4 source address.
     pub src: Ipv4Addr,
+    /// IPv4 destination address.
     pub dst: Ipv4Addr,
+    /// TCP or UDP source port.
     pub src_port: u16,
+    /// TCP or UDP destination port.
     pub dst_port: u16,
     /// IPv4 total length: the packet ends at `ethernet::HEADER_LEN + total_len`,
     /// anything after it is padding.

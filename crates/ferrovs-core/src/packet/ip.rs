@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Proto {
+    /// TCP, IP protocol 6.
     Tcp = 6,
+    /// UDP, IP protocol 17.
     Udp = 17,
 }
 

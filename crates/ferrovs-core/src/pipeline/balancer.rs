@@ -88,6 +88,8 @@ struct RsPos {
 pub struct BalancerLimits {
     /// Connections per address family on this worker.
     pub conns_v4: usize,
+    /// IPv6 connections on this worker; [`BalancerLimits::for_config`] gives none
+    /// when no service is IPv6.
     pub conns_v6: usize,
     /// Persistence templates per family.
     pub templates: usize,
@@ -349,6 +351,7 @@ impl Balancer {
         self.v4.conns.len() + self.v6.conns.len()
     }
 
+    /// True when neither family's table holds a connection.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -15,10 +15,14 @@ use std::net::IpAddr;
 /// One port as the data plane sees it.
 #[derive(Debug, Clone)]
 pub struct Interface {
+    /// The port's name from the configuration, as metrics and the control API show it.
     pub name: String,
+    /// The port's MAC address: the source of frames sent on it and the answer to ARP/ND
+    /// for its addresses.
     pub mac: MacAddr,
     /// Own addresses with their connected prefixes.
     pub addrs: Vec<IpNet>,
+    /// Layer-3 MTU in bytes: the largest IP packet sent on the port.
     pub mtu: u16,
     /// A kernel interface (TAP) stands for this port: traffic to the port's own
     /// addresses that ferrovs does not answer itself goes to the kernel.
@@ -42,6 +46,7 @@ pub struct LocalAddr {
     /// The port whose connected subnet holds the address, where ARP/ND is answered;
     /// None for a VIP that routers send to us without ARP.
     pub port: Option<usize>,
+    /// What the address is for, which decides what is answered on it.
     pub kind: LocalKind,
 }
 
@@ -50,10 +55,16 @@ pub struct LocalAddr {
 pub struct Dataplane {
     /// Increases with every configuration change; workers report the version they run.
     pub version: u64,
+    /// The ports, indexed as in the configuration.
     pub ifaces: Vec<Interface>,
+    /// The ports' connected subnets and the configured static routes.
     pub routes: RouteTable,
+    /// Configured neighbours as (address, MAC address, index of the port whose subnet
+    /// holds the address).
     pub static_neighbors: Vec<(IpAddr, MacAddr, usize)>,
+    /// The virtual services and their real servers.
     pub services: Services,
+    /// Idle timeouts of connections per state, from `connections.timeouts`.
     pub timeouts: Timeouts,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
 }

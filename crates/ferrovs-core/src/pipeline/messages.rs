@@ -14,8 +14,11 @@ pub enum WorkerCommand {
     Config(Arc<Dataplane>),
     /// A neighbour learned by any worker (all workers share one view).
     Neighbor {
+        /// The neighbour's address.
         ip: IpAddr,
+        /// Its MAC address.
         mac: MacAddr,
+        /// Index of the port it was learned on.
         port: usize,
     },
     /// List connections (one bounded step of the scan).
@@ -26,35 +29,48 @@ pub enum WorkerCommand {
 /// table from `from` and answers with what matched.
 #[derive(Debug, Clone)]
 pub struct ConnQuery {
+    /// Scan the IPv6 table rather than the IPv4 one.
     pub ipv6: bool,
+    /// The first slot to scan.
     pub from: usize,
+    /// How many slots to scan, live or not.
     pub count: usize,
+    /// Only connections of the service with this slot index.
     pub service: Option<u16>,
+    /// Only connections to this real server (address and port).
     pub real_server: Option<(IpAddr, u16)>,
     /// ipvsadm state name.
     pub state: Option<String>,
+    /// Where the worker sends its answer, without blocking: an answer no one waits
+    /// for is dropped.
     pub reply: crossbeam_channel::Sender<ConnChunk>,
 }
 
 /// One connection as a listing shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnSnapshot {
+    /// TCP or UDP.
     pub proto: Proto,
+    /// The client as it reaches us.
     pub client: (IpAddr, u16),
+    /// The virtual service the client addressed.
     pub vip: (IpAddr, u16),
     /// The source the real server sees (the client, or LIP:lport in FULLNAT).
     pub local: (IpAddr, u16),
+    /// The real server the connection was scheduled to.
     pub real: (IpAddr, u16),
     /// ipvsadm state name.
     pub state: &'static str,
     /// Milliseconds until expiry.
     pub expires_ms: u64,
+    /// Index of the worker whose table holds the connection.
     pub worker: usize,
 }
 
 /// A worker's answer to a [`ConnQuery`].
 #[derive(Debug, Clone, Default)]
 pub struct ConnChunk {
+    /// The connections of the scanned slots that matched the query.
     pub conns: Vec<ConnSnapshot>,
     /// Where the next step starts; None when the table is done.
     pub next: Option<usize>,
@@ -65,8 +81,11 @@ pub struct ConnChunk {
 pub enum WorkerEvent {
     /// This worker learned or saw a change of a neighbour's MAC.
     NeighborLearned {
+        /// The neighbour's address.
         ip: IpAddr,
+        /// Its MAC address.
         mac: MacAddr,
+        /// Index of the port it was learned on.
         port: usize,
     },
 }
@@ -74,6 +93,7 @@ pub enum WorkerEvent {
 /// Where the pipeline gets fresh buffers for packets it originates (ARP requests,
 /// neighbour solicitations, ICMP errors).
 pub trait PacketPool {
+    /// The buffer the pool hands out: the pipeline's packet type.
     type Buf: PacketBuf;
     /// An empty buffer (length 0), or None when the pool is exhausted.
     fn alloc(&self) -> Option<Self::Buf>;

@@ -146,10 +146,12 @@ impl<P: PacketPool> Pipeline<P> {
         self
     }
 
+    /// This worker's index, `0..workers`: the worker that owns the connections steered to it.
     pub fn worker(&self) -> usize {
         self.worker
     }
 
+    /// The worker's counters, shared with the management core through an `Arc`.
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
     }
