@@ -460,7 +460,7 @@ fn install_steering(ports: &mut [Port], cfg: &Config, dataplane: &Dataplane, wor
         );
         return;
     }
-    let rules = steering_rules(&dataplane.services, workers);
+    let rules = steering_rules(&dataplane.services, &dataplane.owners, workers);
     if rules.is_empty() {
         log::info!("no services: no steering rules, software handoff only");
         return;

@@ -5,7 +5,7 @@ use super::super::DpdkError;
 use super::spec::{FlowRuleError, FlowSpec};
 use dpdk_sys as sys;
 use ferrovs_core::conn::Proto;
-use ferrovs_core::steer::{PortMatch, SteeringRule};
+use ferrovs_core::steer::{AddrMatch, PortMatch, SteeringRule};
 use std::ffi::CStr;
 use std::fmt;
 
@@ -206,12 +206,13 @@ impl fmt::Display for RuleDisplay<'_> {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
         })?;
-        if let Some(a) = r.src_addr {
-            write!(f, " src {a}")?;
-        }
-        if let Some(a) = r.dst_addr {
-            write!(f, " dst {a}")?;
-        }
+        let addr = |f: &mut fmt::Formatter<'_>, name: &str, m: Option<AddrMatch>| match m {
+            None => Ok(()),
+            Some(m) if m.is_exact() => write!(f, " {name} {}", m.value),
+            Some(m) => write!(f, " {name} {}/{}", m.value, m.mask),
+        };
+        addr(f, "src", r.src_addr)?;
+        addr(f, "dst", r.dst_addr)?;
         port(f, "sport", r.src_port)?;
         port(f, "dport", r.dst_port)?;
         write!(f, " queue {}", r.queue)

@@ -4,11 +4,11 @@
 
 use dpdk_sys as sys;
 use ferrovs_core::conn::Proto;
-use ferrovs_core::steer::{PortMatch, SteeringRule};
+use ferrovs_core::steer::{AddrMatch, PortMatch, SteeringRule};
 use std::ffi::c_void;
 use std::fmt;
-use std::net::IpAddr;
-use std::ptr::{self};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ptr;
 
 /// Items in every pattern: ETH, IPV4 or IPV6, TCP or UDP, END.
 const PATTERN_LEN: usize = 4;
@@ -26,6 +26,8 @@ pub enum FlowRuleError {
     /// A port value has bits outside its mask; rte_flow ignores them, so the NIC
     /// would match something other than the rule says.
     PortValueOutsideMask,
+    /// An address value has bits outside its mask (as for ports).
+    AddrValueOutsideMask,
 }
 
 impl FlowRuleError {
@@ -35,6 +37,7 @@ impl FlowRuleError {
             FlowRuleError::NoAddress => "no_address",
             FlowRuleError::MixedAddressFamilies => "mixed_address_families",
             FlowRuleError::PortValueOutsideMask => "port_value_outside_mask",
+            FlowRuleError::AddrValueOutsideMask => "addr_value_outside_mask",
         }
     }
 }
@@ -47,6 +50,7 @@ impl fmt::Display for FlowRuleError {
                 "source and destination addresses are of different IP versions"
             }
             FlowRuleError::PortValueOutsideMask => "a port value has bits outside its mask",
+            FlowRuleError::AddrValueOutsideMask => "an address value has bits outside its mask",
         })
     }
 }
@@ -92,10 +96,28 @@ fn family_of(rule: &SteeringRule) -> Result<Family, FlowRuleError> {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
     };
-    match (rule.src_addr.map(family), rule.dst_addr.map(family)) {
+    // Value and mask of one match are of one version too.
+    let of_match = |m: AddrMatch| {
+        let f = family(m.value);
+        if f == family(m.mask) {
+            Ok(f)
+        } else {
+            Err(FlowRuleError::MixedAddressFamilies)
+        }
+    };
+    let src = rule.src_addr.map(of_match).transpose()?;
+    let dst = rule.dst_addr.map(of_match).transpose()?;
+    match (src, dst) {
         (None, None) => Err(FlowRuleError::NoAddress),
         (Some(s), Some(d)) if s != d => Err(FlowRuleError::MixedAddressFamilies),
         (Some(f), _) | (_, Some(f)) => Ok(f),
+    }
+}
+
+fn check_addr(m: Option<AddrMatch>) -> Result<(), FlowRuleError> {
+    match m {
+        Some(m) if !m.matches(m.value) => Err(FlowRuleError::AddrValueOutsideMask),
+        _ => Ok(()),
     }
 }
 
@@ -112,8 +134,24 @@ fn be16(v: u16) -> sys::rte_be16_t {
 }
 
 /// `rte_be32_t` holding an IPv4 address in network order.
-fn be32_addr(a: std::net::Ipv4Addr) -> sys::rte_be32_t {
+fn be32_addr(a: Ipv4Addr) -> sys::rte_be32_t {
     u32::from_ne_bytes(a.octets())
+}
+
+/// (value, mask) of an IPv4 address match (None for IPv6, which `family_of` refused).
+fn v4_match(m: AddrMatch) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    match (m.value, m.mask) {
+        (IpAddr::V4(v), IpAddr::V4(k)) => Some((v, k)),
+        _ => None,
+    }
+}
+
+/// (value, mask) of an IPv6 address match.
+fn v6_match(m: AddrMatch) -> Option<(Ipv6Addr, Ipv6Addr)> {
+    match (m.value, m.mask) {
+        (IpAddr::V6(v), IpAddr::V6(k)) => Some((v, k)),
+        _ => None,
+    }
 }
 
 /// (spec, mask) of one port field; absent means "any port" (both zero).
@@ -140,34 +178,36 @@ fn item_any(type_: sys::rte_flow_item_type) -> sys::rte_flow_item {
 
 impl FlowSpec {
     /// Builds the rte_flow form of `rule`: `ETH / IPV4|IPV6 / TCP|UDP / END` with
-    /// `QUEUE rule.queue / END`, ingress, group 0, priority 0. Absent addresses and
+    /// `QUEUE rule.queue / END`, ingress, group 0, the rule's priority. Absent addresses and
     /// ports are zero in both spec and mask; the ETH item matches any frame (its
     /// EtherType follows from the IP item). Does not call DPDK.
     pub fn from_rule(rule: &SteeringRule) -> Result<FlowSpec, FlowRuleError> {
         let family = family_of(rule)?;
         check_port(rule.src_port)?;
         check_port(rule.dst_port)?;
+        check_addr(rule.src_addr)?;
+        check_addr(rule.dst_addr)?;
 
         let mut st = Box::<Storage>::default();
         match family {
             Family::V4 => {
-                if let Some(IpAddr::V4(a)) = rule.src_addr {
-                    st.ipv4_spec.hdr.src_addr = be32_addr(a);
-                    st.ipv4_mask.hdr.src_addr = u32::MAX;
+                if let Some((value, mask)) = rule.src_addr.and_then(v4_match) {
+                    st.ipv4_spec.hdr.src_addr = be32_addr(value);
+                    st.ipv4_mask.hdr.src_addr = be32_addr(mask);
                 }
-                if let Some(IpAddr::V4(a)) = rule.dst_addr {
-                    st.ipv4_spec.hdr.dst_addr = be32_addr(a);
-                    st.ipv4_mask.hdr.dst_addr = u32::MAX;
+                if let Some((value, mask)) = rule.dst_addr.and_then(v4_match) {
+                    st.ipv4_spec.hdr.dst_addr = be32_addr(value);
+                    st.ipv4_mask.hdr.dst_addr = be32_addr(mask);
                 }
             }
             Family::V6 => {
-                if let Some(IpAddr::V6(a)) = rule.src_addr {
-                    st.ipv6_spec.hdr.src_addr = a.octets();
-                    st.ipv6_mask.hdr.src_addr = [0xff; 16];
+                if let Some((value, mask)) = rule.src_addr.and_then(v6_match) {
+                    st.ipv6_spec.hdr.src_addr = value.octets();
+                    st.ipv6_mask.hdr.src_addr = mask.octets();
                 }
-                if let Some(IpAddr::V6(a)) = rule.dst_addr {
-                    st.ipv6_spec.hdr.dst_addr = a.octets();
-                    st.ipv6_mask.hdr.dst_addr = [0xff; 16];
+                if let Some((value, mask)) = rule.dst_addr.and_then(v6_match) {
+                    st.ipv6_spec.hdr.dst_addr = value.octets();
+                    st.ipv6_mask.hdr.dst_addr = mask.octets();
                 }
             }
         }
@@ -235,6 +275,7 @@ impl FlowSpec {
         ];
         let mut attr = sys::rte_flow_attr::default();
         attr.set_ingress(1);
+        attr.priority = rule.priority;
         Ok(FlowSpec {
             attr,
             pattern,
@@ -243,7 +284,7 @@ impl FlowSpec {
         })
     }
 
-    /// The attribute: ingress only, group 0, priority 0.
+    /// The attribute: ingress only, group 0, the rule's priority.
     pub fn attr(&self) -> &sys::rte_flow_attr {
         &self.attr
     }

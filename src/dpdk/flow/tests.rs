@@ -6,8 +6,8 @@ use dpdk_sys as sys;
 use ferrovs_core::conn::Proto;
 use ferrovs_core::fixture;
 use ferrovs_core::service::Services;
-use ferrovs_core::steer::steering_rules;
-use ferrovs_core::steer::{PortMatch, SteeringRule};
+use ferrovs_core::steer::{steering_rules, Owners};
+use ferrovs_core::steer::{AddrMatch, PortMatch, SteeringRule};
 use std::ffi::c_void;
 use std::net::IpAddr;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -32,10 +32,11 @@ fn vip_rule() -> SteeringRule {
     SteeringRule {
         proto: Proto::Tcp,
         src_addr: None,
-        dst_addr: Some(IpAddr::V4(VIP)),
+        dst_addr: Some(AddrMatch::exact(IpAddr::V4(VIP))),
         src_port: low_bits(1, 1),
         dst_port: full(80),
         queue: 1,
+        priority: 0,
     }
 }
 
@@ -100,11 +101,12 @@ fn v4_address_and_ports_in_network_byte_order() {
 fn v6_udp_reply_rule_from_a_real_server() {
     let rule = SteeringRule {
         proto: Proto::Udp,
-        src_addr: Some(IpAddr::V6(RS6)),
+        src_addr: Some(AddrMatch::exact(IpAddr::V6(RS6))),
         dst_addr: None,
         src_port: full(8080),
         dst_port: low_bits(3, 3),
         queue: 3,
+        priority: 0,
     };
     let s = FlowSpec::from_rule(&rule).unwrap();
     assert_eq!(
@@ -150,11 +152,12 @@ fn both_addresses_v6() {
     let other = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100);
     let rule = SteeringRule {
         proto: Proto::Tcp,
-        src_addr: Some(IpAddr::V6(RS6)),
-        dst_addr: Some(IpAddr::V6(other)),
+        src_addr: Some(AddrMatch::exact(IpAddr::V6(RS6))),
+        dst_addr: Some(AddrMatch::exact(IpAddr::V6(other))),
         src_port: None,
         dst_port: full(443),
         queue: 0,
+        priority: 0,
     };
     let s = FlowSpec::from_rule(&rule).unwrap();
     assert_eq!({ s.storage.ipv6_spec.hdr.src_addr }, RS6.octets());
@@ -169,10 +172,11 @@ fn fullnat_reply_rule_matches_the_local_port_only() {
     let rule = SteeringRule {
         proto: Proto::Tcp,
         src_addr: None,
-        dst_addr: Some(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2))),
+        dst_addr: Some(AddrMatch::exact(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)))),
         src_port: None,
         dst_port: low_bits(2, 3),
         queue: 2,
+        priority: 0,
     };
     let s = FlowSpec::from_rule(&rule).unwrap();
     let spec = s.storage.tcp_spec.hdr;
@@ -242,12 +246,12 @@ fn malformed_rules_are_errors() {
     );
 
     let mut r = vip_rule();
-    r.src_addr = Some(IpAddr::V6(RS6));
+    r.src_addr = Some(AddrMatch::exact(IpAddr::V6(RS6)));
     assert_eq!(
         FlowSpec::from_rule(&r).err(),
         Some(FlowRuleError::MixedAddressFamilies)
     );
-    r.src_addr = Some(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10)));
+    r.src_addr = Some(AddrMatch::exact(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10))));
     assert!(FlowSpec::from_rule(&r).is_ok());
 
     let mut r = vip_rule();
@@ -378,11 +382,12 @@ fn rule_display() {
     );
     let r = SteeringRule {
         proto: Proto::Udp,
-        src_addr: Some(IpAddr::V6(RS6)),
+        src_addr: Some(AddrMatch::exact(IpAddr::V6(RS6))),
         dst_addr: None,
         src_port: full(8080),
         dst_port: None,
         queue: 0,
+        priority: 0,
     };
     assert_eq!(
         RuleDisplay(&r).to_string(),
@@ -527,7 +532,8 @@ services:
     real_servers: [{ address: "2001:2:0:19::10", port: 53 }]
 "#;
     let cfg = fixture::parse(&fixture::appliance_with(4, true, services));
-    let rules = steering_rules(&Services::from_config(&cfg), 4);
+    let services = Services::from_config(&cfg);
+    let rules = steering_rules(&services, &Owners::new(&services), 4);
     assert!(!rules.is_empty());
     let mut v6 = 0;
     for r in &rules {
@@ -548,4 +554,59 @@ services:
     }
     // Per worker: the v6 VIP rule and the v6 reply rule.
     assert_eq!(v6, 2 * 4);
+}
+
+/// A persistent service's rules match the client network's bits of the address,
+/// in network byte order, and a NAT reply rule that overlaps a FULLNAT one gives
+/// way to it by priority.
+#[test]
+fn client_network_rules_mask_the_address_bits() {
+    let services = r#"
+services:
+  - { name: sticky, vip: 198.18.0.100, port: 80, protocol: tcp, mode: nat, persistence: 60s,
+      persistence_netmask: 24, real_servers: [{ address: 198.19.0.10, port: 8080 }] }
+  - { name: full, vip: 198.18.0.101, port: 80, protocol: tcp, mode: fullnat,
+      local_addresses: [198.19.0.2], real_servers: [{ address: 198.19.0.10, port: 8080 }] }
+"#;
+    let cfg = fixture::parse(&fixture::appliance_with(2, false, services));
+    let services = Services::from_config(&cfg);
+    let rules = steering_rules(&services, &Owners::new(&services), 2);
+    let vip = AddrMatch::exact(IpAddr::V4(VIP));
+    let inbound = rules
+        .iter()
+        .find(|r| r.dst_addr == Some(vip) && r.queue == 1)
+        .unwrap();
+    let s = FlowSpec::from_rule(inbound).unwrap();
+    let (spec, mask) = (s.storage.ipv4_spec.hdr, s.storage.ipv4_mask.hdr);
+    // Worker 1 of 2: bit 8 of the client address (the lowest of a /24 network).
+    assert_eq!({ spec.src_addr }.to_ne_bytes(), [0, 0, 1, 0]);
+    assert_eq!({ mask.src_addr }.to_ne_bytes(), [0, 0, 1, 0]);
+    assert_eq!({ s.storage.tcp_mask.hdr.src_port }, 0);
+    assert_eq!(
+        RuleDisplay(inbound).to_string(),
+        "tcp src 0.0.1.0/0.0.1.0 dst 198.18.0.100 dport 80 queue 1"
+    );
+    let reply = rules
+        .iter()
+        .find(|r| r.src_addr.is_some_and(|a| a.is_exact()) && r.queue == 1)
+        .unwrap();
+    assert_eq!(reply.priority, 1);
+    assert_eq!(FlowSpec::from_rule(reply).unwrap().attr().priority, 1);
+    let lip = AddrMatch::exact(IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)));
+    assert!(rules
+        .iter()
+        .filter(|r| r.dst_addr == Some(lip))
+        .all(|r| r.priority == 0));
+    // A value outside its mask is refused before the NIC sees it.
+    let bad = SteeringRule {
+        src_addr: Some(AddrMatch {
+            value: IpAddr::V4(Ipv4Addr::new(0, 0, 3, 0)),
+            mask: IpAddr::V4(Ipv4Addr::new(0, 0, 1, 0)),
+        }),
+        ..*inbound
+    };
+    assert_eq!(
+        FlowSpec::from_rule(&bad).err(),
+        Some(FlowRuleError::AddrValueOutsideMask)
+    );
 }

@@ -7,6 +7,7 @@ use crate::conn::Timeouts;
 use crate::net::{NextHop, Route, RouteTable};
 use crate::packet::MacAddr;
 use crate::service::Services;
+use crate::steer::Owners;
 use foldhash::fast::FixedState;
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -64,6 +65,8 @@ pub struct Dataplane {
     pub static_neighbors: Vec<(IpAddr, MacAddr, usize)>,
     /// The virtual services and their real servers.
     pub services: Services,
+    /// The owner rule of every service and NAT real-server endpoint.
+    pub owners: Owners,
     /// Idle timeouts of connections per state, from `connections.timeouts`.
     pub timeouts: Timeouts,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
@@ -153,6 +156,7 @@ impl Dataplane {
             ifaces,
             routes,
             static_neighbors,
+            owners: Owners::new(&services),
             services,
             timeouts: cfg.connections.timeouts,
             local,

@@ -29,7 +29,7 @@ pub use balancer::{Balancer, BalancerLimits};
 pub use dataplane::{has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind};
 pub use messages::{ConnChunk, ConnQuery, ConnSnapshot, PacketPool, WorkerCommand, WorkerEvent};
 
-use crate::conn::Dir;
+use crate::conn::{Dir, Proto};
 use crate::forward::quoted_flow;
 use crate::net::{NeighLimits, NeighTable};
 use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
@@ -280,26 +280,41 @@ impl<P: PacketPool> Pipeline<P> {
     #[inline]
     fn owner(&self, pkt: &P::Buf, info: &FrameInfo, ip: &IpInfo) -> Option<usize> {
         let local = self.dp.local(ip.addrs.dst()).map(|l| l.kind);
-        let port = match ip.l4?.header {
+        // The packet's flow in the connection's terms: for an ICMP error, the
+        // quoted packet reversed (it went the other way; the error comes back).
+        let (proto, src, dst) = match ip.l4?.header {
             L4Header::Tcp {
                 src_port, dst_port, ..
-            }
-            | L4Header::Udp { src_port, dst_port } => match local {
-                Some(LocalKind::Vip) => src_port,
-                Some(LocalKind::Lip) | None => dst_port,
-                Some(LocalKind::Interface) => return None,
-            },
+            } => (
+                Proto::Tcp,
+                (ip.addrs.src(), src_port),
+                (ip.addrs.dst(), dst_port),
+            ),
+            L4Header::Udp { src_port, dst_port } => (
+                Proto::Udp,
+                (ip.addrs.src(), src_port),
+                (ip.addrs.dst(), dst_port),
+            ),
             L4Header::Icmpv4 { .. } | L4Header::Icmpv6 { .. } => {
-                // An error about a connection: the quoted packet went the other way.
                 let q = quoted_flow(pkt.data(), info, ip)?;
-                if local == Some(LocalKind::Vip) {
-                    q.dport
-                } else {
-                    q.sport
-                }
+                (q.proto, (q.dst, q.dport), (q.src, q.sport))
             }
         };
-        Some(owner_of(port, self.workers))
+        let owners = &self.dp.owners;
+        Some(match local {
+            // To a VIP: the client is the source.
+            Some(LocalKind::Vip) => match self.dp.services.find(dst.0, dst.1, proto) {
+                Some(svc) => owners.service(svc.slot).owner(src.0, src.1, self.workers),
+                None => owner_of(src.1, self.workers),
+            },
+            // A FULLNAT reply: the local port.
+            Some(LocalKind::Lip) => owner_of(dst.1, self.workers),
+            // A NAT reply: the client is the destination.
+            None => owners
+                .nat_reply(src.0, src.1, proto)
+                .owner(dst.0, dst.1, self.workers),
+            Some(LocalKind::Interface) => return None,
+        })
     }
 
     /// Queues `pkt`, received on `port`, for worker `owner`; the packet carries the

@@ -473,12 +473,12 @@ fn a_syn_reusing_a_closed_tuple_is_scheduled_as_a_new_connection() {
     assert_eq!(h.stats.conns_active.get(), 1);
 }
 
-#[test]
-fn packets_of_connections_owned_elsewhere_are_handed_over() {
-    let cfg = fixture::parse(&nat_config("", 100));
+/// `n` pipelines of one configuration, as `n` workers.
+fn workers(text: &str, n: usize) -> Vec<(Pipeline<TestPool>, Arc<WorkerStats>)> {
+    let cfg = fixture::parse(text);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
-    let limits = BalancerLimits::for_config(100, 2, &dp.services);
-    let mut workers: Vec<(Pipeline<TestPool>, Arc<WorkerStats>)> = (0..2)
+    let limits = BalancerLimits::for_config(cfg.connections.max as usize, n, &dp.services);
+    (0..n)
         .map(|w| {
             let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
             let lb = Balancer::new(
@@ -486,16 +486,45 @@ fn packets_of_connections_owned_elsewhere_are_handed_over() {
                 limits,
                 &crate::conn::Timeouts::default(),
                 w,
-                2,
+                n,
             )
             .unwrap();
             let (tx, _rx) = bounded(64);
             (
-                Pipeline::new(w, 2, dp.clone(), lb, TestPool, stats.clone(), tx, 32),
+                Pipeline::new(w, n, dp.clone(), lb, TestPool, stats.clone(), tx, 32),
                 stats,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Receives `frame` on `port` of the worker RSS picked (`arrival`), hands
+/// whatever that worker hands over to its owner, and returns the frames sent out
+/// of `out_port` by any worker, with the worker that handled it.
+fn through_workers(
+    workers: &mut [(Pipeline<TestPool>, Arc<WorkerStats>)],
+    arrival: usize,
+    frame: &[u8],
+    port: usize,
+    out_port: usize,
+) -> Vec<(usize, VecBuf)> {
+    workers[arrival].0.process(VecBuf::from_frame(frame), port);
+    for owner in 0..workers.len() {
+        let handed: Vec<VecBuf> = workers[arrival].0.handoff_queue(owner).drain(..).collect();
+        for pkt in handed {
+            workers[owner].0.process_handed(pkt);
+        }
+    }
+    let mut out = Vec::new();
+    for (w, (p, _)) in workers.iter_mut().enumerate() {
+        out.extend(p.tx_queue(out_port).drain(..).map(|f| (w, f)));
+    }
+    out
+}
+
+#[test]
+fn packets_of_connections_owned_elsewhere_are_handed_over() {
+    let mut workers = workers(&nat_config("", 100), 2);
     // worker 1 owns client port 40002 ((40002 >> 1) % 2 == 1); the SYN lands on worker 0
     let client = sa("198.18.0.10:40002");
     workers[0]
@@ -548,5 +577,93 @@ fn packets_of_connections_owned_elsewhere_are_handed_over() {
     assert_eq!(workers[1].1.handoff_packets.get(), 0);
     for (_, s) in &workers {
         assert_eq!(s.dropped_total(), 0);
+    }
+}
+
+/// Persistence with several workers: every connection of a client, from any of
+/// its ports and whichever worker RSS hands it to, reaches the worker that holds
+/// the client's template, so all go to one real server; the server's replies
+/// reach that worker too. Clients of one persistence network share it.
+#[test]
+fn persistence_holds_across_workers_and_client_ports() {
+    for (netmask, clients, modes) in [
+        (32, ["198.18.0.10", "198.18.0.11"], ["nat", "fullnat"]),
+        (24, ["198.18.0.10", "198.18.0.77"], ["nat", "fullnat"]),
+    ] {
+        for mode in modes {
+            let lips = if mode == "fullnat" {
+                "    local_addresses: [198.19.0.2]\n"
+            } else {
+                ""
+            };
+            let svc = format!(
+                "  - name: sticky\n    vip: 198.18.0.101\n    port: 80\n    protocol: tcp\n    mode: {mode}\n    scheduler: rr\n    persistence: 300s\n    persistence_netmask: {netmask}\n{lips}    real_servers:\n      - {{ address: 198.19.0.10, port: 8080 }}\n      - {{ address: 198.19.0.11, port: 8080 }}\n"
+            );
+            // Static neighbours: the replies go out at once, not after ARP.
+            let text = nat_config(&svc, 1000).replace(
+                "neighbors:\n",
+                "neighbors:\n  - { ip: 198.18.0.11, mac: \"02:00:00:00:00:11\" }\n  - { ip: 198.18.0.77, mac: \"02:00:00:00:00:77\" }\n",
+            );
+            let mut w = workers(&text, 2);
+            let mut servers = Vec::new();
+            for client in clients {
+                let mut seen = std::collections::BTreeSet::new();
+                let mut owners = std::collections::BTreeSet::new();
+                for i in 0..100u16 {
+                    let from = sa(&format!("{client}:{}", 30000 + i));
+                    let syn = craft::tcp(
+                        client_l2(),
+                        from,
+                        sa("198.18.0.101:80"),
+                        TcpFlags::SYN,
+                        1,
+                        0,
+                        b"",
+                    );
+                    let out = through_workers(&mut w, usize::from(i % 2), &syn, 0, 1);
+                    assert_eq!(out.len(), 1, "{mode} /{netmask} {from}");
+                    let (owner, frame) = &out[0];
+                    let (_, ip) = sent(frame);
+                    let rs = ip.addrs.dst();
+                    let L4Header::Tcp { src_port, .. } = ip.l4.unwrap().header else {
+                        panic!("not TCP")
+                    };
+                    seen.insert(rs);
+                    owners.insert(*owner);
+                    // The server's SYN-ACK, landing on the other worker, comes
+                    // back to the client through the owner.
+                    let to = SocketAddr::new(ip.addrs.src(), src_port);
+                    let rs_mac = if rs == sa("198.19.0.10:1").ip() {
+                        RS1_MAC
+                    } else {
+                        RS2_MAC
+                    };
+                    let reply = craft::tcp(
+                        rs_l2(rs_mac),
+                        SocketAddr::new(rs, 8080),
+                        to,
+                        TcpFlags::SYN | TcpFlags::ACK,
+                        5,
+                        2,
+                        b"",
+                    );
+                    let back = through_workers(&mut w, 1 - *owner, &reply, 1, 0);
+                    assert_eq!(back.len(), 1, "{mode} /{netmask} reply to {from}");
+                    assert_eq!(back[0].0, *owner);
+                    let (_, ip) = sent(&back[0].1);
+                    assert_eq!(ip.addrs.dst(), from.ip());
+                }
+                assert_eq!(seen.len(), 1, "{mode} /{netmask} {client}: {seen:?}");
+                assert_eq!(owners.len(), 1, "{mode} /{netmask} {client}: {owners:?}");
+                servers.push(*seen.first().unwrap());
+            }
+            if netmask == 24 {
+                // One /24: one template, one server.
+                assert_eq!(servers[0], servers[1], "{mode}");
+            }
+            for (_, stats) in &w {
+                assert_eq!(stats.dropped_total(), 0, "{mode} /{netmask}");
+            }
+        }
     }
 }
