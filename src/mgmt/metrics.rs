@@ -120,7 +120,6 @@ impl Collector for Telemetry {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let mut out = Vec::new();
-
         let mut build = Family::gauge("build_info", "ferrovs version and git commit");
         build.sample(
             &[
@@ -131,6 +130,37 @@ impl Collector for Telemetry {
         );
         out.push(build.0);
 
+        self.port_families(&mut out);
+        self.worker_families(&mut out);
+        let mut active = Family::gauge(
+            "connections_active",
+            "Live connections in the worker's tables",
+        );
+        for (i, w) in self.workers.iter().enumerate() {
+            active.sample(&[("worker", &i.to_string())], w.conns_active.get() as f64);
+        }
+        out.push(active.0);
+        let mut capacity = Family::gauge(
+            "connections_capacity",
+            "Connections the tables can hold (connections.max)",
+        );
+        capacity.sample(&[], self.conn_capacity as f64);
+        out.push(capacity.0);
+        out.extend(self.service_families());
+
+        let mut pool = Family::gauge(
+            "mempool_available_mbufs",
+            "Free mbufs in the packet mempool",
+        );
+        pool.sample(&[], (self.mempool_available)() as f64);
+        out.push(pool.0);
+        out
+    }
+}
+
+impl Telemetry {
+    /// The ports' ethdev counters.
+    fn port_families(&self, out: &mut Vec<MetricFamily>) {
         let port_stats: Vec<(&PortMeta, PortStats)> = self
             .ports
             .iter()
@@ -183,7 +213,10 @@ impl Collector for Telemetry {
             "RX mbuf allocation failures",
             |s| s.rx_nombuf,
         ));
+    }
 
+    /// Every worker's packet counters, drops by reason and busy ratio.
+    fn worker_families(&self, out: &mut Vec<MetricFamily>) {
         let ids: Vec<String> = (0..self.workers.len()).map(|i| i.to_string()).collect();
         let mut rx = Family::counter("worker_rx_packets_total", "Packets received by the worker");
         let mut tx = Family::counter(
@@ -231,34 +264,8 @@ impl Collector for Telemetry {
         }
         drop(prev);
         out.extend([rx.0, tx.0, handoff.0, kernel.0, dropped.0, busy.0]);
-
-        let mut active = Family::gauge(
-            "connections_active",
-            "Live connections in the worker's tables",
-        );
-        for (i, w) in self.workers.iter().enumerate() {
-            active.sample(&[("worker", &ids[i])], w.conns_active.get() as f64);
-        }
-        out.push(active.0);
-        let mut capacity = Family::gauge(
-            "connections_capacity",
-            "Connections the tables can hold (connections.max)",
-        );
-        capacity.sample(&[], self.conn_capacity as f64);
-        out.push(capacity.0);
-        out.extend(self.service_families());
-
-        let mut pool = Family::gauge(
-            "mempool_available_mbufs",
-            "Free mbufs in the packet mempool",
-        );
-        pool.sample(&[], (self.mempool_available)() as f64);
-        out.push(pool.0);
-        out
     }
-}
 
-impl Telemetry {
     /// Per-service and per-real-server families: each real server's counters summed
     /// over the workers, each service's the sum over its real servers.
     fn service_families(&self) -> Vec<MetricFamily> {
