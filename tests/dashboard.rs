@@ -46,7 +46,11 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
         Box::new(|| 1000),
         Arc::new(Mutex::new(Arc::new(services))),
         cfg.connections.max as u64,
-    );
+    )
+    .with_announced(Arc::new(Mutex::new(vec![(
+        "198.18.0.100".parse().unwrap(),
+        true,
+    )])));
     let registry = Registry::new();
     registry.register(Box::new(telemetry)).unwrap();
     let text = render(&registry);

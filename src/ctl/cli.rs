@@ -14,7 +14,7 @@ use ferrovs_core::conn::TcpState;
 use serde_json::Value;
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -128,6 +128,18 @@ pub enum CtlCommand {
     },
     /// Makes ferrovs read its configuration file again and apply what changed.
     Reload,
+    /// Withdraws a VIP's route from the routing daemon (`announce`) until
+    /// `announce VIP`: the routers stop sending it here; live flows continue.
+    Withdraw {
+        /// The VIP.
+        vip: IpAddr,
+    },
+    /// Lets a VIP withdrawn by `withdraw` be announced again, once every service
+    /// on it has its quorum of available real servers.
+    Announce {
+        /// The VIP.
+        vip: IpAddr,
+    },
 }
 
 /// Runs one `ferrovs ctl` command and returns its exit code.
@@ -212,6 +224,8 @@ pub fn request(cmd: &CtlCommand) -> Result<Request, InputError> {
             real_server: endpoint(real_server),
         },
         CtlCommand::Reload => Request::Reload {},
+        CtlCommand::Withdraw { vip } => Request::Withdraw { vip: *vip },
+        CtlCommand::Announce { vip } => Request::Announce { vip: *vip },
     })
 }
 
@@ -324,6 +338,8 @@ fn command_name(cmd: &CtlCommand) -> &'static str {
         CtlCommand::Drain { .. } => "drain",
         CtlCommand::RemoveRealServer { .. } => "remove-real-server",
         CtlCommand::Reload => "reload",
+        CtlCommand::Withdraw { .. } => "withdraw",
+        CtlCommand::Announce { .. } => "announce",
     }
 }
 
@@ -711,6 +727,7 @@ real_servers:
             scheduler: "rr".into(),
             mode: "nat".into(),
             persistence_s: 0,
+            announced: None,
             stats: Default::default(),
             rates: Default::default(),
             real_servers: vec![],

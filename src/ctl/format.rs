@@ -217,6 +217,11 @@ fn service_line(s: &ServiceView) -> String {
     if s.persistence_s > 0 {
         line.push_str(&format!(" persistent {}", s.persistence_s));
     }
+    match s.announced {
+        Some(true) => line.push_str(" announced"),
+        Some(false) => line.push_str(" withdrawn"),
+        None => {}
+    }
     line.push_str(&format!(" name {}", s.name));
     line
 }
@@ -352,6 +357,7 @@ mod tests {
                 scheduler: "wrr".into(),
                 mode: "fullnat".into(),
                 persistence_s: 0,
+                announced: None,
                 stats: stats(
                     1_000_001_233,
                     1_000_056_789,
@@ -369,6 +375,7 @@ mod tests {
                 scheduler: "sh".into(),
                 mode: "nat".into(),
                 persistence_s: 60,
+                announced: None,
                 stats: stats(42, 84, 84, 5_376, 10_752),
                 rates: rates(1.0, 2.0, 2.0, 128.0, 256.0),
                 real_servers: dns,
@@ -380,6 +387,7 @@ mod tests {
                 scheduler: "mh".into(),
                 mode: "dr".into(),
                 persistence_s: 0,
+                announced: None,
                 stats: Stats::default(),
                 rates: Rates::default(),
                 real_servers: vec![],
@@ -402,10 +410,29 @@ mod tests {
             scheduler: "wlc".into(),
             mode: "tunnel".into(),
             persistence_s: 900,
+            announced: None,
             stats: stats(11, 201, 150, 14_060, 180_000),
             rates: rates(0.2, 3.6, 2.8, 2_100.0, 30_000.0),
             real_servers: servers,
         }]
+    }
+
+    #[test]
+    fn announced_and_withdrawn_vips_are_flagged_on_the_service_line() {
+        let mut list = ipv4();
+        list[0].announced = Some(true);
+        list[1].announced = Some(false);
+        let text = services(&list, ListView::Plain);
+        assert!(
+            text.contains("TCP  198.18.0.100:80 wrr (fullnat) announced name web\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("UDP  198.18.0.53:53 sh (nat) persistent 60 withdrawn name dns\n"),
+            "{text}"
+        );
+        // Without `announce` nothing changes (the golden files).
+        assert!(!services(&ipv4(), ListView::Plain).contains("announced"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! rules as the config file.
 
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// A request. The `cmd` field names the variant in snake_case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +78,16 @@ pub enum Request {
     },
     /// Reads the configuration file again and applies what changed.
     Reload {},
+    /// Withdraws a VIP's route (`announce`) until `announce`.
+    Withdraw {
+        /// The VIP.
+        vip: IpAddr,
+    },
+    /// Lets a withdrawn VIP be announced again when it is ready to serve.
+    Announce {
+        /// The VIP.
+        vip: IpAddr,
+    },
 }
 
 /// The server's answer.
@@ -153,6 +164,10 @@ pub struct ServiceView {
     pub mode: String,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence_s: u64,
+    /// Whether the VIP's route is announced; absent when `announce` is not
+    /// configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<bool>,
     /// Its real servers' counters summed, all workers.
     pub stats: Stats,
     /// Its real servers' rates summed.

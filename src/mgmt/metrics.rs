@@ -1,6 +1,7 @@
 //! Prometheus metrics: a collector that reads the workers' counters and the ports'
 //! ethdev statistics when scraped, and the read-only HTTP endpoint serving them.
 
+use super::announce::AnnouncedVips;
 use crate::dpdk::PortStats;
 use ferrovs_core::service::{endpoint, Services};
 use ferrovs_core::stats::{DropReason, WorkerStats};
@@ -37,6 +38,8 @@ pub struct Telemetry {
     pub services: Arc<Mutex<Arc<Services>>>,
     /// `connections.max`.
     pub conn_capacity: u64,
+    /// Every VIP and whether it is announced, when `announce` is configured.
+    pub announced: AnnouncedVips,
     /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
     busy_prev: Mutex<Vec<(u64, u64)>>,
 }
@@ -60,8 +63,15 @@ impl Telemetry {
             mempool_available,
             services,
             conn_capacity,
+            announced: AnnouncedVips::default(),
             busy_prev: Mutex::new(vec![(0, 0); n]),
         }
+    }
+
+    /// Also exports `ferrovs_vip_announced` from `announced`.
+    pub fn with_announced(mut self, announced: AnnouncedVips) -> Telemetry {
+        self.announced = announced;
+        self
     }
 }
 
@@ -147,6 +157,19 @@ impl Collector for Telemetry {
         capacity.sample(&[], self.conn_capacity as f64);
         out.push(capacity.0);
         out.extend(self.service_families());
+        let mut announced = Family::gauge(
+            "vip_announced",
+            "1 while the VIP's route is in the routing daemon's table (announce), else 0",
+        );
+        for (vip, on) in self
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            announced.sample(&[("vip", &vip.to_string())], if *on { 1.0 } else { 0.0 });
+        }
+        out.push(announced.0);
 
         let mut pool = Family::gauge(
             "mempool_available_mbufs",

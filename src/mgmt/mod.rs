@@ -3,6 +3,7 @@
 //! worker core, and never blocks a worker: it talks to them only through bounded
 //! channels that they poll between bursts.
 
+pub mod announce;
 pub mod control;
 pub mod health;
 pub mod http;
@@ -12,6 +13,7 @@ pub mod rates;
 pub mod state;
 
 use crate::ctl::proto::{self, Request, Response};
+use announce::{AnnouncedVips, Announcer, KernelRoutes};
 use control::{ControlServer, Pending};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use ferrovs_core::config::Config;
@@ -44,6 +46,8 @@ pub struct Signals {
 /// How often the management loop wakes to read worker events and requests, and to
 /// move the kernel interfaces' packets.
 const POLL: Duration = Duration::from_millis(2);
+/// How often VIP routes the kernel refused are tried again.
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
 /// Rate estimator sampling period.
 const RATE_PERIOD: Duration = Duration::from_secs(1);
 /// Connections listed by default.
@@ -102,6 +106,9 @@ pub struct Management {
     rates: RateEstimator,
     last_rates: Instant,
     kernel: kernel::KernelPath,
+    /// The VIP routes for the routing daemon, with `announce`.
+    announcer: Option<Announcer<KernelRoutes>>,
+    last_announce: Instant,
 }
 
 impl Management {
@@ -110,6 +117,7 @@ impl Management {
     /// serves.
     pub fn new(setup: Setup) -> Result<Management, String> {
         let metrics_services = Arc::new(Mutex::new(Arc::new(setup.dataplane.services.clone())));
+        let announced = AnnouncedVips::default();
         let telemetry = Telemetry::new(
             setup.ports,
             setup.workers.clone(),
@@ -117,7 +125,17 @@ impl Management {
             setup.mempool_available,
             metrics_services.clone(),
             u64::from(setup.config.connections.max),
-        );
+        )
+        .with_announced(announced.clone());
+        let announcer = match setup.config.announce {
+            Some(a) => Some(Announcer::new(
+                KernelRoutes {
+                    table: a.kernel_table,
+                },
+                announced,
+            )?),
+            None => None,
+        };
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(telemetry))
@@ -146,12 +164,41 @@ impl Management {
             rates: RateEstimator::default(),
             last_rates: Instant::now(),
             kernel: setup.kernel,
+            announcer,
+            last_announce: Instant::now(),
         })
     }
 
-    /// Serves until SIGINT/SIGTERM.
+    /// Serves until SIGINT/SIGTERM. ferrovs is ready when this starts: its VIPs
+    /// are announced and its addresses advertised. A stop signal withdraws the
+    /// VIPs; with any announced, forwarding goes on for `announce.shutdown_grace`
+    /// (a second signal ends it at once).
     pub fn run(mut self, signals: &Signals) -> Result<(), String> {
-        while !signals.stop.load(Ordering::Relaxed) {
+        if let Some(a) = self.announcer.as_mut() {
+            a.activate(&self.state.config, &self.dataplane.services);
+        }
+        self.advertise_addresses();
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            if signals.stop.swap(false, Ordering::Relaxed) {
+                if stop_at.is_some() {
+                    log::info!("stop signal again: stopping now");
+                    break;
+                }
+                let grace = self.withdraw_for_stop();
+                if grace.is_zero() {
+                    break;
+                }
+                log::info!(
+                    "stopping: VIPs withdrawn; forwarding {} ms more while the routers move \
+                     the traffic away (signal again to stop now)",
+                    grace.as_millis()
+                );
+                stop_at = Some(Instant::now() + grace);
+            }
+            if stop_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
             while let Ok(ev) = self.events.try_recv() {
                 self.handle_event(ev);
             }
@@ -174,10 +221,63 @@ impl Management {
                 self.sample_rates();
             }
             self.check_health();
+            if self.last_announce.elapsed() >= ANNOUNCE_RETRY {
+                // Routes the kernel refused earlier are tried again.
+                self.last_announce = Instant::now();
+                if let Some(a) = self.announcer.as_mut() {
+                    a.update(&self.state.config, &self.dataplane.services);
+                }
+            }
             self.kernel.poll();
             std::thread::sleep(POLL);
         }
         Ok(())
+    }
+
+    /// Withdraws every VIP for a stop; the time to keep forwarding: the grace
+    /// when any VIP was announced, else none.
+    fn withdraw_for_stop(&mut self) -> Duration {
+        let (Some(a), Some(cfg)) = (self.announcer.as_mut(), self.state.config.announce) else {
+            return Duration::ZERO;
+        };
+        if a.deactivate(&self.state.config, &self.dataplane.services) {
+            cfg.shutdown_grace
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Asks worker 0 to advertise every own address on its port (gratuitous ARP,
+    /// unsolicited neighbour advertisements): at start and after a reload, so that
+    /// neighbours which cached another MAC for an address take ours.
+    fn advertise_addresses(&self) {
+        if let Some(tx) = self.commands.first() {
+            if tx.try_send(WorkerCommand::AnnounceAddresses).is_err() {
+                log::warn!("worker 0: command queue full, addresses not advertised");
+            }
+        }
+    }
+
+    /// `ferrovs ctl withdraw` (`hold`) and `announce` (release).
+    fn operator_announce(&mut self, vip: IpAddr, hold: bool) -> Response {
+        let Some(a) = self.announcer.as_mut() else {
+            return Response::Error {
+                errors: vec!["announce is not configured: ferrovs keeps no VIP routes".into()],
+            };
+        };
+        let (cfg, services) = (&self.state.config, &self.dataplane.services);
+        let result = if hold {
+            a.hold(vip, cfg, services)
+        } else {
+            a.release(vip, cfg, services)
+        };
+        match result {
+            Ok(message) => {
+                log::info!("control: {message}");
+                Response::Done { message }
+            }
+            Err(e) => Response::Error { errors: vec![e] },
+        }
     }
 
     fn handle_event(&mut self, ev: WorkerEvent) {
@@ -245,6 +345,8 @@ impl Management {
                 real_server,
             } => done(self.edit(state::remove_real_server(&service, &real_server))),
             Request::Reload {} => done(self.reload()),
+            Request::Withdraw { vip } => self.operator_announce(vip, true),
+            Request::Announce { vip } => self.operator_announce(vip, false),
         }
     }
 
@@ -276,6 +378,7 @@ impl Management {
             .state
             .reload(|slot, v| Self::slot_reusable(&workers, slot, v))?;
         self.publish();
+        self.advertise_addresses();
         Ok(changes)
     }
 
@@ -329,6 +432,9 @@ impl Management {
         self.rates.retain(|slot| live.contains(&slot));
         self.broadcast(WorkerCommand::Config(dp.clone()));
         self.dataplane = dp;
+        if let Some(a) = self.announcer.as_mut() {
+            a.update(&self.state.config, &self.dataplane.services);
+        }
     }
 
     /// A real server's counters summed over the workers.
@@ -400,6 +506,7 @@ impl Management {
                     scheduler: s.scheduler.name().to_string(),
                     mode: s.mode.name().to_string(),
                     persistence_s: s.persistence_ms / 1000,
+                    announced: self.announcer.as_ref().map(|a| a.is_announced(s.vip)),
                     stats,
                     rates,
                     real_servers,

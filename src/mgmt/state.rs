@@ -133,6 +133,7 @@ impl ConfigState {
             ("workers", old.workers == new.workers),
             ("mempool", old.mempool == new.mempool),
             ("management", old.management == new.management),
+            ("announce", old.announce == new.announce),
             (
                 "connections.max",
                 old.connections.max == new.connections.max,

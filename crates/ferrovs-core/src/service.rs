@@ -60,11 +60,28 @@ pub struct Service {
     pub persistence_netmask: u8,
     /// FULLNAT source addresses.
     pub local_addrs: Vec<IpAddr>,
+    /// Fewest available real servers with which the VIP is announced.
+    pub quorum: u32,
+    /// Any TCP packet that matches no connection may open one (IPVS `sloppy_tcp`).
+    pub sloppy: bool,
     /// Real servers in configuration order, drained and down ones included.
     pub real_servers: Vec<RealServer>,
 }
 
 impl Service {
+    /// Real servers that take new connections: up and with a weight.
+    pub fn available(&self) -> usize {
+        self.real_servers
+            .iter()
+            .filter(|r| r.up && r.weight > 0)
+            .count()
+    }
+
+    /// Whether enough real servers are available for the VIP to be announced.
+    pub fn meets_quorum(&self) -> bool {
+        self.available() >= self.quorum as usize
+    }
+
     /// "VIP:PORT" as ipvsadm prints it.
     pub fn address(&self) -> String {
         endpoint(self.vip, self.port)
@@ -242,6 +259,8 @@ impl Services {
                 persistence_ms: s.persistence.as_millis() as u64,
                 persistence_netmask: s.persistence_netmask,
                 local_addrs: s.local_addresses.clone(),
+                quorum: s.quorum,
+                sloppy: s.sloppy,
                 real_servers: s
                     .real_servers
                     .iter()

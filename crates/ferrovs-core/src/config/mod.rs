@@ -20,9 +20,10 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors};
 pub use host::{parse_cpu_list, HostFacts};
 pub use model::{
-    CheckKind, Config, ConnectionsConfig, EalConfig, ForwardMode, HealthCheckConfig,
-    ManagementConfig, MempoolConfig, NeighborConfig, PortConfig, Protocol, RealServerConfig,
-    RouteConfig, Scheduler, ServiceConfig, Timeouts, UnknownKeyword, WorkersConfig,
+    AnnounceConfig, CheckKind, Config, ConnectionsConfig, EalConfig, ForwardMode,
+    HealthCheckConfig, ManagementConfig, MempoolConfig, NeighborConfig, PortConfig, Protocol,
+    RealServerConfig, RouteConfig, Scheduler, ServiceConfig, Timeouts, UnknownKeyword,
+    WorkersConfig,
 };
 pub use value::{parse_duration, DeviceError, DurationError, PortDevice};
 

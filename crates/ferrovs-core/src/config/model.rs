@@ -37,6 +37,19 @@ pub struct Config {
     pub neighbors: Vec<NeighborConfig>,
     /// Virtual services.
     pub services: Vec<ServiceConfig>,
+    /// VIP routes for a routing daemon; None: nothing is announced.
+    pub announce: Option<AnnounceConfig>,
+}
+
+/// VIP routes for a routing daemon (`announce:`): one host route per VIP ready to
+/// serve, in a kernel routing table that BIRD or FRR imports and announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnounceConfig {
+    /// The kernel routing table holding the VIP routes.
+    pub kernel_table: u32,
+    /// How long ferrovs keeps forwarding after withdrawing its VIPs at a stop, while
+    /// the routers move the traffic away.
+    pub shutdown_grace: Duration,
 }
 
 impl Config {
@@ -198,6 +211,12 @@ pub struct ServiceConfig {
     pub real_servers: Vec<RealServerConfig>,
     /// How the real servers' health is checked.
     pub health_check: HealthCheckConfig,
+    /// Fewest available real servers (up, weight above 0) with which the VIP is
+    /// announced (`announce:`); below it the VIP is withdrawn.
+    pub quorum: u32,
+    /// IPVS `sloppy_tcp`: any TCP packet that matches no connection opens one, not
+    /// only a SYN, so a flow that another instance carried until now continues.
+    pub sloppy: bool,
 }
 
 /// Health checking of a service's real servers (keepalived-style rise/fall).
@@ -431,6 +450,7 @@ mod tests {
             routes: vec![],
             neighbors: vec![],
             services: vec![],
+            announce: None,
         }
     }
 

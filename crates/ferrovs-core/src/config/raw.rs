@@ -23,6 +23,17 @@ pub(super) struct RawConfig {
     pub routes: Option<Vec<RawRoute>>,
     pub neighbors: Option<Vec<RawNeighbor>>,
     pub services: Option<Vec<RawService>>,
+    pub announce: Option<RawAnnounce>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the announce mapping (kernel_table, shutdown_grace)"
+)]
+pub(super) struct RawAnnounce {
+    pub kernel_table: u64,
+    pub shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +133,8 @@ pub(super) struct RawService {
     pub local_addresses: Option<Vec<String>>,
     pub real_servers: Option<Vec<RawRealServer>>,
     pub health_check: Option<RawHealthCheck>,
+    pub quorum: Option<u64>,
+    pub sloppy: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -274,7 +274,10 @@ fn design_example_parses_into_expected_values() {
                 },
             ],
             health_check: HealthCheckConfig::default(),
+            quorum: 1,
+            sloppy: false,
         }],
+        announce: None,
     };
     assert_eq!(config, expected);
     assert_eq!(config.port_for_address(ip("198.19.0.10")), Some(1));
@@ -480,6 +483,9 @@ fn accepted_variations_of_base() {
     );
     assert_eq!(parse_ok(&text).services[3].protocol, Protocol::Udp);
 }
+
+/// Expected errors as (line, col, message fragment).
+type Expected = &'static [(usize, usize, &'static str)];
 
 /// (line of BASE, replacement, expected errors as (line, col, message fragment)).
 type Case = (
@@ -1621,4 +1627,93 @@ fn health_checks_parse_with_defaults_and_rules() {
         m.iter().any(|e| e.contains("needs an active check")),
         "{m:?}"
     );
+}
+
+#[test]
+fn cluster_rules() {
+    check_cases(&[
+        (
+            "    scheduler: wrr",
+            "    scheduler: wrr\n    sloppy: true",
+            &[
+                (
+                    44,
+                    13,
+                    "services[0].sloppy: sloppy needs a consistent scheduler (mh or sh): with wrr",
+                ),
+                (
+                    44,
+                    13,
+                    "services[0].sloppy: sloppy needs dr or tunnel: in fullnat the replies pass",
+                ),
+            ],
+        ),
+        (
+            "    mode: dr",
+            "    mode: dr\n    sloppy: true",
+            &[(
+                54,
+                13,
+                "services[1].sloppy: sloppy needs a consistent scheduler (mh or sh): with wlc",
+            )],
+        ),
+        (
+            "    mode: dr",
+            "    mode: dr\n    quorum: 5000000000",
+            &[(
+                54,
+                13,
+                "services[1].quorum: 5000000000 is out of range 0..=4294967295",
+            )],
+        ),
+    ]);
+    let announce = |section: &str| format!("{BASE}announce:\n{section}");
+    let cases: &[(&str, Expected)] = &[
+        (
+            "  kernel_table: 254\n",
+            &[(
+                75,
+                17,
+                "announce.kernel_table: table 254 is the kernel's `main` table",
+            )],
+        ),
+        (
+            "  kernel_table: 0\n",
+            &[(75, 17, "announce.kernel_table: table 0 is no table")],
+        ),
+        (
+            "  kernel_table: 100\n  shutdown_grace: \"11m\"\n",
+            &[(
+                76,
+                19,
+                "announce.shutdown_grace: 660s is out of range 0s..=600s",
+            )],
+        ),
+    ];
+    for (section, expected) in cases {
+        assert_errors(&parse_err(&announce(section)), expected, section);
+    }
+    let no_kernel = announce("  kernel_table: 100\n").replace(
+        "  control_socket: \"/run/ferrovs/ctl.sock\"",
+        "  control_socket: \"/run/ferrovs/ctl.sock\"\n  exception_path: false",
+    );
+    assert_errors(
+        &parse_err(&no_kernel),
+        &[(76, 3, "announce: announce needs management.exception_path")],
+        "exception_path: false",
+    );
+    let ok = parse_ok(&announce("  kernel_table: 100\n").replace(
+        "    mode: dr\n",
+        "    mode: dr\n    scheduler: mh\n    sloppy: true\n    quorum: 0\n",
+    ));
+    assert_eq!(
+        ok.announce,
+        Some(AnnounceConfig {
+            kernel_table: 100,
+            shutdown_grace: Duration::from_secs(5),
+        })
+    );
+    assert!(ok.services[1].sloppy);
+    assert_eq!((ok.services[0].quorum, ok.services[1].quorum), (1, 0));
+    assert!(!ok.services[0].sloppy);
 }

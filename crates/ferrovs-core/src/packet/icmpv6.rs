@@ -539,6 +539,33 @@ pub fn emit_neighbor_advert(
     .emit(buf)
 }
 
+/// Writes an unsolicited neighbour advertisement of `target` (ours) into the start
+/// of `buf` and returns its length ([`ND_FRAME_LEN`]): to all-nodes, with our MAC
+/// in a target link-layer address option and the override flag, so that neighbours
+/// that cached another MAC for the address take ours (RFC 4861 section 7.2.6).
+pub fn emit_unsolicited_neighbor_advert(
+    buf: &mut [u8],
+    our_mac: MacAddr,
+    target: Ipv6Addr,
+) -> Result<usize, WireError> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    NdFrame {
+        eth_dst: multicast_mac(all_nodes),
+        eth_src: our_mac,
+        ip_src: target,
+        ip_dst: all_nodes,
+        msg_type: Icmpv6Type::NEIGHBOR_ADVERT,
+        flags: NaFlags {
+            router: false,
+            solicited: false,
+            override_entry: true,
+        },
+        target,
+        option: Some((nd_option::TARGET_LINK_ADDR, our_mac)),
+    }
+    .emit(buf)
+}
+
 /// Largest ICMPv6 error packet (RFC 4443 section 2.4: it must not exceed the IPv6
 /// minimum MTU).
 pub const MAX_ERROR_LEN: usize = 1280;

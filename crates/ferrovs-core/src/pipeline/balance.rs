@@ -10,9 +10,10 @@ use crate::forward::{
     Endpoints, TunnelError,
 };
 use crate::packet::icmp::{emit_error, IcmpError};
-use crate::packet::icmpv6::{self};
+use crate::packet::icmpv6;
 use crate::packet::parse::{FrameInfo, IpInfo, L4Header};
 use crate::packet::{ethernet, EtherType, IpPair, PacketBuf, TcpFlags};
+use crate::service::Service;
 use crate::stats::DropReason;
 use std::net::IpAddr;
 
@@ -210,8 +211,7 @@ impl<P: PacketPool> Pipeline<P> {
                 None => DropReason::NoConnection,
             });
         };
-        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
-        if proto == Proto::Tcp && !is_opening_syn(proto, flags) {
+        if !may_open(svc, proto, flags) {
             return Err(DropReason::TcpNoConnection);
         }
         lb.connect(
@@ -288,6 +288,17 @@ pub(super) fn endpoints<A: Family>(c: &Conn<A>) -> Endpoints {
         local: ep(c.local()),
         real: ep(c.real()),
     }
+}
+
+/// Whether a packet that matches no connection may open one to `svc`: any UDP
+/// datagram; a TCP SYN (IPVS: no state for a stray segment), or with `sloppy` any
+/// segment but a RST (IPVS `sloppy_tcp`: a flow another instance carried so far
+/// continues here, in the state its packets show).
+#[inline]
+pub(super) fn may_open(svc: &Service, proto: Proto, flags: TcpFlags) -> bool {
+    proto != Proto::Tcp
+        || is_opening_syn(proto, flags)
+        || (svc.sloppy && !flags.contains(TcpFlags::RST))
 }
 
 /// A segment that may open a TCP connection: SYN without ACK, RST or FIN.

@@ -303,8 +303,7 @@ impl<P: PacketPool> Pipeline<P> {
             });
             return;
         }
-        // Only a SYN opens a TCP connection (IPVS: no state for a stray segment).
-        if proto == Proto::Tcp && !is_opening_syn(proto, flow.tcp_flags) {
+        if !may_open(svc, proto, flow.tcp_flags) {
             return self.discard(pkt, DropReason::TcpNoConnection);
         }
         let client = Endpoint::new(flow.src, flow.src_port);

@@ -163,6 +163,19 @@ impl Dataplane {
         }
     }
 
+    /// Every address ARP/ND is answered for on `port` (its own, VIPs and local
+    /// addresses on its subnets), in address order.
+    pub fn addresses_on(&self, port: usize) -> Vec<IpAddr> {
+        let mut addrs: Vec<IpAddr> = self
+            .local
+            .iter()
+            .filter(|(_, l)| l.port == Some(port))
+            .map(|(ip, _)| *ip)
+            .collect();
+        addrs.sort();
+        addrs
+    }
+
     /// Whether `ip` is ours, what for, and where ARP/ND for it is answered.
     #[inline]
     pub fn local(&self, ip: IpAddr) -> Option<LocalAddr> {

@@ -271,6 +271,23 @@ pub(super) fn build_arp_request<B: PacketBuf>(
     arp::emit_request(data, mac, src, target).is_ok()
 }
 
+pub(super) fn build_unsolicited_na<B: PacketBuf>(
+    pkt: &mut B,
+    mac: MacAddr,
+    target: Ipv6Addr,
+) -> bool {
+    if pkt.append(ND_FRAME_LEN).is_err() {
+        return false;
+    }
+    match icmpv6::emit_unsolicited_neighbor_advert(pkt.data_mut(), mac, target) {
+        Ok(len) => {
+            pkt.truncate(len);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 pub(super) fn build_nd_solicit<B: PacketBuf>(
     pkt: &mut B,
     mac: MacAddr,

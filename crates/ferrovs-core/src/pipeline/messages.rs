@@ -23,6 +23,10 @@ pub enum WorkerCommand {
     },
     /// List connections (one bounded step of the scan).
     DumpConns(ConnQuery),
+    /// Announce every own address on its port: gratuitous ARP for IPv4,
+    /// unsolicited neighbour advertisements for IPv6, so that neighbours which
+    /// cached another MAC for an address (another appliance's) take ours.
+    AnnounceAddresses,
 }
 
 /// One step of a connection listing: the worker scans `count` slots of one family's

@@ -36,12 +36,12 @@ use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
 use crate::packet::{ethernet, parse_frame, IcmpType, Icmpv6Type, IpProtocol, MacAddr, PacketBuf};
 use crate::stats::{DropReason, WorkerStats};
 use crate::steer::owner_of;
-use balance::is_opening_syn;
+use balance::{is_opening_syn, may_open};
 use balancer::Tables;
 use burst::OwnAddrsV4;
 use crossbeam_channel::Sender;
 use hops::HopCache;
-use l2::{is_nd, send_probe};
+use l2::{build_arp_request, build_unsolicited_na, is_nd, send_probe};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 

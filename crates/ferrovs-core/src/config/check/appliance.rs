@@ -362,6 +362,63 @@ impl Checker<'_> {
         })
     }
 
+    /// `announce`: the table must be one a routing daemon can own, and the routes
+    /// need the exception path (the daemon talks BGP through it).
+    pub(super) fn announce(
+        &mut self,
+        raw: &RawAnnounce,
+        management: Option<&ManagementConfig>,
+        ports: &[RawPort],
+    ) -> Option<AnnounceConfig> {
+        let path = "announce.kernel_table";
+        let kernel_table = match raw.kernel_table {
+            0 => {
+                self.error(path, "table 0 is no table (RT_TABLE_UNSPEC)");
+                None
+            }
+            t @ 253..=255 => {
+                let name = ["default", "main", "local"][(t - 253) as usize];
+                self.error(
+                    path,
+                    format!(
+                        "table {t} is the kernel's `{name}` table; use a table of its own \
+                         (1-252 or above 255) for the routing daemon to import"
+                    ),
+                );
+                None
+            }
+            t => self.int(path, t, 1, u64::from(u32::MAX)),
+        };
+        let shutdown_grace = self.bounded_duration(
+            "announce.shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            DEFAULT_SHUTDOWN_GRACE,
+            (Duration::ZERO, MAX_SHUTDOWN_GRACE),
+        );
+        if management.is_some_and(|m| !m.exception_path) {
+            self.error(
+                "announce",
+                "announce needs management.exception_path: the routing daemon reaches the \
+                 routers through the ports' kernel interfaces",
+            );
+            return None;
+        }
+        if !ports
+            .iter()
+            .any(|p| p.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+        {
+            self.error(
+                "announce",
+                "announce needs a port with addresses (its kernel interface carries the routes)",
+            );
+            return None;
+        }
+        Some(AnnounceConfig {
+            kernel_table: kernel_table?,
+            shutdown_grace: shutdown_grace?,
+        })
+    }
+
     pub(super) fn management(&mut self, raw: Option<&RawManagement>) -> Option<ManagementConfig> {
         let default = RawManagement::default();
         let raw = raw.unwrap_or(&default);

@@ -52,6 +52,10 @@ const DEFAULT_CONTROL_SOCKET: &str = "/run/ferrovs/ctl.sock";
 const DEFAULT_MAX_CONNECTIONS: u64 = 1_000_000;
 const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
 const DEFAULT_WEIGHT: u64 = 1;
+const DEFAULT_QUORUM: u64 = 1;
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest `announce.shutdown_grace`: a stop should not wait longer than this.
+const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(600);
 
 /// EAL options that ferrovs derives from other keys, and those keys.
 const DERIVED_EAL_ARGS: &[(&str, &str)] = &[
@@ -282,6 +286,10 @@ impl Checker<'_> {
         let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
         let services = self.services(raw.services.as_deref().unwrap_or_default(), &route_prefixes);
+        let announce = match &raw.announce {
+            None => Some(None),
+            Some(a) => self.announce(a, management.as_ref(), &raw.ports).map(Some),
+        };
         Some(Config {
             eal: eal?,
             ports: ports?,
@@ -292,6 +300,7 @@ impl Checker<'_> {
             routes: routes.into_iter().collect::<Option<_>>()?,
             neighbors: neighbors.into_iter().collect::<Option<_>>()?,
             services: services.into_iter().collect::<Option<_>>()?,
+            announce: announce?,
         })
     }
 }

@@ -93,7 +93,16 @@ impl Checker<'_> {
         let real_servers = self.real_servers(path, raw, mode, vip, port, reach);
         let health_check =
             self.health_check(&format!("{path}.health_check"), raw.health_check.as_ref());
+        let quorum = self.int(
+            &format!("{path}.quorum"),
+            raw.quorum.unwrap_or(DEFAULT_QUORUM),
+            0,
+            u64::from(u32::MAX),
+        );
+        let sloppy = self.sloppy(path, raw.sloppy.unwrap_or(false), mode, scheduler);
         ServiceParts {
+            quorum,
+            sloppy,
             health_check,
             name,
             vip,
@@ -106,6 +115,44 @@ impl Checker<'_> {
             local_addresses,
             real_servers,
         }
+    }
+
+    /// `sloppy` is only correct where any instance would carry a flow the same
+    /// way: a scheduler that picks the server from the flow alone, and a mode whose
+    /// replies do not pass through the instance.
+    fn sloppy(
+        &mut self,
+        path: &str,
+        sloppy: bool,
+        mode: Option<ForwardMode>,
+        scheduler: Option<Scheduler>,
+    ) -> Option<bool> {
+        if !sloppy {
+            return Some(false);
+        }
+        let path = format!("{path}.sloppy");
+        let mut ok = true;
+        if let Some(s) = scheduler.filter(|s| !matches!(s, Scheduler::Mh | Scheduler::Sh)) {
+            self.error(
+                &path,
+                format!(
+                    "sloppy needs a consistent scheduler (mh or sh): with {s}, another \
+                     instance would send a flow it takes over to another server"
+                ),
+            );
+            ok = false;
+        }
+        if let Some(m @ (ForwardMode::Nat | ForwardMode::FullNat)) = mode {
+            self.error(
+                &path,
+                format!(
+                    "sloppy needs dr or tunnel: in {m} the replies pass through the instance \
+                     that opened the connection, and no other instance can translate them"
+                ),
+            );
+            ok = false;
+        }
+        ok.then_some(true)
     }
 
     pub(super) fn health_check(
@@ -369,6 +416,8 @@ impl Checker<'_> {
 
 /// The checked parts of one service, assembled once all have been checked.
 pub(super) struct ServiceParts {
+    quorum: Option<u32>,
+    sloppy: Option<bool>,
     health_check: Option<HealthCheckConfig>,
     name: Option<String>,
     vip: Option<IpAddr>,
@@ -396,6 +445,8 @@ impl ServiceParts {
             local_addresses: self.local_addresses?,
             real_servers: self.real_servers?,
             health_check: self.health_check?,
+            quorum: self.quorum?,
+            sloppy: self.sloppy?,
         })
     }
 }

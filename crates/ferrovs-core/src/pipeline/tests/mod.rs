@@ -498,3 +498,55 @@ fn tx_queue_overflow_is_counted_not_grown() {
     assert_eq!(h.p.tx_queue(0).capacity(), cap);
     assert_eq!(h.dropped(DropReason::TxFull), 5);
 }
+
+/// At start and reload ferrovs announces every address it answers for on each
+/// port, VIPs and local addresses on its subnets included: gratuitous ARP for
+/// IPv4, an unsolicited neighbour advertisement (override flag) for IPv6.
+#[test]
+fn own_addresses_are_announced_on_their_ports() {
+    let mut h = harness_with(&fixture::appliance_with(
+        1,
+        true,
+        r#"services:
+  - { name: web, vip: 198.18.0.100, port: 80, protocol: tcp, mode: fullnat,
+      local_addresses: [198.19.0.2], real_servers: [{ address: 198.19.0.10 }] }
+  - { name: far, vip: 203.0.113.7, port: 80, protocol: tcp, mode: dr,
+      real_servers: [{ address: 198.18.0.20 }] }
+"#,
+    ));
+    h.p.apply(WorkerCommand::AnnounceAddresses);
+    let mut wan_v4 = Vec::new();
+    let mut wan_v6 = Vec::new();
+    for f in h.take_tx(0) {
+        let data = f.data();
+        assert_eq!(&data[6..12], &OUR_MAC.0);
+        match parse_frame(data, false).unwrap().l3 {
+            L3Info::Arp => {
+                let arp = ArpPacket::new_checked(&data[14..]).unwrap();
+                assert_eq!(arp.operation(), ArpOperation::REQUEST);
+                assert_eq!(arp.sender_hw_addr(), OUR_MAC);
+                assert_eq!(arp.sender_proto_addr(), arp.target_proto_addr());
+                assert_eq!(&data[0..6], &[0xff; 6]);
+                wan_v4.push(arp.sender_proto_addr());
+            }
+            L3Info::Ip(ip) => {
+                let ipv6 = Ipv6Packet::new_checked(&data[14..]).unwrap();
+                assert_eq!(ipv6.dst_addr(), "ff02::1".parse::<Ipv6Addr>().unwrap());
+                let na = NeighborAdvert::parse(&ipv6).unwrap();
+                assert_eq!(na.target_link_addr, Some(OUR_MAC));
+                assert_eq!(IpAddr::V6(na.target), ip.addrs.src());
+                wan_v6.push(na.target);
+            }
+        }
+    }
+    // The VIP outside every subnet is routed to us, never ARPed: not announced.
+    assert_eq!(wan_v4, [ip4("198.18.0.1"), ip4("198.18.0.100")]);
+    assert_eq!(wan_v6, ["2001:2::1".parse::<Ipv6Addr>().unwrap()]);
+    let lan = h.take_tx(1);
+    assert_eq!(
+        lan.len(),
+        3,
+        "198.19.0.1, the local address 198.19.0.2, 2001:2:0:19::1"
+    );
+    assert_eq!(h.stats.dropped_total(), 0);
+}

@@ -339,3 +339,67 @@ fn fullnat_icmp_errors_from_the_server_side_reach_the_client() {
     );
     assert_eq!(&q.payload()[0..4], &[0x9c, 0x40, 0, 80]);
 }
+
+/// `sloppy` (IPVS `sloppy_tcp`) with a consistent scheduler: a flow one instance
+/// opened continues through another that never saw its SYN, to the same real
+/// server, in the state its packets show. A RST opens nothing, and without
+/// `sloppy` only a SYN opens a connection.
+#[test]
+fn a_sloppy_dr_service_takes_over_flows_another_instance_opened() {
+    let text = |sloppy: bool| {
+        fixture::appliance(&format!(
+            r#"connections: {{ max: 1000 }}
+neighbors:
+  - {{ ip: "198.19.0.10", mac: "02:00:00:00:01:10" }}
+  - {{ ip: "198.19.0.11", mac: "02:00:00:00:01:11" }}
+services:
+  - {{ name: web, vip: 198.18.0.100, port: 80, protocol: tcp, mode: dr, scheduler: mh,
+      sloppy: {sloppy}, real_servers: [{{ address: 198.19.0.10 }}, {{ address: 198.19.0.11 }}] }}
+"#
+        ))
+    };
+    let (mut first, mut second) = (harness_with(&text(true)), harness_with(&text(true)));
+    let segment = |client: &str, flags: TcpFlags| {
+        craft::tcp(
+            client_l2(),
+            sa(client),
+            sa("198.18.0.100:80"),
+            flags,
+            7,
+            1,
+            b"",
+        )
+    };
+    let mut servers = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let client = format!("198.18.0.{}:{}", 10 + i % 20, 40000 + i);
+        first.rx(segment(&client, TcpFlags::SYN), 0);
+        let opened = first.take_tx(1);
+        second.rx(segment(&client, TcpFlags::ACK | TcpFlags::PSH), 0);
+        let continued = second.take_tx(1);
+        assert_eq!((opened.len(), continued.len()), (1, 1), "{client}");
+        // Same real server: the same destination MAC.
+        assert_eq!(
+            opened[0].data()[0..6],
+            continued[0].data()[0..6],
+            "{client}"
+        );
+        servers.insert(continued[0].data()[0..6].to_vec());
+    }
+    assert_eq!(servers.len(), 2, "mh spreads the clients over both servers");
+    // Taken over in ESTABLISHED (IPVS: an ACK in NONE), so counted active.
+    let active: u64 = (0..2)
+        .map(|s| second.stats.real_server(s).active.get())
+        .sum();
+    assert_eq!(active, 40);
+    second.rx(segment("198.18.0.99:5000", TcpFlags::RST), 0);
+    assert!(second.take_tx(1).is_empty());
+    assert_eq!(second.dropped(DropReason::TcpNoConnection), 1);
+
+    let mut strict = harness_with(&text(false));
+    strict.rx(segment("198.18.0.10:40000", TcpFlags::ACK), 0);
+    assert!(strict.take_tx(1).is_empty());
+    assert_eq!(strict.dropped(DropReason::TcpNoConnection), 1);
+    strict.rx(segment("198.18.0.10:40000", TcpFlags::SYN), 0);
+    assert_eq!(strict.take_tx(1).len(), 1);
+}
