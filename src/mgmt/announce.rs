@@ -100,7 +100,11 @@ impl RouteTable for KernelRoutes {
                 &ROUTE_PROTO.to_string(),
             ]
             .map(String::from);
-            self.ip(&args)?;
+            match self.ip(&args) {
+                // A table that never held a route does not exist yet: nothing to remove.
+                Err(e) if e.contains("FIB table does not exist") => {}
+                other => other?,
+            }
         }
         Ok(())
     }

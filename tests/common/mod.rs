@@ -209,8 +209,23 @@ impl Lab {
     /// Starts an HTTP real server (nginx) in `ns` listening on `addr:port` that
     /// answers every request with `body` and a newline.
     pub fn http_server(&mut self, name: &str, ns: &str, addr: &str, port: u16, body: &str) {
+        self.http_server_with_file(name, ns, addr, port, body, 0);
+    }
+
+    /// [`Lab::http_server`] that also serves `/big`, a file of `big` bytes, for
+    /// long downloads (`curl --limit-rate`).
+    pub fn http_server_with_file(
+        &mut self,
+        name: &str,
+        ns: &str,
+        addr: &str,
+        port: u16,
+        body: &str,
+        big: usize,
+    ) {
         let root = self.dir.join(name);
         fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("big"), vec![b'x'; big]).unwrap();
         let listen = if addr.contains(':') {
             format!("[{addr}]:{port}")
         } else {
@@ -223,6 +238,7 @@ impl Lab {
                fastcgi_temp_path {root};\n  uwsgi_temp_path {root};\n  scgi_temp_path {root};\n\
                keepalive_requests 1000000;\n\
                server {{\n    listen {listen} reuseport;\n\
+                 location = /big {{ default_type application/octet-stream; alias {root}/big; }}\n\
                  location / {{ default_type text/plain; return 200 \"{body}\\n\"; }}\n  }}\n}}\n",
             root = root.display(),
         );
@@ -239,6 +255,12 @@ impl Lab {
 
     /// Starts ferrovs in `ns` with `config` (YAML text) and waits until it is ready.
     pub fn ferrovs(&mut self, ns: &str, config: &str) -> Ferrovs {
+        self.ferrovs_instance(ns, "ferrovs", config)
+    }
+
+    /// [`Lab::ferrovs`] for one of several instances in a lab: its config, log,
+    /// control socket and EAL file prefix are named after `name`.
+    pub fn ferrovs_instance(&mut self, ns: &str, name: &str, config: &str) -> Ferrovs {
         // The filesystem is shared between namespaces: keep the control socket in the
         // lab's directory.
         let config = if config.contains("\nmanagement:") {
@@ -246,15 +268,20 @@ impl Lab {
         } else {
             format!(
                 "{config}management:\n  control_socket: \"{}\"\n",
-                self.dir.join("ctl.sock").display()
+                self.dir.join(format!("{name}.sock")).display()
             )
         };
         // A file prefix of its own, so labs of concurrent test runs never share EAL files.
+        let prefix = if name == "ferrovs" {
+            self.tag.clone()
+        } else {
+            format!("{}{name}", self.tag)
+        };
         let config = config.replace(
             "file_prefix: ferrovs-e2e",
-            &format!("file_prefix: {}", self.tag),
+            &format!("file_prefix: {prefix}"),
         );
-        let path = self.write("ferrovs.yaml", &config);
+        let path = self.write(&format!("{name}.yaml"), &config);
         // ferrovs owns its ports as DPDK owns a NIC: the namespace's kernel must not
         // also take the frames arriving on them (it would answer for the addresses
         // of ferrovs's kernel interfaces behind ferrovs's back).
@@ -280,7 +307,21 @@ impl Lab {
                 );
             }
         }
-        Ferrovs::start(ns, &path, &self.dir.join("ferrovs.log"))
+        Ferrovs::start(ns, &path, &self.dir.join(format!("{name}.log")))
+    }
+
+    /// Starts BIRD 2 in `ns` with `conf` in the foreground (killed with the lab);
+    /// returns its control socket for `birdc -s`.
+    pub fn bird(&mut self, name: &str, ns: &str, conf: &str) -> String {
+        let conf_path = self.write(&format!("{name}.conf"), conf);
+        let sock = self.dir.join(format!("{name}.ctl"));
+        let sock = sock.to_str().unwrap().to_string();
+        self.spawn(
+            name,
+            ns,
+            &["bird", "-f", "-c", conf_path.to_str().unwrap(), "-s", &sock],
+        );
+        sock
     }
 }
 

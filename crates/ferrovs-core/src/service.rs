@@ -88,6 +88,21 @@ impl Service {
     }
 }
 
+/// The scheduler options a service's `sched_flags` ask for.
+fn sched_options(flags: &[config::SchedFlag]) -> SchedOptions {
+    use config::SchedFlag::*;
+    let mut o = SchedOptions::default();
+    for flag in flags {
+        match flag {
+            ShFallback => o.sh_fallback = true,
+            ShPort => o.sh_port = true,
+            MhFallback => o.mh_fallback = true,
+            MhPort => o.mh_port = true,
+        }
+    }
+    o
+}
+
 /// `addr:port`, with brackets for IPv6.
 pub fn endpoint(addr: IpAddr, port: u16) -> String {
     match addr {
@@ -255,7 +270,7 @@ impl Services {
                 proto: proto_of(s.protocol),
                 mode: mode_of(s.mode),
                 scheduler: scheduler_of(s.scheduler),
-                sched_options: SchedOptions::default(),
+                sched_options: sched_options(&s.sched_flags),
                 persistence_ms: s.persistence.as_millis() as u64,
                 persistence_netmask: s.persistence_netmask,
                 local_addrs: s.local_addresses.clone(),

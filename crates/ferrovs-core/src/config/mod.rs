@@ -22,7 +22,7 @@ pub use host::{parse_cpu_list, HostFacts};
 pub use model::{
     AnnounceConfig, CheckKind, Config, ConnectionsConfig, EalConfig, ForwardMode,
     HealthCheckConfig, ManagementConfig, MempoolConfig, NeighborConfig, PortConfig, Protocol,
-    RealServerConfig, RouteConfig, Scheduler, ServiceConfig, Timeouts, UnknownKeyword,
+    RealServerConfig, RouteConfig, SchedFlag, Scheduler, ServiceConfig, Timeouts, UnknownKeyword,
     WorkersConfig,
 };
 pub use value::{parse_duration, DeviceError, DurationError, PortDevice};

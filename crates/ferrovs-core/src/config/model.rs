@@ -201,6 +201,8 @@ pub struct ServiceConfig {
     pub mode: ForwardMode,
     /// Real-server scheduler.
     pub scheduler: Scheduler,
+    /// The scheduler's flags (`ipvsadm --sched-flags`), each once.
+    pub sched_flags: Vec<SchedFlag>,
     /// Persistence timeout; zero means no persistence.
     pub persistence: Duration,
     /// Prefix length grouping clients for persistence (`ipvsadm -M`).
@@ -398,6 +400,30 @@ keyword_enum! {
         Nq = "nq",
         /// Maglev hashing.
         Mh = "mh",
+    }
+}
+
+keyword_enum! {
+    /// A scheduler flag, named as in `ipvsadm --sched-flags`.
+    SchedFlag, "scheduler flag" {
+        /// sh: probe further buckets when the hashed server cannot take the connection.
+        ShFallback = "sh-fallback",
+        /// sh: hash the client port with the client address.
+        ShPort = "sh-port",
+        /// mh: probe further entries when the hashed server cannot take the connection.
+        MhFallback = "mh-fallback",
+        /// mh: hash the client port with the client address.
+        MhPort = "mh-port",
+    }
+}
+
+impl SchedFlag {
+    /// The scheduler the flag belongs to.
+    pub fn scheduler(self) -> Scheduler {
+        match self {
+            SchedFlag::ShFallback | SchedFlag::ShPort => Scheduler::Sh,
+            SchedFlag::MhFallback | SchedFlag::MhPort => Scheduler::Mh,
+        }
     }
 }
 

@@ -128,6 +128,7 @@ pub(super) struct RawService {
     pub protocol: String,
     pub mode: String,
     pub scheduler: Option<String>,
+    pub sched_flags: Option<Vec<String>>,
     pub persistence: Option<String>,
     pub persistence_netmask: Option<u64>,
     pub local_addresses: Option<Vec<String>>,

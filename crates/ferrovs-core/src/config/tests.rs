@@ -276,6 +276,7 @@ fn design_example_parses_into_expected_values() {
             health_check: HealthCheckConfig::default(),
             quorum: 1,
             sloppy: false,
+            sched_flags: vec![],
         }],
         announce: None,
     };
@@ -1658,6 +1659,19 @@ fn cluster_rules() {
             )],
         ),
         (
+            "    scheduler: wrr",
+            "    scheduler: wrr\n    sched_flags: [mh-port, sh-portt]",
+            &[
+                (44, 19, "services[0].sched_flags[0]: mh-port is a flag of the mh scheduler, not of wrr"),
+                (44, 28, "services[0].sched_flags[1]: `sh-portt`: unknown scheduler flag, expected one of: sh-fallback, sh-port, mh-fallback, mh-port"),
+            ],
+        ),
+        (
+            "    scheduler: sh",
+            "    scheduler: sh\n    sched_flags: [sh-port, sh-port]",
+            &[(64, 28, "services[2].sched_flags[1]: sh-port is given twice")],
+        ),
+        (
             "    mode: dr",
             "    mode: dr\n    quorum: 5000000000",
             &[(
@@ -1704,7 +1718,7 @@ fn cluster_rules() {
     );
     let ok = parse_ok(&announce("  kernel_table: 100\n").replace(
         "    mode: dr\n",
-        "    mode: dr\n    scheduler: mh\n    sloppy: true\n    quorum: 0\n",
+        "    mode: dr\n    scheduler: mh\n    sched_flags: [mh-fallback, mh-port]\n    sloppy: true\n    quorum: 0\n",
     ));
     assert_eq!(
         ok.announce,
@@ -1714,6 +1728,10 @@ fn cluster_rules() {
         })
     );
     assert!(ok.services[1].sloppy);
+    assert_eq!(
+        ok.services[1].sched_flags,
+        [SchedFlag::MhFallback, SchedFlag::MhPort]
+    );
     assert_eq!((ok.services[0].quorum, ok.services[1].quorum), (1, 0));
     assert!(!ok.services[0].sloppy);
 }

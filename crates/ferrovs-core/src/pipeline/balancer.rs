@@ -10,7 +10,7 @@ use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
     Mode, NewConn, PersistTable, PreparedConn, Proto, StateChange, TcpState, TemplateId, Timeouts,
 };
-use crate::sched::{Candidate, FlowHint, Scheduler};
+use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
 use crate::stats::{DropReason, WorkerStats};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -71,6 +71,8 @@ impl Tables for Ipv6Addr {
 /// A service's scheduler and this worker's view of its real servers.
 struct ServiceState {
     sched: Option<Scheduler>,
+    /// The options `sched` was built with.
+    options: SchedOptions,
     candidates: Vec<Candidate>,
     /// FULLNAT: the local address to try first for the next connection.
     next_local: usize,
@@ -287,7 +289,10 @@ impl Balancer {
                 .get_mut(usize::from(s.slot))
                 .and_then(Option::take);
             let state = match old {
-                Some(mut st) if st.sched.as_ref().map(Scheduler::kind) == Some(s.scheduler) => {
+                Some(mut st)
+                    if st.sched.as_ref().map(Scheduler::kind) == Some(s.scheduler)
+                        && st.options == s.sched_options =>
+                {
                     let same_set = st.candidates.len() == candidates.len()
                         && st
                             .candidates
@@ -306,11 +311,13 @@ impl Balancer {
                 }
                 Some(st) => ServiceState {
                     sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
+                    options: s.sched_options,
                     candidates,
                     next_local: st.next_local,
                 },
                 None => ServiceState {
                     sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
+                    options: s.sched_options,
                     candidates,
                     next_local: 0,
                 },

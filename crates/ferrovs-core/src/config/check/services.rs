@@ -74,6 +74,7 @@ impl Checker<'_> {
             Some(text) => self.keyword(&format!("{path}.scheduler"), text),
             None => Some(DEFAULT_SCHEDULER),
         };
+        let sched_flags = self.sched_flags(path, raw.sched_flags.as_deref(), scheduler);
         let persistence = self.duration(
             &format!("{path}.persistence"),
             raw.persistence.as_deref(),
@@ -101,6 +102,7 @@ impl Checker<'_> {
         );
         let sloppy = self.sloppy(path, raw.sloppy.unwrap_or(false), mode, scheduler);
         ServiceParts {
+            sched_flags,
             quorum,
             sloppy,
             health_check,
@@ -115,6 +117,40 @@ impl Checker<'_> {
             local_addresses,
             real_servers,
         }
+    }
+
+    /// `sched_flags`: known flags, each once, of the service's scheduler.
+    fn sched_flags(
+        &mut self,
+        path: &str,
+        raw: Option<&[String]>,
+        scheduler: Option<Scheduler>,
+    ) -> Option<Vec<SchedFlag>> {
+        let mut flags = Vec::new();
+        let mut ok = true;
+        for (i, text) in raw.unwrap_or_default().iter().enumerate() {
+            let path = format!("{path}.sched_flags[{i}]");
+            let Some(flag) = self.keyword::<SchedFlag>(&path, text) else {
+                ok = false;
+                continue;
+            };
+            if flags.contains(&flag) {
+                self.error(&path, format!("{flag} is given twice"));
+                ok = false;
+            } else if scheduler.is_some_and(|s| s != flag.scheduler()) {
+                let s = scheduler.map(|s| s.as_str()).unwrap_or_default();
+                self.error(
+                    &path,
+                    format!(
+                        "{flag} is a flag of the {} scheduler, not of {s}",
+                        flag.scheduler()
+                    ),
+                );
+                ok = false;
+            }
+            flags.push(flag);
+        }
+        ok.then_some(flags)
     }
 
     /// `sloppy` is only correct where any instance would carry a flow the same
@@ -416,6 +452,7 @@ impl Checker<'_> {
 
 /// The checked parts of one service, assembled once all have been checked.
 pub(super) struct ServiceParts {
+    sched_flags: Option<Vec<SchedFlag>>,
     quorum: Option<u32>,
     sloppy: Option<bool>,
     health_check: Option<HealthCheckConfig>,
@@ -446,6 +483,7 @@ impl ServiceParts {
             real_servers: self.real_servers?,
             health_check: self.health_check?,
             quorum: self.quorum?,
+            sched_flags: self.sched_flags?,
             sloppy: self.sloppy?,
         })
     }
