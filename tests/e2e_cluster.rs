@@ -273,6 +273,27 @@ fn two_instances_announce_a_vip_and_keep_flows_when_one_leaves() {
         1.0
     );
 
+    // The operator takes an instance out of the ECMP group and back.
+    let ctl = |name: &str, args: &[&str]| {
+        let sock = c.lab.dir.join(format!("{name}.sock"));
+        let mut cmd = vec![FERROVS, "ctl", "--socket", sock.to_str().unwrap()];
+        cmd.extend_from_slice(args);
+        let out = run(&cmd);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(ctl("lb2", &["list"]).contains(&format!("{VIP}:80 mh (dr) announced")));
+    ctl("lb2", &["withdraw", VIP]);
+    let out = wait_paths(&c.lab, &c.router, 1, Duration::from_secs(10));
+    assert!(ctl("lb2", &["list"]).contains("withdrawn"));
+    ctl("lb2", &["announce", VIP]);
+    let back = wait_paths(&c.lab, &c.router, 2, Duration::from_secs(10));
+    println!("ctl withdraw: the router dropped lb2's path after {out:?}; ctl announce: back after {back:?}");
+
     // (a) The router spreads client flows over both instances.
     assert_eq!(c.requests(40), 0);
     let (a1, a2) = (scheduled(&lb1), scheduled(&lb2));
