@@ -16,6 +16,8 @@
 //! - [`steer`]: which worker owns a connection, and the NIC steering rules that
 //!   follow from it.
 //! - [`forward`]: the forwarding modes (NAT, FULLNAT, DR, TUNNEL) and ICMP errors.
+//! - [`sync`]: connection sync between cluster members: the wire format and the
+//!   ring workers hand their connection events to the management core on.
 //! - [`pipeline`]: one worker's per-packet pipeline, generic over its buffer.
 //!
 //! `fixture` (tests only, or the `fixture` feature) is the configuration tests
@@ -38,3 +40,4 @@ pub mod sched;
 pub mod service;
 pub mod stats;
 pub mod steer;
+pub mod sync;

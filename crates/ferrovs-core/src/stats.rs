@@ -234,6 +234,15 @@ pub struct WorkerStats {
     pub conns_active: Counter,
     /// Gauge: the configuration version this worker runs.
     pub config_version: Counter,
+    /// Sync records of this worker's connections handed to the management core.
+    pub sync_records: Counter,
+    /// Sync records lost because the ring to the management core was full.
+    pub sync_records_dropped: Counter,
+    /// Connections installed from other members' sync records.
+    pub sync_installed: Counter,
+    /// Sync records not installed (no such service or real server here, a
+    /// conflicting connection, a full table).
+    pub sync_refused: Counter,
     drops: [Counter; DropReason::COUNT],
     real_servers: Box<[RealServerStats]>,
 }
@@ -256,6 +265,10 @@ impl WorkerStats {
             kernel_packets: Counter::default(),
             conns_active: Counter::default(),
             config_version: Counter::default(),
+            sync_records: Counter::default(),
+            sync_records_dropped: Counter::default(),
+            sync_installed: Counter::default(),
+            sync_refused: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
             real_servers: (0..real_server_slots)
                 .map(|_| RealServerStats::default())

@@ -44,7 +44,7 @@ pub use key::{shuffle, Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{
-    Candidate, Conn, ConnError, ConnId, ConnTable, FirstLine, Mode, NewConn, PreparedConn,
-    StateChange,
+    Candidate, Conn, ConnError, ConnId, ConnTable, FirstLine, Installed, Mode, NewConn,
+    PreparedConn, StateChange,
 };
 pub use wheel::{MAX_ENTRIES as MAX_CONNECTIONS, SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};

@@ -236,6 +236,22 @@ impl ConnState {
             ConnState::Udp => UDP_INDEX,
         }
     }
+
+    /// The state as one byte (IPVS's TCP state numbers, then UDP), for the sync
+    /// wire format.
+    pub const fn code(self) -> u8 {
+        self.index() as u8
+    }
+
+    /// The state of a [`ConnState::code`], if it is one.
+    pub fn from_code(code: u8) -> Option<ConnState> {
+        if usize::from(code) == UDP_INDEX {
+            return Some(ConnState::Udp);
+        }
+        TcpState::ALL
+            .get(usize::from(code))
+            .map(|s| ConnState::Tcp(*s))
+    }
 }
 
 impl fmt::Display for ConnState {

@@ -70,6 +70,27 @@ impl Mode {
         matches!(self, Mode::Nat | Mode::FullNat)
     }
 
+    /// The mode as one byte, for the sync wire format.
+    pub const fn code(self) -> u8 {
+        match self {
+            Mode::Nat => 0,
+            Mode::FullNat => 1,
+            Mode::Dr => 2,
+            Mode::Tunnel => 3,
+        }
+    }
+
+    /// The mode of a [`Mode::code`], if it is one.
+    pub const fn from_code(code: u8) -> Option<Mode> {
+        match code {
+            0 => Some(Mode::Nat),
+            1 => Some(Mode::FullNat),
+            2 => Some(Mode::Dr),
+            3 => Some(Mode::Tunnel),
+            _ => None,
+        }
+    }
+
     /// The mode as spelled in the configuration.
     pub const fn name(self) -> &'static str {
         match self {
@@ -234,6 +255,20 @@ fn outbound_key<A: Family>(proto: Proto, real: Endpoint<A>, local: Endpoint<A>) 
 }
 
 const NO_TEMPLATE: u32 = u32::MAX;
+
+/// What [`ConnTable::install`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Installed {
+    /// A new entry.
+    New(ConnId),
+    /// The entry of the same connection, which was in `previous`.
+    Updated {
+        /// The entry.
+        id: ConnId,
+        /// Its state before.
+        previous: ConnState,
+    },
+}
 
 /// A tracked connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -646,6 +681,49 @@ impl<A: Family> ConnTable<A> {
         }
         self.wheel.arm(&mut self.slab, index, expiry, now);
         Ok(ConnId { index, generation })
+    }
+
+    /// Installs a connection another member carries (connection sync) in `state`,
+    /// expiring at `expiry`: a new entry, or the same connection's entry updated
+    /// (same real server, local endpoint and mode). A different connection with
+    /// the key is a conflict, as in [`ConnTable::insert`].
+    pub fn install(
+        &mut self,
+        new: NewConn<A>,
+        state: ConnState,
+        expiry: u64,
+        now: u64,
+    ) -> Result<Installed, ConnError> {
+        let id = match self.lookup(&new.inbound_key()) {
+            Some((id, Dir::Inbound)) => {
+                let Some(Entry::Live(c)) = self.slab.get(id.index as usize) else {
+                    return Err(ConnError::UnknownConn);
+                };
+                if c.ends[1] != [new.real, new.local] || c.mode != new.mode {
+                    return Err(ConnError::InboundKeyExists);
+                }
+                let previous = c.state;
+                self.set_state(id, state, expiry, now);
+                return Ok(Installed::Updated { id, previous });
+            }
+            Some(_) => return Err(ConnError::InboundKeyExists),
+            None => self.insert_prepared(&self.prepare_insert(new, None), now)?,
+        };
+        self.set_state(id, state, expiry, now);
+        Ok(Installed::New(id))
+    }
+
+    /// Sets a live connection's state and deadline.
+    fn set_state(&mut self, id: ConnId, state: ConnState, expiry: u64, now: u64) {
+        let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) else {
+            return;
+        };
+        c.state = state;
+        let earlier = expiry < c.expiry;
+        c.expiry = expiry;
+        if earlier {
+            self.wheel.rearm(&mut self.slab, id.index, expiry, now);
+        }
     }
 
     /// Accounts one packet of the connection: advances the TCP state by its flags

@@ -12,7 +12,7 @@
 //! its pseudo-header.
 
 pub mod arp;
-mod be;
+pub(crate) mod be;
 pub mod buf;
 pub mod checksum;
 pub mod craft;

@@ -8,11 +8,13 @@
 use super::lports::LocalPorts;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Mode, NewConn, PersistTable, PreparedConn, Proto, StateChange, TcpState, TemplateId, Timeouts,
+    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, StateChange, TcpState, TemplateId,
+    Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
 use crate::stats::{DropReason, WorkerStats};
+use crate::sync::{SyncConn, SyncProducer};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -95,6 +97,9 @@ pub struct BalancerLimits {
     pub conns_v6: usize,
     /// Persistence templates per family.
     pub templates: usize,
+    /// This member's share of the FULLNAT local ports in a sync cluster: (member,
+    /// members); (0, 1) alone.
+    pub local_port_share: (usize, usize),
 }
 
 impl BalancerLimits {
@@ -110,6 +115,7 @@ impl BalancerLimits {
             } else {
                 0
             },
+            local_port_share: (0, 1),
         }
     }
 }
@@ -176,6 +182,22 @@ pub struct Balancer {
     v6: FamilyTables<Ipv6Addr>,
     views: Views,
     lports: LocalPorts,
+    /// Where the records of connection events go, with connection sync.
+    sync: Option<SyncProducer>,
+}
+
+/// Why a sync record was not installed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SyncRefusal {
+    /// No service here at the record's VIP, port and protocol, or one of another
+    /// mode.
+    NoService,
+    /// The service has no such real server here.
+    NoRealServer,
+    /// An address of the record's family is not the table's.
+    Family,
+    /// The table holds another connection with the key, or is full.
+    Table(ConnError),
 }
 
 impl Balancer {
@@ -227,10 +249,12 @@ impl Balancer {
                 services: Vec::new(),
                 rs_pos: Vec::new(),
             },
-            lports: LocalPorts::new(
+            sync: None,
+            lports: LocalPorts::with_share(
                 services.iter().flat_map(|s| s.local_addrs.iter().copied()),
                 worker,
                 workers,
+                limits.local_port_share,
                 hasher.seed(),
             ),
         };
@@ -353,6 +377,82 @@ impl Balancer {
             })
     }
 
+    /// Hands a record of every connection that opens or changes state to
+    /// `producer` (connection sync).
+    pub fn set_sync(&mut self, producer: SyncProducer) {
+        self.sync = Some(producer);
+    }
+
+    /// Installs a connection another member carries, for service `svc` (the one
+    /// at the record's VIP, port and protocol). It counts in the real server's
+    /// active or inactive connections like any other, and is never sent back.
+    pub fn install<A: Tables>(
+        &mut self,
+        svc: &Service,
+        rec: &SyncConn,
+        now: u64,
+        stats: &WorkerStats,
+    ) -> Result<(), SyncRefusal> {
+        if svc.mode != rec.mode || svc.proto != rec.proto {
+            return Err(SyncRefusal::NoService);
+        }
+        let index = svc
+            .real_servers
+            .iter()
+            .position(|r| (r.addr, r.port) == rec.real)
+            .ok_or(SyncRefusal::NoRealServer)?;
+        let rs_slot = svc.real_servers[index].slot;
+        let ep = |(addr, port): (std::net::IpAddr, u16)| {
+            A::from_ip(addr)
+                .map(|a| Endpoint::new(a, port))
+                .ok_or(SyncRefusal::Family)
+        };
+        let new = NewConn {
+            proto: rec.proto,
+            mode: rec.mode,
+            client: ep(rec.client)?,
+            vip: ep(rec.vip)?,
+            local: ep(rec.local)?,
+            real: ep(rec.real)?,
+            service: svc.slot,
+            real_server: rs_slot,
+            template: None,
+        };
+        let Balancer { v4, v6, views, .. } = self;
+        let conns = &mut A::select(v4, v6).conns;
+        // Never longer than this member's own timeout for the state.
+        let own = conns.timeouts().for_state(rec.state).as_millis() as u64;
+        let timeout = u64::from(rec.timeout_ms).min(own);
+        let installed = conns
+            .install(new, rec.state, now.saturating_add(timeout), now)
+            .map_err(SyncRefusal::Table)?;
+        let active = rec.state.is_active();
+        match installed {
+            Installed::New(_) => {
+                if let Ok(st) = views.service(svc.slot) {
+                    let c = &mut st.candidates[index];
+                    let gauges = stats.real_server(rs_slot);
+                    if active {
+                        c.active += 1;
+                        gauges.active.set(u64::from(c.active));
+                    } else {
+                        c.inactive += 1;
+                        gauges.inactive.set(u64::from(c.inactive));
+                    }
+                }
+            }
+            Installed::Updated { previous, .. } if previous.is_active() != active => {
+                let change = StateChange {
+                    from: previous,
+                    to: rec.state,
+                };
+                views.count_state_change(rs_slot, change, stats);
+            }
+            Installed::Updated { .. } => {}
+        }
+        Ok(())
+    }
+
     /// Live connections of both families.
     pub fn len(&self) -> usize {
         self.v4.conns.len() + self.v6.conns.len()
@@ -391,6 +491,7 @@ impl Balancer {
             v6,
             views,
             lports,
+            ..
         } = self;
         let FamilyTables { conns, persist } = A::select(v4, v6);
         let closed = conns.get(id).is_some_and(|c| {
@@ -435,7 +536,13 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Option<&Conn<A>> {
-        let Balancer { v4, v6, views, .. } = self;
+        let Balancer {
+            v4,
+            v6,
+            views,
+            sync,
+            ..
+        } = self;
         let t = A::select(v4, v6);
         let (change, conn) = t.conns.on_packet_in_place(id, dir, tcp_flags, now).ok()?;
         // Most packets leave the state as it was (always for UDP): nothing to count.
@@ -444,6 +551,9 @@ impl Balancer {
                 views.count_state_change(conn.real_server(), change, stats);
             }
             count_handshake(conn.real_server(), change, stats);
+            if let Some(out) = sync {
+                send_record(out, conn, now, stats);
+            }
         }
         Some(conn)
     }
@@ -494,6 +604,7 @@ impl Balancer {
             v6,
             views,
             lports,
+            ..
         } = self;
         let tables = A::select(v4, v6);
         let persist = svc.persistence_ms > 0;
@@ -537,6 +648,7 @@ impl Balancer {
                     src_port: client.port,
                     dst: vip.addr.into_ip(),
                     dst_port: vip.port,
+                    now_ms: now,
                 };
                 let sched = st.sched.as_mut().ok_or(DropReason::NoRealServer)?;
                 sched
@@ -623,6 +735,7 @@ impl Balancer {
             v6,
             views,
             lports,
+            ..
         } = self;
         let tables = A::select(v4, v6);
         let new = opening.conn.new_conn();
@@ -652,6 +765,13 @@ impl Balancer {
         let counters = stats.real_server(new.real_server);
         counters.conns.inc();
         counters.inactive.set(u64::from(inactive));
+        // A TCP connection is sent when its first packet moves it out of NONE; a
+        // UDP flow's state never moves, so it is sent as it opens.
+        if let (Some(out), Proto::Udp) = (&mut self.sync, new.proto) {
+            if let Some(conn) = tables.conns.get(id) {
+                send_record(out, conn, now, stats);
+            }
+        }
         Ok(id)
     }
 
@@ -668,6 +788,7 @@ impl Balancer {
             v6,
             views,
             lports,
+            ..
         } = self;
         let FamilyTables { conns, persist } = A::select(v4, v6);
         let removed = conns.expire(now, budget, |_, conn| {
@@ -725,6 +846,27 @@ fn give_back<A: Tables>(
         let gauges = stats.real_server(new.real_server);
         gauges.active.set(u64::from(c.active));
         gauges.inactive.set(u64::from(c.inactive));
+    }
+}
+
+/// Hands a record of `conn` to the management core; a full ring loses it (counted).
+#[inline(never)]
+fn send_record<A: Family>(out: &mut SyncProducer, conn: &Conn<A>, now: u64, stats: &WorkerStats) {
+    let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+    let record = SyncConn {
+        proto: conn.proto(),
+        mode: conn.mode(),
+        state: conn.state(),
+        timeout_ms: conn.expiry().saturating_sub(now).min(u64::from(u32::MAX)) as u32,
+        client: ep(conn.client()),
+        vip: ep(conn.vip()),
+        local: ep(conn.local()),
+        real: ep(conn.real()),
+    };
+    if out.push(&record.to_words()) {
+        stats.sync_records.inc();
+    } else {
+        stats.sync_records_dropped.inc();
     }
 }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::conn::Endpoint;
 use crate::stats::DropReason;
+use crate::sync::SyncConn;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Connections expired at most per loop iteration and family.
@@ -38,7 +39,30 @@ impl<P: PacketPool> Pipeline<P> {
                 let _ = q.reply.try_send(chunk);
             }
             WorkerCommand::AnnounceAddresses => self.announce_addresses(),
+            WorkerCommand::SyncInstall(records) => self.install_synced(&records),
         }
+    }
+
+    /// Installs connections other members carry (control path).
+    fn install_synced(&mut self, records: &[SyncConn]) {
+        for r in records {
+            let Some(svc) = self.dp.services.find(r.vip.0, r.vip.1, r.proto) else {
+                self.stats.sync_refused.inc();
+                continue;
+            };
+            let installed = if r.client.0.is_ipv4() {
+                self.lb
+                    .install::<Ipv4Addr>(svc, r, self.now_ms, &self.stats)
+            } else {
+                self.lb
+                    .install::<std::net::Ipv6Addr>(svc, r, self.now_ms, &self.stats)
+            };
+            match installed {
+                Ok(()) => self.stats.sync_installed.inc(),
+                Err(_) => self.stats.sync_refused.inc(),
+            }
+        }
+        self.stats.conns_active.set(self.lb.len() as u64);
     }
 
     /// Sends a gratuitous ARP or unsolicited neighbour advertisement for every
@@ -86,7 +110,8 @@ impl<P: PacketPool> Pipeline<P> {
                     vip: ep(c.vip()),
                     local: ep(c.local()),
                     real: ep(c.real()),
-                    state: c.state_name(),
+                    mode: c.mode(),
+                    state: c.state(),
                     expires_ms: c.expires_in(self.now_ms),
                     worker: self.worker,
                 })

@@ -32,26 +32,54 @@ pub struct LocalPorts {
     by_addr: HashMap<IpAddr, usize, FixedState>,
     worker: usize,
     workers: usize,
+    /// This member's share among `members` of a sync cluster (0 of 1 without
+    /// sync), so that members never hand out the same local address and port.
+    member: usize,
+    members: usize,
     rng: u64,
 }
 
 impl LocalPorts {
     /// Pools for `addrs` holding the ports `p >= FIRST_LOCAL_PORT` that `worker`
     /// owns among `workers`.
+    #[cfg(test)]
     pub fn new(
         addrs: impl IntoIterator<Item = IpAddr>,
         worker: usize,
         workers: usize,
         seed: u64,
     ) -> Self {
+        Self::with_share(addrs, worker, workers, (0, 1), seed)
+    }
+
+    /// [`LocalPorts::new`] for member `share.0` of `share.1` members of a sync
+    /// cluster: of the worker's ports, those whose `(port >> 1) / workers` is the
+    /// member's residue modulo the members. So a port's worker and its member
+    /// follow from the port alone, and no two members hand it out.
+    pub fn with_share(
+        addrs: impl IntoIterator<Item = IpAddr>,
+        worker: usize,
+        workers: usize,
+        share: (usize, usize),
+        seed: u64,
+    ) -> Self {
         let mut lp = LocalPorts {
             worker,
             workers: workers.max(1),
+            member: share.0,
+            members: share.1.max(1),
             rng: seed | 1,
             ..LocalPorts::default()
         };
         lp.add_addrs(addrs);
         lp
+    }
+
+    /// Whether `port` is this worker's (and this member's) to hand out.
+    #[inline]
+    fn owns(&self, port: u16) -> bool {
+        owner_of(port, self.workers) == self.worker
+            && (usize::from(port >> 1) / self.workers) % self.members == self.member
     }
 
     /// Adds pools for local addresses not seen before (a configuration change);
@@ -62,9 +90,8 @@ impl LocalPorts {
             if self.by_addr.contains_key(&addr) {
                 continue;
             }
-            let (worker, workers) = (self.worker, self.workers);
             let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
-                .filter(|p| owner_of(*p, workers) == worker)
+                .filter(|p| self.owns(*p))
                 .collect();
             shuffle(&mut free, &mut self.rng);
             self.by_addr.insert(addr, self.pools.len());
@@ -92,9 +119,13 @@ impl LocalPorts {
         None
     }
 
-    /// Returns a port taken with [`LocalPorts::take`].
+    /// Returns a port taken with [`LocalPorts::take`]. A port that is not this
+    /// worker's and member's (a connection installed by sync) is not taken in.
     #[inline]
     pub fn give_back(&mut self, addr: IpAddr, port: u16) {
+        if !self.owns(port) {
+            return;
+        }
         if let Some(&i) = self.by_addr.get(&addr) {
             let pool = &mut self.pools[i];
             // Capacity was reserved at construction, so this never allocates.
@@ -116,6 +147,36 @@ impl LocalPorts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_share_the_ports_without_overlap_and_foreign_ones_are_not_taken_in() {
+        let lip = ip("198.19.0.2");
+        for (workers, members) in [(1, 2), (2, 2), (3, 2), (2, 3)] {
+            let mut seen = std::collections::HashSet::new();
+            let mut total = 0;
+            for member in 0..members {
+                for worker in 0..workers {
+                    let mut lp =
+                        LocalPorts::with_share([lip], worker, workers, (member, members), 9);
+                    let n = lp.available(lip);
+                    total += n;
+                    let mut next = 0;
+                    for _ in 0..n {
+                        let (_, p) = lp.take(&[lip], &mut next).unwrap();
+                        assert_eq!(owner_of(p, workers), worker);
+                        assert!(seen.insert(p), "{p} handed out twice");
+                    }
+                    // Another member's port given back is ignored.
+                    let foreign = (FIRST_LOCAL_PORT..=u16::MAX)
+                        .find(|p| !lp.owns(*p))
+                        .unwrap();
+                    lp.give_back(lip, foreign);
+                    assert_eq!(lp.available(lip), 0);
+                }
+            }
+            assert_eq!(total, usize::from(u16::MAX - FIRST_LOCAL_PORT) + 1);
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

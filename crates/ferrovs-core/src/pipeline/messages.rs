@@ -2,8 +2,9 @@
 //! events and connection listings out, and where the pipeline gets new buffers.
 
 use super::Dataplane;
-use crate::conn::Proto;
+use crate::conn::{ConnState, Mode, Proto};
 use crate::packet::{MacAddr, PacketBuf};
+use crate::sync::SyncConn;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -23,6 +24,9 @@ pub enum WorkerCommand {
     },
     /// List connections (one bounded step of the scan).
     DumpConns(ConnQuery),
+    /// Connections other members carry, to install in this worker's tables (each
+    /// one's owner here, as the management core computed it).
+    SyncInstall(Vec<SyncConn>),
     /// Announce every own address on its port: gratuitous ARP for IPv4,
     /// unsolicited neighbour advertisements for IPv6, so that neighbours which
     /// cached another MAC for an address (another appliance's) take ours.
@@ -63,8 +67,10 @@ pub struct ConnSnapshot {
     pub local: (IpAddr, u16),
     /// The real server the connection was scheduled to.
     pub real: (IpAddr, u16),
-    /// ipvsadm state name.
-    pub state: &'static str,
+    /// How its packets are forwarded.
+    pub mode: Mode,
+    /// The state its last packet left it in.
+    pub state: ConnState,
     /// Milliseconds until expiry.
     pub expires_ms: u64,
     /// Index of the worker whose table holds the connection.

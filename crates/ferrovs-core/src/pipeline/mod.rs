@@ -25,7 +25,7 @@ mod messages;
 #[cfg(test)]
 mod tests;
 
-pub use balancer::{Balancer, BalancerLimits};
+pub use balancer::{Balancer, BalancerLimits, SyncRefusal};
 pub use dataplane::{has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind};
 pub use messages::{ConnChunk, ConnQuery, ConnSnapshot, PacketPool, WorkerCommand, WorkerEvent};
 

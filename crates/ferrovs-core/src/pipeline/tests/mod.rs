@@ -102,6 +102,7 @@ fn l2_to_us(src: MacAddr) -> L2 {
 mod burst;
 mod modes;
 mod nat;
+mod sync;
 
 #[test]
 fn answers_arp_for_own_address_and_learns_the_sender() {
