@@ -141,6 +141,7 @@ fn sched_pick(c: &mut Criterion) {
                 src_port: client.port(),
                 dst: IpAddr::V4(vip),
                 dst_port: 9000,
+                now_ms: 0,
             }
         })
         .collect();

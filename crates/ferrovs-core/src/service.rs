@@ -392,6 +392,11 @@ fn scheduler_of(s: config::Scheduler) -> SchedulerKind {
         config::Scheduler::Sed => SchedulerKind::Sed,
         config::Scheduler::Nq => SchedulerKind::Nq,
         config::Scheduler::Mh => SchedulerKind::Mh,
+        config::Scheduler::Lblc => SchedulerKind::Lblc,
+        config::Scheduler::Lblcr => SchedulerKind::Lblcr,
+        config::Scheduler::Fo => SchedulerKind::Fo,
+        config::Scheduler::Ovf => SchedulerKind::Ovf,
+        config::Scheduler::Twos => SchedulerKind::Twos,
     }
 }
 
@@ -399,6 +404,14 @@ fn scheduler_of(s: config::Scheduler) -> SchedulerKind {
 mod tests {
     use super::*;
     use crate::fixture;
+
+    #[test]
+    fn every_config_scheduler_maps_to_the_kind_of_its_name() {
+        for s in config::Scheduler::ALL {
+            assert_eq!(scheduler_of(*s).name(), s.to_string());
+        }
+        assert_eq!(config::Scheduler::ALL.len(), SchedulerKind::ALL.len());
+    }
 
     #[test]
     fn services_are_found_by_vip_port_and_protocol() {

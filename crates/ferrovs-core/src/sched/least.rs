@@ -9,7 +9,7 @@ use super::Candidate;
 
 /// `ip_vs_dest_conn_overhead`: an active connection costs 256 inactive ones.
 #[inline]
-fn conn_overhead(s: &Candidate) -> u64 {
+pub(super) fn conn_overhead(s: &Candidate) -> u64 {
     (u64::from(s.active) << 8) + u64::from(s.inactive)
 }
 
@@ -21,7 +21,7 @@ fn expected_delay(s: &Candidate) -> u64 {
 
 /// True when `a_oh / a_w > b_oh / b_w`, i.e. `a_oh * b_w > b_oh * a_w`.
 #[inline]
-fn heavier(a_oh: u64, a_w: u32, b_oh: u64, b_w: u32) -> bool {
+pub(super) fn heavier(a_oh: u64, a_w: u32, b_oh: u64, b_w: u32) -> bool {
     u128::from(a_oh) * u128::from(b_w) > u128::from(b_oh) * u128::from(a_w)
 }
 

@@ -1,4 +1,5 @@
-//! Real-server schedulers with IPVS semantics: rr, wrr, lc, wlc, sh, dh, sed, nq, mh.
+//! Real-server schedulers with IPVS semantics: rr, wrr, lc, wlc, sh, dh, sed, nq, mh,
+//! lblc, lblcr, fo, ovf, twos.
 //!
 //! Each worker owns one [`Scheduler`] per service; nothing is shared, nothing locks.
 //! The real servers are a slice the caller owns ([`Candidate`], index = position) and
@@ -25,15 +26,25 @@
 //!   IPVS's deterministic sequence.
 //! - mh keeps IPVS's `last_weight`: setting a weight to 0 (drain) keeps the server's
 //!   slots in the Maglev table, so undraining restores exactly the previous mapping.
+//! - lblc and lblcr keep a destination table that picks fill; it is preallocated
+//!   (bounded, least recently used entry evicted when full) and its entries expire
+//!   after a day unused, by the time in [`FlowHint::now_ms`] (see `locality`).
+//! - twos draws from a PRNG the scheduler owns, seeded once when it is built.
 //!
 //! `pick` never allocates; tables are (re)built by `new` and `rebuild` only.
 
 mod dh;
+mod fo;
 mod hash;
+mod lblc;
+mod lblcr;
 mod least;
+mod locality;
 mod mh;
+mod ovf;
 mod rr;
 mod sh;
+mod twos;
 mod wrr;
 
 use std::fmt;
@@ -41,9 +52,12 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use dh::DestinationHash;
+use lblc::Lblc;
+use lblcr::Lblcr;
 use mh::Maglev;
 use rr::RoundRobin;
 use sh::SourceHash;
+use twos::TwoChoices;
 use wrr::WeightedRoundRobin;
 
 /// Stable identity of a real server: its address and port.
@@ -109,17 +123,21 @@ impl Candidate {
     }
 }
 
-/// What a hashing scheduler looks at in the first packet of a new connection.
+/// What a hashing or locality scheduler looks at in the first packet of a new
+/// connection, and the time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowHint {
     /// Client address (sh, mh).
     pub src: IpAddr,
     /// Client port; 0 for protocols without ports (sh with `sh_port`, mh with `mh_port`).
     pub src_port: u16,
-    /// Destination address as sent by the client (dh).
+    /// Destination address as sent by the client (dh, lblc, lblcr).
     pub dst: IpAddr,
     /// Destination port.
     pub dst_port: u16,
+    /// The worker's clock in milliseconds (lblc, lblcr: when an entry was last
+    /// used, when it expires).
+    pub now_ms: u64,
 }
 
 /// The scheduling algorithms, named as in `ipvsadm -s`.
@@ -143,11 +161,21 @@ pub enum SchedulerKind {
     Nq,
     /// Maglev hashing.
     Mh,
+    /// Locality-based least connections.
+    Lblc,
+    /// Locality-based least connections with replication.
+    Lblcr,
+    /// Weighted failover.
+    Fo,
+    /// Weighted overflow.
+    Ovf,
+    /// Weighted power of two choices.
+    Twos,
 }
 
 impl SchedulerKind {
-    /// Every kind, in `ipvsadm` documentation order.
-    pub const ALL: [SchedulerKind; 9] = [
+    /// Every kind, in the order the configuration reference lists them.
+    pub const ALL: [SchedulerKind; 14] = [
         SchedulerKind::Rr,
         SchedulerKind::Wrr,
         SchedulerKind::Lc,
@@ -157,6 +185,11 @@ impl SchedulerKind {
         SchedulerKind::Sed,
         SchedulerKind::Nq,
         SchedulerKind::Mh,
+        SchedulerKind::Lblc,
+        SchedulerKind::Lblcr,
+        SchedulerKind::Fo,
+        SchedulerKind::Ovf,
+        SchedulerKind::Twos,
     ];
 
     /// The `ipvsadm` name: "rr", "wrr", ...
@@ -171,6 +204,11 @@ impl SchedulerKind {
             SchedulerKind::Sed => "sed",
             SchedulerKind::Nq => "nq",
             SchedulerKind::Mh => "mh",
+            SchedulerKind::Lblc => "lblc",
+            SchedulerKind::Lblcr => "lblcr",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+            SchedulerKind::Twos => "twos",
         }
     }
 }
@@ -243,7 +281,7 @@ impl SchedOptions {
 /// Why a scheduler could not be created or rebuilt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchedError {
-    /// The name is not one of rr wrr lc wlc sh dh sed nq mh.
+    /// The name is not one of rr wrr lc wlc sh dh sed nq mh lblc lblcr fo ovf twos.
     UnknownScheduler,
     /// `mh_table_size` is not a prime (Maglev needs every skip to generate a full
     /// permutation).
@@ -270,9 +308,10 @@ impl SchedError {
 impl fmt::Display for SchedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SchedError::UnknownScheduler => {
-                f.write_str("unknown scheduler (expected rr, wrr, lc, wlc, sh, dh, sed, nq or mh)")
-            }
+            SchedError::UnknownScheduler => f.write_str(
+                "unknown scheduler (expected rr, wrr, lc, wlc, sh, dh, sed, nq, mh, lblc, lblcr, \
+                 fo, ovf or twos)",
+            ),
             SchedError::MhTableSizeNotPrime => f.write_str("mh table size must be a prime"),
             SchedError::MhTableSizeTooLarge => {
                 write!(f, "mh table size must be at most {MH_TABLE_SIZE_MAX}")
@@ -303,6 +342,11 @@ enum Algo {
     Sed,
     Nq,
     Mh(Maglev),
+    Lblc(Lblc),
+    Lblcr(Lblcr),
+    Fo,
+    Ovf,
+    Twos(TwoChoices),
 }
 
 impl Scheduler {
@@ -324,6 +368,11 @@ impl Scheduler {
             SchedulerKind::Sed => Algo::Sed,
             SchedulerKind::Nq => Algo::Nq,
             SchedulerKind::Mh => Algo::Mh(Maglev::new(servers, opts)?),
+            SchedulerKind::Lblc => Algo::Lblc(Lblc::new(servers)?),
+            SchedulerKind::Lblcr => Algo::Lblcr(Lblcr::new(servers)?),
+            SchedulerKind::Fo => Algo::Fo,
+            SchedulerKind::Ovf => Algo::Ovf,
+            SchedulerKind::Twos => Algo::Twos(TwoChoices::new()),
         };
         Ok(Scheduler { algo })
     }
@@ -340,11 +389,17 @@ impl Scheduler {
             Algo::Sed => SchedulerKind::Sed,
             Algo::Nq => SchedulerKind::Nq,
             Algo::Mh(_) => SchedulerKind::Mh,
+            Algo::Lblc(_) => SchedulerKind::Lblc,
+            Algo::Lblcr(_) => SchedulerKind::Lblcr,
+            Algo::Fo => SchedulerKind::Fo,
+            Algo::Ovf => SchedulerKind::Ovf,
+            Algo::Twos(_) => SchedulerKind::Twos,
         }
     }
 
     /// The set of servers, their ids or weights changed: rebuild tables (sh/dh/mh
-    /// lookup tables, wrr and rr cursors). Control path; allocates.
+    /// lookup tables, wrr and rr cursors, the lblc/lblcr destination tables' server
+    /// positions). Control path; allocates.
     ///
     /// Not needed when only `available`, `active` or `inactive` change. On error the
     /// scheduler picks nothing until a successful rebuild, rather than indexing a
@@ -354,16 +409,20 @@ impl Scheduler {
             Algo::Rr(s) => s.rebuild(servers),
             Algo::Wrr(s) => s.rebuild(servers),
             Algo::Lc | Algo::Wlc | Algo::Sed | Algo::Nq => {}
+            Algo::Fo | Algo::Ovf | Algo::Twos(_) => {}
             Algo::Sh(s) => s.rebuild(servers)?,
             Algo::Dh(s) => s.rebuild(servers)?,
             Algo::Mh(s) => s.rebuild(servers)?,
+            Algo::Lblc(s) => s.rebuild(servers)?,
+            Algo::Lblcr(s) => s.rebuild(servers)?,
         }
         Ok(())
     }
 
     /// Picks the server for a new connection: its index in `servers`, or `None` when
     /// no server can take it. Never allocates; bounded by O(servers) work (mh with
-    /// fallback: see the `mh` module).
+    /// fallback: see the `mh` module; lblc and lblcr add a lookup in their
+    /// destination table).
     #[inline]
     pub fn pick(&mut self, servers: &[Candidate], flow: &FlowHint) -> Option<usize> {
         match &mut self.algo {
@@ -376,6 +435,11 @@ impl Scheduler {
             Algo::Sed => least::sed(servers),
             Algo::Nq => least::nq(servers),
             Algo::Mh(s) => s.pick(servers, flow),
+            Algo::Lblc(s) => s.pick(servers, flow),
+            Algo::Lblcr(s) => s.pick(servers, flow),
+            Algo::Fo => fo::fo(servers),
+            Algo::Ovf => ovf::ovf(servers),
+            Algo::Twos(s) => s.pick(servers),
         }
     }
 }
@@ -457,13 +521,14 @@ mod testutil {
             .collect()
     }
 
-    /// A flow from client `src:sport` to the VIP 198.18.0.100:80.
+    /// A flow from client `src:sport` to the VIP 198.18.0.100:80, at time 0.
     pub fn flow_from(src: IpAddr, sport: u16) -> FlowHint {
         FlowHint {
             src,
             src_port: sport,
             dst: IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)),
             dst_port: 80,
+            now_ms: 0,
         }
     }
 
@@ -527,13 +592,18 @@ mod tests {
         let names: Vec<_> = SchedulerKind::ALL.iter().map(|k| k.name()).collect();
         assert_eq!(
             names,
-            ["rr", "wrr", "lc", "wlc", "sh", "dh", "sed", "nq", "mh"]
+            [
+                "rr", "wrr", "lc", "wlc", "sh", "dh", "sed", "nq", "mh", "lblc", "lblcr", "fo",
+                "ovf", "twos"
+            ]
         );
     }
 
     #[test]
     fn kind_rejects_unknown_names() {
-        for bad in ["", "RR", "Wrr", "lblc", "rr ", " mh", "maglev", "wrr\0"] {
+        for bad in [
+            "", "RR", "Wrr", "LBLC", "lblcr ", "rr ", " mh", "maglev", "wrr\0", "two",
+        ] {
             assert_eq!(
                 bad.parse::<SchedulerKind>(),
                 Err(SchedError::UnknownScheduler),
@@ -780,6 +850,39 @@ mod tests {
                 assert_eq!(distinct, if port { 4 } else { 1 }, "{kind} port={port}");
             }
         }
+    }
+
+    #[test]
+    fn locality_schedulers_take_the_time_from_the_hint() {
+        for k in [SchedulerKind::Lblc, SchedulerKind::Lblcr] {
+            let mut list = servers(&[1, 1]);
+            let mut s = Scheduler::new(k, &list, &SchedOptions::default()).unwrap();
+            let mut f = any_flow();
+            assert_eq!(s.pick(&list, &f), Some(0), "{k}");
+            // Server 1 is now the lighter one, but the destination's entry holds.
+            list[0].inactive = 1;
+            f.now_ms = 1_000;
+            assert_eq!(s.pick(&list, &f), Some(0), "{k}");
+            // A day unused: the entry is gone and the destination rescheduled.
+            f.now_ms = 1_000 + 24 * 60 * 60 * 1000;
+            assert_eq!(s.pick(&list, &f), Some(1), "{k}");
+        }
+    }
+
+    #[test]
+    fn failover_and_overflow_through_the_scheduler() {
+        let opts = SchedOptions::default();
+        let mut list = servers(&[1, 3, 2]);
+        let mut fo = Scheduler::new(SchedulerKind::Fo, &list, &opts).unwrap();
+        let mut ovf = Scheduler::new(SchedulerKind::Ovf, &list, &opts).unwrap();
+        assert_eq!(fo.pick(&list, &any_flow()), Some(1));
+        assert_eq!(ovf.pick(&list, &any_flow()), Some(1));
+        // Server 1 above its weight: ovf overflows to the next heaviest, fo stays.
+        list[1].active = 4;
+        assert_eq!(fo.pick(&list, &any_flow()), Some(1));
+        assert_eq!(ovf.pick(&list, &any_flow()), Some(2));
+        let mut twos = Scheduler::new(SchedulerKind::Twos, &list, &opts).unwrap();
+        assert!(twos.pick(&list, &any_flow()).is_some());
     }
 
     #[test]
