@@ -39,6 +39,57 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// VIP routes for a routing daemon; None: nothing is announced.
     pub announce: Option<AnnounceConfig>,
+    /// Connection sync with other members; None: this instance is alone.
+    pub sync: Option<SyncConfig>,
+}
+
+/// Connection sync between cluster members (`sync:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// This member's sync address: one of its ports' addresses, and a UDP port.
+    pub listen: SocketAddr,
+    /// The other members' sync addresses.
+    pub peers: Vec<SocketAddr>,
+    /// The file holding the members' shared key (at least 16 bytes).
+    pub key_file: PathBuf,
+    /// How often a member tells the others it is alive.
+    pub heartbeat: Duration,
+    /// A member not heard for this long is lost: the others take over its shared
+    /// addresses.
+    pub peer_timeout: Duration,
+    /// How often every live connection is sent again (so copies outlive lost
+    /// datagrams, and idle connections stay alive at the other members).
+    pub refresh: Duration,
+    /// Addresses that move with the traffic, each answered by one member.
+    pub shared_addresses: Vec<SharedAddress>,
+}
+
+impl SyncConfig {
+    /// Every member's sync address, sorted: a member's place in it is its share
+    /// of the FULLNAT local ports.
+    pub fn members(&self) -> Vec<SocketAddr> {
+        let mut all: Vec<SocketAddr> = self.peers.clone();
+        all.push(self.listen);
+        all.sort();
+        all
+    }
+
+    /// (this member's place, members): its share of the FULLNAT local ports.
+    pub fn local_port_share(&self) -> (usize, usize) {
+        let members = self.members();
+        let me = members.iter().position(|m| *m == self.listen).unwrap_or(0);
+        (me, members.len())
+    }
+}
+
+/// An address that moves with the traffic between members (a VIP, a FULLNAT
+/// local address, the gateway address real servers use in NAT mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedAddress {
+    /// The address, on a connected subnet (ARP/ND is answered for it there).
+    pub address: IpAddr,
+    /// The member (its sync address) that answers for it while it is alive.
+    pub owner: SocketAddr,
 }
 
 /// VIP routes for a routing daemon (`announce:`): one host route per VIP ready to
@@ -400,6 +451,16 @@ keyword_enum! {
         Nq = "nq",
         /// Maglev hashing.
         Mh = "mh",
+        /// Locality-based least connections.
+        Lblc = "lblc",
+        /// Locality-based least connections with replication.
+        Lblcr = "lblcr",
+        /// Weighted failover.
+        Fo = "fo",
+        /// Weighted overflow.
+        Ovf = "ovf",
+        /// Weighted power of two choices.
+        Twos = "twos",
     }
 }
 
@@ -477,6 +538,7 @@ mod tests {
             neighbors: vec![],
             services: vec![],
             announce: None,
+            sync: None,
         }
     }
 

@@ -24,6 +24,32 @@ pub(super) struct RawConfig {
     pub neighbors: Option<Vec<RawNeighbor>>,
     pub services: Option<Vec<RawService>>,
     pub announce: Option<RawAnnounce>,
+    pub sync: Option<RawSync>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the sync mapping (listen, peers, key_file, ...)"
+)]
+pub(super) struct RawSync {
+    pub listen: String,
+    pub peers: Vec<String>,
+    pub key_file: String,
+    pub heartbeat: Option<String>,
+    pub peer_timeout: Option<String>,
+    pub refresh: Option<String>,
+    pub shared_addresses: Option<Vec<RawSharedAddress>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a shared address mapping (address, owner)"
+)]
+pub(super) struct RawSharedAddress {
+    pub address: String,
+    pub owner: String,
 }
 
 #[derive(Debug, Deserialize)]

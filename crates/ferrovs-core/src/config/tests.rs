@@ -279,6 +279,7 @@ fn design_example_parses_into_expected_values() {
             sched_flags: vec![],
         }],
         announce: None,
+        sync: None,
     };
     assert_eq!(config, expected);
     assert_eq!(config.port_for_address(ip("198.19.0.10")), Some(1));
@@ -1123,8 +1124,8 @@ fn service_rules() {
         ),
         (
             "    scheduler: wrr",
-            "    scheduler: lblc",
-            &[(43, 16, "services[0].scheduler: `lblc`: unknown scheduler, expected one of: rr, wrr, lc, wlc, sh, dh, sed, nq, mh")],
+            "    scheduler: maglev",
+            &[(43, 16, "services[0].scheduler: `maglev`: unknown scheduler, expected one of: rr, wrr, lc, wlc, sh, dh, sed, nq, mh, lblc, lblcr, fo, ovf, twos")],
         ),
         (
             r#"    persistence: "0s""#,

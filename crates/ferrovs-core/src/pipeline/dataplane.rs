@@ -39,6 +39,10 @@ pub enum LocalKind {
     Vip,
     /// A FULLNAT local address: ARP, ICMP echo, and real servers' replies.
     Lip,
+    /// A shared address of a sync cluster that is neither a VIP nor a local
+    /// address (the gateway real servers use in NAT mode): ARP and ICMP echo while
+    /// this member carries it; traffic through it is forwarded like any.
+    Shared,
 }
 
 /// An address ferrovs owns: it answers ICMP echo for it, and ARP/ND on `port`.
@@ -161,6 +165,34 @@ impl Dataplane {
             timeouts: cfg.connections.timeouts,
             local,
         }
+    }
+
+    /// The snapshot with the shared addresses of `cfg.sync` answered for on their
+    /// ports when in `active` (this member carries them now) and not otherwise:
+    /// a shared VIP or local address of another member is still served (packets
+    /// the routers or neighbours still send here are forwarded) but never claimed.
+    pub fn with_shared(mut self, cfg: &Config, active: &[IpAddr]) -> Dataplane {
+        let Some(sync) = &cfg.sync else {
+            return self;
+        };
+        for shared in &sync.shared_addresses {
+            let ip = shared.address;
+            let port = cfg.port_for_address(ip).filter(|_| active.contains(&ip));
+            match self.local.get_mut(&ip) {
+                Some(l) => l.port = port,
+                None if port.is_some() => {
+                    self.local.insert(
+                        ip,
+                        LocalAddr {
+                            port,
+                            kind: LocalKind::Shared,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+        self
     }
 
     /// Every address ARP/ND is answered for on `port` (its own, VIPs and local

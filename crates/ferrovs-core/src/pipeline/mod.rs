@@ -313,7 +313,7 @@ impl<P: PacketPool> Pipeline<P> {
             None => owners
                 .nat_reply(src.0, src.1, proto)
                 .owner(dst.0, dst.1, self.workers),
-            Some(LocalKind::Interface) => return None,
+            Some(LocalKind::Interface | LocalKind::Shared) => return None,
         })
     }
 

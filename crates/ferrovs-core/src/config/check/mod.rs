@@ -27,6 +27,7 @@ use super::value::{parse_duration, PortDevice};
 mod appliance;
 mod network;
 mod services;
+mod sync;
 
 /// `RTE_MAX_LCORE` of the DPDK we link (Debian 22.11).
 const MAX_LCORES: usize = 128;
@@ -54,6 +55,9 @@ const DEFAULT_SCHEDULER: Scheduler = Scheduler::Wlc;
 const DEFAULT_WEIGHT: u64 = 1;
 const DEFAULT_QUORUM: u64 = 1;
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const DEFAULT_SYNC_HEARTBEAT: Duration = Duration::from_millis(300);
+const DEFAULT_SYNC_PEER_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_SYNC_REFRESH: Duration = Duration::from_secs(60);
 /// Longest `announce.shutdown_grace`: a stop should not wait longer than this.
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(600);
 
@@ -286,6 +290,10 @@ impl Checker<'_> {
         let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
         let services = self.services(raw.services.as_deref().unwrap_or_default(), &route_prefixes);
+        let sync = match &raw.sync {
+            None => Some(None),
+            Some(s) => self.sync(s, management.as_ref()).map(Some),
+        };
         let announce = match &raw.announce {
             None => Some(None),
             Some(a) => self.announce(a, management.as_ref(), &raw.ports).map(Some),
@@ -301,6 +309,7 @@ impl Checker<'_> {
             neighbors: neighbors.into_iter().collect::<Option<_>>()?,
             services: services.into_iter().collect::<Option<_>>()?,
             announce: announce?,
+            sync: sync?,
         })
     }
 }
