@@ -268,7 +268,13 @@ impl Lab {
         } else {
             format!(
                 "{config}management:\n  control_socket: \"{}\"\n",
-                self.dir.join(format!("{name}.sock")).display()
+                self.dir
+                    .join(if name == "ferrovs" {
+                        "ctl.sock".to_string()
+                    } else {
+                        format!("{name}.sock")
+                    })
+                    .display()
             )
         };
         // A file prefix of its own, so labs of concurrent test runs never share EAL files.
