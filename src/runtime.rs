@@ -17,6 +17,7 @@ use ferrovs_core::pipeline::{
 };
 use ferrovs_core::stats::WorkerStats;
 use ferrovs_core::steer::steering_rules;
+use ferrovs_core::sync::{outbox, SyncConsumer};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ impl From<dpdk::DpdkError> for RunError {
 const COMMAND_QUEUE: usize = 4096;
 /// Capacity of the channel from workers to the management core.
 const EVENT_QUEUE: usize = 8192;
+/// Connection records a worker's ring to the management core holds (sync).
+const SYNC_RING: usize = 16384;
 /// Mbufs a handoff ring between two workers holds.
 const HANDOFF_RING: u32 = 4096;
 
@@ -78,14 +81,18 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     start_ports(&cfg, &mut res)?;
     start_kernel_interfaces(&cfg, &kernel, &mut res)?;
     let macs: Vec<_> = res.ports.iter().map(Port::mac).collect();
-    let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs));
+    // Shared addresses are claimed once the sync syncer says this member carries them.
+    let dataplane = Arc::new(Dataplane::from_config(&cfg, &macs).with_shared(&cfg, &[]));
     install_steering(&mut res.ports, &cfg, &dataplane, cfg.workers.cores.len());
     let (event_tx, event_rx) = bounded::<WorkerEvent>(EVENT_QUEUE);
-    let limits = BalancerLimits::for_config(
+    let mut limits = BalancerLimits::for_config(
         cfg.connections.max as usize,
         cfg.workers.cores.len(),
         &dataplane.services,
     );
+    if let Some(sync) = &cfg.sync {
+        limits.local_port_share = sync.local_port_share();
+    }
     // What the kernel interfaces send goes out through worker 0's TX queues: the
     // management core hands it over on a ring, as NICs have no spare TX queue for it.
     let (to_wire, from_kernel) = if res.taps.iter().any(Option::is_some) {
@@ -94,7 +101,7 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     } else {
         (None, None)
     };
-    let workers = launch_workers(&cfg, &mut res, &dataplane, limits, event_tx, from_kernel)?;
+    let mut workers = launch_workers(&cfg, &mut res, &dataplane, limits, event_tx, from_kernel)?;
 
     let metrics_listen = cfg.management.metrics_listen;
     let management = start_management(
@@ -104,7 +111,7 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         macs,
         limits,
         dataplane,
-        &workers,
+        &mut workers,
         event_rx,
         to_wire,
     );
@@ -252,6 +259,8 @@ struct Workers {
     stats: Vec<Arc<WorkerStats>>,
     commands: Vec<Sender<WorkerCommand>>,
     stop: Arc<AtomicBool>,
+    /// With sync: each worker's ring of connection records, for the management core.
+    sync_rings: Vec<SyncConsumer>,
 }
 
 /// The handoff rings between workers: `outboxes[from][to]` (None where `from ==
@@ -310,6 +319,7 @@ fn launch_workers(
         stats: Vec::with_capacity(workers),
         commands: Vec::with_capacity(workers),
         stop: Arc::new(AtomicBool::new(false)),
+        sync_rings: Vec::new(),
     };
     for (w, &lcore) in cfg.workers.cores.iter().enumerate() {
         let stats = Arc::new(WorkerStats::new(dataplane.services.real_server_slots()));
@@ -332,8 +342,13 @@ fn launch_workers(
             .iter_mut()
             .map(|t| t.as_mut().and_then(|t| t.take_tx_queue(q)))
             .collect();
-        let lb = Balancer::new(&dataplane.services, limits, &dataplane.timeouts, w, workers)
+        let mut lb = Balancer::new(&dataplane.services, limits, &dataplane.timeouts, w, workers)
             .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
+        if cfg.sync.is_some() {
+            let (producer, consumer) = outbox(SYNC_RING);
+            lb.set_sync(producer);
+            running.sync_rings.push(consumer);
+        }
         let pipeline = Pipeline::new(
             w,
             workers,
@@ -377,7 +392,7 @@ fn start_management(
     macs: Vec<MacAddr>,
     limits: BalancerLimits,
     dataplane: Arc<Dataplane>,
-    workers: &Workers,
+    workers: &mut Workers,
     events: Receiver<WorkerEvent>,
     to_wire: Option<RingProducer>,
 ) -> Result<Management, String> {
@@ -412,6 +427,7 @@ fn start_management(
         dataplane,
         ports: port_meta,
         workers: workers.stats.clone(),
+        sync_rings: std::mem::take(&mut workers.sync_rings),
         mempool_available: Box::new(move || u64::from(pool.available())),
         commands: workers.commands.clone(),
         events,

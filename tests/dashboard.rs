@@ -4,6 +4,7 @@
 
 use ferrovs::dpdk::PortStats;
 use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry};
+use ferrovs::mgmt::sync::{PeerStatus, SyncStats, SyncStatus};
 use ferrovs_core::fixture;
 use ferrovs_core::service::Services;
 use ferrovs_core::stats::WorkerStats;
@@ -50,7 +51,8 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
     .with_announced(Arc::new(Mutex::new(vec![(
         "198.18.0.100".parse().unwrap(),
         true,
-    )])));
+    )])))
+    .with_sync(Some(sync_stats()));
     let registry = Registry::new();
     registry.register(Box::new(telemetry)).unwrap();
     let text = render(&registry);
@@ -73,6 +75,24 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
         "{text}"
     );
     (types, labels)
+}
+
+/// Sync counters of a member with one peer and one shared address.
+fn sync_stats() -> Arc<SyncStats> {
+    let stats = SyncStats::default();
+    *stats.status.lock().unwrap() = SyncStatus {
+        listen: Some("198.19.0.1:8848".parse().unwrap()),
+        ready: true,
+        peers: vec![PeerStatus {
+            addr: "198.19.0.2:8848".parse().unwrap(),
+            up: true,
+            ready: true,
+            last_heard_ms: Some(10),
+            datagrams: 1,
+        }],
+        shared: vec![("198.18.0.100".parse().unwrap(), true)],
+    };
+    Arc::new(stats)
 }
 
 fn dashboard() -> Value {

@@ -418,7 +418,12 @@ fn two_instances_announce_a_vip_and_keep_flows_when_one_leaves() {
 #[ignore = "needs BIRD: run via scripts/test.sh"]
 fn the_cluster_example_is_valid() {
     let dir = format!("{}/conf/cluster", env!("CARGO_MANIFEST_DIR"));
-    for f in ["ferrovs-a.yaml", "ferrovs-b.yaml"] {
+    for f in [
+        "ferrovs-a.yaml",
+        "ferrovs-b.yaml",
+        "sync-a.yaml",
+        "sync-b.yaml",
+    ] {
         let out = run(&[FERROVS, "check-config", &format!("{dir}/{f}")]);
         assert!(
             out.status.success(),

@@ -22,11 +22,14 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferrovs_core::conn::{ConnTable, FlowHasher, FlowKey, Mode, Proto, Timeouts};
+use ferrovs_core::conn::{
+    ConnState, ConnTable, FlowHasher, FlowKey, Mode, Proto, TcpState, Timeouts,
+};
 use ferrovs_core::forward::{translate, Translation};
 use ferrovs_core::packet::parse::L3Info;
 use ferrovs_core::packet::{checksum, craft, parse_frame, Ipv4Packet, MacAddr, UdpPacket};
 use ferrovs_core::sched::{Candidate, FlowHint, SchedOptions, Scheduler, SchedulerKind, ServerId};
+use ferrovs_core::sync::{outbox, SyncConn};
 use ferrovs_perf::memory::new_conn;
 use ferrovs_perf::traffic::{self, Addressing};
 
@@ -253,6 +256,41 @@ fn nat_rewrite(c: &mut Criterion) {
     group.finish();
 }
 
+/// What connection sync costs a worker per record (a TCP connection makes one when
+/// it is established and one or two as it closes): encoding a connection and
+/// pushing it into the ring the management core drains (here drained in place,
+/// every 1024 records, outside the timed path's average only by amortisation).
+fn sync_record(c: &mut Criterion) {
+    let record = SyncConn {
+        proto: Proto::Tcp,
+        mode: Mode::Nat,
+        state: ConnState::Tcp(TcpState::Established),
+        timeout_ms: 900_000,
+        client: (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)), 40000),
+        vip: (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100)), 80),
+        local: (IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10)), 40000),
+        real: (IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10)), 8080),
+    };
+    let (mut producer, mut consumer) = outbox(16384);
+    let mut drained = Vec::with_capacity(1024);
+    let mut n = 0u32;
+    let mut group = c.benchmark_group("sync");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("record_push", |b| {
+        b.iter(|| {
+            let pushed = producer.push(&black_box(&record).to_words());
+            n += 1;
+            if n == 1024 {
+                n = 0;
+                drained.clear();
+                consumer.drain(&mut drained, 1024);
+            }
+            pushed
+        })
+    });
+    group.finish();
+}
+
 /// The benchmark group, in a module of its own: the macro defines a public function
 /// it gives no way to document.
 mod group {
@@ -265,7 +303,7 @@ mod group {
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3))
             .sample_size(30);
-        targets = parse, conn_lookup, sched_pick, checksums, nat_rewrite
+        targets = parse, conn_lookup, sched_pick, checksums, nat_rewrite, sync_record
     }
 }
 criterion_main!(group::hot_path);

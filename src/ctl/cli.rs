@@ -140,6 +140,13 @@ pub enum CtlCommand {
         /// The VIP.
         vip: IpAddr,
     },
+    /// Connection sync: peers, last heard, datagrams and records each way, drops
+    /// by reason, connections installed, shared addresses.
+    Sync {
+        /// Print ferrovs's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs one `ferrovs ctl` command and returns its exit code.
@@ -226,6 +233,7 @@ pub fn request(cmd: &CtlCommand) -> Result<Request, InputError> {
         CtlCommand::Reload => Request::Reload {},
         CtlCommand::Withdraw { vip } => Request::Withdraw { vip: *vip },
         CtlCommand::Announce { vip } => Request::Announce { vip: *vip },
+        CtlCommand::Sync { .. } => Request::Sync {},
     })
 }
 
@@ -277,7 +285,9 @@ impl Outcome {
 pub fn outcome(cmd: &CtlCommand, response: &Response) -> Outcome {
     let json = matches!(
         cmd,
-        CtlCommand::List { json: true, .. } | CtlCommand::Conns { json: true, .. }
+        CtlCommand::List { json: true, .. }
+            | CtlCommand::Conns { json: true, .. }
+            | CtlCommand::Sync { json: true }
     );
     // The protocol's types always serialise.
     let pretty = || serde_json::to_string_pretty(response).unwrap_or_default() + "\n";
@@ -291,6 +301,7 @@ pub fn outcome(cmd: &CtlCommand, response: &Response) -> Outcome {
         }
         (CtlCommand::List { .. }, Response::Services { .. })
         | (CtlCommand::Conns { .. }, Response::Conns { .. })
+        | (CtlCommand::Sync { .. }, Response::Sync { .. })
             if json =>
         {
             pretty()
@@ -309,8 +320,10 @@ pub fn outcome(cmd: &CtlCommand, response: &Response) -> Outcome {
         (CtlCommand::List { .. } | CtlCommand::Conns { .. }, _) => {
             return Outcome::unexpected(cmd, response)
         }
+        (CtlCommand::Sync { .. }, Response::Sync { sync }) => format::sync(sync),
+        (CtlCommand::Sync { .. }, _) => return Outcome::unexpected(cmd, response),
         (_, Response::Done { message }) => format!("{message}\n"),
-        (_, Response::Services { .. } | Response::Conns { .. }) => {
+        (_, Response::Services { .. } | Response::Conns { .. } | Response::Sync { .. }) => {
             return Outcome::unexpected(cmd, response)
         }
     };
@@ -321,6 +334,7 @@ fn status(response: &Response) -> &'static str {
     match response {
         Response::Services { .. } => "services",
         Response::Conns { .. } => "conns",
+        Response::Sync { .. } => "sync",
         Response::Done { .. } => "done",
         Response::Error { .. } => "error",
     }
@@ -340,6 +354,7 @@ fn command_name(cmd: &CtlCommand) -> &'static str {
         CtlCommand::Reload => "reload",
         CtlCommand::Withdraw { .. } => "withdraw",
         CtlCommand::Announce { .. } => "announce",
+        CtlCommand::Sync { .. } => "sync",
     }
 }
 

@@ -7,7 +7,7 @@
 //! (IPv6) address push the following columns out of line, the address columns widen to
 //! the longest entry of the table; and no line ends in blanks.
 
-use super::proto::{ConnView, Rates, ServiceView, Stats};
+use super::proto::{ConnView, Rates, ServiceView, Stats, SyncView};
 
 /// Which numbers `list` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +272,48 @@ impl Text {
     }
 }
 
+/// `ctl sync`: the member, each peer, the counters, the shared addresses.
+pub fn sync(s: &SyncView) -> String {
+    let yes = |b: bool, y: &'static str, n: &'static str| if b { y } else { n };
+    let mut out = format!(
+        "sync {} {}\n",
+        s.listen,
+        yes(s.ready, "ready", "catching up")
+    );
+    for p in &s.peers {
+        let heard = match p.last_heard_ms {
+            Some(ms) => format!("last heard {ms} ms ago"),
+            None => "never heard".into(),
+        };
+        out.push_str(&format!(
+            "peer {} {} {}, {heard}, {} datagrams\n",
+            p.address,
+            yes(p.up, "up", "down"),
+            yes(p.ready, "ready", "not ready"),
+            p.datagrams
+        ));
+    }
+    out.push_str(&format!(
+        "datagrams sent {}, received {}; records sent {}, received {}\n",
+        s.datagrams_sent, s.datagrams_received, s.records_sent, s.records_received
+    ));
+    out.push_str(&format!(
+        "connections installed {}, records refused {}, records lost here {}\n",
+        s.installed, s.refused, s.lost
+    ));
+    if !s.dropped.is_empty() {
+        let drops: Vec<String> = s.dropped.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        out.push_str(&format!("dropped: {}\n", drops.join(", ")));
+    }
+    for (addr, here) in &s.shared {
+        out.push_str(&format!(
+            "shared {addr} {}\n",
+            yes(*here, "answered here", "answered by another member")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +457,43 @@ mod tests {
             rates: rates(0.2, 3.6, 2.8, 2_100.0, 30_000.0),
             real_servers: servers,
         }]
+    }
+
+    #[test]
+    fn sync_status_reads_as_lines() {
+        let view = SyncView {
+            listen: "198.19.0.1:8848".into(),
+            ready: true,
+            peers: vec![super::super::proto::SyncPeerView {
+                address: "198.19.0.2:8848".into(),
+                up: false,
+                ready: false,
+                last_heard_ms: None,
+                datagrams: 0,
+            }],
+            datagrams_sent: 10,
+            datagrams_received: 8,
+            records_sent: 100,
+            records_received: 90,
+            installed: 88,
+            refused: 2,
+            lost: 0,
+            dropped: vec![("bad_tag".into(), 3)],
+            shared: vec![
+                ("198.18.0.100".into(), true),
+                ("198.19.0.254".into(), false),
+            ],
+        };
+        assert_eq!(
+            sync(&view),
+            "sync 198.19.0.1:8848 ready\n\
+             peer 198.19.0.2:8848 down not ready, never heard, 0 datagrams\n\
+             datagrams sent 10, received 8; records sent 100, received 90\n\
+             connections installed 88, records refused 2, records lost here 0\n\
+             dropped: bad_tag 3\n\
+             shared 198.18.0.100 answered here\n\
+             shared 198.19.0.254 answered by another member\n"
+        );
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub enum Request {
         /// The VIP.
         vip: IpAddr,
     },
+    /// Connection sync's status.
+    Sync {},
 }
 
 /// The server's answer.
@@ -105,6 +107,11 @@ pub enum Response {
         conns: Vec<ConnView>,
         /// More connections matched than were listed.
         truncated: bool,
+    },
+    /// `sync`.
+    Sync {
+        /// The status; absent when `sync` is not configured.
+        sync: SyncView,
     },
     /// A mutation or reload took effect; `message` says what changed.
     Done {
@@ -214,6 +221,50 @@ pub struct ConnView {
     pub expires_ms: u64,
     /// Index of the worker whose table holds the connection.
     pub worker: usize,
+}
+
+/// Connection sync as `ctl sync` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncView {
+    /// This member's sync address.
+    pub listen: String,
+    /// It carries the shared addresses it owns (it caught up with its peers).
+    pub ready: bool,
+    /// Every peer.
+    pub peers: Vec<SyncPeerView>,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams accepted.
+    pub datagrams_received: u64,
+    /// Records sent (once for all peers).
+    pub records_sent: u64,
+    /// Records received in accepted datagrams.
+    pub records_received: u64,
+    /// Peers' records installed as connections here.
+    pub installed: u64,
+    /// Peers' records not installed.
+    pub refused: u64,
+    /// This member's records lost to a full ring on the workers' side.
+    pub lost: u64,
+    /// Drops by reason (reasons with drops only).
+    pub dropped: Vec<(String, u64)>,
+    /// Every shared address and whether this member answers for it now.
+    pub shared: Vec<(String, bool)>,
+}
+
+/// A peer as `ctl sync` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncPeerView {
+    /// Its sync address.
+    pub address: String,
+    /// Heard within `sync.peer_timeout`.
+    pub up: bool,
+    /// It said it is ready.
+    pub ready: bool,
+    /// Milliseconds since it was last heard; absent: never.
+    pub last_heard_ms: Option<u64>,
+    /// Datagrams accepted from it.
+    pub datagrams: u64,
 }
 
 #[cfg(test)]

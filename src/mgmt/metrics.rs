@@ -2,6 +2,7 @@
 //! ethdev statistics when scraped, and the read-only HTTP endpoint serving them.
 
 use super::announce::AnnouncedVips;
+use super::sync::{SyncStats, DROP_REASONS};
 use crate::dpdk::PortStats;
 use ferrovs_core::service::{endpoint, Services};
 use ferrovs_core::stats::{DropReason, WorkerStats};
@@ -40,6 +41,8 @@ pub struct Telemetry {
     pub conn_capacity: u64,
     /// Every VIP and whether it is announced, when `announce` is configured.
     pub announced: AnnouncedVips,
+    /// Connection sync's counters, with `sync`.
+    pub sync: Option<Arc<SyncStats>>,
     /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
     busy_prev: Mutex<Vec<(u64, u64)>>,
 }
@@ -64,8 +67,15 @@ impl Telemetry {
             services,
             conn_capacity,
             announced: AnnouncedVips::default(),
+            sync: None,
             busy_prev: Mutex::new(vec![(0, 0); n]),
         }
+    }
+
+    /// Also exports the `ferrovs_sync_*` families from `sync`.
+    pub fn with_sync(mut self, sync: Option<Arc<SyncStats>>) -> Telemetry {
+        self.sync = sync;
+        self
     }
 
     /// Also exports `ferrovs_vip_announced` from `announced`.
@@ -170,6 +180,9 @@ impl Collector for Telemetry {
             announced.sample(&[("vip", &vip.to_string())], if *on { 1.0 } else { 0.0 });
         }
         out.push(announced.0);
+        if let Some(sync) = &self.sync {
+            out.extend(self.sync_families(sync));
+        }
 
         let mut pool = Family::gauge(
             "mempool_available_mbufs",
@@ -182,6 +195,88 @@ impl Collector for Telemetry {
 }
 
 impl Telemetry {
+    /// Connection sync: datagrams and records each way, drops by reason,
+    /// connections installed and records lost on the workers' side, peers and
+    /// shared addresses.
+    fn sync_families(&self, sync: &SyncStats) -> Vec<MetricFamily> {
+        let load =
+            |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let mut out = Vec::new();
+        for (name, help, value) in [
+            (
+                "sync_datagrams_sent_total",
+                "Sync datagrams sent to peers",
+                load(&sync.datagrams_sent),
+            ),
+            (
+                "sync_datagrams_received_total",
+                "Sync datagrams accepted from peers",
+                load(&sync.datagrams_received),
+            ),
+            (
+                "sync_records_sent_total",
+                "Connection records sent (once for all peers)",
+                load(&sync.records_sent),
+            ),
+            (
+                "sync_records_received_total",
+                "Connection records received in accepted datagrams",
+                load(&sync.records_received),
+            ),
+        ] {
+            let mut f = Family::counter(name, help);
+            f.sample(&[], value);
+            out.push(f.0);
+        }
+        let mut dropped = Family::counter(
+            "sync_dropped_total",
+            "Sync datagrams (or their records, worker_busy) dropped, by reason",
+        );
+        for (i, reason) in DROP_REASONS.iter().enumerate() {
+            dropped.sample(&[("reason", reason)], load(&sync.dropped[i]));
+        }
+        out.push(dropped.0);
+        let sum =
+            |get: fn(&WorkerStats) -> u64| self.workers.iter().map(|w| get(w)).sum::<u64>() as f64;
+        for (name, help, value) in [
+            ("sync_connections_installed_total", "Connections installed from peers' records", sum(|w| w.sync_installed.get())),
+            ("sync_records_refused_total", "Peers' records not installed (no such service or server here, a conflict, a full table)", sum(|w| w.sync_refused.get())),
+            ("sync_records_lost_total", "Records of this member's connections lost to a full ring on the workers' side", sum(|w| w.sync_records_dropped.get())),
+        ] {
+            let mut f = Family::counter(name, help);
+            f.sample(&[], value);
+            out.push(f.0);
+        }
+        let status = sync
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut peers = Family::gauge(
+            "sync_peer_up",
+            "1 while the peer is heard within sync.peer_timeout",
+        );
+        for p in &status.peers {
+            peers.sample(
+                &[("peer", &p.addr.to_string())],
+                if p.up { 1.0 } else { 0.0 },
+            );
+        }
+        out.push(peers.0);
+        let mut shared = Family::gauge(
+            "sync_shared_address_active",
+            "1 while this member answers for the shared address",
+        );
+        for (addr, on) in &status.shared {
+            shared.sample(
+                &[("address", &addr.to_string())],
+                if *on { 1.0 } else { 0.0 },
+            );
+        }
+        out.push(shared.0);
+        out
+    }
+
     /// The ports' ethdev counters.
     fn port_families(&self, out: &mut Vec<MetricFamily>) {
         let port_stats: Vec<(&PortMeta, PortStats)> = self

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod rates;
 pub mod state;
+pub mod sync;
 
 use crate::ctl::proto::{self, Request, Response};
 use announce::{AnnouncedVips, Announcer, KernelRoutes};
@@ -23,6 +24,7 @@ use ferrovs_core::pipeline::{
 };
 use ferrovs_core::service::{endpoint, Services};
 use ferrovs_core::stats::{RealServerStats, WorkerStats};
+use ferrovs_core::sync::SyncConsumer;
 use health::HealthChecker;
 use metrics::{PortMeta, ReadFn, Telemetry};
 use rates::RateEstimator;
@@ -33,6 +35,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sync::Syncer;
 
 /// Flags the signal handlers set and the management loop reads.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +82,8 @@ pub struct Setup {
     pub ports: Vec<PortMeta>,
     /// Every worker's counters, indexed by worker.
     pub workers: Vec<Arc<WorkerStats>>,
+    /// With sync: each worker's ring of connection records, indexed by worker.
+    pub sync_rings: Vec<SyncConsumer>,
     /// Reads the free mbufs of the packet mempool.
     pub mempool_available: ReadFn,
     /// One command channel per worker, indexed by worker.
@@ -109,6 +114,11 @@ pub struct Management {
     /// The VIP routes for the routing daemon, with `announce`.
     announcer: Option<Announcer<KernelRoutes>>,
     last_announce: Instant,
+    /// Connection sync with the other members, with `sync`.
+    sync: Option<Syncer>,
+    /// When to advertise the own addresses again (after taking shared addresses
+    /// over: one gratuitous ARP can be lost or ignored).
+    readvertise: Vec<Instant>,
 }
 
 impl Management {
@@ -118,6 +128,11 @@ impl Management {
     pub fn new(setup: Setup) -> Result<Management, String> {
         let metrics_services = Arc::new(Mutex::new(Arc::new(setup.dataplane.services.clone())));
         let announced = AnnouncedVips::default();
+        let sync = match setup.config.sync.clone() {
+            Some(cfg) => Some(Syncer::new(cfg, setup.sync_rings)?),
+            None => None,
+        };
+        let sync_stats = sync.as_ref().map(Syncer::stats);
         let telemetry = Telemetry::new(
             setup.ports,
             setup.workers.clone(),
@@ -126,7 +141,8 @@ impl Management {
             metrics_services.clone(),
             u64::from(setup.config.connections.max),
         )
-        .with_announced(announced.clone());
+        .with_announced(announced.clone())
+        .with_sync(sync_stats);
         let announcer = match setup.config.announce {
             Some(a) => Some(Announcer::new(
                 KernelRoutes {
@@ -166,6 +182,8 @@ impl Management {
             kernel: setup.kernel,
             announcer,
             last_announce: Instant::now(),
+            sync,
+            readvertise: Vec::new(),
         })
     }
 
@@ -228,10 +246,83 @@ impl Management {
                     a.update(&self.state.config, &self.dataplane.services);
                 }
             }
+            self.poll_sync();
             self.kernel.poll();
             std::thread::sleep(POLL);
         }
         Ok(())
+    }
+
+    /// Connection sync's poll; a change of the shared addresses this member
+    /// carries is published to the workers and advertised (again a second and
+    /// two seconds later, as gratuitous ARP is easily missed).
+    fn poll_sync(&mut self) {
+        let now = Instant::now();
+        let changed = match self.sync.as_mut() {
+            Some(s) => s.poll(now, &self.dataplane, &self.commands),
+            None => return,
+        };
+        if changed {
+            self.publish();
+            self.advertise_addresses();
+            self.readvertise = vec![now + Duration::from_secs(1), now + Duration::from_secs(2)];
+        }
+        if self.readvertise.first().is_some_and(|t| now >= *t) {
+            self.readvertise.remove(0);
+            self.advertise_addresses();
+        }
+    }
+
+    /// `ferrovs ctl sync`.
+    fn sync_view(&self) -> Response {
+        let Some(s) = &self.sync else {
+            return Response::Error {
+                errors: vec!["sync is not configured: this instance is alone".into()],
+            };
+        };
+        let stats = s.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let status = stats
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let sum = |get: fn(&WorkerStats) -> u64| self.workers.iter().map(|w| get(w)).sum();
+        Response::Sync {
+            sync: proto::SyncView {
+                listen: status.listen.map(|l| l.to_string()).unwrap_or_default(),
+                ready: status.ready,
+                peers: status
+                    .peers
+                    .iter()
+                    .map(|p| proto::SyncPeerView {
+                        address: p.addr.to_string(),
+                        up: p.up,
+                        ready: p.ready,
+                        last_heard_ms: p.last_heard_ms,
+                        datagrams: p.datagrams,
+                    })
+                    .collect(),
+                datagrams_sent: load(&stats.datagrams_sent),
+                datagrams_received: load(&stats.datagrams_received),
+                records_sent: load(&stats.records_sent),
+                records_received: load(&stats.records_received),
+                installed: sum(|w| w.sync_installed.get()),
+                refused: sum(|w| w.sync_refused.get()),
+                lost: sum(|w| w.sync_records_dropped.get()),
+                dropped: sync::DROP_REASONS
+                    .iter()
+                    .zip(&stats.dropped)
+                    .map(|(r, n)| (r.to_string(), load(n)))
+                    .filter(|(_, n)| *n > 0)
+                    .collect(),
+                shared: status
+                    .shared
+                    .iter()
+                    .map(|(a, on)| (a.to_string(), *on))
+                    .collect(),
+            },
+        }
     }
 
     /// Withdraws every VIP for a stop; the time to keep forwarding: the grace
@@ -347,6 +438,7 @@ impl Management {
             Request::Reload {} => done(self.reload()),
             Request::Withdraw { vip } => self.operator_announce(vip, true),
             Request::Announce { vip } => self.operator_announce(vip, false),
+            Request::Sync {} => self.sync_view(),
         }
     }
 
@@ -419,7 +511,12 @@ impl Management {
     /// Sends the workers a snapshot of the running configuration and health.
     fn publish(&mut self) {
         self.health.sync(&self.state.config, Instant::now());
-        let dp = Arc::new(self.state.snapshot(&self.health.map()));
+        let shared = self.sync.as_ref().map_or(&[][..], Syncer::active);
+        let dp = Arc::new(
+            self.state
+                .snapshot(&self.health.map())
+                .with_shared(&self.state.config, shared),
+        );
         *self
             .metrics_services
             .lock()

@@ -134,6 +134,7 @@ impl ConfigState {
             ("mempool", old.mempool == new.mempool),
             ("management", old.management == new.management),
             ("announce", old.announce == new.announce),
+            ("sync", old.sync == new.sync),
             (
                 "connections.max",
                 old.connections.max == new.connections.max,

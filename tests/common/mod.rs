@@ -225,7 +225,17 @@ impl Lab {
     ) {
         let root = self.dir.join(name);
         fs::create_dir_all(&root).unwrap();
-        fs::write(root.join("big"), vec![b'x'; big]).unwrap();
+        // Content that a lost, repeated or shifted segment would change the checksum of.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let content: Vec<u8> = (0..big)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        fs::write(root.join("big"), content).unwrap();
         let listen = if addr.contains(':') {
             format!("[{addr}]:{port}")
         } else {

@@ -24,6 +24,7 @@ use ferrovs_core::conn::FlowHasher;
 use ferrovs_core::packet::{MacAddr, PacketBuf, VecBuf};
 use ferrovs_core::pipeline::{Balancer, BalancerLimits, Dataplane, PacketPool, Pipeline};
 use ferrovs_core::stats::WorkerStats;
+use ferrovs_core::sync::outbox;
 use ferrovs_perf::scenario::{self, Bed, BenchMode, FerrovsEndpoints, Memory};
 use ferrovs_perf::traffic::{self, Addressing, Traffic, NET_PCAP_FIRST_MAC};
 
@@ -55,6 +56,10 @@ struct Cli {
     /// pipeline does not sum the header again.
     #[arg(long)]
     rx_checksum_offload: bool,
+    /// Connection sync on: the balancer hands a record of every connection event to
+    /// a ring, which another thread drains every 2 ms as the management core would.
+    #[arg(long)]
+    sync: bool,
 }
 
 const BURST: usize = 32;
@@ -107,7 +112,24 @@ fn main() -> ExitCode {
     let hasher = cli
         .seed
         .map_or_else(FlowHasher::random, FlowHasher::with_seed);
-    let lb = Balancer::with_hasher(&dp.services, limits, &timeouts, 0, 1, hasher).expect("tables");
+    let mut lb =
+        Balancer::with_hasher(&dp.services, limits, &timeouts, 0, 1, hasher).expect("tables");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drainer = cli.sync.then(|| {
+        let (producer, mut consumer) = outbox(16384);
+        lb.set_sync(producer);
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            // Every 2 ms, as the management loop polls.
+            let (mut words, mut drained) = (Vec::with_capacity(16384), 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                words.clear();
+                drained += consumer.drain(&mut words, 16384) as u64;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            drained
+        })
+    });
     let (events, _rx) = crossbeam_channel::bounded(1024);
     let offload = cli.rx_checksum_offload;
     let mut p = Pipeline::new(0, 1, dp, lb, HeapPool, stats.clone(), events, BURST)
@@ -165,6 +187,16 @@ fn main() -> ExitCode {
     }
     let (t0, tx0) = measured_from.expect("measured");
     let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(d) = drainer {
+        let drained = d.join().unwrap_or(0);
+        println!(
+            "sync: {} records handed over, {} drained, {} lost to a full ring",
+            stats.sync_records.get(),
+            drained,
+            stats.sync_records_dropped.get()
+        );
+    }
     let sent = stats.tx_packets.get() - tx0;
     let dropped = stats.dropped_total();
     println!(

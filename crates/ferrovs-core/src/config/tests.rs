@@ -1736,3 +1736,63 @@ fn cluster_rules() {
     assert_eq!((ok.services[0].quorum, ok.services[1].quorum), (1, 0));
     assert!(!ok.services[0].sloppy);
 }
+
+#[test]
+fn sync_rules() {
+    let sync = |section: &str| format!("{BASE}sync:\n{section}");
+    const OK: &str = "  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.2:8848\"]\n  key_file: /etc/ferrovs/sync.key\n";
+    let cases: &[(&str, Expected)] = &[
+        (
+            "  listen: \"198.19.0.9:8848\"\n  peers: [\"198.19.0.2:8848\"]\n  key_file: /k\n",
+            &[(75, 11, "sync.listen: 198.19.0.9 is no port's address")],
+        ),
+        (
+            "  listen: \"198.19.0.1:8848\"\n  peers: []\n  key_file: /k\n",
+            &[(76, 10, "sync.peers: sync needs at least one peer")],
+        ),
+        (
+            "  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.1:8848\", \"198.18.0.1:1\"]\n  key_file: k\n",
+            &[
+                (76, 11, "sync.peers[0]: 198.19.0.1:8848 is given twice"),
+                (76, 30, "sync.peers[1]: 198.18.0.1 is the address of port wan"),
+                (77, 13, "sync.key_file: `k` is not an absolute path"),
+            ],
+        ),
+        (
+            "  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.2:0\"]\n  key_file: /k\n  heartbeat: \"1s\"\n  peer_timeout: \"2s\"\n",
+            &[
+                (76, 11, "sync.peers[0]: port 0 is no port to send to"),
+                (79, 17, "sync.peer_timeout: must be at least three heartbeats"),
+            ],
+        ),
+        (
+            &"  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.2:8848\"]\n  key_file: /k\n  shared_addresses:\n    - { address: 203.0.113.1, owner: \"198.19.0.1:8848\" }\n    - { address: 198.19.0.254, owner: \"198.19.0.3:8848\" }\n",
+            &[
+                (79, 18, "sync.shared_addresses[0].address: a shared address 203.0.113.1 is not inside any port's connected subnet"),
+                (80, 39, "sync.shared_addresses[1].owner: 198.19.0.3:8848 is not a member"),
+            ],
+        ),
+    ];
+    for (section, expected) in cases {
+        assert_errors(&parse_err(&sync(section)), expected, section);
+    }
+    let no_kernel = sync(OK).replace(
+        "  control_socket: \"/run/ferrovs/ctl.sock\"",
+        "  control_socket: \"/run/ferrovs/ctl.sock\"\n  exception_path: false",
+    );
+    assert_errors(
+        &parse_err(&no_kernel),
+        &[(76, 3, "sync: sync needs management.exception_path")],
+        "exception_path: false",
+    );
+    let ok = parse_ok(&sync(&format!(
+        "{OK}  shared_addresses:\n    - {{ address: 198.18.0.100, owner: \"198.19.0.2:8848\" }}\n"
+    )))
+    .sync
+    .unwrap();
+    assert_eq!(ok.heartbeat, Duration::from_millis(300));
+    assert_eq!(ok.peer_timeout, Duration::from_secs(1));
+    assert_eq!(ok.refresh, Duration::from_secs(60));
+    assert_eq!(ok.local_port_share(), (0, 2));
+    assert_eq!(ok.shared_addresses[0].address, ip("198.18.0.100"));
+}

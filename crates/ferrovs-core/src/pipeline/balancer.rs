@@ -551,7 +551,7 @@ impl Balancer {
                 views.count_state_change(conn.real_server(), change, stats);
             }
             count_handshake(conn.real_server(), change, stats);
-            if let Some(out) = sync {
+            if let (Some(out), true) = (sync, synced(change.to)) {
                 send_record(out, conn, now, stats);
             }
         }
@@ -847,6 +847,24 @@ fn give_back<A: Tables>(
         gauges.active.set(u64::from(c.active));
         gauges.inactive.set(u64::from(c.inactive));
     }
+}
+
+/// Whether a TCP connection entering `state` is sent to the other members: from
+/// ESTABLISHED on, as IPVS syncs. A half-open connection is not worth a record
+/// (its client retransmits the SYN to whichever member then carries the
+/// address), and a SYN flood thus costs sync nothing.
+#[inline]
+fn synced(state: ConnState) -> bool {
+    matches!(
+        state,
+        ConnState::Tcp(
+            TcpState::Established
+                | TcpState::FinWait
+                | TcpState::Close
+                | TcpState::CloseWait
+                | TcpState::TimeWait
+        )
+    )
 }
 
 /// Hands a record of `conn` to the management core; a full ring loses it (counted).
