@@ -85,12 +85,18 @@ impl FakeServer {
         ctl_at(&self.socket, args, None)
     }
 
-    /// The request line received, parsed; `None` if nobody connected.
+    /// The request received, parsed and out of its envelope (which must say how
+    /// long the client waits); `None` if nobody connected.
     fn received(self) -> Option<Value> {
         self.stop.store(true, Ordering::Relaxed);
         let line = self.thread.join().unwrap()?;
         assert!(line.ends_with('\n'), "request not a line: {line:?}");
-        Some(serde_json::from_str(&line).expect("request is JSON"))
+        let envelope: Value = serde_json::from_str(&line).expect("request is JSON");
+        assert!(
+            envelope["timeout_ms"].as_u64().is_some_and(|ms| ms > 0),
+            "{line}"
+        );
+        Some(envelope["request"].clone())
     }
 }
 

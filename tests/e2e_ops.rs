@@ -406,3 +406,204 @@ fn a_server_leaving_syns_unanswered_is_taken_out_passively() {
     assert!(bodies.iter().all(|b| b == "rs0"), "{bodies:?}");
     assert!(f.stop().success());
 }
+
+/// ferrovs's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    grep(&status, "VmRSS:")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// 500 slowloris clients on the metrics endpoint, 3 half-open control connections
+/// and a 64 MB header line: `ctl list` and a scrape are still answered at once, no
+/// thread is started per client, and memory does not grow with what clients send.
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn the_management_plane_cannot_be_starved() {
+    use std::io::Write;
+    let o = setup("starve");
+    let pid = o.f.pid();
+    let (threads_before, rss_before) = (threads(pid), rss_kib(pid));
+    // Three control clients that connect, send half a request and wait.
+    let half_open: Vec<std::os::unix::net::UnixStream> = (0..3)
+        .map(|_| {
+            let mut s = std::os::unix::net::UnixStream::connect(&o.socket).unwrap();
+            s.write_all(b"{\"cmd\":").unwrap();
+            s
+        })
+        .collect();
+    // 500 clients that send a header a byte a second, for 25 s.
+    let (host, port) = {
+        let (h, p) = o.f.metrics_addr.rsplit_once(':').unwrap();
+        (h.trim_matches(['[', ']']).to_string(), p.to_string())
+    };
+    let script = r#"
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+conns = []
+for i in range(500):
+    try:
+        s = socket.create_connection((host, port), timeout=2)
+        s.send(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        conns.append(s)
+    except OSError:
+        pass
+print("open", len(conns), flush=True)
+end = time.time() + 25
+while time.time() < end:
+    for s in list(conns):
+        try:
+            s.send(b"a")
+        except OSError:
+            conns.remove(s)
+    time.sleep(1)
+"#;
+    let script_path = o.t.lab.write("slowloris.py", script);
+    let mut slow = Command::new("ip")
+        .args(["netns", "exec", &o.t.lb, "/usr/bin/python3"])
+        .arg(&script_path)
+        .args([&host, &port])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut opened = String::new();
+    {
+        use std::io::BufRead;
+        let mut out = std::io::BufReader::new(slow.stdout.take().unwrap());
+        out.read_line(&mut opened).unwrap();
+    }
+    println!("slow clients: {}", opened.trim());
+    std::thread::sleep(Duration::from_secs(2));
+    let url = format!("http://{}/metrics", o.f.metrics_addr);
+    let (mut worst_list, mut worst_scrape) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let list = o.ctl_ok(&["list"]);
+        worst_list = worst_list.max(t0.elapsed());
+        assert!(list.contains("198.18.0.100:80"), "{list}");
+        let t0 = Instant::now();
+        let scrape =
+            o.t.lab
+                .exec(&o.t.lb, &["curl", "-sf", "--max-time", "5", &url]);
+        worst_scrape = worst_scrape.max(t0.elapsed());
+        assert!(scrape.status.success());
+        assert!(String::from_utf8_lossy(&scrape.stdout).contains("ferrovs_worker_rx_packets_total"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let threads_during = threads(pid);
+    // One header line of 64 MB: refused at 8 KiB, never buffered.
+    let giant = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.send(b"GET /metrics HTTP/1.1\r\nX-Big: ")
+chunk = b"a" * 65536
+sent = 0
+try:
+    while sent < 64 << 20:
+        sent += s.send(chunk)
+except OSError:
+    pass
+try:
+    print(s.recv(64).split(b"\r\n")[0].decode(), sent)
+except OSError as e:
+    print("error", e, sent)
+"#;
+    let giant_path = o.t.lab.write("giant.py", giant);
+    let out = o.t.lab.exec(
+        &o.t.lb,
+        &[
+            "/usr/bin/python3",
+            &giant_path.display().to_string(),
+            &host,
+            &port,
+        ],
+    );
+    let giant_answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rss_after = rss_kib(pid);
+    println!(
+        "under 500 slow clients and 3 half-open control connections: ctl list at most {worst_list:?}, \
+         scrape at most {worst_scrape:?}; threads {threads_before} -> {threads_during}; \
+         64 MB header answered {giant_answer:?}; RSS {rss_before} -> {rss_after} KiB"
+    );
+    assert!(worst_list < Duration::from_secs(1), "{worst_list:?}");
+    assert!(worst_scrape < Duration::from_secs(1), "{worst_scrape:?}");
+    assert_eq!(threads_during, threads_before, "a thread per client?");
+    assert!(giant_answer.starts_with("HTTP/1.1 431"), "{giant_answer}");
+    assert!(
+        rss_after < rss_before + 16 * 1024,
+        "{rss_before} -> {rss_after} KiB"
+    );
+    let _ = slow.kill();
+    let _ = slow.wait();
+    drop(half_open);
+
+    // Out of descriptors: the listeners keep going once descriptors are back, and
+    // the health checks that cannot open a socket meanwhile mark nothing down.
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let hard = grep(&limits, "Max open files")
+        .split_whitespace()
+        .nth(4)
+        .unwrap()
+        .to_string();
+    let limit = (open_fds + 4).to_string();
+    let prlimit = |soft_hard: &str| {
+        let out = run(&[
+            "prlimit",
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={soft_hard}"),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    prlimit(&format!("{limit}:{hard}"));
+    let hog: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            Command::new("ip")
+                .args(["netns", "exec", &o.t.lb, "/usr/bin/python3"])
+                .arg(&script_path)
+                .args([&host, &port])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    prlimit(&format!("{hard}:{hard}"));
+    for mut h in hog {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let log = o.f.log_text();
+    println!(
+        "with {limit} descriptors: {}{}",
+        grep(&log, "accept:"),
+        grep(&log, "check not run")
+    );
+    assert!(log.contains("metrics endpoint: accept:"), "{log}");
+    assert!(log.contains("check not run"), "{log}");
+    assert!(
+        !log.contains("failed checks"),
+        "a server was marked down:\n{log}"
+    );
+    let scrape =
+        o.t.lab
+            .exec(&o.t.lb, &["curl", "-sf", "--max-time", "5", &url]);
+    assert!(
+        scrape.status.success(),
+        "the metrics endpoint did not come back"
+    );
+    assert!(o.ctl_ok(&["list"]).contains("198.18.0.100:80"));
+    assert!(o.f.stop().success());
+}

@@ -565,16 +565,16 @@ mod tests {
                         },
                         &Addressing::default(),
                     );
-                    let errors: Vec<String> =
-                        match parse(&text, "gen.yaml", &HostFacts { online_cpus: None }) {
-                            Ok(_) => Vec::new(),
-                            Err(e) => {
-                                e.0.into_iter()
-                                    .map(|e| e.message)
-                                    .filter(|m| !m.contains("`no-rx=1`"))
-                                    .collect()
-                            }
-                        };
+                    let errors: Vec<String> = match parse(&text, "gen.yaml", &HostFacts::default())
+                    {
+                        Ok(_) => Vec::new(),
+                        Err(e) => {
+                            e.0.into_iter()
+                                .map(|e| e.message)
+                                .filter(|m| !m.contains("`no-rx=1`"))
+                                .collect()
+                        }
+                    };
                     assert!(
                         errors.is_empty(),
                         "{} {}: {errors:?}\n{text}",

@@ -139,8 +139,14 @@ fn call_limited(
         },
     };
 
-    // Serialising the protocol's own types cannot fail: no maps with non-string keys.
-    let mut line = serde_json::to_vec(req).map_err(|e| failed(io::Error::other(e)))?;
+    // The envelope tells ferrovs how long this client waits: it applies the request
+    // only while the answer can still arrive in time. Serialising the protocol's own
+    // types cannot fail: no maps with non-string keys.
+    let envelope = serde_json::json!({
+        "timeout_ms": u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        "request": req,
+    });
+    let mut line = serde_json::to_vec(&envelope).map_err(|e| failed(io::Error::other(e)))?;
     line.push(b'\n');
     stream
         .set_write_timeout(Some(left(deadline).ok_or_else(|| failed(timed_out()))?))
@@ -292,7 +298,11 @@ mod tests {
         );
         let sent = server.join().unwrap();
         assert!(sent.ends_with('\n') && !sent[..sent.len() - 1].contains('\n'));
-        assert_eq!(serde_json::from_str::<Request>(&sent).unwrap(), req);
+        // The request goes in an envelope that says how long the client waits.
+        let envelope: serde_json::Value = serde_json::from_str(&sent).unwrap();
+        assert_eq!(envelope["timeout_ms"], 5000);
+        let inner = serde_json::from_value::<Request>(envelope["request"].clone()).unwrap();
+        assert_eq!(inner, req);
     }
 
     #[test]

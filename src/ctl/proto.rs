@@ -1,6 +1,9 @@
 //! The control protocol between `ferrovs ctl` and a running ferrovs: one JSON object
 //! per line over the Unix socket at `management.control_socket`, a request from the
-//! client, a response from the server, then the connection closes.
+//! client, a response from the server, then the connection closes. A client may
+//! wrap its request as `{"timeout_ms": N, "request": {...}}` to say how long it
+//! waits; the server then applies it only while the answer can still arrive, and
+//! otherwise answers that nothing was applied (a bare request gets 8 s).
 //!
 //! Mutating requests carry services and real servers in exactly the shape of the
 //! YAML config (`services:` items), and the server validates them with the same

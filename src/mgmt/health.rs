@@ -34,7 +34,36 @@ struct Job {
 
 struct Outcome {
     key: Key,
-    result: Result<(), String>,
+    result: Result<(), CheckError>,
+}
+
+/// Why a check did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// The server failed it: refused, timed out, answered wrongly.
+    Server(String),
+    /// This host could not run it (out of descriptors, memory, buffers or local
+    /// ports). That says nothing about the server, so it counts neither way.
+    Local(String),
+}
+
+impl CheckError {
+    fn of(err: std::io::Error) -> CheckError {
+        use nix::errno::Errno;
+        let local = [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOBUFS,
+            Errno::ENOMEM,
+            Errno::EADDRNOTAVAIL,
+        ];
+        match err.raw_os_error() {
+            Some(code) if local.iter().any(|e| *e as i32 == code) => {
+                CheckError::Local(err.to_string())
+            }
+            _ => CheckError::Server(err.to_string()),
+        }
+    }
 }
 
 /// The health state of one real server.
@@ -67,6 +96,9 @@ pub struct HealthChecker {
     jobs: Sender<Job>,
     results: Receiver<Outcome>,
     targets: HashMap<Key, Target>,
+    /// When a check last could not run for a local reason (logged at most every
+    /// 10 s).
+    last_local_warning: Option<Instant>,
 }
 
 impl HealthChecker {
@@ -99,6 +131,7 @@ impl HealthChecker {
             jobs,
             results,
             targets: HashMap::new(),
+            last_local_warning: None,
         }
     }
 
@@ -179,50 +212,79 @@ impl HealthChecker {
         }
         let mut changed = Vec::new();
         while let Ok(Outcome { key, result }) = self.results.try_recv() {
-            let Some(t) = self.targets.get_mut(&key) else {
-                continue;
-            };
-            t.in_flight = false;
-            let (handshakes, failures) = passive(&key);
-            let (seen_ok, seen_fail) = t.passive_seen;
-            t.passive_seen = (handshakes, failures);
-            let result = match result {
-                Ok(()) if t.check.passive && failures > seen_fail && handshakes == seen_ok => {
-                    Err(format!(
-                        "{} new connection(s) refused or unanswered, none completed",
-                        failures - seen_fail
-                    ))
-                }
-                other => other,
-            };
-            match result {
-                Ok(()) => {
-                    t.failures = 0;
-                    t.successes = t.successes.saturating_add(1);
-                    if !t.up && t.successes >= t.check.rise {
-                        t.up = true;
-                        changed.push(Transition {
-                            key: key.clone(),
-                            up: true,
-                            why: format!("{} successful checks", t.successes),
-                        });
-                    }
-                }
-                Err(why) => {
-                    t.successes = 0;
-                    t.failures = t.failures.saturating_add(1);
-                    if t.up && t.failures >= t.check.fall {
-                        t.up = false;
-                        changed.push(Transition {
-                            key: key.clone(),
-                            up: false,
-                            why: format!("{} failed checks, last: {why}", t.failures),
-                        });
-                    }
-                }
+            if let Some(t) = self.record(&key, result, now, &mut passive) {
+                changed.push(t);
             }
         }
         changed
+    }
+
+    /// Applies one check's result; the transition when the server changed state.
+    fn record(
+        &mut self,
+        key: &Key,
+        result: Result<(), CheckError>,
+        now: Instant,
+        passive: &mut impl FnMut(&Key) -> (u64, u64),
+    ) -> Option<Transition> {
+        let t = self.targets.get_mut(key)?;
+        t.in_flight = false;
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(CheckError::Server(why)) => Err(why),
+            Err(CheckError::Local(why)) => {
+                if self
+                    .last_local_warning
+                    .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10))
+                {
+                    log::warn!(
+                        "{}: check not run ({why}); the server's state is kept",
+                        describe(key)
+                    );
+                    self.last_local_warning = Some(now);
+                }
+                return None;
+            }
+        };
+        let (handshakes, failures) = passive(key);
+        let (seen_ok, seen_fail) = t.passive_seen;
+        t.passive_seen = (handshakes, failures);
+        let result = match result {
+            Ok(()) if t.check.passive && failures > seen_fail && handshakes == seen_ok => {
+                Err(format!(
+                    "{} new connection(s) refused or unanswered, none completed",
+                    failures - seen_fail
+                ))
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                t.failures = 0;
+                t.successes = t.successes.saturating_add(1);
+                if !t.up && t.successes >= t.check.rise {
+                    t.up = true;
+                    return Some(Transition {
+                        key: key.clone(),
+                        up: true,
+                        why: format!("{} successful checks", t.successes),
+                    });
+                }
+            }
+            Err(why) => {
+                t.successes = 0;
+                t.failures = t.failures.saturating_add(1);
+                if t.up && t.failures >= t.check.fall {
+                    t.up = false;
+                    return Some(Transition {
+                        key: key.clone(),
+                        up: false,
+                        why: format!("{} failed checks, last: {why}", t.failures),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// The health map the data plane snapshot is built with.
@@ -240,10 +302,9 @@ pub fn describe(key: &Key) -> String {
 }
 
 /// One check, on the calling thread.
-pub fn run_check(target: SocketAddr, check: &HealthCheckConfig) -> Result<(), String> {
+pub fn run_check(target: SocketAddr, check: &HealthCheckConfig) -> Result<(), CheckError> {
     let deadline = Instant::now() + check.timeout;
-    let mut stream =
-        TcpStream::connect_timeout(&target, check.timeout).map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect_timeout(&target, check.timeout).map_err(CheckError::of)?;
     if check.kind != CheckKind::Http {
         return Ok(());
     }
@@ -253,7 +314,7 @@ pub fn run_check(target: SocketAddr, check: &HealthCheckConfig) -> Result<(), St
     };
     stream
         .set_write_timeout(Some(left(deadline)))
-        .map_err(|e| e.to_string())?;
+        .map_err(CheckError::of)?;
     let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: ferrovs-health-check\r\nConnection: close\r\n\r\n",
         check.path,
@@ -261,15 +322,15 @@ pub fn run_check(target: SocketAddr, check: &HealthCheckConfig) -> Result<(), St
     );
     stream
         .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(CheckError::of)?;
     // Read until the status line is complete (or the deadline passes).
     let mut head = Vec::with_capacity(64);
     let mut buf = [0u8; 256];
     while !head.contains(&b'\n') && head.len() < 4096 {
         stream
             .set_read_timeout(Some(left(deadline)))
-            .map_err(|e| e.to_string())?;
-        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            .map_err(CheckError::of)?;
+        let n = stream.read(&mut buf).map_err(CheckError::of)?;
         if n == 0 {
             break;
         }
@@ -282,18 +343,18 @@ pub fn run_check(target: SocketAddr, check: &HealthCheckConfig) -> Result<(), St
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse::<u16>().ok())
         .ok_or_else(|| {
-            format!(
+            CheckError::Server(format!(
                 "no HTTP status line in {:?}",
                 line.lines().next().unwrap_or("")
-            )
+            ))
         })?;
     if status == check.expect_status {
         Ok(())
     } else {
-        Err(format!(
+        Err(CheckError::Server(format!(
             "HTTP status {status}, expected {}",
             check.expect_status
-        ))
+        )))
     }
 }
 
@@ -337,13 +398,46 @@ mod tests {
         assert_eq!(run_check(ok, &check(CheckKind::Tcp)), Ok(()));
         assert_eq!(run_check(ok, &check(CheckKind::Http)), Ok(()));
         let err = run_check(bad, &check(CheckKind::Http)).unwrap_err();
-        assert!(err.contains("503"), "{err}");
+        assert!(
+            matches!(&err, CheckError::Server(why) if why.contains("503")),
+            "{err:?}"
+        );
         // nothing listens there
         let closed = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(run_check(closed, &check(CheckKind::Tcp)).is_err());
+        assert!(matches!(
+            run_check(closed, &check(CheckKind::Tcp)),
+            Err(CheckError::Server(_))
+        ));
+    }
+
+    /// Running out of descriptors here (as a flood of management connections once
+    /// caused) says nothing about the server: such results count neither way.
+    #[test]
+    fn local_resource_errors_do_not_mark_servers_down() {
+        let emfile = std::io::Error::from_raw_os_error(nix::errno::Errno::EMFILE as i32);
+        assert!(matches!(CheckError::of(emfile), CheckError::Local(_)));
+        let refused = std::io::Error::from_raw_os_error(nix::errno::Errno::ECONNREFUSED as i32);
+        assert!(matches!(CheckError::of(refused), CheckError::Server(_)));
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut h = HealthChecker::new(0);
+        let now = Instant::now();
+        h.sync_targets(targets(addr), now);
+        let key: Key = ("web".into(), addr.ip(), addr.port());
+        let mut passive = |_: &Key| (0, 0);
+        let local = || Err(CheckError::Local("Too many open files".into()));
+        let server = || Err(CheckError::Server("connection refused".into()));
+        // fall is 2: any number of local errors between two server failures neither
+        // takes it out nor resets the count.
+        assert_eq!(h.record(&key, server(), now, &mut passive), None);
+        for _ in 0..10 {
+            assert_eq!(h.record(&key, local(), now, &mut passive), None);
+        }
+        assert_eq!(h.map().get(&key), Some(&true));
+        let down = h.record(&key, server(), now, &mut passive).unwrap();
+        assert!(!down.up && down.why.contains("2 failed checks"), "{down:?}");
     }
 
     fn targets(addr: SocketAddr) -> HashMap<Key, (HealthCheckConfig, SocketAddr)> {

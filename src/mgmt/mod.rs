@@ -66,6 +66,20 @@ pub fn pin_to_management_cpu(cpu: u32) {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard one. The listeners are
+/// capped well below the default 1024 anyway; the headroom is for health checks,
+/// the exception path and announcing, which must never go without.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                log::warn!("cannot raise the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
 /// What the management core needs from the runtime.
 pub struct Setup {
     /// The validated configuration ferrovs started with.
@@ -158,6 +172,7 @@ impl Management {
             .map_err(|e| format!("metrics registry: {e}"))?;
         let cpu = setup.config.eal.cpus[0];
         pin_to_management_cpu(cpu);
+        raise_descriptor_limit();
         let http =
             http::MetricsServer::start(setup.config.management.metrics_listen, registry, cpu)?;
         let (req_tx, req_rx) = bounded(64);
@@ -221,7 +236,14 @@ impl Management {
                 self.handle_event(ev);
             }
             while let Ok(p) = self.requests.try_recv() {
-                let response = self.handle_request(p.request);
+                // A request whose client stopped waiting is not applied: it would
+                // never learn the outcome.
+                let response = if Instant::now() >= p.deadline {
+                    log::warn!("control: a request waited past its deadline; not applied");
+                    control::expired()
+                } else {
+                    self.handle_request(p.request)
+                };
                 let _ = p.reply.send(response);
             }
             if signals.reload.swap(false, Ordering::Relaxed) {
@@ -435,7 +457,12 @@ impl Management {
                 service,
                 real_server,
             } => done(self.edit(state::remove_real_server(&service, &real_server))),
-            Request::Reload {} => done(self.reload()),
+            Request::Reload {} => done(self.reload().inspect_err(|errors| {
+                log::error!(
+                    "control: reload refused, running configuration unchanged:\n{}",
+                    errors.join("\n")
+                )
+            })),
             Request::Withdraw { vip } => self.operator_announce(vip, true),
             Request::Announce { vip } => self.operator_announce(vip, false),
             Request::Sync {} => self.sync_view(),

@@ -13,6 +13,10 @@ pub struct HostFacts {
     /// Online CPU ids, ascending; `None` skips the check that configured cores exist
     /// (`check-config` on another machine, tests).
     pub online_cpus: Option<Vec<u32>>,
+    /// Whether paths the config names are looked at on this host (a control
+    /// socket path that exists must be a socket); false for configs checked
+    /// elsewhere and in tests.
+    pub inspect_paths: bool,
 }
 
 impl HostFacts {
@@ -22,7 +26,10 @@ impl HostFacts {
         let online_cpus = std::fs::read_to_string(ONLINE_CPUS_PATH)
             .ok()
             .and_then(|text| parse_cpu_list(&text));
-        HostFacts { online_cpus }
+        HostFacts {
+            online_cpus,
+            inspect_paths: true,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! checks ranges and cross-references, reporting *all* problems, each at the
 //! position of the offending value, found by path in a map built by `positions`.
 
+mod bounds;
 mod check;
 mod error;
 mod host;
@@ -15,8 +16,10 @@ mod positions;
 mod raw;
 mod value;
 
+use std::io::Read;
 use std::path::Path;
 
+pub use bounds::{MAX_CONFIG_BYTES, MAX_FLOW_DEPTH};
 pub use error::{ConfigError, ConfigErrors};
 pub use host::{parse_cpu_list, HostFacts};
 pub use model::{
@@ -33,19 +36,38 @@ use raw::RawConfig;
 /// Reads and validates the config file at `path`, checking cores against this host.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let fail = |message: String| {
         ConfigErrors::one(ConfigError {
             file: file.clone(),
             line: 1,
             col: 1,
-            message: format!("cannot read: {err}"),
+            message,
         })
-    })?;
+    };
+    // Read one byte past the limit, never more (the path could be /dev/zero), and
+    // let the bounds check report the size.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|err| fail(format!("cannot read: {err}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|err| fail(format!("cannot read: not UTF-8 text ({err})")))?;
     parse(&text, &file, &HostFacts::detect())
 }
 
 /// Validates config `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str, host: &HostFacts) -> Result<Config, ConfigErrors> {
+    // YAML allows a byte order mark at the start of a stream; the parsers would take
+    // it for part of the first key.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    bounds::check(text).map_err(|(at, message)| {
+        ConfigErrors::one(ConfigError {
+            file: file.to_string(),
+            line: at.line,
+            col: at.col,
+            message,
+        })
+    })?;
     let raw: RawConfig = serde_yaml_ng::from_str(text).map_err(|err| {
         let (position, message) = describe_serde_error(&err);
         ConfigErrors::one(ConfigError {

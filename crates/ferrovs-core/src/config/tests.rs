@@ -137,6 +137,7 @@ services:
 fn host() -> HostFacts {
     HostFacts {
         online_cpus: Some(vec![0, 1, 2, 3]),
+        ..HostFacts::default()
     }
 }
 
@@ -602,7 +603,7 @@ fn eal_rules() {
 #[test]
 fn eal_core_checks_are_skipped_without_host_facts() {
     let text = base_with("  cores: [0, 1, 2]", "  cores: [0, 1, 2, 99]");
-    assert!(parse(&text, "test.yaml", &HostFacts { online_cpus: None }).is_ok());
+    assert!(parse(&text, "test.yaml", &HostFacts::default()).is_ok());
 }
 
 #[test]
@@ -937,6 +938,42 @@ fn management_rules() {
         )],
         "long socket path",
     );
+    // On this host, an existing path that is not a socket is refused (ferrovs would
+    // otherwise delete it to bind); a missing path is fine.
+    let here = HostFacts {
+        inspect_paths: true,
+        ..host()
+    };
+    let file = std::env::temp_dir().join(format!("ferrovs-not-a-socket-{}", std::process::id()));
+    std::fs::write(&file, "keep me").unwrap();
+    for (path, what) in [
+        (file.display().to_string(), "a regular file"),
+        ("/dev/null".to_string(), "a device or other special file"),
+        ("/tmp".to_string(), "a directory"),
+    ] {
+        let errors = parse(
+            &base_with(
+                r#"  control_socket: "/run/ferrovs/ctl.sock""#,
+                &format!("  control_socket: {path}"),
+            ),
+            "t",
+            &here,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains(&format!("`{path}` exists and is {what}, not a socket")),
+            "{errors}"
+        );
+    }
+    std::fs::remove_file(&file).unwrap();
+    let missing = format!("  control_socket: {}.sock", file.display());
+    assert!(parse(
+        &base_with(r#"  control_socket: "/run/ferrovs/ctl.sock""#, &missing),
+        "t",
+        &here
+    )
+    .is_ok());
 }
 
 #[test]
@@ -1507,6 +1544,7 @@ workers:
 fn cpu_map_places_lcores_on_existing_cpus() {
     let two_cpus = HostFacts {
         online_cpus: Some(vec![0, 1]),
+        ..HostFacts::default()
     };
     let config = parse(CPU_MAP, "test.yaml", &two_cpus).unwrap();
     assert_eq!(config.eal.cores, vec![0, 1, 2]);
@@ -1795,4 +1833,34 @@ fn sync_rules() {
     assert_eq!(ok.refresh, Duration::from_secs(60));
     assert_eq!(ok.local_port_share(), (0, 2));
     assert_eq!(ok.shared_addresses[0].address, ip("198.18.0.100"));
+}
+
+/// A byte order mark is allowed (YAML permits one); size and flow nesting are
+/// bounded before any parser runs, with the position of the excess.
+#[test]
+fn bom_size_and_nesting_bounds() {
+    assert!(parse(&format!("\u{feff}{BASE}"), "t", &host()).is_ok());
+    let deep = format!("{BASE}routes: {}\n", "[".repeat(100_000));
+    let t0 = std::time::Instant::now();
+    let errors = parse(&deep, "t", &host()).unwrap_err().to_string();
+    assert!(t0.elapsed() < std::time::Duration::from_millis(200));
+    let line = BASE.lines().count() + 1;
+    assert!(
+        errors.starts_with(&format!(
+            "t:{line}:{}: flow collections",
+            9 + super::MAX_FLOW_DEPTH
+        )),
+        "{errors}"
+    );
+    let huge = format!("{BASE}#{}\n", "x".repeat(super::MAX_CONFIG_BYTES));
+    assert!(parse(&huge, "t", &host())
+        .unwrap_err()
+        .to_string()
+        .starts_with("t:1:1: the file is"));
+    // An endless file is read only up to the limit.
+    let endless = super::load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(
+        endless.starts_with("/dev/zero:1:1: the file is 16777217 bytes"),
+        "{endless}"
+    );
 }

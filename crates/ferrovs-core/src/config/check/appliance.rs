@@ -2,6 +2,7 @@
 //! `management` and `connections`: limits, defaults, and what the host allows.
 
 use super::*;
+use std::os::unix::fs::FileTypeExt;
 
 impl Checker<'_> {
     /// Core ids, checked for range and repeats; `None` entries did not parse.
@@ -419,7 +420,11 @@ impl Checker<'_> {
         })
     }
 
-    pub(super) fn management(&mut self, raw: Option<&RawManagement>) -> Option<ManagementConfig> {
+    pub(super) fn management(
+        &mut self,
+        raw: Option<&RawManagement>,
+        host: &HostFacts,
+    ) -> Option<ManagementConfig> {
         let default = RawManagement::default();
         let raw = raw.unwrap_or(&default);
         let path = "management.metrics_listen";
@@ -467,6 +472,29 @@ impl Checker<'_> {
                 format!(
                     "path is {} bytes; a Unix socket path holds at most {MAX_SOCKET_PATH}",
                     socket.len()
+                ),
+            );
+            None
+        } else if let Some(kind) = host
+            .inspect_paths
+            .then(|| std::fs::symlink_metadata(socket).ok())
+            .flatten()
+            .map(|meta| meta.file_type())
+            .filter(|kind| !kind.is_socket())
+        {
+            let what = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_file() {
+                "a regular file"
+            } else {
+                "a device or other special file"
+            };
+            self.error(
+                path,
+                format!(
+                    "`{socket}` exists and is {what}, not a socket; ferrovs will not replace it"
                 ),
             );
             None

@@ -285,7 +285,7 @@ impl Checker<'_> {
             .collect();
         let workers = self.workers(&raw.workers, &eal_cores);
         let mempool = self.mempool(raw.mempool.as_ref(), ports.as_deref(), workers.as_ref());
-        let management = self.management(raw.management.as_ref());
+        let management = self.management(raw.management.as_ref(), host);
         let connections = self.connections(raw.connections.as_ref());
         let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
