@@ -7,7 +7,8 @@
 #    libdpdk-dev, bindgen or hugepages.
 # 2. Root: DPDK, the test peers and hugepages (scripts/setup.sh), lints and unit
 #    tests of the whole workspace, then the end-to-end tests against real Linux
-#    peers in network namespaces, one at a time (a worker takes a core).
+#    peers in network namespaces, one at a time (a worker takes a core), and the
+#    Debian package built, checked with lintian, installed, upgraded and purged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +27,7 @@ cargo test --workspace --locked
 
 echo "== end-to-end tests (root, DPDK, network namespaces)"
 cargo test --release --locked --tests -- --ignored --test-threads=1
+
+echo "== Debian package: build, lintian, install, upgrade, purge"
+./scripts/package.sh --install-test
 echo "== all tests passed"

@@ -12,6 +12,8 @@
 //! - [`mgmt`]: the management core: metrics, the control socket's server, reload,
 //!   health checks, the kernel exception path.
 //! - [`runtime`]: start-up and shutdown of the whole process, step by step.
+//! - [`notify`]: systemd's notification protocol and watchdog; [`logging`]: the
+//!   log formats (text, journald, JSON); [`cli_docs`]: man pages and completions.
 //!
 //! Dependencies point one way: `runtime` uses `mgmt`, `worker` and `dpdk`; `mgmt`
 //! uses `ctl`'s protocol and `dpdk`; `worker` uses `dpdk`. What passes between a
@@ -20,10 +22,13 @@
 
 #![deny(unsafe_code)]
 
+pub mod cli_docs;
 pub mod ctl;
 #[allow(unsafe_code)]
 pub mod dpdk;
+pub mod logging;
 pub mod mgmt;
+pub mod notify;
 pub mod runtime;
 #[cfg(test)]
 #[path = "../tests/common/tempdir.rs"]

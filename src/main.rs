@@ -1,6 +1,7 @@
 //! The `ferrovs` command.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use ferrovs::logging::LogFormat;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +29,11 @@ enum Command {
         /// The YAML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// How log lines are written: text with timestamps, journal (a syslog
+        /// priority prefix, no timestamp) or json (one object a line); auto is
+        /// journal when stderr is the systemd journal, else text.
+        #[arg(long, value_enum, value_name = "FORMAT", default_value = "auto")]
+        log_format: LogFormat,
     },
     /// Validate a configuration file without touching DPDK.
     CheckConfig {
@@ -36,6 +42,13 @@ enum Command {
     },
     /// Talk to a running ferrovs through its control socket.
     Ctl(ferrovs::ctl::cli::CtlArgs),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    GenDocs {
+        /// The directory to write `man/` and `completions/` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +65,16 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Ctl(args) => ExitCode::from(ferrovs::ctl::cli::run(&args)),
+        Command::GenDocs { out } => match ferrovs::cli_docs::write_all(&Cli::command(), &out) {
+            Ok(files) => {
+                println!("{} files written under {}", files.len(), out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", out.display());
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        },
         Command::CheckConfig { file } => match ferrovs_core::config::load(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -62,8 +85,11 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USER)
             }
         },
-        Command::Run { config } => {
-            init_logging();
+        Command::Run { config, log_format } => {
+            ferrovs::logging::init(log_format);
+            // Before any thread starts: it takes systemd's variables out of the
+            // environment.
+            ferrovs::notify::init_from_env();
             let cfg = match ferrovs_core::config::load(&config) {
                 Ok(cfg) => cfg,
                 Err(errors) => {
@@ -92,10 +118,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
 }

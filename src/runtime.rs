@@ -124,6 +124,8 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
             workers.lcores,
             metrics_listen
         );
+        let (ports, n) = (res.ports.len(), workers.joins.len());
+        crate::notify::ready(&format!("forwarding: {ports} port(s), {n} worker(s)"));
     }
     let result = management.and_then(|m| m.run(&signals));
 

@@ -64,11 +64,17 @@ impl WorkerLoop {
         let mut last_housekeeping = 0u64;
         let mut idle_polls = 0u32;
         let mut sleep = FIRST_SLEEP;
+        // Test-only fault switch (`notify::TEST_STALL_ENV`): None in production.
+        let stall_at_ms = crate::notify::test_stall_after_ms(self.pipeline.worker());
 
         while !self.stop.load(Ordering::Relaxed) {
             let now_cycles = Tsc::cycles();
             let now_ms = clock.millis(now_cycles);
             self.pipeline.set_time(now_ms);
+            if stall_at_ms.is_some_and(|at| now_ms >= at) {
+                crate::notify::stall_for_test(&self.stop);
+                continue;
+            }
 
             // is_empty is two loads; an empty try_recv also costs a full fence.
             if !self.commands.is_empty() {

@@ -212,8 +212,10 @@ impl Management {
         }
         self.advertise_addresses();
         let mut stop_at: Option<Instant> = None;
+        let mut watchdog = crate::notify::Watchdog::from_env();
         loop {
             if signals.stop.swap(false, Ordering::Relaxed) {
+                crate::notify::stopping();
                 if stop_at.is_some() {
                     log::info!("stop signal again: stopping now");
                     break;
@@ -270,6 +272,7 @@ impl Management {
             }
             self.poll_sync();
             self.kernel.poll();
+            watchdog.feed(&self.workers);
             std::thread::sleep(POLL);
         }
         Ok(())
@@ -492,6 +495,7 @@ impl Management {
     }
 
     fn reload(&mut self) -> Result<Vec<String>, Vec<String>> {
+        let _reloading = crate::notify::reloading();
         let workers = self.workers.clone();
         let changes = self
             .state
