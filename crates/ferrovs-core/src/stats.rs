@@ -90,10 +90,16 @@ drop_reasons! {
     BadTotalLength => "bad_total_length",
     /// IPv4 header checksum does not verify.
     BadIpv4Checksum => "bad_ipv4_checksum",
+    /// An IPv4 option of length 0 or 1, or running past the header.
+    BadIpv4Options => "bad_ipv4_options",
+    /// An IPv4 loose or strict source route option (never honoured).
+    Ipv4SourceRoute => "ipv4_source_route",
     /// Truncated, repeated or misplaced IPv6 extension header.
     BadIpv6ExtensionHeader => "bad_ipv6_extension_header",
     /// IPv6 extension header chain too long.
     TooManyIpv6ExtensionHeaders => "too_many_ipv6_extension_headers",
+    /// An IPv6 routing header of type 0 (deprecated, RFC 5095).
+    Ipv6RoutingHeaderType0 => "ipv6_routing_header_type0",
     /// TCP/UDP/ICMP header cut short.
     TruncatedL4 => "truncated_l4",
     /// TCP data offset below 5 or beyond the segment.
@@ -106,6 +112,21 @@ drop_reasons! {
     MultiSegment => "multi_segment",
     /// Unicast to a MAC address that is not the port's.
     ForeignMac => "foreign_mac",
+    /// Unicast IP in a broadcast or multicast Ethernet frame.
+    L2BroadcastUnicastIp => "l2_broadcast_unicast_ip",
+    /// A source no packet may come from: IPv4 0/8, 127/8, multicast, class E, the
+    /// limited broadcast or a port subnet's broadcast; IPv6 unspecified (but in
+    /// duplicate address detection), loopback, multicast, IPv4-mapped.
+    MartianSource => "martian_source",
+    /// A source address ferrovs owns (a port address, a VIP, a local address): a
+    /// spoof, or a land attack (source = destination).
+    OwnSource => "own_source",
+    /// The receiving port's reverse-path filter: with `strict` the route back to
+    /// the source leaves by another port, with `loose` there is none.
+    RpFilter => "rp_filter",
+    /// An IPv6 routing header with segments left, not for a port's kernel
+    /// interface: ferrovs is not the packet's final destination.
+    Ipv6SourceRoute => "ipv6_source_route",
     /// An ARP request for an address ferrovs does not own (ignored).
     ArpNotForUs => "arp_not_for_us",
     /// A neighbour solicitation for an address ferrovs does not own (ignored).
@@ -114,7 +135,8 @@ drop_reasons! {
     NotForUs => "not_for_us",
     /// To one of our addresses, a protocol or message ferrovs does not serve.
     LocalUnsupported => "local_unsupported",
-    /// An ICMP/ICMPv6 message to us whose checksum does not verify.
+    /// An ICMP/ICMPv6 message to us, or an ICMP error about a connection, whose
+    /// checksum does not verify.
     BadIcmpChecksum => "bad_icmp_checksum",
     /// A neighbour solicitation/advertisement failing RFC 4861 checks.
     BadNeighborDiscovery => "bad_neighbor_discovery",
@@ -158,9 +180,13 @@ drop_reasons! {
     ConnConflict => "conn_conflict",
     /// FULLNAT: no free local port on the service's local addresses (this worker).
     LocalPortExhausted => "local_port_exhausted",
-    /// TUNNEL: the encapsulated packet would exceed the egress MTU (with DF set the
-    /// client gets "fragmentation needed"; ferrovs never fragments).
+    /// A forwarded packet larger than the egress port's MTU (in TUNNEL, with the
+    /// outer header): with DF set, and always for IPv6, the sender gets
+    /// "fragmentation needed" / "packet too big"; ferrovs never fragments.
     MtuExceeded => "mtu_exceeded",
+    /// An ICMP error quoting a packet of a connection but not addressed to that
+    /// packet's source.
+    IcmpErrorBadDestination => "icmp_error_bad_destination",
 }
 
 impl From<crate::packet::ParseError> for DropReason {
@@ -180,8 +206,11 @@ impl From<crate::packet::ParseError> for DropReason {
             P::BadIhl => DropReason::BadIhl,
             P::BadTotalLength => DropReason::BadTotalLength,
             P::BadIpv4Checksum => DropReason::BadIpv4Checksum,
+            P::BadIpv4Options => DropReason::BadIpv4Options,
+            P::Ipv4SourceRoute => DropReason::Ipv4SourceRoute,
             P::BadIpv6ExtensionHeader => DropReason::BadIpv6ExtensionHeader,
             P::TooManyIpv6ExtensionHeaders => DropReason::TooManyIpv6ExtensionHeaders,
+            P::Ipv6RoutingHeaderType0 => DropReason::Ipv6RoutingHeaderType0,
             P::TruncatedL4 => DropReason::TruncatedL4,
             P::BadTcpOffset => DropReason::BadTcpOffset,
             P::BadUdpLength => DropReason::BadUdpLength,

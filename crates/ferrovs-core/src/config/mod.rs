@@ -25,8 +25,8 @@ pub use host::{parse_cpu_list, HostFacts};
 pub use model::{
     AnnounceConfig, CheckKind, Config, ConnectionsConfig, EalConfig, ForwardMode,
     HealthCheckConfig, ManagementConfig, MempoolConfig, NeighborConfig, PortConfig, Protocol,
-    RealServerConfig, RouteConfig, SchedFlag, Scheduler, ServiceConfig, SharedAddress, SyncConfig,
-    Timeouts, UnknownKeyword, WorkersConfig,
+    RealServerConfig, RouteConfig, RpFilter, SchedFlag, Scheduler, ServiceConfig, SharedAddress,
+    SyncConfig, Timeouts, UnknownKeyword, WorkersConfig,
 };
 pub use value::{parse_duration, DeviceError, DurationError, PortDevice};
 

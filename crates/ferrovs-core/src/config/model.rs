@@ -173,6 +173,8 @@ pub struct PortConfig {
     pub rx_descriptors: u16,
     /// TX ring size per queue.
     pub tx_descriptors: u16,
+    /// Reverse-path filtering of the sources of new connections received here.
+    pub rp_filter: RpFilter,
 }
 
 /// Worker lcores.
@@ -465,6 +467,20 @@ keyword_enum! {
 }
 
 keyword_enum! {
+    /// Reverse-path filtering of a port (Linux `rp_filter`): what a source that
+    /// opens a connection, pings or sends an ICMP error must have in the routing
+    /// table.
+    RpFilter, "rp_filter" {
+        /// The route back to the source leaves by the port the packet came in on.
+        Strict = "strict",
+        /// Some route back to the source exists, by any port.
+        Loose = "loose",
+        /// No check.
+        Off = "off",
+    }
+}
+
+keyword_enum! {
     /// A scheduler flag, named as in `ipvsadm --sched-flags`.
     SchedFlag, "scheduler flag" {
         /// sh: probe further buckets when the hashed server cannot take the connection.
@@ -501,6 +517,7 @@ mod tests {
             mtu: 1500,
             rx_descriptors: 1024,
             tx_descriptors: 1024,
+            rp_filter: RpFilter::Off,
         }
     }
 
@@ -567,6 +584,8 @@ mod tests {
             assert_eq!(parsed.to_string(), *name);
         }
         assert_eq!("fullnat".parse(), Ok(ForwardMode::FullNat));
+        assert_eq!("strict".parse(), Ok(RpFilter::Strict));
+        assert_eq!(RpFilter::NAMES, ["strict", "loose", "off"]);
         assert_eq!("udp".parse(), Ok(Protocol::Udp));
         let err = "TCP".parse::<Protocol>().unwrap_err();
         assert_eq!(

@@ -82,6 +82,7 @@ pub(super) struct RawPort {
     pub mtu: Option<u64>,
     pub rx_descriptors: Option<u64>,
     pub tx_descriptors: Option<u64>,
+    pub rp_filter: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -203,6 +203,7 @@ fn design_example_parses_into_expected_values() {
                 mtu: 1500,
                 rx_descriptors: 1024,
                 tx_descriptors: 1024,
+                rp_filter: RpFilter::Off,
             },
             PortConfig {
                 name: "lan".into(),
@@ -214,6 +215,7 @@ fn design_example_parses_into_expected_values() {
                 mtu: 1500,
                 rx_descriptors: 1024,
                 tx_descriptors: 1024,
+                rp_filter: RpFilter::Off,
             },
         ],
         workers: WorkersConfig {
@@ -1804,7 +1806,7 @@ fn sync_rules() {
             ],
         ),
         (
-            &"  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.2:8848\"]\n  key_file: /k\n  shared_addresses:\n    - { address: 203.0.113.1, owner: \"198.19.0.1:8848\" }\n    - { address: 198.19.0.254, owner: \"198.19.0.3:8848\" }\n",
+            "  listen: \"198.19.0.1:8848\"\n  peers: [\"198.19.0.2:8848\"]\n  key_file: /k\n  shared_addresses:\n    - { address: 203.0.113.1, owner: \"198.19.0.1:8848\" }\n    - { address: 198.19.0.254, owner: \"198.19.0.3:8848\" }\n",
             &[
                 (79, 18, "sync.shared_addresses[0].address: a shared address 203.0.113.1 is not inside any port's connected subnet"),
                 (80, 39, "sync.shared_addresses[1].owner: 198.19.0.3:8848 is not a member"),
@@ -1863,4 +1865,49 @@ fn bom_size_and_nesting_bounds() {
         endless.starts_with("/dev/zero:1:1: the file is 16777217 bytes"),
         "{endless}"
     );
+}
+
+#[test]
+fn rp_filter_is_a_keyword_per_port_and_off_by_default() {
+    let config = parse_ok(BASE);
+    assert!(config.ports.iter().all(|p| p.rp_filter == RpFilter::Off));
+    for (text, mode) in [
+        ("strict", RpFilter::Strict),
+        ("loose", RpFilter::Loose),
+        ("off", RpFilter::Off),
+    ] {
+        let config = parse_ok(&base_with(
+            "    tx_descriptors: 1024",
+            &format!("    tx_descriptors: 1024\n    rp_filter: {text}"),
+        ));
+        assert_eq!(config.ports[0].rp_filter, mode, "{text}");
+        assert_eq!(config.ports[1].rp_filter, RpFilter::Off);
+    }
+    let errors = parse_err(&base_with(
+        "    tx_descriptors: 1024",
+        "    tx_descriptors: 1024\n    rp_filter: yes",
+    ));
+    assert_errors(
+        &errors,
+        &[(
+            13,
+            16,
+            "ports[0].rp_filter: `yes`: unknown rp_filter, expected one of: strict, loose, off",
+        )],
+        "unknown mode",
+    );
+    // Strict on a port without addresses would refuse every new connection.
+    let errors = parse_err(
+        "eal: {cores: [0, 1]}\nworkers: {cores: [1]}\nports:\n  - {name: p, device: net_null0, rp_filter: strict}\n",
+    );
+    assert_errors(
+        &errors,
+        &[(
+            4,
+            45,
+            "ports[0].rp_filter: `strict` on a port without addresses",
+        )],
+        "strict without addresses",
+    );
+    parse_ok("eal: {cores: [0, 1]}\nworkers: {cores: [1]}\nports:\n  - {name: p, device: net_null0, rp_filter: loose}\n");
 }

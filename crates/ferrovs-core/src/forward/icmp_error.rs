@@ -7,7 +7,7 @@ use super::Translation;
 use crate::conn::Proto;
 use crate::packet::checksum::{self, Delta, Sum};
 use crate::packet::parse::{FrameInfo, IpInfo, L4Header};
-use crate::packet::{icmp, ipv6, IcmpType, Icmpv6Type, IpProtocol, Ipv4Packet, Ipv6Packet};
+use crate::packet::{icmp, ipv6, IcmpType, Icmpv6Type, IpPair, IpProtocol, Ipv4Packet, Ipv6Packet};
 use crate::stats::DropReason;
 use std::net::IpAddr;
 
@@ -118,6 +118,27 @@ fn layout(frame: &[u8], info: &FrameInfo, ip: &IpInfo) -> Option<(Layout, Quoted
 /// quoting the head of a TCP/UDP packet (at least the ports).
 pub fn quoted_flow(frame: &[u8], info: &FrameInfo, ip: &IpInfo) -> Option<QuotedFlow> {
     layout(frame, info, ip).map(|(_, f)| f)
+}
+
+/// Whether the checksum of the ICMP message (ICMPv6: with its pseudo-header) in
+/// `frame` verifies. [`translate_icmp_error`] writes a fresh checksum, so a
+/// corrupted message must be refused before it is translated.
+pub fn icmp_checksum_verifies(frame: &[u8], info: &FrameInfo, ip: &IpInfo) -> bool {
+    let Some(l4) = ip.l4 else {
+        return false;
+    };
+    let end = info.l3_end().min(frame.len());
+    let Some(message) = frame.get(usize::from(l4.offset)..end) else {
+        return false;
+    };
+    let sum = match ip.addrs {
+        IpPair::V4 { .. } => Sum::of(message),
+        IpPair::V6 { src, dst } => {
+            checksum::pseudo_header_v6(src, dst, IpProtocol::ICMPV6, message.len() as u32)
+                + Sum::of(message)
+        }
+    };
+    sum.verifies()
 }
 
 /// Rewrites an ICMP error in place: the outer addresses per `outer` (ports ignored),

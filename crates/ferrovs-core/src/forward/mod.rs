@@ -19,7 +19,7 @@ mod icmp_error;
 mod nat;
 mod tunnel;
 
-pub use icmp_error::{quoted_flow, translate_icmp_error, QuotedFlow};
+pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};
 pub use nat::{translate, translate_v4, Translation, TranslationV4};
 pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 

@@ -30,6 +30,32 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const FRAG_OFFSET_MASK: u16 = 0x1fff;
 
+/// Option types (RFC 791): the full type byte (copied flag, class, number).
+mod option {
+    /// End of option list: the rest of the option area is padding.
+    pub const END: u8 = 0;
+    /// No operation: one byte, between options.
+    pub const NOP: u8 = 1;
+    /// Loose source and record route.
+    pub const LSRR: u8 = 0x83;
+    /// Strict source and record route.
+    pub const SSRR: u8 = 0x89;
+}
+
+/// What the options of an IPv4 header amount to for a node that forwards it
+/// ([`Ipv4Packet::check_options`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsCheck {
+    /// No options, or only options that change nothing about where the packet goes.
+    Acceptable,
+    /// Loose or strict source routing (LSRR, SSRR): the sender chooses the path, so
+    /// the packet is never honoured (RFC 1812 section 5.2.4.1 lets a router refuse
+    /// it; Linux does with `accept_source_route = 0`).
+    SourceRoute,
+    /// An option whose length is below 2 or runs past the header.
+    Malformed,
+}
+
 /// A checked view of an IPv4 packet.
 ///
 /// The buffer may run past the packet (Ethernet padding); [`payload`](Self::payload)
@@ -188,6 +214,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn options(&self) -> &[u8] {
         let header = self.header();
         &header[HEADER_LEN.min(header.len())..]
+    }
+
+    /// Walks the options (type-length-value, with the one-byte END and NOP) and
+    /// says whether a router may forward the packet: source routes and malformed
+    /// options are refused. Other options are accepted unread, as Linux does on
+    /// received packets.
+    pub fn check_options(&self) -> OptionsCheck {
+        let opts = self.options();
+        let mut at = 0;
+        while let Some(&kind) = opts.get(at) {
+            match kind {
+                option::END => break,
+                option::NOP => at += 1,
+                _ => {
+                    let Some(&len) = opts.get(at + 1) else {
+                        return OptionsCheck::Malformed;
+                    };
+                    let len = usize::from(len);
+                    if len < 2 || at + len > opts.len() {
+                        return OptionsCheck::Malformed;
+                    }
+                    if kind == option::LSRR || kind == option::SSRR {
+                        return OptionsCheck::SourceRoute;
+                    }
+                    at += len;
+                }
+            }
+        }
+        OptionsCheck::Acceptable
     }
 
     /// True when the header checksum verifies.
@@ -481,6 +536,46 @@ mod tests {
         assert_eq!(ip.header_len(), 24);
         assert_eq!(ip.options(), &[0x94, 0x04, 0, 0]);
         assert_eq!(ip.payload(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        // Router alert, then END and padding: nothing to refuse.
+        assert_eq!(ip.check_options(), OptionsCheck::Acceptable);
+    }
+
+    /// A header with `options` (a multiple of 4 bytes) and an empty payload.
+    fn with_options(options: &[u8]) -> Vec<u8> {
+        let header_len = HEADER_LEN + options.len();
+        let mut bytes = hex("4500 0000 0000 0000 4011 0000 c633 6401 c633 6402");
+        bytes[0] = 0x40 | (header_len / 4) as u8;
+        bytes[3] = header_len as u8;
+        bytes.extend_from_slice(options);
+        bytes
+    }
+
+    fn options_check(options: &[u8]) -> OptionsCheck {
+        let bytes = with_options(options);
+        Ipv4Packet::new_checked(&bytes[..]).unwrap().check_options()
+    }
+
+    #[test]
+    fn source_routes_and_malformed_options_are_refused() {
+        use OptionsCheck::*;
+        assert_eq!(options_check(&[]), Acceptable);
+        assert_eq!(options_check(&[1, 1, 1, 0]), Acceptable, "NOPs, END");
+        assert_eq!(options_check(&[1, 1, 1, 1]), Acceptable, "NOPs to the end");
+        // Record route with room for one address, then END.
+        assert_eq!(options_check(&[7, 7, 4, 0, 0, 0, 0, 0]), Acceptable);
+        // Whatever follows END is padding, even bytes that would not parse.
+        assert_eq!(options_check(&[0, 0x83, 0, 0]), Acceptable);
+        // LSRR and SSRR with one hop each.
+        assert_eq!(options_check(&[0x83, 7, 4, 10, 0, 0, 1, 0]), SourceRoute);
+        assert_eq!(options_check(&[1, 0x89, 7, 4, 10, 0, 0, 1]), SourceRoute);
+        // Length 0 or 1, a length past the header, a type without its length.
+        assert_eq!(options_check(&[0x94, 0, 0, 0]), Malformed);
+        assert_eq!(options_check(&[0x94, 1, 0, 0]), Malformed);
+        assert_eq!(options_check(&[0x94, 5, 0, 0]), Malformed);
+        assert_eq!(options_check(&[1, 1, 1, 0x94]), Malformed);
+        // A source route after a malformed option is reported as malformed: the
+        // walk cannot find where the next option starts.
+        assert_eq!(options_check(&[7, 0, 0x83, 3, 4, 0, 0, 0]), Malformed);
     }
 
     #[test]

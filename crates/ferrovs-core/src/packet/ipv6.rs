@@ -29,6 +29,8 @@ mod field {
 
         pub const NEXT_HEADER: usize = 0;
         pub const LEN: usize = 1;
+        pub const ROUTING_TYPE: usize = 2;
+        pub const SEGMENTS_LEFT: usize = 3;
         pub const FRAG_OFFSET_FLAGS: Range<usize> = 2..4;
         pub const FRAG_IDENT: Range<usize> = 4..8;
     }
@@ -48,6 +50,17 @@ pub struct Ipv6Fragment {
     pub ident: u32,
 }
 
+/// What the routing header of a packet says (RFC 8200 section 4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Routing {
+    /// The routing type: 0 is the deprecated source route (RFC 5095), 2 Mobile
+    /// IPv6, 3 RPL, 4 segment routing.
+    pub routing_type: u8,
+    /// Route segments still to visit: above 0, the destination address is a hop on
+    /// the way, not the packet's final destination.
+    pub segments_left: u8,
+}
+
 /// Where the upper-layer header of an IPv6 packet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UpperLayer {
@@ -58,6 +71,8 @@ pub struct UpperLayer {
     pub offset: usize,
     /// The fragment header, when the packet is a fragment.
     pub fragment: Option<Ipv6Fragment>,
+    /// The routing header, when the packet carries one.
+    pub routing: Option<Ipv6Routing>,
 }
 
 impl UpperLayer {
@@ -189,18 +204,22 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     ///
     /// Errors: [`WireError::BadExtensionHeader`] for a header that runs past the
     /// payload, a hop-by-hop header not directly after the fixed header (RFC 8200
-    /// section 4.1), or a second fragment header; [`WireError::TooManyExtensionHeaders`]
-    /// when the chain is longer than the bound.
+    /// section 4.1), or a second fragment or routing header (each occurs at most
+    /// once, section 4.1); [`WireError::TooManyExtensionHeaders`] when the chain is
+    /// longer than the bound.
     pub fn upper_layer(&self) -> Result<UpperLayer, WireError> {
         let end = self.total_len().min(self.bytes().len());
         let bytes = &self.bytes()[..end];
         let mut next = self.next_header();
         let mut offset = HEADER_LEN;
         let mut fragment = None;
+        let mut routing = None;
         for depth in 0..=MAX_EXTENSION_HEADERS {
             let header_len = match next {
                 IpProtocol::HOP_BY_HOP | IpProtocol::ROUTING | IpProtocol::DEST_OPTIONS => {
-                    if next == IpProtocol::HOP_BY_HOP && depth != 0 {
+                    if (next == IpProtocol::HOP_BY_HOP && depth != 0)
+                        || (next == IpProtocol::ROUTING && routing.is_some())
+                    {
                         return Err(WireError::BadExtensionHeader);
                     }
                     let len = *bytes
@@ -219,6 +238,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         protocol,
                         offset,
                         fragment,
+                        routing,
                     })
                 }
             };
@@ -231,6 +251,13 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
             let this = next;
             next = IpProtocol(header[field::ext::NEXT_HEADER]);
             offset += header_len;
+            if this == IpProtocol::ROUTING {
+                // Every routing header is at least 8 bytes long.
+                routing = Some(Ipv6Routing {
+                    routing_type: header[field::ext::ROUTING_TYPE],
+                    segments_left: header[field::ext::SEGMENTS_LEFT],
+                });
+            }
             if this == IpProtocol::FRAGMENT {
                 let offset_flags = be::read_u16(header, field::ext::FRAG_OFFSET_FLAGS);
                 let frag = Ipv6Fragment {
@@ -244,6 +271,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         protocol: next,
                         offset,
                         fragment,
+                        routing,
                     });
                 }
             }
@@ -472,6 +500,47 @@ mod tests {
         assert_eq!(upper.protocol, IpProtocol::TCP);
         assert_eq!(upper.offset, 40 + 8 + 24 + 8);
         assert!(!upper.is_non_first_fragment());
+        assert_eq!(
+            upper.routing,
+            Some(Ipv6Routing {
+                routing_type: 0,
+                segments_left: 0
+            })
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&packet(6, &[0; 20])[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap()
+                .routing,
+            None
+        );
+    }
+
+    #[test]
+    fn reports_the_routing_header_and_refuses_a_second_one() {
+        // A segment routing header (type 4) with 2 segments left, then UDP.
+        let mut payload = vec![17, 4, 4, 2, 1, 0, 0, 0];
+        payload.extend_from_slice(&[0; 32]);
+        payload.extend_from_slice(&[0, 53, 0, 53, 0, 8, 0, 0]);
+        let bytes = packet(43, &payload);
+        let upper = Ipv6Packet::new_checked(&bytes[..])
+            .unwrap()
+            .upper_layer()
+            .unwrap();
+        assert_eq!(upper.protocol, IpProtocol::UDP);
+        assert_eq!(upper.offset, 40 + 40);
+        assert_eq!(
+            upper.routing,
+            Some(Ipv6Routing {
+                routing_type: 4,
+                segments_left: 2
+            })
+        );
+        // A routing header after another (the second one could hide the first).
+        let bytes = packet(43, &[43, 0, 4, 0, 0, 0, 0, 0, 6, 0, 0, 1, 0, 0, 0, 0]);
+        let ip = Ipv6Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(ip.upper_layer().unwrap_err(), WireError::BadExtensionHeader);
     }
 
     #[test]

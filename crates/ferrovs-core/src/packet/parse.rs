@@ -16,7 +16,7 @@ use super::ethernet::{self, EtherType, EthernetFrame, VlanTag};
 use super::icmp::{IcmpType, Icmpv4Packet};
 use super::icmpv6::{Icmpv6Packet, Icmpv6Type};
 use super::ip::{IpPair, IpProtocol};
-use super::ipv4::Ipv4Packet;
+use super::ipv4::{self, Ipv4Packet, OptionsCheck};
 use super::ipv6::Ipv6Packet;
 use super::tcp::{TcpFlags, TcpPacket};
 use super::udp::{self, UdpPacket};
@@ -52,10 +52,17 @@ pub enum ParseError {
     BadTotalLength,
     /// The IPv4 header checksum does not verify.
     BadIpv4Checksum,
+    /// An IPv4 option of length 0 or 1, or running past the header.
+    BadIpv4Options,
+    /// An IPv4 loose or strict source route option (LSRR, SSRR).
+    Ipv4SourceRoute,
     /// An IPv6 extension header that is truncated, repeated or out of place.
     BadIpv6ExtensionHeader,
     /// An IPv6 extension header chain longer than the parser follows.
     TooManyIpv6ExtensionHeaders,
+    /// An IPv6 routing header of type 0, deprecated by RFC 5095 (it lets one packet
+    /// bounce between hosts many times).
+    Ipv6RoutingHeaderType0,
     /// A TCP, UDP or ICMP header cut short by the end of the IP packet.
     TruncatedL4,
     /// A TCP data offset below 5 or beyond the segment.
@@ -66,7 +73,7 @@ pub enum ParseError {
 
 impl ParseError {
     /// Every variant, in declaration order, for pre-registering metric labels.
-    pub const ALL: [ParseError; 18] = [
+    pub const ALL: [ParseError; 21] = [
         ParseError::Runt,
         ParseError::VlanNotConfigured,
         ParseError::TruncatedVlan,
@@ -80,8 +87,11 @@ impl ParseError {
         ParseError::BadIhl,
         ParseError::BadTotalLength,
         ParseError::BadIpv4Checksum,
+        ParseError::BadIpv4Options,
+        ParseError::Ipv4SourceRoute,
         ParseError::BadIpv6ExtensionHeader,
         ParseError::TooManyIpv6ExtensionHeaders,
+        ParseError::Ipv6RoutingHeaderType0,
         ParseError::TruncatedL4,
         ParseError::BadTcpOffset,
         ParseError::BadUdpLength,
@@ -103,8 +113,11 @@ impl ParseError {
             ParseError::BadIhl => "bad_ihl",
             ParseError::BadTotalLength => "bad_total_length",
             ParseError::BadIpv4Checksum => "bad_ipv4_checksum",
+            ParseError::BadIpv4Options => "bad_ipv4_options",
+            ParseError::Ipv4SourceRoute => "ipv4_source_route",
             ParseError::BadIpv6ExtensionHeader => "bad_ipv6_extension_header",
             ParseError::TooManyIpv6ExtensionHeaders => "too_many_ipv6_extension_headers",
+            ParseError::Ipv6RoutingHeaderType0 => "ipv6_routing_header_type0",
             ParseError::TruncatedL4 => "truncated_l4",
             ParseError::BadTcpOffset => "bad_tcp_offset",
             ParseError::BadUdpLength => "bad_udp_length",
@@ -177,6 +190,10 @@ pub struct IpInfo {
     pub ttl: u8,
     /// True for any fragment, first or not.
     pub fragment: bool,
+    /// IPv6: a routing header with segments left, so the destination address is a
+    /// hop on the way, not the packet's final destination. Always false for IPv4,
+    /// whose source-route options the parser refuses.
+    pub source_routed: bool,
     /// The L4 header, for TCP, UDP, ICMP (over IPv4) and ICMPv6 (over IPv6), unless
     /// the packet is a non-first fragment.
     pub l4: Option<L4Info>,
@@ -289,6 +306,13 @@ fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         return Err(ParseError::BadIpv4Checksum);
     }
     let header_len = ip.header_len();
+    if header_len > ipv4::HEADER_LEN {
+        match ip.check_options() {
+            OptionsCheck::Acceptable => {}
+            OptionsCheck::SourceRoute => return Err(ParseError::Ipv4SourceRoute),
+            OptionsCheck::Malformed => return Err(ParseError::BadIpv4Options),
+        }
+    }
     let l4 = if ip.frag_offset() != 0 {
         None
     } else {
@@ -308,6 +332,7 @@ fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         protocol: ip.protocol(),
         ttl: ip.ttl(),
         fragment: ip.is_fragment(),
+        source_routed: false,
         l4,
     })
 }
@@ -322,6 +347,9 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         WireError::TooManyExtensionHeaders => ParseError::TooManyIpv6ExtensionHeaders,
         _ => ParseError::BadIpv6ExtensionHeader,
     })?;
+    if upper.routing.is_some_and(|r| r.routing_type == 0) {
+        return Err(ParseError::Ipv6RoutingHeaderType0);
+    }
     let l4 = if upper.is_non_first_fragment() {
         None
     } else {
@@ -343,6 +371,7 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<IpInfo, ParseError> {
         protocol: upper.protocol,
         ttl: ip.hop_limit(),
         fragment: upper.fragment.is_some(),
+        source_routed: upper.routing.is_some_and(|r| r.segments_left > 0),
         l4,
     })
 }
@@ -461,6 +490,68 @@ mod tests {
         frame[24..26].fill(0);
         let sum = crate::packet::checksum::checksum(&frame[14..14 + header_len]);
         frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    /// `frame` (untagged IPv4) with `options` (a multiple of 4 bytes) inserted after
+    /// its fixed IPv4 header, lengths and header checksum updated.
+    fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+        let mut f = frame.to_vec();
+        f.splice(34..34, options.iter().copied());
+        f[14] = 0x45 + (options.len() / 4) as u8;
+        let total = u16::from_be_bytes([f[16], f[17]]) + options.len() as u16;
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        refresh_v4(&mut f);
+        f
+    }
+
+    #[test]
+    fn ipv4_options_are_walked_and_source_routes_refused() {
+        // Router alert: accepted, and the L4 header found after the options.
+        let f = with_ipv4_options(&udp_dns_frame(), &[0x94, 4, 0, 0]);
+        let ip = *parse_frame(&f, false).unwrap().ip().unwrap();
+        assert_eq!(ip.header_len, 24);
+        assert_eq!(ip.ports(), Some((51234, 53)));
+        assert!(!ip.source_routed);
+        // Strict source route, loose source route, a malformed option.
+        let ssrr = with_ipv4_options(&udp_dns_frame(), &[0x89, 7, 4, 10, 0, 0, 1, 0]);
+        assert_eq!(parse_frame(&ssrr, false), Err(ParseError::Ipv4SourceRoute));
+        let lsrr = with_ipv4_options(&tcp_syn_frame(), &[1, 0x83, 3, 4]);
+        assert_eq!(parse_frame(&lsrr, false), Err(ParseError::Ipv4SourceRoute));
+        let past = with_ipv4_options(&tcp_syn_frame(), &[1, 1, 7, 3]);
+        assert_eq!(parse_frame(&past, false), Err(ParseError::BadIpv4Options));
+    }
+
+    #[test]
+    fn ipv6_routing_headers() {
+        // Segments left: the destination is not final.
+        let mut payload = vec![17, 0, 4, 1, 0, 0, 0, 0];
+        payload.extend(hex("1f90 0035 000c 0000 6869 6a6b"));
+        let ip = *parse_frame(&v6_frame(43, &payload), false)
+            .unwrap()
+            .ip()
+            .unwrap();
+        assert!(ip.source_routed);
+        assert_eq!(ip.ports(), Some((8080, 53)));
+        // None left: the destination is final.
+        payload[3] = 0;
+        let ip = *parse_frame(&v6_frame(43, &payload), false)
+            .unwrap()
+            .ip()
+            .unwrap();
+        assert!(!ip.source_routed);
+        // Type 0 is refused whatever it says (RFC 5095).
+        payload[2] = 0;
+        assert_eq!(
+            parse_frame(&v6_frame(43, &payload), false),
+            Err(ParseError::Ipv6RoutingHeaderType0)
+        );
+        assert!(
+            !parse_frame(&tcp_syn_frame(), false)
+                .unwrap()
+                .ip()
+                .unwrap()
+                .source_routed
+        );
     }
 
     #[test]
@@ -721,6 +812,8 @@ mod tests {
                 f[14 + 8] = 63; // TTL changed, checksum not
                 f
             }
+            ParseError::BadIpv4Options => with_ipv4_options(&syn, &[0x94, 0, 0, 0]),
+            ParseError::Ipv4SourceRoute => with_ipv4_options(&syn, &[0x83, 3, 4, 0]),
             ParseError::BadIpv6ExtensionHeader => v6_frame(60, &[6, 4, 0, 0, 0, 0, 0, 0]),
             ParseError::TooManyIpv6ExtensionHeaders => {
                 let mut payload = Vec::new();
@@ -729,6 +822,7 @@ mod tests {
                 }
                 v6_frame(60, &payload)
             }
+            ParseError::Ipv6RoutingHeaderType0 => v6_frame(43, &[59, 0, 0, 0, 0, 0, 0, 0]),
             ParseError::TruncatedL4 => {
                 let mut f = syn[..14 + 20 + 19].to_vec();
                 f[14 + 3] = 39;
@@ -824,11 +918,14 @@ mod tests {
             ParseError::BadIhl => 10,
             ParseError::BadTotalLength => 11,
             ParseError::BadIpv4Checksum => 12,
-            ParseError::BadIpv6ExtensionHeader => 13,
-            ParseError::TooManyIpv6ExtensionHeaders => 14,
-            ParseError::TruncatedL4 => 15,
-            ParseError::BadTcpOffset => 16,
-            ParseError::BadUdpLength => 17,
+            ParseError::BadIpv4Options => 13,
+            ParseError::Ipv4SourceRoute => 14,
+            ParseError::BadIpv6ExtensionHeader => 15,
+            ParseError::TooManyIpv6ExtensionHeaders => 16,
+            ParseError::Ipv6RoutingHeaderType0 => 17,
+            ParseError::TruncatedL4 => 18,
+            ParseError::BadTcpOffset => 19,
+            ParseError::BadUdpLength => 20,
         }
     }
 

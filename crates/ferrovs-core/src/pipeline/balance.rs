@@ -6,21 +6,21 @@
 use super::*;
 use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
 use crate::forward::{
-    encapsulate, icmp_error_action, packet_action, translate, translate_icmp_error, Action,
-    Endpoints, TunnelError,
+    encapsulate, icmp_checksum_verifies, icmp_error_action, packet_action, translate,
+    translate_icmp_error, Action, Endpoints, TunnelError,
 };
 use crate::packet::icmp::{emit_error, IcmpError};
 use crate::packet::icmpv6;
 use crate::packet::parse::{FrameInfo, IpInfo, L4Header};
-use crate::packet::{ethernet, EtherType, IpPair, PacketBuf, TcpFlags};
+use crate::packet::{ethernet, EtherType, IpPair, Ipv4Packet, PacketBuf, TcpFlags};
 use crate::service::Service;
 use crate::stats::DropReason;
 use std::net::IpAddr;
 
 impl<P: PacketPool> Pipeline<P> {
-    /// TCP/UDP: a packet of a known connection, or the first packet of a new one
-    /// to a service, or nothing we forward.
-    pub(super) fn flow_input(&mut self, pkt: P::Buf, info: &FrameInfo, ip: &IpInfo) {
+    /// TCP/UDP received on `port`: a packet of a known connection, or the first
+    /// packet of a new one to a service, or nothing we forward.
+    pub(super) fn flow_input(&mut self, pkt: P::Buf, port: usize, info: &FrameInfo, ip: &IpInfo) {
         let (proto, sport, dport, flags) = match ip.l4.map(|l4| l4.header) {
             Some(L4Header::Tcp {
                 src_port,
@@ -38,12 +38,26 @@ impl<P: PacketPool> Pipeline<P> {
             _ => return self.discard(pkt, DropReason::TruncatedL4),
         };
         match ip.addrs {
-            IpPair::V4 { src, dst } => {
-                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
-            }
-            IpPair::V6 { src, dst } => {
-                self.flow_input_af(pkt, info, ip, proto, (src, sport), (dst, dport), flags)
-            }
+            IpPair::V4 { src, dst } => self.flow_input_af(
+                pkt,
+                port,
+                info,
+                ip,
+                proto,
+                (src, sport),
+                (dst, dport),
+                flags,
+            ),
+            IpPair::V6 { src, dst } => self.flow_input_af(
+                pkt,
+                port,
+                info,
+                ip,
+                proto,
+                (src, sport),
+                (dst, dport),
+                flags,
+            ),
         }
     }
 
@@ -52,6 +66,7 @@ impl<P: PacketPool> Pipeline<P> {
     pub(super) fn flow_input_af<A: Tables>(
         &mut self,
         pkt: P::Buf,
+        port: usize,
         info: &FrameInfo,
         ip: &IpInfo,
         proto: Proto,
@@ -60,7 +75,11 @@ impl<P: PacketPool> Pipeline<P> {
         flags: TcpFlags,
     ) {
         let key = FlowKey::new(proto, src, sport, dst, dport);
-        let hit = match self.lb.lookup(&key) {
+        let mut found = self.lb.lookup(&key);
+        if found.is_none() && src.into_ip().is_ipv4() && self.settle_parked(port) {
+            found = self.lb.lookup(&key);
+        }
+        let hit = match found {
             Some((id, Dir::Inbound))
                 if is_opening_syn(proto, flags)
                     && self.lb.reuse_closed::<A>(id, self.now_ms, &self.stats) =>
@@ -71,7 +90,7 @@ impl<P: PacketPool> Pipeline<P> {
         };
         let (id, dir) = match hit {
             Some(hit) => hit,
-            None => match self.new_connection(proto, (src, sport), (dst, dport), flags) {
+            None => match self.new_connection(port, proto, (src, sport), (dst, dport), flags) {
                 Ok(id) => (id, Dir::Inbound),
                 Err(reason) => return self.discard(pkt, reason),
             },
@@ -90,7 +109,9 @@ impl<P: PacketPool> Pipeline<P> {
         self.forward(pkt, info, ip, proto, action);
     }
 
-    /// Carries out a forwarding action on a packet of a connection.
+    /// Carries out a forwarding action on a packet of a connection. A packet too
+    /// big for its egress port is refused before it is rewritten, so that the
+    /// error its sender gets quotes the packet as sent.
     #[inline]
     pub(super) fn forward(
         &mut self,
@@ -100,8 +121,12 @@ impl<P: PacketPool> Pipeline<P> {
         proto: Proto,
         action: Action,
     ) {
+        let len = info.l3_end() - usize::from(info.l3_offset);
         match action {
             Action::Translate { t, next_hop } => {
+                if let Some(mtu) = self.exceeded_mtu(len, next_hop) {
+                    return self.refuse_too_big(pkt, info, mtu);
+                }
                 if let Err(reason) = translate(pkt.data_mut(), info, ip, proto, &t) {
                     return self.discard(pkt, reason);
                 }
@@ -109,11 +134,53 @@ impl<P: PacketPool> Pipeline<P> {
                 self.route_out(pkt, next_hop);
             }
             Action::Direct { next_hop } => {
+                if let Some(mtu) = self.exceeded_mtu(len, next_hop) {
+                    return self.refuse_too_big(pkt, info, mtu);
+                }
                 pkt.truncate(info.l3_end());
                 self.route_out(pkt, next_hop);
             }
             Action::Encapsulate { next_hop } => self.encapsulate(pkt, info, next_hop),
         }
+    }
+
+    /// The MTU of the port a `len`-byte IP packet towards `next_hop` leaves by,
+    /// when the packet exceeds it. Only a packet longer than the smallest MTU has
+    /// its route looked up; without a route, the caller's send reports it.
+    #[inline]
+    pub(super) fn exceeded_mtu(&self, len: usize, next_hop: IpAddr) -> Option<u16> {
+        if len <= usize::from(self.min_mtu) {
+            return None;
+        }
+        self.egress_mtu_below(len, next_hop)
+    }
+
+    #[inline(never)]
+    fn egress_mtu_below(&self, len: usize, next_hop: IpAddr) -> Option<u16> {
+        let hop = self.dp.routes.lookup(next_hop)?;
+        let mtu = self.dp.ifaces[hop.port].mtu;
+        (len > usize::from(mtu)).then_some(mtu)
+    }
+
+    /// Drops a forwarded packet that does not fit the egress `mtu`, counted as
+    /// `mtu_exceeded`; with DF set (always for IPv6) its sender learns the MTU that
+    /// fits. ferrovs never fragments.
+    #[cold]
+    pub(super) fn refuse_too_big(&mut self, pkt: P::Buf, info: &FrameInfo, mtu: u16) {
+        let l3 = usize::from(info.l3_offset);
+        let dont_fragment = match info.ip().map(|ip| ip.addrs) {
+            Some(IpPair::V4 { .. }) => pkt
+                .data()
+                .get(l3..)
+                .and_then(|h| Ipv4Packet::new_checked_quoted(h).ok())
+                .is_some_and(|h| h.dont_fragment()),
+            Some(IpPair::V6 { .. }) => true,
+            None => false,
+        };
+        if dont_fragment {
+            self.send_too_big(&pkt, info, mtu);
+        }
+        self.discard(pkt, DropReason::MtuExceeded);
     }
 
     /// TUNNEL: wraps the packet in an outer header from our address on the egress
@@ -190,14 +257,17 @@ impl<P: PacketPool> Pipeline<P> {
         self.route_out(err, client);
     }
 
-    /// Schedules and inserts the connection a first packet opens, if it may open one.
+    /// Schedules and inserts the connection a first packet, received on `port`,
+    /// opens, if it may open one: its source must be admitted (`ingress`) first.
     pub(super) fn new_connection<A: Tables>(
         &mut self,
+        port: usize,
         proto: Proto,
         (src, sport): (A, u16),
         (dst, dport): (A, u16),
         flags: TcpFlags,
     ) -> Result<crate::conn::ConnId, DropReason> {
+        self.admit_source(src.into_ip(), port)?;
         let Self {
             dp,
             lb,
@@ -224,26 +294,35 @@ impl<P: PacketPool> Pipeline<P> {
         )
     }
 
-    /// An ICMP error quoting a packet of a connection: translated like the
-    /// connection's packets in the error's direction, then forwarded.
-    /// Returns the packet when it is about no connection of ours.
+    /// An ICMP error received on `port` quoting a packet of a connection: checked,
+    /// translated like the connection's packets in the error's direction, then
+    /// forwarded. Returns the packet when it is about no connection of ours.
     pub(super) fn icmp_error_input(
         &mut self,
         pkt: P::Buf,
+        port: usize,
         info: &FrameInfo,
         ip: &IpInfo,
         flow: crate::forward::QuotedFlow,
     ) -> Option<P::Buf> {
         match (flow.src, flow.dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
-            (IpAddr::V6(s), IpAddr::V6(d)) => self.icmp_error_af(pkt, info, ip, &flow, s, d),
+            (IpAddr::V4(s), IpAddr::V4(d)) => self.icmp_error_af(pkt, port, info, ip, &flow, s, d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => self.icmp_error_af(pkt, port, info, ip, &flow, s, d),
             _ => Some(pkt),
         }
     }
 
+    /// [`Pipeline::icmp_error_input`] for one family. Before anything is rewritten
+    /// the error must be one its quoted packet could have caused: a valid ICMP
+    /// checksum (the translation writes a fresh one, which would launder a
+    /// corrupted message), addressed to the quoted packet's source (the client in
+    /// NAT, else a VIP or local address of ours), from a source that is not ours
+    /// and passes the port's reverse-path filter.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn icmp_error_af<A: Tables>(
         &mut self,
         mut pkt: P::Buf,
+        port: usize,
         info: &FrameInfo,
         ip: &IpInfo,
         flow: &crate::forward::QuotedFlow,
@@ -253,12 +332,27 @@ impl<P: PacketPool> Pipeline<P> {
         // The quoted packet went one way; the error goes back the other way, so the
         // connection key of the error's direction is the quoted packet reversed.
         let key = FlowKey::new(flow.proto, quoted_dst, flow.dport, quoted_src, flow.sport);
-        let Some((id, dir)) = self.lb.lookup(&key) else {
+        let mut found = self.lb.lookup(&key);
+        if found.is_none() && flow.src.is_ipv4() && self.settle_parked(port) {
+            found = self.lb.lookup(&key);
+        }
+        let Some((id, dir)) = found else {
             return Some(pkt);
         };
         let Some(conn) = self.lb.get::<A>(id) else {
             return Some(pkt);
         };
+        let verdict = if !icmp_checksum_verifies(pkt.data(), info, ip) {
+            Err(DropReason::BadIcmpChecksum)
+        } else if ip.addrs.dst() != flow.src {
+            Err(DropReason::IcmpErrorBadDestination)
+        } else {
+            self.admit_source(ip.addrs.src(), port)
+        };
+        if let Err(reason) = verdict {
+            self.discard(pkt, reason);
+            return None;
+        }
         let e = endpoints(&conn);
         let Some((outer, inner, next_hop)) = icmp_error_action(conn.mode(), dir, &e) else {
             // DR/TUNNEL: an error from the client side goes to the server as is.
@@ -268,6 +362,12 @@ impl<P: PacketPool> Pipeline<P> {
             }
             return None;
         };
+        // Never answered with "fragmentation needed": no ICMP error about one.
+        let len = info.l3_end() - usize::from(info.l3_offset);
+        if self.exceeded_mtu(len, next_hop).is_some() {
+            self.discard(pkt, DropReason::MtuExceeded);
+            return None;
+        }
         if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
             self.discard(pkt, reason);
             return None;

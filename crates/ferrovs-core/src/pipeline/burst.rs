@@ -23,7 +23,10 @@
 //!    is handled, instead of stalling it one connection at a time.
 //!
 //! So a batch's new connections go out after its established packets; within a
-//! flow the order is kept.
+//! flow the order is kept. When the ordinary path finds no connection for an IPv4
+//! packet of the batch (a packet of a new flow with IP options, a reply, an ICMP
+//! error), the connections set aside so far are inserted first
+//! ([`Pipeline::settle_parked`]): in arrival order they exist by then.
 //!
 //! Per packet, stage 3 does what `flow_input_af` and `forward` do for an
 //! established flow, in the same order and with the same counters, minus the work
@@ -228,6 +231,19 @@ impl<P: PacketPool> Pipeline<P> {
         self.parked.packets = parked;
     }
 
+    /// Stage 4 ahead of time, for the ordinary path about to decide that an IPv4
+    /// packet of the batch matches no connection: the connections set aside so
+    /// far are inserted (and their packets sent) first, as they would be in
+    /// arrival order. Whether there were any; outside a burst there never are.
+    #[inline]
+    pub(super) fn settle_parked(&mut self, port: usize) -> bool {
+        if self.parked.packets.is_empty() {
+            return false;
+        }
+        self.open_parked(port);
+        true
+    }
+
     /// Stage 2 for one packet: finds the slot its connection most likely is in
     /// (the key's home slot, or where its index bucket points, whose entry is
     /// then requested) and remembers it.
@@ -268,9 +284,11 @@ impl<P: PacketPool> Pipeline<P> {
     }
 
     /// The first packet of a flow, as `flow_input_af` handles a miss: a new
-    /// connection to the service on the destination, if it may open one. Left to
-    /// the ordinary path: several workers (the packet may belong to another one),
-    /// no service (the path names the drop reason), and TUNNEL services.
+    /// connection to the service on the destination, if its source is admitted
+    /// (`ingress`: neither martian nor ours, through the port's reverse-path
+    /// filter) and it may open one. Left to the ordinary path: several workers
+    /// (the packet may belong to another one), no service (the path names the drop
+    /// reason), and TUNNEL services.
     ///
     /// With `park`, the connection is scheduled and the packet set aside for
     /// stage 4 to insert and forward; so is a later packet of a flow already set
@@ -278,18 +296,29 @@ impl<P: PacketPool> Pipeline<P> {
     // Out of line: kept out of the established path, which inlines `flow_v4`.
     #[inline(never)]
     fn open_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, hash: u64, park: bool) {
+        if self.workers > 1 {
+            return self.handle(pkt, port, true);
+        }
+        // What the ordinary path checks first (`screen`) and at the miss
+        // (`new_connection`), in that order.
+        let src = IpAddr::V4(flow.src);
+        if self.is_martian(src, IpAddr::V4(flow.dst)) {
+            return self.discard(pkt, DropReason::MartianSource);
+        }
+        if let Err(reason) = self.admit_source(src, port) {
+            return self.discard(pkt, reason);
+        }
         let proto = flow.proto;
         let Self {
             dp,
             lb,
             stats,
             now_ms,
-            workers,
             parked,
             ..
         } = self;
         let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
-            Some(svc) if *workers == 1 && svc.mode != Mode::Tunnel => svc,
+            Some(svc) if svc.mode != Mode::Tunnel => svc,
             _ => return self.handle(pkt, port, true),
         };
         // Room is certain (one entry per packet of a batch); without it, no parking.
@@ -343,19 +372,38 @@ impl<P: PacketPool> Pipeline<P> {
         let action = packet_action_v4(conn, dir);
         let bytes = u64::from(flow.total_len);
         count_forwarded(&self.stats, conn.real_server(), dir, bytes);
-        let next_hop = match action {
-            Some(ActionV4::Translate { t, next_hop }) => {
-                if let Err(reason) = translate_v4(pkt.data_mut(), flow, &t) {
-                    return self.discard(pkt, reason);
-                }
-                next_hop
-            }
-            Some(ActionV4::Direct { next_hop }) => next_hop,
+        let (t, next_hop) = match action {
+            Some(ActionV4::Translate { t, next_hop }) => (Some(t), next_hop),
+            Some(ActionV4::Direct { next_hop }) => (None, next_hop),
             None => return self.discard(pkt, DropReason::NoConnection),
         };
+        // Longer than the smallest MTU: the egress port's is looked up (`forward`).
+        if flow.total_len > self.min_mtu {
+            if let Some(mtu) = self.exceeded_mtu(usize::from(flow.total_len), IpAddr::V4(next_hop))
+            {
+                return self.refuse_too_big_v4(pkt, mtu);
+            }
+        }
+        if let Some(t) = t {
+            if let Err(reason) = translate_v4(pkt.data_mut(), flow, &t) {
+                return self.discard(pkt, reason);
+            }
+        }
         pkt.truncate(flow.l3_end());
         // Inbound packets go to the real server (every mode but TUNNEL, not here).
         self.route_out_v4(pkt, next_hop, dir == Dir::Inbound);
+    }
+
+    /// [`Pipeline::refuse_too_big`] for a packet of the burst path, which has no
+    /// `FrameInfo`: the full parser, which accepts whatever the fast one does,
+    /// makes one.
+    #[cold]
+    #[inline(never)]
+    fn refuse_too_big_v4(&mut self, pkt: P::Buf, mtu: u16) {
+        match parse_frame(pkt.data(), false) {
+            Ok(info) => self.refuse_too_big(pkt, &info, mtu),
+            Err(_) => self.discard(pkt, DropReason::MtuExceeded),
+        }
     }
 
     /// [`Pipeline::route_out`] for IPv4, answered from the next-hop caches when

@@ -25,6 +25,7 @@ impl<P: PacketPool> Pipeline<P> {
                 self.hops.clear();
                 self.real_hops.clear();
                 self.iface_v4 = OwnAddrsV4::new(interface_v4(&dp));
+                self.min_mtu = min_mtu(&dp);
                 self.dp = dp;
             }
             WorkerCommand::Neighbor { ip, mac, port } => {
@@ -46,6 +47,12 @@ impl<P: PacketPool> Pipeline<P> {
     /// Installs connections other members carry (control path).
     fn install_synced(&mut self, records: &[SyncConn]) {
         for r in records {
+            // A client no connection could open with here (see `ingress`).
+            let client = r.client.0;
+            if self.dp.is_martian_source(client) || self.dp.local(client).is_some() {
+                self.stats.sync_refused.inc();
+                continue;
+            }
             let Some(svc) = self.dp.services.find(r.vip.0, r.vip.1, r.proto) else {
                 self.stats.sync_refused.inc();
                 continue;

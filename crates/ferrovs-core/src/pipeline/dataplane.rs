@@ -2,7 +2,7 @@
 //! addresses, routes and static neighbours. Built once by the runtime and shared
 //! through an `Arc`; a new snapshot replaces the old one between bursts.
 
-use crate::config::Config;
+use crate::config::{Config, RpFilter};
 use crate::conn::Timeouts;
 use crate::net::{NextHop, Route, RouteTable};
 use crate::packet::MacAddr;
@@ -11,7 +11,7 @@ use crate::steer::Owners;
 use foldhash::fast::FixedState;
 use ipnet::IpNet;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// One port as the data plane sees it.
 #[derive(Debug, Clone)]
@@ -28,6 +28,9 @@ pub struct Interface {
     /// A kernel interface (TAP) stands for this port: traffic to the port's own
     /// addresses that ferrovs does not answer itself goes to the kernel.
     pub kernel: bool,
+    /// What the source of a new connection received on the port must have in the
+    /// routing table (`ports[].rp_filter`).
+    pub rp_filter: RpFilter,
 }
 
 /// What an own address is for.
@@ -74,6 +77,8 @@ pub struct Dataplane {
     /// Idle timeouts of connections per state, from `connections.timeouts`.
     pub timeouts: Timeouts,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
+    /// The broadcast addresses of the ports' IPv4 subnets (none for /31 and /32).
+    broadcasts_v4: Vec<Ipv4Addr>,
 }
 
 impl Dataplane {
@@ -96,6 +101,15 @@ impl Dataplane {
                 addrs: p.addresses.clone(),
                 mtu: p.mtu,
                 kernel: has_kernel_interface(cfg, p),
+                rp_filter: p.rp_filter,
+            })
+            .collect();
+        let broadcasts_v4 = ifaces
+            .iter()
+            .flat_map(|i| i.addrs.iter())
+            .filter_map(|net| match net {
+                IpNet::V4(v4) if v4.prefix_len() <= 30 => Some(v4.broadcast()),
+                _ => None,
             })
             .collect();
 
@@ -164,6 +178,7 @@ impl Dataplane {
             services,
             timeouts: cfg.connections.timeouts,
             local,
+            broadcasts_v4,
         }
     }
 
@@ -214,6 +229,31 @@ impl Dataplane {
         self.local.get(&ip).copied()
     }
 
+    /// Whether no packet may come from `src` (RFC 1812 section 5.3.7, RFC 4291):
+    /// IPv4 0.0.0.0/8, 127.0.0.0/8, multicast (224/4), class E and the limited
+    /// broadcast (240/4), a port subnet's broadcast; IPv6 unspecified, loopback,
+    /// multicast, IPv4-mapped (which Linux also drops on input). The caller lets
+    /// the unspecified IPv6 source of duplicate address detection through.
+    #[inline]
+    pub fn is_martian_source(&self, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V4(v4) => is_martian_v4(v4) || self.broadcasts_v4.contains(&v4),
+            IpAddr::V6(v6) => is_martian_v6(v6),
+        }
+    }
+
+    /// Whether `dst` is a unicast destination: not multicast, not the limited or a
+    /// port subnet's broadcast.
+    #[inline]
+    pub fn is_unicast_destination(&self, dst: IpAddr) -> bool {
+        match dst {
+            IpAddr::V4(v4) => {
+                !v4.is_multicast() && !v4.is_broadcast() && !self.broadcasts_v4.contains(&v4)
+            }
+            IpAddr::V6(v6) => !v6.is_multicast(),
+        }
+    }
+
     /// The own address to use as the source towards `dst` out of `port`: one in the
     /// same subnet, else the port's first address of the same family.
     pub fn source_for(&self, port: usize, dst: IpAddr) -> Option<IpAddr> {
@@ -226,8 +266,84 @@ impl Dataplane {
     }
 }
 
+/// IPv4 sources that are never valid, whatever the configuration: 0/8 ("this
+/// network"), 127/8 (loopback), and 224/3 (multicast, class E and the limited
+/// broadcast), each decided by the first octet.
+#[inline]
+fn is_martian_v4(src: Ipv4Addr) -> bool {
+    let first = src.octets()[0];
+    first == 0 || first == 127 || first >= 224
+}
+
+/// IPv6 sources that are never valid on the wire.
+#[inline]
+fn is_martian_v6(src: Ipv6Addr) -> bool {
+    src.is_unspecified()
+        || src.is_loopback()
+        || src.is_multicast()
+        || src.to_ipv4_mapped().is_some()
+}
+
 /// Whether `port` gets a kernel interface: the exception path is on and the port has
 /// addresses for the kernel to use.
 pub fn has_kernel_interface(cfg: &Config, port: &crate::config::PortConfig) -> bool {
     cfg.management.exception_path && !port.addresses.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture;
+
+    #[test]
+    fn martian_sources_and_unicast_destinations() {
+        let cfg = fixture::parse(&fixture::appliance_with(1, true, "").replace(
+            "\"198.19.0.1/24\"",
+            "\"198.19.0.1/24\", \"198.20.0.0/31\", \"198.21.0.1/32\"",
+        ));
+        let dp = Dataplane::from_config(&cfg, &[MacAddr::ZERO, MacAddr::ZERO]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for martian in [
+            "0.0.0.0",
+            "0.255.255.255",
+            "127.0.0.1",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "198.18.0.255",
+            "198.19.0.255",
+            "::",
+            "::1",
+            "ff02::1",
+            "::ffff:198.18.0.10",
+        ] {
+            assert!(dp.is_martian_source(ip(martian)), "{martian}");
+        }
+        // A /31 has no broadcast address (RFC 3021), nor a /32; the subnets'
+        // other addresses, and IPv6 link-local or global ones, are fine.
+        for fine in [
+            "198.20.0.1",
+            "198.21.0.1",
+            "198.18.0.254",
+            "1.0.0.0",
+            "223.255.255.255",
+            "fe80::1",
+            "2001:2::10",
+            "64:ff9b::c612:a",
+        ] {
+            assert!(!dp.is_martian_source(ip(fine)), "{fine}");
+        }
+        for unicast in ["198.18.0.100", "198.20.0.1", "2001:2::100"] {
+            assert!(dp.is_unicast_destination(ip(unicast)), "{unicast}");
+        }
+        for not in [
+            "255.255.255.255",
+            "198.18.0.255",
+            "224.0.0.5",
+            "ff02::1:ff00:1",
+        ] {
+            assert!(!dp.is_unicast_destination(ip(not)), "{not}");
+        }
+    }
 }

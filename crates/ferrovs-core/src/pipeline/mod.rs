@@ -2,10 +2,11 @@
 //! loop feeds it received mbufs, unit tests feed it [`crate::packet::VecBuf`]s.
 //!
 //! [`Pipeline::process`] and the `handle` function it calls are the ones to read
-//! for the flow of a packet: parse, check the MAC, steer to the owner worker, then
-//! ARP ([`l2`]), the ports' own addresses ([`local`]) or load balancing
-//! ([`balance`]). [`Pipeline::process_burst`] ([`burst`]) is the same flow for a
-//! whole burst, with a fast lane for established IPv4 connections.
+//! for the flow of a packet: parse, check the MAC, screen what no packet may carry
+//! ([`ingress`]), steer to the owner worker, then ARP ([`l2`]), the ports' own
+//! addresses ([`local`]) or load balancing ([`balance`]).
+//! [`Pipeline::process_burst`] ([`burst`]) is the same flow for a whole burst,
+//! with a fast lane for established IPv4 connections.
 //!
 //! Every packet ends in exactly one of three places: a port's TX queue, the
 //! neighbour table's hold queue (waiting for ARP/ND), or the garbage list that the
@@ -18,6 +19,7 @@ mod burst;
 mod control;
 mod dataplane;
 mod hops;
+mod ingress;
 mod l2;
 mod local;
 mod lports;
@@ -71,6 +73,9 @@ pub struct Pipeline<P: PacketPool> {
     real_hops: HopCache,
     /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
     iface_v4: OwnAddrsV4,
+    /// The smallest MTU of the ports: a forwarded packet no longer than this fits
+    /// whatever port it leaves by, and only a longer one has its egress MTU looked up.
+    min_mtu: u16,
     /// Per port: the NIC verifies IPv4 header checksums on receive, so its verdict
     /// is read (other ports' packets are not asked).
     rx_ipv4_checksum_offload: Vec<bool>,
@@ -125,6 +130,7 @@ impl<P: PacketPool> Pipeline<P> {
             hops: HopCache::new(),
             real_hops: HopCache::new(),
             iface_v4: OwnAddrsV4::default(),
+            min_mtu: 0,
             rx_ipv4_checksum_offload: vec![false; ports],
             parked: burst::ParkingLot::new(),
         }
@@ -140,9 +146,10 @@ impl<P: PacketPool> Pipeline<P> {
         self
     }
 
-    /// Takes the ports' IPv4 addresses from the configuration snapshot.
+    /// Takes the ports' IPv4 addresses and MTUs from the configuration snapshot.
     fn with_interface_addrs(mut self) -> Self {
         self.iface_v4 = OwnAddrsV4::new(interface_v4(&self.dp));
+        self.min_mtu = min_mtu(&self.dp);
         self
     }
 
@@ -263,6 +270,9 @@ impl<P: PacketPool> Pipeline<P> {
         match info.l3 {
             L3Info::Arp => self.arp_input(pkt, port, &info),
             L3Info::Ip(ip) => {
+                if let Err(reason) = self.screen(&ip, dst_mac.is_multicast()) {
+                    return self.discard(pkt, reason);
+                }
                 if steer && self.workers > 1 {
                     if let Some(owner) = self.owner(&pkt, &info, &ip) {
                         if owner != self.worker {
@@ -336,6 +346,11 @@ impl<P: PacketPool> Pipeline<P> {
             IpAddr::V6(d) if d.is_multicast() && is_nd(ip) => Some(LocalKind::Interface),
             _ => self.dp.local(dst).map(|l| l.kind),
         };
+        // Segments left: the destination is a hop on the way. Only the kernel
+        // interface acts on routing headers; nothing is forwarded for one.
+        if ip.source_routed && local != Some(LocalKind::Interface) {
+            return self.discard(pkt, DropReason::Ipv6SourceRoute);
+        }
         if matches!(ip.protocol, IpProtocol::TCP | IpProtocol::UDP) {
             if local == Some(LocalKind::Interface) {
                 // The appliance's own sockets (health checks, BGP, ssh).
@@ -344,10 +359,10 @@ impl<P: PacketPool> Pipeline<P> {
             if ip.fragment {
                 return self.discard(pkt, DropReason::Fragment);
             }
-            return self.flow_input(pkt, info, ip);
+            return self.flow_input(pkt, port, info, ip);
         }
         let pkt = match quoted_flow(pkt.data(), info, ip) {
-            Some(flow) => match self.icmp_error_input(pkt, info, ip, flow) {
+            Some(flow) => match self.icmp_error_input(pkt, port, info, ip, flow) {
                 None => return,
                 // About no connection of ours: maybe about a kernel socket's.
                 Some(pkt) if local == Some(LocalKind::Interface) => {
@@ -368,7 +383,25 @@ impl<P: PacketPool> Pipeline<P> {
                 _ => self.discard(pkt, DropReason::Fragment),
             };
         }
-        match ip.l4.map(|l4| l4.header) {
+        let l4 = ip.l4.map(|l4| l4.header);
+        if let Some(
+            L4Header::Icmpv4 {
+                msg_type: IcmpType::ECHO_REQUEST,
+                ..
+            }
+            | L4Header::Icmpv6 {
+                msg_type: Icmpv6Type::ECHO_REQUEST,
+                ..
+            },
+        ) = l4
+        {
+            // An answer to our own address would loop; one to a spoofed source
+            // would reflect.
+            if let Err(reason) = self.admit_source(ip.addrs.src(), port) {
+                return self.discard(pkt, reason);
+            }
+        }
+        match l4 {
             Some(L4Header::Icmpv4 {
                 msg_type: IcmpType::ECHO_REQUEST,
                 ..
@@ -430,6 +463,11 @@ fn count_forwarded(stats: &WorkerStats, real_server: u16, dir: Dir, bytes: u64) 
         counters.out_packets.inc();
         counters.out_bytes.add(bytes);
     }
+}
+
+/// The smallest MTU of the ports (no port: nothing is forwarded anyway).
+fn min_mtu(dp: &Dataplane) -> u16 {
+    dp.ifaces.iter().map(|i| i.mtu).min().unwrap_or(u16::MAX)
 }
 
 /// The ports' own IPv4 addresses.

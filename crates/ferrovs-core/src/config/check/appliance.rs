@@ -183,6 +183,7 @@ impl Checker<'_> {
         });
         let rx = self.descriptors(&format!("{path}.rx_descriptors"), raw.rx_descriptors);
         let tx = self.descriptors(&format!("{path}.tx_descriptors"), raw.tx_descriptors);
+        let rp_filter = self.rp_filter(&path, raw);
         Some(PortConfig {
             name: name?,
             device: device?,
@@ -190,7 +191,28 @@ impl Checker<'_> {
             mtu: mtu?,
             rx_descriptors: rx?,
             tx_descriptors: tx?,
+            rp_filter: rp_filter?,
         })
+    }
+
+    /// `ports[i].rp_filter`, `off` when absent. `strict` on a port without
+    /// addresses is refused: no route can leave by it, so it would drop every new
+    /// connection.
+    fn rp_filter(&mut self, path: &str, raw: &RawPort) -> Option<RpFilter> {
+        let Some(text) = &raw.rp_filter else {
+            return Some(RpFilter::Off);
+        };
+        let path = format!("{path}.rp_filter");
+        let mode: RpFilter = self.keyword(&path, text)?;
+        if mode == RpFilter::Strict && raw.addresses.as_ref().is_none_or(Vec::is_empty) {
+            self.error(
+                &path,
+                "`strict` on a port without addresses: no route leaves by it, so every \
+                 new connection would be refused",
+            );
+            return None;
+        }
+        Some(mode)
     }
 
     /// A port device at `ports[i].device`; `seen` holds (ethdev name, `ports[i]`) of

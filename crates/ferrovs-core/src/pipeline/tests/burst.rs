@@ -7,14 +7,17 @@
 
 use super::*;
 use crate::conn::FlowHasher;
+use crate::forward::quoted_flow;
+use crate::packet::icmp::{emit_error, IcmpError};
 use crate::packet::testutil::XorShift;
-use crate::packet::{IpProtocol, Ipv4Packet};
+use crate::packet::{ethernet, EtherType, IpProtocol, Ipv4Packet};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 const RS_LEARNED: &str = "198.19.0.12";
 
-/// The appliance with a service of every mode and protocol.
+/// The appliance with a service of every mode and protocol, strict reverse-path
+/// filtering on wan and a smaller MTU on lan.
 fn config() -> String {
     fixture::appliance(
         r#"connections: { max: 64, timeouts: { tcp_established: "20s", tcp_syn: "3s", tcp_fin: "5s", udp: "4s" } }
@@ -43,6 +46,8 @@ services:
       real_servers: [{ address: 198.19.0.11, port: 80 }] }
 "#,
     )
+    .replace("device: net_null0,", "device: net_null0, rp_filter: strict,")
+    .replace("device: net_null1,", "device: net_null1, mtu: 1400,")
 }
 
 /// One pipeline with a fixed hasher seed, so local ports come out the same.
@@ -51,7 +56,7 @@ fn seeded() -> Harness {
 }
 
 /// [`seeded`] with another configuration.
-fn seeded_with(text: &str) -> Harness {
+pub(super) fn seeded_with(text: &str) -> Harness {
     let cfg = fixture::parse(text);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
     let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
@@ -79,7 +84,7 @@ fn seeded_with(text: &str) -> Harness {
 /// A random frame and the port it arrives on. `seen` holds frames the pipeline
 /// sent to real servers, to answer as the server would.
 fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
-    let pick = rng.below(100);
+    let pick = rng.below(120);
     let client = SocketAddr::new(
         IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + rng.below(4) as u8)),
         40000 + rng.below(6) as u16,
@@ -204,6 +209,112 @@ fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
             ),
             0,
         ),
+        95..=99 => (client_packet(rng), rng.below(2)),
+        100..=102 => {
+            // A martian source, or one of ours (the VIP itself: a land attack).
+            let sources = [
+                "0.0.0.7",
+                "127.0.0.1",
+                "224.0.0.5",
+                "240.0.0.9",
+                "255.255.255.255",
+                "198.18.0.255",
+                "198.18.0.1",
+                "198.19.0.2",
+            ];
+            let src = sources[rng.below(sources.len())].parse().unwrap();
+            let from = SocketAddr::new(src, client.port());
+            let own = SocketAddr::new(IpAddr::V4(vip_addr), port);
+            let frame = if rng.below(2) == 0 {
+                craft::udp(to_us, from, vip, &payload)
+            } else {
+                craft::tcp(to_us, own, vip, flags, 1, 2, &payload)
+            };
+            (frame, 0)
+        }
+        103..=104 => {
+            // A source on the real servers' subnet, on wan: strict refuses it.
+            let from = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(198, 19, 0, 10 + rng.below(3) as u8)),
+                client.port(),
+            );
+            (craft::tcp(to_us, from, vip, flags, 1, 2, &payload), 0)
+        }
+        105 => {
+            // Unicast IP in a broadcast or multicast frame.
+            let mut f = client_packet(rng);
+            let dst: [u8; 6] = if rng.below(2) == 0 {
+                [0xff; 6]
+            } else {
+                [1, 0, 0x5e, 0, 0, 1]
+            };
+            f[0..6].copy_from_slice(&dst);
+            (f, 0)
+        }
+        106..=108 => {
+            // IPv4 options: harmless (router alert, record route), a source route,
+            // malformed.
+            let options: [&[u8]; 5] = [
+                &[0x94, 4, 0, 0],
+                &[7, 3, 4, 0],
+                &[0x83, 3, 4, 0],
+                &[0x89, 7, 4, 198, 19, 0, 10, 0],
+                &[0x94, rng.below(2) as u8, 0, 0],
+            ];
+            let options = options[rng.below(options.len())];
+            (with_ipv4_options(&client_packet(rng), options), 0)
+        }
+        109..=112 => {
+            // Around lan's MTU, with or without DF.
+            let big = vec![rng.next() as u8; 1330 + rng.below(120)];
+            let mut f = if port == 53 || rng.below(4) == 0 {
+                craft::udp(to_us, client, vip, &big)
+            } else {
+                craft::tcp(to_us, client, vip, flags, 1, 2, &big)
+            };
+            if rng.below(3) == 0 {
+                let mut ip = Ipv4Packet::new_checked(&mut f[14..]).unwrap();
+                ip.set_dont_fragment(false);
+                ip.fill_checksum();
+            }
+            (f, 0)
+        }
+        _ if !seen.is_empty() => {
+            // An ICMP error about a packet we sent a real server, from a router on
+            // lan or the server itself: valid, corrupted, to another address, or
+            // from one of ours.
+            let sent = &seen[rng.below(seen.len())];
+            let from = ["198.19.0.254", "198.19.0.10", "198.18.0.100", "198.19.0.1"][rng.below(4)]
+                .parse()
+                .unwrap();
+            let mut err = vec![0u8; 14 + 600];
+            let Ok(n) = emit_error(
+                &mut err[14..],
+                IcmpError::FragmentationNeeded { next_hop_mtu: 1300 },
+                from,
+                &sent[14..],
+            ) else {
+                return (client_packet(rng), 0);
+            };
+            err.truncate(14 + n);
+            ethernet::emit_header(
+                &mut err,
+                LAN_MAC,
+                MacAddr(sent[0..6].try_into().unwrap()),
+                EtherType::IPV4,
+            )
+            .unwrap();
+            match rng.below(4) {
+                0 => err[14 + 20 + 5] ^= 1 << rng.below(8),
+                1 => {
+                    let mut ip = Ipv4Packet::new_checked(&mut err[14..]).unwrap();
+                    ip.set_dst_addr(Ipv4Addr::new(198, 18, 0, 100 + rng.below(4) as u8));
+                    ip.fill_checksum();
+                }
+                _ => {}
+            }
+            (err, 1)
+        }
         _ => (client_packet(rng), rng.below(2)),
     }
 }
@@ -248,10 +359,17 @@ fn by_flow(out: &Output) -> ByFlow<'_> {
         .map(|queue| {
             let mut flows: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
             for f in queue {
-                let key = match parse_frame(f, false).ok().and_then(|i| i.ip().cloned()) {
+                let info = parse_frame(f, false).ok();
+                let key = match info.as_ref().and_then(|i| i.ip().cloned()) {
                     Some(ip) => match ip.ports() {
                         Some((sp, dp)) => format!("{:?} {:?} {sp} {dp}", ip.addrs, ip.protocol),
-                        None => format!("{:?} {:?}", ip.addrs, ip.protocol),
+                        // An ICMP error belongs with the flow it is about: the
+                        // burst path sends a batch's new connections, and errors
+                        // about their packets, after the established ones.
+                        None => match info.as_ref().and_then(|i| quoted_flow(f, i, &ip)) {
+                            Some(q) => format!("{:?} {:?} about {q:?}", ip.addrs, ip.protocol),
+                            None => format!("{:?} {:?}", ip.addrs, ip.protocol),
+                        },
                     },
                     // ARP: each frame its own group.
                     None => format!("{f:?}"),
@@ -467,6 +585,15 @@ fn bursts_and_single_packets_end_the_same() {
         DropReason::TtlExceeded,
         DropReason::Fragment,
         DropReason::BadIpv4Checksum,
+        DropReason::MartianSource,
+        DropReason::OwnSource,
+        DropReason::RpFilter,
+        DropReason::L2BroadcastUnicastIp,
+        DropReason::Ipv4SourceRoute,
+        DropReason::BadIpv4Options,
+        DropReason::MtuExceeded,
+        DropReason::BadIcmpChecksum,
+        DropReason::IcmpErrorBadDestination,
     ] {
         assert!(s.dropped(r) > 0, "no {}", r.label());
     }

@@ -99,7 +99,23 @@ fn l2_to_us(src: MacAddr) -> L2 {
     L2 { src, dst: OUR_MAC }
 }
 
+/// `frame` (untagged IPv4) with `options` (a multiple of 4 bytes) after its fixed
+/// IPv4 header, lengths and header checksum updated.
+fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
+    let info = parse_frame(frame, false).unwrap();
+    let mut f = frame[..info.l3_end()].to_vec();
+    f.splice(34..34, options.iter().copied());
+    f[14] = 0x45 + (options.len() / 4) as u8;
+    let total = u16::from_be_bytes([f[16], f[17]]) + options.len() as u16;
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    Ipv4Packet::new_checked(&mut f[14..])
+        .unwrap()
+        .fill_checksum();
+    f
+}
+
 mod burst;
+mod ingress;
 mod modes;
 mod nat;
 mod sync;

@@ -233,3 +233,33 @@ fn established() -> SyncConn {
         real: (sa("198.19.0.10:8080").ip(), 8080),
     }
 }
+
+/// A record whose client no connection could have opened with here (a martian
+/// source, or one of our own addresses) is refused: the burst path forwards a
+/// connection's packets without checking their source again (`ingress`).
+#[test]
+fn records_with_a_martian_or_own_client_are_refused() {
+    let (mut b, _) = instance(1, false);
+    let records = [
+        "127.0.0.1",
+        "224.0.0.5",
+        "198.18.0.255",
+        "198.18.0.100",
+        "198.19.0.1",
+    ]
+    .iter()
+    .map(|client| {
+        let client = (client.parse().unwrap(), 40000);
+        SyncConn {
+            client,
+            local: client,
+            ..established()
+        }
+    })
+    .collect();
+    b.p.apply(WorkerCommand::SyncInstall(records));
+    assert_eq!(b.stats.sync_refused.get(), 5);
+    assert_eq!(b.stats.sync_installed.get(), 0);
+    b.p.apply(WorkerCommand::SyncInstall(vec![established()]));
+    assert_eq!(b.stats.sync_installed.get(), 1);
+}
