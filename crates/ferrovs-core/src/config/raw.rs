@@ -66,6 +66,7 @@ pub(super) struct RawAnnounce {
 #[serde(deny_unknown_fields, expecting = "the eal mapping")]
 pub(super) struct RawEal {
     pub cores: Vec<u64>,
+    #[serde(default, deserialize_with = "unique_keys")]
     pub cpu_map: Option<std::collections::BTreeMap<u64, u64>>,
     pub memory_mb: Option<u64>,
     pub hugepages: Option<bool>,
@@ -192,4 +193,34 @@ pub(super) struct RawRealServer {
     pub address: String,
     pub port: Option<u64>,
     pub weight: Option<u64>,
+}
+
+/// A map whose keys must not repeat: serde keeps the last of two equal keys
+/// silently, which would hide a typo in `eal.cpu_map`.
+fn unique_keys<'de, D>(de: D) -> Result<Option<std::collections::BTreeMap<u64, u64>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = std::collections::BTreeMap<u64, u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of lcore to CPU")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<u64, u64>()? {
+                if out.insert(key, value).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate key {key}: each lcore is mapped once"
+                    )));
+                }
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Visitor).map(Some)
 }

@@ -1911,3 +1911,73 @@ fn rp_filter_is_a_keyword_per_port_and_off_by_default() {
     );
     parse_ok("eal: {cores: [0, 1]}\nworkers: {cores: [1]}\nports:\n  - {name: p, device: net_null0, rp_filter: loose}\n");
 }
+
+/// Values that once parsed into something other than what was written, each now
+/// refused at its position.
+#[test]
+fn values_once_accepted_but_wrong_are_refused() {
+    check_cases(&[
+        // 18446744073709552 s in milliseconds wraps a u64 (to 384 ms).
+        (
+            r#"    persistence: "300s""#,
+            r#"    persistence: "18446744073709552s""#,
+            &[(54, 18,
+                "services[1].persistence: 18446744073709552s is out of range 0s..=4233600s",
+            )],
+        ),
+        // A VIP on a connected subnet's broadcast or network address.
+        (
+            r#"    vip: "198.18.0.53""#,
+            r#"    vip: "198.18.0.255""#,
+            &[(59, 10,
+                "services[2].vip: 198.18.0.255 is the broadcast address of 198.18.0.0/24, port wan's subnet",
+            )],
+        ),
+        (
+            r#"    vip: "198.18.0.53""#,
+            r#"    vip: "198.18.0.0""#,
+            &[(59, 10,
+                "services[2].vip: 198.18.0.0 is the network address of 198.18.0.0/24",
+            )],
+        ),
+        // A route through an address ferrovs owns.
+        (
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.100" }"#,
+            &[(33, 33,
+                "routes[0].via: next hop 198.18.0.100 is the VIP of service web",
+            )],
+        ),
+        (
+            r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+            r#"  - { prefix: "0.0.0.0/0", via: "198.19.0.2" }"#,
+            &[(33, 33,
+                "routes[0].via: next hop 198.19.0.2 is a local address of service web",
+            )],
+        ),
+        // An IPv4-mapped IPv6 address as a port address or a real server.
+        (
+            r#"    addresses: ["198.20.0.1/24"]"#,
+            r#"    addresses: ["198.20.0.1/24", "::ffff:198.18.0.1/120"]"#,
+            &[(18, 34,
+                "ports[2].addresses[1]: ::ffff:198.18.0.1 is an IPv4-mapped IPv6 address; write the IPv4 address 198.18.0.1",
+            )],
+        ),
+        // EAL options that ferrovs derives from the ports.
+        (
+            r#"  args: ["--log-level=5"]"#,
+            r#"  args: ["--vdev", "net_tap9", "-a", "0000:00:01.0", "--no-pci"]"#,
+            &[
+                (5, 10, "eal.args[0]: EAL option `--vdev` is derived from `ports[].device`"),
+                (5, 32, "eal.args[2]: EAL option `-a` is derived from `ports[].device`"),
+                (5, 54, "eal.args[4]: EAL option `--no-pci` is derived from `ports[].device`"),
+            ],
+        ),
+        // A repeated cpu_map key (serde would keep the last one).
+        (
+            "  cores: [0, 1, 2]",
+            "  cores: [0, 1, 2]\n  cpu_map: { 1: 0, 1: 1 }",
+            &[(3, 12, "duplicate key 1: each lcore is mapped once")],
+        ),
+    ]);
+}

@@ -585,7 +585,7 @@ impl Checker<'_> {
 pub(super) fn port_address_problem(net: IpNet) -> Option<String> {
     let addr = net.addr();
     if !is_unicast(addr) {
-        return Some(format!("{addr} is not a unicast address"));
+        return Some(not_unicast(addr));
     }
     if net.prefix_len() == 0 {
         return Some(format!(

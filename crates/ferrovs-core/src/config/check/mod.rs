@@ -58,6 +58,9 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_SYNC_HEARTBEAT: Duration = Duration::from_millis(300);
 const DEFAULT_SYNC_PEER_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_SYNC_REFRESH: Duration = Duration::from_secs(60);
+/// Longest `services[].persistence`: IPVS keeps the timeout in 32-bit jiffies, so
+/// about 49 days at HZ=1000 is its ceiling too.
+const MAX_PERSISTENCE: Duration = Duration::from_secs(49 * 24 * 3600);
 /// Longest `announce.shutdown_grace`: a stop should not wait longer than this.
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(600);
 
@@ -72,6 +75,12 @@ const DERIVED_EAL_ARGS: &[(&str, &str)] = &[
     ("--socket-mem", "eal.memory_mb"),
     ("--no-huge", "eal.hugepages"),
     ("--file-prefix", "eal.file_prefix"),
+    ("--vdev", "ports[].device"),
+    ("-a", "ports[].device"),
+    ("--allow", "ports[].device"),
+    ("-b", "ports[].device"),
+    ("--block", "ports[].device"),
+    ("--no-pci", "ports[].device"),
 ];
 
 /// Validates `raw`, reporting positions found in `positions`.
@@ -165,7 +174,11 @@ impl Checker<'_> {
     fn unicast_ip(&mut self, path: &str, text: &str) -> Option<IpAddr> {
         let ip = self.ip(path, text)?;
         if !is_unicast(ip) {
-            self.error(path, format!("{ip} is not a unicast address"));
+            self.error(path, not_unicast(ip));
+            return None;
+        }
+        if let Some(problem) = self.reserved_in_subnet(ip) {
+            self.error(path, problem);
             return None;
         }
         Some(ip)
@@ -290,6 +303,7 @@ impl Checker<'_> {
         let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
         let services = self.services(raw.services.as_deref().unwrap_or_default(), &route_prefixes);
+        self.routes_via_own_service_addresses(&routes, &services);
         let sync = match &raw.sync {
             None => Some(None),
             Some(s) => self.sync(s, management.as_ref()).map(Some),
@@ -314,13 +328,26 @@ impl Checker<'_> {
     }
 }
 
-/// Not unspecified, multicast, loopback or the IPv4 limited broadcast.
+/// Not unspecified, multicast, loopback, the IPv4 limited broadcast or an
+/// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, which no packet on the wire carries).
 fn is_unicast(ip: IpAddr) -> bool {
     let special = match ip {
         IpAddr::V4(v4) => v4.is_broadcast(),
-        IpAddr::V6(_) => false,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
     };
     !(ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() || special)
+}
+
+/// Why `ip` is not a unicast address (see [`is_unicast`]).
+fn not_unicast(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => format!(
+            "{ip} is an IPv4-mapped IPv6 address; write the IPv4 address {}",
+            v6.to_ipv4_mapped()
+                .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)
+        ),
+        _ => format!("{ip} is not a unicast address"),
+    }
 }
 
 fn family(ip: IpAddr) -> &'static str {

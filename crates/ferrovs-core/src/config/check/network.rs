@@ -16,6 +16,50 @@ impl Checker<'_> {
             .map(|c| c.port.as_str())
     }
 
+    /// Why `ip` cannot be a host: the network or broadcast address of a connected
+    /// subnet (a VIP there would answer ARP for the whole subnet's broadcasts).
+    pub(super) fn reserved_in_subnet(&self, ip: IpAddr) -> Option<String> {
+        self.connected
+            .iter()
+            .filter(|c| c.net.contains(&ip) && c.net.addr() != ip)
+            .find_map(|c| {
+                let problem = super::appliance::port_address_problem(
+                    IpNet::new(ip, c.net.prefix_len()).ok()?,
+                )?;
+                Some(format!("{problem}, port {}'s subnet", c.port))
+            })
+    }
+
+    /// Reports every route whose next hop is a service's VIP or FULLNAT local
+    /// address: ferrovs owns those addresses, so the route would loop back to it.
+    pub(super) fn routes_via_own_service_addresses(
+        &mut self,
+        routes: &[Option<RouteConfig>],
+        services: &[Option<ServiceConfig>],
+    ) {
+        for (i, route) in routes.iter().enumerate() {
+            let Some(route) = route else { continue };
+            let owner = services.iter().flatten().find_map(|s| {
+                if s.vip == route.via {
+                    Some(format!("the VIP of service {}", s.name))
+                } else if s.local_addresses.contains(&route.via) {
+                    Some(format!("a local address of service {}", s.name))
+                } else {
+                    None
+                }
+            });
+            if let Some(owner) = owner {
+                self.error(
+                    &format!("routes[{i}].via"),
+                    format!(
+                        "next hop {} is {owner}: ferrovs answers for it itself",
+                        route.via
+                    ),
+                );
+            }
+        }
+    }
+
     /// Reports `ip` unless it lies in a connected subnet, listing the subnets.
     pub(super) fn require_connected(&mut self, path: &str, ip: IpAddr, what: &str) -> bool {
         if self.is_connected(ip) {

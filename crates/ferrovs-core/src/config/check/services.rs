@@ -75,10 +75,11 @@ impl Checker<'_> {
             None => Some(DEFAULT_SCHEDULER),
         };
         let sched_flags = self.sched_flags(path, raw.sched_flags.as_deref(), scheduler);
-        let persistence = self.duration(
+        let persistence = self.bounded_duration(
             &format!("{path}.persistence"),
             raw.persistence.as_deref(),
             Duration::ZERO,
+            (Duration::ZERO, MAX_PERSISTENCE),
         );
         let persistence_netmask = vip.and_then(|vip| {
             let bits = max_prefix_len(vip);
