@@ -128,6 +128,7 @@ impl<B> ParkingLot<B> {
                 .any(|p| p.opening.is_some() && p.hash == hash && key_of(&p.flow) == *key)
     }
 
+    #[inline(always)]
     fn park(&mut self, parked: Parked<B>) {
         if parked.opening.is_some() {
             self.opened |= filter_bit(parked.hash);

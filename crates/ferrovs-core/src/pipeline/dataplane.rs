@@ -77,6 +77,9 @@ pub struct Dataplane {
     /// Idle timeouts of connections per state, from `connections.timeouts`.
     pub timeouts: Timeouts,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
+    /// Answers "certainly not ours" for most addresses before `local` is hashed:
+    /// every new connection asks whether its client poses as one of our addresses.
+    local_filter: AddrFilter,
     /// The broadcast addresses of the ports' IPv4 subnets (none for /31 and /32).
     broadcasts_v4: Vec<Ipv4Addr>,
 }
@@ -177,6 +180,7 @@ impl Dataplane {
             owners: Owners::new(&services),
             services,
             timeouts: cfg.connections.timeouts,
+            local_filter: AddrFilter::of(local.keys()),
             local,
             broadcasts_v4,
         }
@@ -207,6 +211,7 @@ impl Dataplane {
                 None => {}
             }
         }
+        self.local_filter = AddrFilter::of(self.local.keys());
         self
     }
 
@@ -226,6 +231,9 @@ impl Dataplane {
     /// Whether `ip` is ours, what for, and where ARP/ND for it is answered.
     #[inline]
     pub fn local(&self, ip: IpAddr) -> Option<LocalAddr> {
+        if !self.local_filter.may_hold(ip) {
+            return None;
+        }
         self.local.get(&ip).copied()
     }
 
@@ -292,6 +300,20 @@ pub fn has_kernel_interface(cfg: &Config, port: &crate::config::PortConfig) -> b
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_address_filter_holds_every_address_and_rejects_most_others() {
+        let own: Vec<IpAddr> = (0..300u32)
+            .map(|i| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i)))
+            .chain((0..50u128).map(|i| IpAddr::V6((0x2001_0002_u128 << 96 | i).into())))
+            .collect();
+        let filter = AddrFilter::of(own.iter());
+        assert!(own.iter().all(|&ip| filter.may_hold(ip)));
+        let others = (0..100_000u32).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i * 7)));
+        let false_positives = others.filter(|&ip| filter.may_hold(ip)).count();
+        // 350 of 4096 bits set: about 8.5% expected.
+        assert!(false_positives < 12_000, "{false_positives}");
+    }
+
     use super::*;
     use crate::fixture;
 
@@ -345,5 +367,45 @@ mod tests {
         ] {
             assert!(!dp.is_unicast_destination(ip(not)), "{not}");
         }
+    }
+}
+
+/// A one-hash Bloom filter of addresses, 4,096 bits: a clear bit proves an address
+/// absent with one multiply and one load. With a few hundred addresses (ports, VIPs,
+/// local addresses) a present-looking address is rarely a false one.
+#[derive(Debug, Clone)]
+struct AddrFilter {
+    bits: Box<[u64; AddrFilter::WORDS]>,
+}
+
+impl AddrFilter {
+    const WORDS: usize = 64;
+    const BITS_LOG2: u32 = 12;
+
+    fn of<'a>(addrs: impl Iterator<Item = &'a IpAddr>) -> AddrFilter {
+        let mut bits = Box::new([0u64; Self::WORDS]);
+        for &ip in addrs {
+            let bit = Self::bit(ip);
+            bits[bit / 64] |= 1 << (bit % 64);
+        }
+        AddrFilter { bits }
+    }
+
+    #[inline]
+    fn bit(ip: IpAddr) -> usize {
+        let folded = match ip {
+            IpAddr::V4(v4) => u64::from(u32::from(v4)),
+            IpAddr::V6(v6) => {
+                let x = u128::from(v6);
+                (x as u64) ^ ((x >> 64) as u64) ^ 0x5bd1_e995
+            }
+        };
+        (folded.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::BITS_LOG2)) as usize
+    }
+
+    #[inline]
+    fn may_hold(&self, ip: IpAddr) -> bool {
+        let bit = Self::bit(ip);
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0
     }
 }

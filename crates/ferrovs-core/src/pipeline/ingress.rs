@@ -47,6 +47,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// limited broadcast (DHCP; Linux accepts it too): such a packet goes on like
     /// any other.
     #[inline]
+    #[inline]
     pub(super) fn is_martian(&self, src: IpAddr, dst: IpAddr) -> bool {
         self.dp.is_martian_source(src)
             && !(src == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && dst == IpAddr::V4(Ipv4Addr::BROADCAST))
@@ -55,6 +56,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// Whether ferrovs may act for `src`, received on `port`: open a connection
     /// for it, answer it, translate its ICMP error. Not one of our own addresses
     /// (a spoof, or a land attack), and through the port's reverse-path filter.
+    #[inline(always)]
     pub(super) fn admit_source(&self, src: IpAddr, port: usize) -> Result<(), DropReason> {
         if self.dp.local(src).is_some() {
             return Err(DropReason::OwnSource);
