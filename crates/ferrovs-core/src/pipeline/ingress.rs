@@ -47,7 +47,6 @@ impl<P: PacketPool> Pipeline<P> {
     /// limited broadcast (DHCP; Linux accepts it too): such a packet goes on like
     /// any other.
     #[inline]
-    #[inline]
     pub(super) fn is_martian(&self, src: IpAddr, dst: IpAddr) -> bool {
         self.dp.is_martian_source(src)
             && !(src == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && dst == IpAddr::V4(Ipv4Addr::BROADCAST))
