@@ -14,7 +14,7 @@ packages=(
     build-essential pkg-config clang libclang-dev dpdk libdpdk-dev dpdk-dev
     # tests and demo
     iproute2 iptables ethtool iputils-ping arping curl nginx-light wrk prometheus
-    python3 tshark tcpdump netcat-openbsd procps util-linux linux-perf bird2
+    python3 python3-scapy tshark tcpdump netcat-openbsd procps util-linux linux-perf bird2
 )
 missing=()
 for p in "${packages[@]}"; do

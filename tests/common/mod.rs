@@ -364,6 +364,9 @@ impl Drop for Lab {
     }
 }
 
+/// The free mbufs of the packet mempool.
+const MEMPOOL: &str = "ferrovs_mempool_available_mbufs";
+
 /// A running ferrovs process.
 pub struct Ferrovs {
     child: Option<Child>,
@@ -372,6 +375,9 @@ pub struct Ferrovs {
     pub metrics_addr: String,
     pub started: Instant,
     pub ready_after: Duration,
+    /// Free mbufs once ready; [`Ferrovs::stop`] waits for the count to come back,
+    /// so every test that stops ferrovs also proves no mbuf leaked.
+    pub mempool_at_start: f64,
 }
 
 impl Ferrovs {
@@ -400,6 +406,7 @@ impl Ferrovs {
             metrics_addr,
             started,
             ready_after: Duration::ZERO,
+            mempool_at_start: 0.0,
         };
         let ready = wait_for(Duration::from_secs(30), || {
             if let Some(status) = f.child.as_mut().unwrap().try_wait().unwrap() {
@@ -416,7 +423,25 @@ impl Ferrovs {
             f.log_text()
         );
         f.ready_after = started.elapsed();
+        f.mempool_at_start = f.metric(MEMPOOL);
         f
+    }
+
+    /// Waits up to 15 s (held packets give up on an unresolved neighbour after
+    /// 3 s) for the free mbufs to be back at their count at start; panics with both
+    /// counts if they do not come back.
+    pub fn assert_mempool_conserved(&self) {
+        let start = self.mempool_at_start;
+        let mut last = 0.0;
+        let back = wait_for(Duration::from_secs(15), || {
+            last = self.metric(MEMPOOL);
+            (last == start).then_some(())
+        });
+        assert!(
+            back.is_some(),
+            "mbufs leaked: {start} free at start, {last} now ({} missing)",
+            start - last
+        );
     }
 
     /// The process id (`ip netns exec` execs ferrovs, so it is ferrovs's).
@@ -460,8 +485,10 @@ impl Ferrovs {
         sample(&self.metrics(), series)
     }
 
-    /// Sends SIGTERM and waits up to 20 s for the exit status.
+    /// Checks that no mbuf leaked, sends SIGTERM and waits up to 20 s for the exit
+    /// status.
     pub fn stop(mut self) -> ExitStatus {
+        self.assert_mempool_conserved();
         self.terminate()
             .expect("ferrovs did not exit within 20 s of SIGTERM")
     }
