@@ -199,7 +199,7 @@ fn downloads_survive_an_instance_killed_and_restarted() {
         .lines()
         .filter(|l| l.contains("198.18.0.10"))
         .count();
-    let b_copies = wait_for(Duration::from_secs(3), || {
+    let b_copies = wait_for(Duration::from_secs(10), || {
         let n = p
             .ctl("lb2", &["conns", "--state", "ESTABLISHED"])
             .lines()
