@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 
 const NAT_VIP: &str = "198.18.0.100";
 const FULLNAT_VIP: &str = "198.18.0.101";
-/// `/big` is downloaded at `RATE`: about 10 s a download.
+/// `/big` is downloaded at `RATE`: about 25 s a download, long enough that a
+/// loaded machine still has every download running when A is killed.
 const BIG: usize = 1_000_000;
-const RATE: &str = "100k";
+const RATE: &str = "40k";
 const DOWNLOADS_PER_MODE: usize = 12;
 
 fn services() -> String {
@@ -151,6 +152,17 @@ impl Pair {
     }
 }
 
+/// The client endpoints (`addr:port`) of the lines of `ctl conns` output that
+/// carry a client of the test.
+fn established_clients(conns: &str) -> std::collections::BTreeSet<String> {
+    conns
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .filter(|c| c.starts_with("198.18.0.10:"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// `member`'s gauge of a shared address.
 fn carries(f: &Ferrovs, address: &str) -> bool {
     f.metric(&format!(
@@ -194,23 +206,26 @@ fn downloads_survive_an_instance_killed_and_restarted() {
     p.lab
         .spawn("downloads", &p.client, &["bash", "-c", &script]);
     std::thread::sleep(Duration::from_secs(2));
-    let a_conns = p
-        .ctl("lb1", &["conns", "--state", "ESTABLISHED"])
-        .lines()
-        .filter(|l| l.contains("198.18.0.10"))
-        .count();
+    // Every download A carries as ESTABLISHED must have its copy at B (compared
+    // by client endpoint, so downloads still starting or ending don't matter).
+    let a_conns = wait_for(Duration::from_secs(10), || {
+        let set = established_clients(&p.ctl("lb1", &["conns", "--state", "ESTABLISHED"]));
+        (set.len() >= 2 * DOWNLOADS_PER_MODE).then_some(set)
+    })
+    .unwrap_or_else(|| panic!("A carries the downloads:\n{}", p.ctl("lb1", &["conns"])))
+    .len();
     let b_copies = wait_for(Duration::from_secs(10), || {
-        let n = p
-            .ctl("lb2", &["conns", "--state", "ESTABLISHED"])
-            .lines()
-            .filter(|l| l.contains("198.18.0.10"))
-            .count();
-        (n >= 2 * DOWNLOADS_PER_MODE).then_some(n)
+        let a_set = established_clients(&p.ctl("lb1", &["conns", "--state", "ESTABLISHED"]));
+        let b_set = established_clients(&p.ctl("lb2", &["conns", "--state", "ESTABLISHED"]));
+        a_set.is_subset(&b_set).then_some(b_set.len())
     })
     .unwrap_or_else(|| {
         panic!(
-            "B has copies of A's connections:\n{}",
-            p.ctl("lb2", &["sync"])
+            "B has copies of A's connections:\nA:\n{}\n{}\nB:\n{}\n{}",
+            p.ctl("lb1", &["sync"]),
+            p.ctl("lb1", &["conns"]),
+            p.ctl("lb2", &["sync"]),
+            p.ctl("lb2", &["conns"])
         )
     });
     println!("A carries {a_conns} downloads; B holds {b_copies} copies");
