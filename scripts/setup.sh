@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for ferrovs: build dependencies (DPDK 22.11, libclang),
-# the tools the tests and the demo drive (iproute2, ethtool, nginx, wrk, curl,
+# the tools the tests and the demo drive (iproute2, ethtool, nginx, wrk, curl, hping3,
 # promtool, ...), and 2 MB hugepages. Safe to run again. Needs root.
 set -euo pipefail
 
@@ -15,6 +15,11 @@ packages=(
     # tests and demo
     iproute2 iptables ethtool iputils-ping arping curl nginx-light wrk prometheus
     python3 python3-scapy tshark tcpdump netcat-openbsd procps util-linux linux-perf bird2
+    # health-check peers: dnsmasq's binary alone (no system service on port 53),
+    # openssl for the TLS test's certificates
+    dnsmasq-base openssl
+    # the edge-defence tests' SYN flood
+    hping3
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 /// Exit code for a user error (bad config, bad arguments).
 const EXIT_USER: u8 = 1;
-/// Exit code for an internal or environment error (DPDK, sockets).
+/// Exit code for an internal or environment error (DPDK, sockets); for
+/// `import-keepalived`, a file that cannot be read or parsed.
 const EXIT_INTERNAL: u8 = 2;
+/// `import-keepalived`: the services are printed, but something of the
+/// keepalived configuration was not carried over (named on stderr).
+const EXIT_NOT_CARRIED: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +46,14 @@ enum Command {
     },
     /// Talk to a running ferrovs through its control socket.
     Ctl(ferrovs::ctl::cli::CtlArgs),
+    /// Print the virtual servers of a keepalived configuration as ferrovs
+    /// `services:` YAML; name on stderr, as FILE:LINE, everything not carried
+    /// over. Exit 0: everything carried; 1: something was not; 2: the file cannot
+    /// be read or parsed.
+    ImportKeepalived {
+        /// The keepalived configuration (keepalived.conf; includes are followed).
+        file: PathBuf,
+    },
     /// Write the man pages and shell completions (for packaging).
     #[command(hide = true)]
     GenDocs {
@@ -72,6 +84,23 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{}: {e}", out.display());
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        },
+        Command::ImportKeepalived { file } => match ferrovs_core::keepalived::import_file(&file) {
+            Ok(import) => {
+                print!("{}", import.yaml);
+                for note in &import.notes {
+                    eprintln!("{note}");
+                }
+                if import.notes.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(EXIT_NOT_CARRIED)
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
                 ExitCode::from(EXIT_INTERNAL)
             }
         },

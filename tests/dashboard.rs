@@ -25,13 +25,14 @@ services:
     port: 80
     protocol: tcp
     mode: nat
+    sorry_server: { address: 198.18.0.99 }
     real_servers:
       - { address: 198.18.0.10, port: 8080 }
 ";
 
 /// Metric name -> Prometheus type, and every label name, from a rendered
-/// `/metrics` of a collector with one port, two workers, one service and one real
-/// server (a family without samples is not rendered).
+/// `/metrics` of a collector with one port, two workers, one service with one real
+/// server and a sorry server (a family without samples is not rendered).
 fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
     let cfg = fixture::parse(&fixture::appliance(SERVICES));
     let services = Services::from_config(&cfg);

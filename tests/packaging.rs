@@ -42,7 +42,7 @@ fn gen_docs_writes_a_page_and_completions_for_every_command() {
     let top = commands(&["--help"]);
     assert_eq!(
         top,
-        ["run", "check-config", "ctl"],
+        ["run", "check-config", "ctl", "import-keepalived"],
         "gen-docs must stay hidden"
     );
     let ctl = commands(&["ctl", "--help"]);

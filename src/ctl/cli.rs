@@ -147,6 +147,13 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The running services as a `services:` YAML document, ready for the
+    /// configuration file, like `ipvsadm -S` (changes made with ctl included).
+    Save {
+        /// Print the services as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs one `ferrovs ctl` command and returns its exit code.
@@ -234,6 +241,7 @@ pub fn request(cmd: &CtlCommand) -> Result<Request, InputError> {
         CtlCommand::Withdraw { vip } => Request::Withdraw { vip: *vip },
         CtlCommand::Announce { vip } => Request::Announce { vip: *vip },
         CtlCommand::Sync { .. } => Request::Sync {},
+        CtlCommand::Save { .. } => Request::Save {},
     })
 }
 
@@ -288,6 +296,7 @@ pub fn outcome(cmd: &CtlCommand, response: &Response) -> Outcome {
         CtlCommand::List { json: true, .. }
             | CtlCommand::Conns { json: true, .. }
             | CtlCommand::Sync { json: true }
+            | CtlCommand::Save { json: true }
     );
     // The protocol's types always serialise.
     let pretty = || serde_json::to_string_pretty(response).unwrap_or_default() + "\n";
@@ -322,10 +331,25 @@ pub fn outcome(cmd: &CtlCommand, response: &Response) -> Outcome {
         }
         (CtlCommand::Sync { .. }, Response::Sync { sync }) => format::sync(sync),
         (CtlCommand::Sync { .. }, _) => return Outcome::unexpected(cmd, response),
-        (_, Response::Done { message }) => format!("{message}\n"),
-        (_, Response::Services { .. } | Response::Conns { .. } | Response::Sync { .. }) => {
-            return Outcome::unexpected(cmd, response)
+        (CtlCommand::Save { json }, Response::Saved { yaml }) => {
+            if !json {
+                yaml.clone()
+            } else {
+                match serde_yaml_ng::from_str::<Value>(yaml) {
+                    Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+                    Err(_) => return Outcome::unexpected(cmd, response),
+                }
+            }
         }
+        (CtlCommand::Save { .. }, _) => return Outcome::unexpected(cmd, response),
+        (_, Response::Done { message }) => format!("{message}\n"),
+        (
+            _,
+            Response::Services { .. }
+            | Response::Conns { .. }
+            | Response::Sync { .. }
+            | Response::Saved { .. },
+        ) => return Outcome::unexpected(cmd, response),
     };
     Outcome::ok(stdout)
 }
@@ -335,6 +359,7 @@ fn status(response: &Response) -> &'static str {
         Response::Services { .. } => "services",
         Response::Conns { .. } => "conns",
         Response::Sync { .. } => "sync",
+        Response::Saved { .. } => "saved",
         Response::Done { .. } => "done",
         Response::Error { .. } => "error",
     }
@@ -355,6 +380,7 @@ fn command_name(cmd: &CtlCommand) -> &'static str {
         CtlCommand::Withdraw { .. } => "withdraw",
         CtlCommand::Announce { .. } => "announce",
         CtlCommand::Sync { .. } => "sync",
+        CtlCommand::Save { .. } => "save",
     }
 }
 
@@ -743,6 +769,9 @@ real_servers:
             mode: "nat".into(),
             persistence_s: 0,
             announced: None,
+            quorum: None,
+            available: None,
+            sorry_active: None,
             stats: Default::default(),
             rates: Default::default(),
             real_servers: vec![],
@@ -789,6 +818,39 @@ real_servers:
         assert!(out.stdout.contains("raise --limit"));
         let out = outcome(&cmd(&["conns", "--json"]), &conns);
         assert!(out.stdout.contains("\"worker\": 1"), "{}", out.stdout);
+    }
+
+    #[test]
+    fn save_prints_the_services_yaml_or_json() {
+        let yaml = "services:\n- name: web\n  vip: 198.18.0.100\n  port: 80\n".to_string();
+        let saved = Response::Saved { yaml: yaml.clone() };
+        assert_eq!(request(&cmd(&["save"])).unwrap(), Request::Save {});
+        let out = outcome(&cmd(&["save"]), &saved);
+        assert_eq!((out.code, out.stdout.as_str()), (EXIT_OK, yaml.as_str()));
+        let out = outcome(&cmd(&["save", "--json"]), &saved);
+        let json: Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(json["services"][0]["port"], 80);
+        let out = outcome(
+            &cmd(&["save"]),
+            &Response::Sync {
+                sync: super::super::proto::SyncView {
+                    listen: String::new(),
+                    ready: true,
+                    peers: vec![],
+                    datagrams_sent: 0,
+                    datagrams_received: 0,
+                    records_sent: 0,
+                    records_received: 0,
+                    installed: 0,
+                    refused: 0,
+                    lost: 0,
+                    dropped: vec![],
+                    shared: vec![],
+                },
+            },
+        );
+        assert_eq!(out.code, EXIT_UNREACHABLE);
+        assert_eq!(outcome(&cmd(&["list"]), &saved).code, EXIT_UNREACHABLE);
     }
 
     #[test]

@@ -70,14 +70,14 @@ pub fn services(services: &[ServiceView], view: ListView) -> String {
                 out.line(service_line(s));
                 let forward = forward_name(&s.mode);
                 for r in &s.real_servers {
+                    let health = match (r.sorry, r.up) {
+                        (true, _) => "sorry",
+                        (false, true) => "up",
+                        (false, false) => "down",
+                    };
                     out.line(format!(
                         "  -> {:<rs$} {:<7} {:<6} {:<10} {:<10} {}",
-                        r.address,
-                        forward,
-                        r.weight,
-                        r.active_conns,
-                        r.inactive_conns,
-                        if r.up { "up" } else { "down" },
+                        r.address, forward, r.weight, r.active_conns, r.inactive_conns, health,
                     ));
                 }
             }
@@ -222,6 +222,15 @@ fn service_line(s: &ServiceView) -> String {
         Some(false) => line.push_str(" withdrawn"),
         None => {}
     }
+    if let Some(quorum) = s.quorum {
+        line.push_str(&format!(" quorum {quorum}"));
+        if s.available.is_some_and(|a| a < u64::from(quorum)) {
+            line.push_str(" lost");
+        }
+    }
+    if s.sorry_active == Some(true) {
+        line.push_str(" sorry");
+    }
     line.push_str(&format!(" name {}", s.name));
     line
 }
@@ -361,6 +370,7 @@ mod tests {
     fn rs(address: &str, weight: u32, up: bool, active: u64, inactive: u64) -> RealServerView {
         RealServerView {
             address: address.into(),
+            sorry: false,
             weight,
             up,
             active_conns: active,
@@ -370,13 +380,18 @@ mod tests {
         }
     }
 
-    /// IPv4: a FULLNAT service with a down and a draining server, a persistent UDP
-    /// service, and a service without real servers.
+    /// IPv4: a FULLNAT service with a down and a draining server, below its quorum
+    /// of 2 so that its sorry server serves, a persistent UDP service, and a service
+    /// without real servers.
     fn ipv4() -> Vec<ServiceView> {
         let mut web = vec![
             rs("198.19.0.10:8080", 1, true, 3, 12),
             rs("198.19.0.11:8080", 2, false, 0, 0),
             rs("198.19.0.12:8080", 0, true, 1, 250),
+            RealServerView {
+                sorry: true,
+                ..rs("198.19.0.99:8080", 1, true, 2, 0)
+            },
         ];
         web[0].stats = stats(1_234, 56_789, 45_678, 99_999_999, 100_000_000);
         web[0].rates = rates(12.4, 870.5, 640.0, 1_048_576.0, 123_456_789.0);
@@ -400,6 +415,9 @@ mod tests {
                 mode: "fullnat".into(),
                 persistence_s: 0,
                 announced: None,
+                quorum: Some(2),
+                available: Some(1),
+                sorry_active: Some(true),
                 stats: stats(
                     1_000_001_233,
                     1_000_056_789,
@@ -418,6 +436,9 @@ mod tests {
                 mode: "nat".into(),
                 persistence_s: 60,
                 announced: None,
+                quorum: Some(1),
+                available: Some(1),
+                sorry_active: None,
                 stats: stats(42, 84, 84, 5_376, 10_752),
                 rates: rates(1.0, 2.0, 2.0, 128.0, 256.0),
                 real_servers: dns,
@@ -430,6 +451,9 @@ mod tests {
                 mode: "dr".into(),
                 persistence_s: 0,
                 announced: None,
+                quorum: Some(0),
+                available: Some(0),
+                sorry_active: None,
                 stats: Stats::default(),
                 rates: Rates::default(),
                 real_servers: vec![],
@@ -453,6 +477,10 @@ mod tests {
             mode: "tunnel".into(),
             persistence_s: 900,
             announced: None,
+            // As an older ferrovs answers: no quorum shown.
+            quorum: None,
+            available: None,
+            sorry_active: None,
             stats: stats(11, 201, 150, 14_060, 180_000),
             rates: rates(0.2, 3.6, 2.8, 2_100.0, 30_000.0),
             real_servers: servers,
@@ -503,11 +531,15 @@ mod tests {
         list[1].announced = Some(false);
         let text = services(&list, ListView::Plain);
         assert!(
-            text.contains("TCP  198.18.0.100:80 wrr (fullnat) announced name web\n"),
+            text.contains(
+                "TCP  198.18.0.100:80 wrr (fullnat) announced quorum 2 lost sorry name web\n"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("UDP  198.18.0.53:53 sh (nat) persistent 60 withdrawn name dns\n"),
+            text.contains(
+                "UDP  198.18.0.53:53 sh (nat) persistent 60 withdrawn quorum 1 name dns\n"
+            ),
             "{text}"
         );
         // Without `announce` nothing changes (the golden files).

@@ -93,6 +93,8 @@ pub enum Request {
     },
     /// Connection sync's status.
     Sync {},
+    /// The running services as a `services:` YAML document (`ipvsadm -S`).
+    Save {},
 }
 
 /// The server's answer.
@@ -115,6 +117,12 @@ pub enum Response {
     Sync {
         /// The status; absent when `sync` is not configured.
         sync: SyncView,
+    },
+    /// `save`: the running services, a `services:` YAML document that a
+    /// configuration file can hold as it is.
+    Saved {
+        /// The YAML text.
+        yaml: String,
     },
     /// A mutation or reload took effect; `message` says what changed.
     Done {
@@ -178,6 +186,19 @@ pub struct ServiceView {
     /// configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announced: Option<bool>,
+    /// The fewest available real servers (up, weight above 0) the service wants:
+    /// below it the VIP is withdrawn (`announce`) and a sorry server takes over.
+    /// Absent from older ferrovs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+    /// Real servers available now (up, weight above 0), the sorry server not
+    /// counted. Absent from older ferrovs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<u64>,
+    /// The sorry server takes the new connections (quorum lost); absent when the
+    /// service has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_active: Option<bool>,
     /// Its real servers' counters summed, all workers.
     pub stats: Stats,
     /// Its real servers' rates summed.
@@ -191,6 +212,10 @@ pub struct ServiceView {
 pub struct RealServerView {
     /// "IP:PORT".
     pub address: String,
+    /// The service's sorry server (keepalived's `sorry_server`), listed last: its
+    /// weight is 1 while it takes the new connections, else 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sorry: bool,
     /// Current weight; 0 = drained.
     pub weight: u32,
     /// Health: false when checks (or passive detection) took it out.

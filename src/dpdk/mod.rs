@@ -27,6 +27,36 @@ pub use ring::{handoff_ring, RingConsumer, RingProducer};
 use std::ffi::CStr;
 use std::fmt;
 
+/// Marks every descriptor the process has open close-on-exec, so that a program
+/// ferrovs starts (an `exec` health check, run as another user) inherits none of
+/// them: DPDK opens some without `O_CLOEXEC` (hugepage files, VFIO, TAP devices),
+/// and a check command must not reach packet memory or a NIC. Called before each
+/// spawn, from the management core; a descriptor opened between this and the spawn
+/// by another thread would still be inherited, which none of ferrovs's own threads
+/// does (Rust opens everything close-on-exec).
+pub fn close_descriptors_on_exec() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::BorrowedFd;
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: `fd` was open when listed, and is borrowed for two fcntl calls
+        // only. Had another thread closed it since, fcntl fails with EBADF; had the
+        // number been reused, that descriptor becomes close-on-exec, which is what
+        // every descriptor here should be anyway.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(bits) = fcntl(borrowed, FcntlArg::F_GETFD) {
+            let flags = FdFlag::from_bits_truncate(bits) | FdFlag::FD_CLOEXEC;
+            let _ = fcntl(borrowed, FcntlArg::F_SETFD(flags));
+        }
+    }
+}
+
 /// A failed DPDK call: which call, and the errno-style code DPDK returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpdkError {

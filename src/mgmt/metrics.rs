@@ -464,7 +464,17 @@ impl Telemetry {
                 up.sample(&labels, if r.up { 1.0 } else { 0.0 });
             }
         }
-        out.extend([active.0, inactive.0, weight.0, up.0]);
+        let mut sorry = Family::gauge(
+            "service_sorry_active",
+            "1 while the service's sorry server takes the new connections (fewer available real servers than its quorum, or none), else 0; only services with a sorry server",
+        );
+        for s in services.iter().filter(|s| s.sorry_server().is_some()) {
+            sorry.sample(
+                &[("service", &s.name)],
+                if s.sorry_active { 1.0 } else { 0.0 },
+            );
+        }
+        out.extend([active.0, inactive.0, weight.0, up.0, sorry.0]);
         out
     }
 }
@@ -533,6 +543,31 @@ mod tests {
             "ferrovs_build_info",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "missing {name}");
+        }
+    }
+
+    #[test]
+    fn a_sorry_server_is_a_real_server_series_and_its_service_says_when_it_serves() {
+        let services =
+            "services:\n  - { name: web, vip: 198.18.0.100, port: 80, protocol: tcp, mode: nat, \
+            sorry_server: { address: 198.19.0.99 }, real_servers: [{ address: 198.19.0.10 }] }\n";
+        let cfg = ferrovs_core::fixture::parse(&ferrovs_core::fixture::appliance(services));
+        let mut slots = ferrovs_core::service::Slots::default();
+        slots.assign(&cfg, 0, |_, _| false).unwrap();
+        let t = telemetry();
+        let reg = Registry::new();
+        let shared = t.services.clone();
+        reg.register(Box::new(t)).unwrap();
+        for (up, sorry, weight) in [(true, 0, 0), (false, 1, 1)] {
+            *shared.lock().unwrap() = Arc::new(Services::build(&cfg, &slots, |_, _, _| up));
+            let text = render(&reg);
+            for line in [
+                format!("ferrovs_service_sorry_active{{service=\"web\"}} {sorry}"),
+                format!("ferrovs_real_server_weight{{service=\"web\",real_server=\"198.19.0.99:80\"}} {weight}"),
+                "ferrovs_real_server_up{service=\"web\",real_server=\"198.19.0.99:80\"} 1".into(),
+            ] {
+                assert!(text.contains(&line), "missing {line} in\n{text}");
+            }
         }
     }
 

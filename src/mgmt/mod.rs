@@ -469,6 +469,10 @@ impl Management {
             Request::Withdraw { vip } => self.operator_announce(vip, true),
             Request::Announce { vip } => self.operator_announce(vip, false),
             Request::Sync {} => self.sync_view(),
+            Request::Save {} => match self.state.services_yaml() {
+                Ok(yaml) => Response::Saved { yaml },
+                Err(e) => Response::Error { errors: vec![e] },
+            },
         }
     }
 
@@ -618,6 +622,7 @@ impl Management {
                         rates = rates::add(rates, rt);
                         proto::RealServerView {
                             address: endpoint(r.addr, r.port),
+                            sorry: r.sorry,
                             weight: r.weight,
                             up: r.up,
                             active_conns: active,
@@ -635,6 +640,9 @@ impl Management {
                     mode: s.mode.name().to_string(),
                     persistence_s: s.persistence_ms / 1000,
                     announced: self.announcer.as_ref().map(|a| a.is_announced(s.vip)),
+                    quorum: Some(s.quorum),
+                    available: Some(s.available() as u64),
+                    sorry_active: s.sorry_server().map(|_| s.sorry_active),
                     stats,
                     rates,
                     real_servers,

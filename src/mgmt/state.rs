@@ -78,6 +78,19 @@ impl ConfigState {
         self.version
     }
 
+    /// The running services as a `services:` YAML document (`ferrovs ctl save`):
+    /// the items as the file wrote them, with the changes made by ctl since, so
+    /// that a configuration holding it runs the same services.
+    pub fn services_yaml(&self) -> Result<String, String> {
+        let services = match self.doc.get("services") {
+            Some(Value::Sequence(items)) => Value::Sequence(items.clone()),
+            _ => Value::Sequence(Vec::new()),
+        };
+        let mut doc = Mapping::new();
+        doc.insert(Value::from("services"), services);
+        serde_yaml_ng::to_string(&Value::Mapping(doc)).map_err(|e| e.to_string())
+    }
+
     /// The data-plane snapshot of the running configuration with `health`.
     pub fn snapshot(&self, health: &HealthMap) -> Dataplane {
         let services = Services::build(&self.config, &self.slots, |s, a, p| {
@@ -154,6 +167,11 @@ impl ConfigState {
                 "persistence needs the template table, allocated only when a persistent service exists at start-up: restart ferrovs".into(),
             );
         }
+        if !self.limits.translation && new_needs_translation(&new) {
+            refused.push(
+                "syn_proxy and proxy_protocol need the connections' translation records, allocated only when a service uses them (or connections.syn_proxy_above is set) at start-up: restart ferrovs".into(),
+            );
+        }
         if !refused.is_empty() {
             return Err(refused);
         }
@@ -168,6 +186,14 @@ impl ConfigState {
         self.version += 1;
         Ok(changes)
     }
+}
+
+/// Whether a configuration has a service whose connections' sequence numbers
+/// are translated.
+fn new_needs_translation(cfg: &Config) -> bool {
+    cfg.services
+        .iter()
+        .any(|s| s.proxy_protocol != config::ProxyProtocol::None)
 }
 
 /// Human-readable differences between two configurations' reloadable parts.
@@ -208,6 +234,26 @@ fn describe_changes(old: &Config, new: &Config) -> Vec<String> {
                             s.name, r.weight
                         )),
                         Some(_) => {}
+                    }
+                }
+                for r in &s.real_servers {
+                    let old = o
+                        .real_servers
+                        .iter()
+                        .find(|x| (x.address, x.port) == (r.address, r.port));
+                    if let Some(x) = old.filter(|x| {
+                        (x.max_connections, x.min_connections)
+                            != (r.max_connections, r.min_connections)
+                    }) {
+                        out.push(format!(
+                            "service {}: real server {} max_connections {} -> {}, min_connections {} -> {} (new connections)",
+                            s.name,
+                            endpoint(r.address, r.port),
+                            x.max_connections,
+                            r.max_connections,
+                            x.min_connections,
+                            r.min_connections
+                        ));
                     }
                 }
                 for r in &o.real_servers {
@@ -480,6 +526,35 @@ mod tests {
         let snap = s.snapshot(&HealthMap::new());
         assert_eq!(snap.version, s.version());
         assert_eq!(snap.services.by_name("web").unwrap().real_servers.len(), 2);
+    }
+
+    #[test]
+    fn save_gives_back_the_running_services() {
+        let dir = TempDir::new("state-save");
+        let mut s = state(&dir, BASE);
+        let never = |_: u16, _: u64| false;
+        s.edit(set_weight("web", "198.19.0.10:80", 0), never)
+            .unwrap();
+        let sorry = json!({"name": "dns", "vip": "198.19.0.101", "port": 53, "protocol": "udp",
+            "mode": "nat", "quorum": 2, "sorry_server": {"address": "198.19.0.99"},
+            "health_check": {"type": "dns", "query_name": "example.org", "query_type": "A"},
+            "real_servers": [{"address": "198.19.0.10"}]});
+        s.edit(add_service(&sorry), never).unwrap();
+        let saved = s.services_yaml().unwrap();
+        assert!(saved.starts_with("services:\n"), "{saved}");
+        // A configuration holding the saved document runs the same services.
+        let head = &BASE[..BASE.find("services:").unwrap()];
+        let again = config::parse(
+            &format!("{head}{saved}"),
+            "saved.yaml",
+            &HostFacts::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{saved}"));
+        assert_eq!(again.services, s.config.services);
+        assert_eq!(again.services[0].real_servers[0].weight, 0);
+        // No services at all: still a document a configuration can hold.
+        let empty = state(&dir, &BASE[..BASE.find("services:").unwrap()]);
+        assert_eq!(empty.services_yaml().unwrap(), "services: []\n");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - [`conn`]: the per-worker connection table, IPVS TCP states and timeouts,
 //!   timer wheel, persistence templates.
 //! - [`config`]: YAML loading and validation with `FILE:LINE:COL` errors.
+//! - [`keepalived`]: keepalived's configuration syntax, and its virtual servers
+//!   as ferrovs services (`ferrovs import-keepalived`).
+//! - [`access`]: a service's access lists and per-source rate limit.
 //! - [`service`]: virtual services and real servers as the data plane sees them.
 //! - [`steer`]: which worker owns a connection, and the NIC steering rules that
 //!   follow from it.
@@ -28,11 +31,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod config;
 pub mod conn;
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
 pub mod forward;
+pub mod keepalived;
 pub mod net;
 pub mod packet;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 //! handed out by [`Slots`], which keeps them across configuration changes: a service
 //! or real server that stays keeps its slot (and so its counters and connections).
 
+use crate::access::Access;
 use crate::config::{self, Config};
 use crate::conn::{Mode, Proto};
 use crate::sched::{SchedOptions, SchedulerKind, ServerId};
@@ -26,6 +27,14 @@ pub struct RealServer {
     pub weight: u32,
     /// Health: false when checks took the server out (no new connections).
     pub up: bool,
+    /// The service's sorry server (keepalived's `sorry_server`), always last in the
+    /// list: never scheduled, only chosen while the service's `sorry_active`. Its
+    /// weight is 1 then, else 0; it is never health-checked.
+    pub sorry: bool,
+    /// `max_connections`, all workers together; 0 = no limit.
+    pub max_connections: u32,
+    /// `min_connections`, all workers together; 0 = three quarters of the maximum.
+    pub min_connections: u32,
 }
 
 impl RealServer {
@@ -64,17 +73,46 @@ pub struct Service {
     pub quorum: u32,
     /// Any TCP packet that matches no connection may open one (IPVS `sloppy_tcp`).
     pub sloppy: bool,
-    /// Real servers in configuration order, drained and down ones included.
+    /// Real servers in configuration order, drained and down ones included, then
+    /// the sorry server if there is one.
     pub real_servers: Vec<RealServer>,
+    /// The sorry server takes every new connection: fewer real servers are
+    /// available than `quorum`, or none is (keepalived: quorum lost).
+    pub sorry_active: bool,
+    /// Who may open connections, and how fast.
+    pub access: Access,
+    /// The Proxy Protocol header sent ahead of a client's data.
+    pub proxy_protocol: config::ProxyProtocol,
 }
 
 impl Service {
-    /// Real servers that take new connections: up and with a weight.
+    /// Whether the service's connections have their sequence numbers translated
+    /// (see `conn::xlate`).
+    #[inline]
+    pub fn translates(&self) -> bool {
+        self.proxy_protocol != config::ProxyProtocol::None
+    }
+}
+
+impl Service {
+    /// The real servers the scheduler chooses from: all but the sorry server.
+    #[inline]
+    pub fn pool(&self) -> &[RealServer] {
+        match self.real_servers.last() {
+            Some(last) if last.sorry => &self.real_servers[..self.real_servers.len() - 1],
+            _ => &self.real_servers,
+        }
+    }
+
+    /// The sorry server, if the service has one.
+    pub fn sorry_server(&self) -> Option<&RealServer> {
+        self.real_servers.last().filter(|r| r.sorry)
+    }
+
+    /// Real servers that take new connections: up and with a weight (the sorry
+    /// server is not counted).
     pub fn available(&self) -> usize {
-        self.real_servers
-            .iter()
-            .filter(|r| r.up && r.weight > 0)
-            .count()
+        self.pool().iter().filter(|r| r.up && r.weight > 0).count()
     }
 
     /// Whether enough real servers are available for the VIP to be announced.
@@ -172,11 +210,7 @@ impl Slots {
         let wanted_rs: std::collections::HashSet<(String, IpAddr, u16)> = cfg
             .services
             .iter()
-            .flat_map(|s| {
-                s.real_servers
-                    .iter()
-                    .map(move |r| (s.name.clone(), r.address, r.port))
-            })
+            .flat_map(|s| endpoints(s).map(move |(a, p)| (s.name.clone(), a, p)))
             .collect();
         let gone: Vec<(String, IpAddr, u16)> = self
             .real_servers
@@ -202,8 +236,8 @@ impl Slots {
                 };
                 self.services.insert(s.name.clone(), slot);
             }
-            for r in &s.real_servers {
-                let key = (s.name.clone(), r.address, r.port);
+            for (address, port) in endpoints(s) {
+                let key = (s.name.clone(), address, port);
                 if self.real_servers.contains_key(&key) {
                     continue;
                 }
@@ -237,6 +271,15 @@ impl Slots {
     }
 }
 
+/// Every server of a service that has a slot: its real servers, then its sorry
+/// server.
+fn endpoints(s: &config::ServiceConfig) -> impl Iterator<Item = (IpAddr, u16)> + '_ {
+    s.real_servers
+        .iter()
+        .map(|r| (r.address, r.port))
+        .chain(s.sorry_server.map(|o| (o.address, o.port)))
+}
+
 /// All services, indexed by slot and by (VIP, port, protocol).
 #[derive(Debug, Clone, Default)]
 pub struct Services {
@@ -262,7 +305,41 @@ impl Services {
         let list: Vec<Service> = cfg
             .services
             .iter()
-            .map(|s| Service {
+            .map(|s| {
+                let mut real_servers: Vec<RealServer> = s
+                    .real_servers
+                    .iter()
+                    .map(|r| RealServer {
+                        slot: slots.real_server(&s.name, r.address, r.port),
+                        addr: r.address,
+                        port: r.port,
+                        weight: r.weight,
+                        up: up(&s.name, r.address, r.port),
+                        sorry: false,
+                        max_connections: r.max_connections,
+                        min_connections: r.min_connections,
+                    })
+                    .collect();
+                // keepalived: quorum is lost below `quorum` or with nothing alive; the
+                // sorry server then replaces the pool.
+                let available = real_servers.iter().filter(|r| r.up && r.weight > 0).count();
+                let sorry_active =
+                    s.sorry_server.is_some() && (available == 0 || available < s.quorum as usize);
+                if let Some(o) = s.sorry_server {
+                    real_servers.push(RealServer {
+                        slot: slots.real_server(&s.name, o.address, o.port),
+                        addr: o.address,
+                        port: o.port,
+                        weight: u32::from(sorry_active),
+                        up: true,
+                        sorry: true,
+                        max_connections: 0,
+                        min_connections: 0,
+                    });
+                }
+                (s, real_servers, sorry_active)
+            })
+            .map(|(s, real_servers, sorry_active)| Service {
                 slot: slots.service(&s.name),
                 name: s.name.clone(),
                 vip: s.vip,
@@ -276,17 +353,10 @@ impl Services {
                 local_addrs: s.local_addresses.clone(),
                 quorum: s.quorum,
                 sloppy: s.sloppy,
-                real_servers: s
-                    .real_servers
-                    .iter()
-                    .map(|r| RealServer {
-                        slot: slots.real_server(&s.name, r.address, r.port),
-                        addr: r.address,
-                        port: r.port,
-                        weight: r.weight,
-                        up: up(&s.name, r.address, r.port),
-                    })
-                    .collect(),
+                real_servers,
+                sorry_active,
+                access: Access::new(&s.access),
+                proxy_protocol: s.proxy_protocol,
             })
             .collect();
         let by_key = list
@@ -362,6 +432,11 @@ impl Services {
     /// Whether any service keeps persistence templates.
     pub fn any_persistence(&self) -> bool {
         self.list.iter().any(|s| s.persistence_ms > 0)
+    }
+
+    /// Whether any service translates its connections' sequence numbers.
+    pub fn any_translation(&self) -> bool {
+        self.list.iter().any(Service::translates)
     }
 }
 

@@ -187,6 +187,16 @@ drop_reasons! {
     /// An ICMP error quoting a packet of a connection but not addressed to that
     /// packet's source.
     IcmpErrorBadDestination => "icmp_error_bad_destination",
+
+    // Edge defence.
+    /// A new connection from a source the service's `allow`/`deny` lists refuse.
+    AclDenied => "acl_denied",
+    /// A new connection from a source over the service's
+    /// `new_connections_per_source` rate.
+    SourceRateLimited => "source_rate_limited",
+    /// No real server can take a new connection because every one that could is at
+    /// its `max_connections`.
+    RealServerOverloaded => "real_server_overloaded",
 }
 
 impl From<crate::packet::ParseError> for DropReason {

@@ -23,10 +23,11 @@ pub use bounds::{MAX_CONFIG_BYTES, MAX_FLOW_DEPTH};
 pub use error::{ConfigError, ConfigErrors};
 pub use host::{parse_cpu_list, HostFacts};
 pub use model::{
-    AnnounceConfig, CheckKind, Config, ConnectionsConfig, EalConfig, ForwardMode,
-    HealthCheckConfig, ManagementConfig, MempoolConfig, NeighborConfig, PortConfig, Protocol,
-    RealServerConfig, RouteConfig, RpFilter, SchedFlag, Scheduler, ServiceConfig, SharedAddress,
-    SyncConfig, Timeouts, UnknownKeyword, WorkersConfig,
+    AccessConfig, AnnounceConfig, CheckKind, Config, ConnectionsConfig, DenyAction, DnsRcode,
+    DnsType, EalConfig, ForwardMode, HealthCheckConfig, ManagementConfig, MempoolConfig,
+    NeighborConfig, PortConfig, Protocol, ProxyProtocol, RealServerConfig, RouteConfig, RpFilter,
+    SchedFlag, Scheduler, ServiceConfig, SharedAddress, SorryServerConfig, SourceRate, SyncConfig,
+    Timeouts, UnknownKeyword, WorkersConfig,
 };
 pub use value::{parse_duration, DeviceError, DurationError, PortDevice};
 

@@ -272,6 +272,59 @@ pub struct ServiceConfig {
     /// IPVS `sloppy_tcp`: any TCP packet that matches no connection opens one, not
     /// only a SYN, so a flow that another instance carried until now continues.
     pub sloppy: bool,
+    /// keepalived's `sorry_server`: takes the new connections while no real server
+    /// is available or fewer than `quorum` are; never health-checked.
+    pub sorry_server: Option<SorryServerConfig>,
+    /// Who may open connections, and how many a source may open per second.
+    pub access: AccessConfig,
+    /// A Proxy Protocol header (the client's address and port, and the VIP)
+    /// ahead of the client's data to the real server (TCP, NAT and FULLNAT).
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// A service's access lists and per-source limit, checked for every new connection
+/// (live connections are never re-checked, so a change applies to new ones only).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessConfig {
+    /// Sources that may connect; empty = every source not denied.
+    pub allow: Vec<IpNet>,
+    /// Sources that may not connect; wins over `allow`.
+    pub deny: Vec<IpNet>,
+    /// What a refused TCP client gets.
+    pub deny_action: DenyAction,
+    /// At most this many new connections per source address (`count` at once,
+    /// `count` more each `per`); none = no limit.
+    pub new_connections_per_source: Option<SourceRate>,
+}
+
+/// A rate of new connections: `count` per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRate {
+    /// Connections per period, and the most a source may open at once.
+    pub count: u32,
+    /// The period: a second, a minute or an hour.
+    pub per: Duration,
+}
+
+impl fmt::Display for SourceRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// The server new connections go to while a service has no real server to offer
+/// (keepalived's `sorry_server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SorryServerConfig {
+    /// Address, same family as the VIP, not one of the service's real servers.
+    pub address: IpAddr,
+    /// Port; equals the service port in DR and TUNNEL modes.
+    pub port: u16,
 }
 
 /// Health checking of a service's real servers (keepalived-style rise/fall).
@@ -290,13 +343,47 @@ pub struct HealthCheckConfig {
     pub fall: u32,
     /// Port to check instead of the real server's.
     pub port: Option<u16>,
-    /// HTTP: the path requested and the status expected.
+    /// HTTP: the path requested and the status expected; TLS with `tls_get`: the
+    /// path of an HTTP GET over the connection.
     pub path: String,
-    /// HTTP: the status code that counts as a pass; any other fails the check.
+    /// TLS: an HTTP GET of `path` follows the handshake (keepalived's SSL_GET);
+    /// true when `path` is written, else the handshake alone is checked.
+    pub tls_get: bool,
+    /// HTTP, and TLS with a path: the status code that counts as a pass; any other
+    /// fails the check.
     pub expect_status: u16,
     /// Also count connections the server refused (RST to a SYN) or left unanswered
     /// as failed checks.
     pub passive: bool,
+    /// UDP: the datagram sent.
+    pub payload: Vec<u8>,
+    /// UDP: an answer is needed; false passes a server that sent no ICMP port
+    /// unreachable within the timeout (keepalived's UDP_CHECK without
+    /// `require_reply`).
+    pub require_reply: bool,
+    /// UDP: bytes the answer must contain; empty = any answer.
+    pub expect: Vec<u8>,
+    /// DNS: the name asked for.
+    pub query_name: String,
+    /// DNS: the record type asked for.
+    pub query_type: DnsType,
+    /// DNS: the response code that counts as a pass.
+    pub expect_rcode: DnsRcode,
+    /// TLS: the server name sent (SNI) and, with `verify`, checked against the
+    /// certificate; none = no SNI.
+    pub sni: Option<String>,
+    /// TLS: verify the server's certificate (off by default, as keepalived's
+    /// SSL_GET).
+    pub verify: bool,
+    /// TLS with `verify`: the trusted CAs (PEM); none = the system's bundle.
+    pub ca_file: Option<PathBuf>,
+    /// Exec: the program (absolute path) and its arguments, run without a shell.
+    pub command: Vec<String>,
+    /// Exec: the user the command runs as; none only with `run_as_root`.
+    pub user: Option<String>,
+    /// Exec: the configuration says, in so many words, that the command runs as
+    /// root.
+    pub run_as_root: bool,
 }
 
 impl Default for HealthCheckConfig {
@@ -309,9 +396,22 @@ impl Default for HealthCheckConfig {
             fall: 3,
             port: None,
             path: "/".into(),
+            tls_get: false,
             expect_status: 200,
             // Passive checking only accompanies an active check (on by default then).
             passive: false,
+            payload: Vec::new(),
+            require_reply: true,
+            expect: Vec::new(),
+            query_name: ".".into(),
+            query_type: DnsType::Soa,
+            expect_rcode: DnsRcode::NoError,
+            sni: None,
+            verify: false,
+            ca_file: None,
+            command: Vec::new(),
+            user: None,
+            run_as_root: false,
         }
     }
 }
@@ -325,6 +425,12 @@ pub struct RealServerConfig {
     pub port: u16,
     /// Scheduler weight, 0..=65535; 0 takes no new connections (quiesced).
     pub weight: u32,
+    /// IPVS's upper threshold: at this many connections the server takes no new
+    /// ones (split over the workers); 0 = no limit.
+    pub max_connections: u32,
+    /// IPVS's lower threshold: an overloaded server takes new connections again
+    /// below this many; 0 = below three quarters of `max_connections`.
+    pub min_connections: u32,
 }
 
 /// The text did not name one of the allowed keywords.
@@ -397,6 +503,30 @@ macro_rules! keyword_enum {
 }
 
 keyword_enum! {
+    /// What a client whose new connection an access list refuses gets.
+    #[derive(Default)]
+    DenyAction, "deny action" {
+        /// Nothing: the packet is dropped.
+        #[default]
+        Drop = "drop",
+        /// A TCP reset (TCP services only).
+        Rst = "rst",
+    }
+}
+
+keyword_enum! {
+    /// The Proxy Protocol header a service sends its real servers.
+    ProxyProtocol, "proxy protocol" {
+        /// No header.
+        None = "none",
+        /// Version 1, text (`PROXY TCP4 ...`).
+        V1 = "v1",
+        /// Version 2, binary.
+        V2 = "v2",
+    }
+}
+
+keyword_enum! {
     /// The kind of health check.
     CheckKind, "health check type" {
         /// No check: servers are always up.
@@ -405,6 +535,92 @@ keyword_enum! {
         Tcp = "tcp",
         /// An HTTP GET must answer the expected status.
         Http = "http",
+        /// A UDP datagram must be answered (or, without `require_reply`, not refused
+        /// with an ICMP port unreachable).
+        Udp = "udp",
+        /// A DNS query over UDP must be answered with the expected response code.
+        Dns = "dns",
+        /// A TLS handshake must complete (and, with a path, an HTTP GET over it answer
+        /// the expected status): keepalived's SSL_GET.
+        Tls = "tls",
+        /// A command must exit 0 within the timeout: keepalived's MISC_CHECK.
+        Exec = "exec",
+    }
+}
+
+keyword_enum! {
+    /// A DNS record type a `dns` check asks for.
+    DnsType, "DNS query type" {
+        /// IPv4 address (1).
+        A = "A",
+        /// Name server (2).
+        Ns = "NS",
+        /// Canonical name (5).
+        Cname = "CNAME",
+        /// Start of authority (6).
+        Soa = "SOA",
+        /// Pointer (12).
+        Ptr = "PTR",
+        /// Mail exchanger (15).
+        Mx = "MX",
+        /// Text (16).
+        Txt = "TXT",
+        /// IPv6 address (28).
+        Aaaa = "AAAA",
+        /// Service location (33).
+        Srv = "SRV",
+        /// Every type (255).
+        Any = "ANY",
+    }
+}
+
+impl DnsType {
+    /// The type's number on the wire (RFC 1035, 3596, 2782).
+    pub const fn code(self) -> u16 {
+        match self {
+            DnsType::A => 1,
+            DnsType::Ns => 2,
+            DnsType::Cname => 5,
+            DnsType::Soa => 6,
+            DnsType::Ptr => 12,
+            DnsType::Mx => 15,
+            DnsType::Txt => 16,
+            DnsType::Aaaa => 28,
+            DnsType::Srv => 33,
+            DnsType::Any => 255,
+        }
+    }
+}
+
+keyword_enum! {
+    /// A DNS response code (RFC 1035 section 4.1.1).
+    DnsRcode, "DNS response code" {
+        /// 0: no error.
+        NoError = "NOERROR",
+        /// 1: format error.
+        FormErr = "FORMERR",
+        /// 2: server failure.
+        ServFail = "SERVFAIL",
+        /// 3: the name does not exist.
+        NxDomain = "NXDOMAIN",
+        /// 4: not implemented.
+        NotImp = "NOTIMP",
+        /// 5: refused.
+        Refused = "REFUSED",
+    }
+}
+
+impl DnsRcode {
+    /// The code's number in the header.
+    pub const fn code(self) -> u8 {
+        match self {
+            DnsRcode::NoError => 0,
+            DnsRcode::FormErr => 1,
+            DnsRcode::ServFail => 2,
+            DnsRcode::NxDomain => 3,
+            DnsRcode::NotImp => 4,
+            DnsRcode::Refused => 5,
+        }
     }
 }
 

@@ -164,6 +164,22 @@ pub(super) struct RawService {
     pub health_check: Option<RawHealthCheck>,
     pub quorum: Option<u64>,
     pub sloppy: Option<bool>,
+    pub sorry_server: Option<RawSorryServer>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub deny_action: Option<String>,
+    pub new_connections_per_source: Option<String>,
+    pub proxy_protocol: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a sorry_server mapping (address, port)"
+)]
+pub(super) struct RawSorryServer {
+    pub address: String,
+    pub port: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +198,20 @@ pub(super) struct RawHealthCheck {
     pub path: Option<String>,
     pub expect_status: Option<u64>,
     pub passive: Option<bool>,
+    pub payload: Option<String>,
+    pub payload_hex: Option<String>,
+    pub require_reply: Option<bool>,
+    pub expect: Option<String>,
+    pub expect_hex: Option<String>,
+    pub query_name: Option<String>,
+    pub query_type: Option<String>,
+    pub expect_rcode: Option<String>,
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub ca_file: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub run_as_root: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +223,8 @@ pub(super) struct RawRealServer {
     pub address: String,
     pub port: Option<u64>,
     pub weight: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub min_connections: Option<u64>,
 }
 
 /// A map whose keys must not repeat: serde keeps the last of two equal keys

@@ -269,17 +269,24 @@ fn design_example_parses_into_expected_values() {
                     address: ip("198.19.0.10"),
                     port: 8080,
                     weight: 1,
+                    max_connections: 0,
+                    min_connections: 0,
                 },
                 RealServerConfig {
                     address: ip("198.19.0.11"),
                     port: 8080,
                     weight: 2,
+                    max_connections: 0,
+                    min_connections: 0,
                 },
             ],
             health_check: HealthCheckConfig::default(),
             quorum: 1,
             sloppy: false,
             sched_flags: vec![],
+            sorry_server: None,
+            access: AccessConfig::default(),
+            proxy_protocol: ProxyProtocol::None,
         }],
         announce: None,
         sync: None,
@@ -388,7 +395,9 @@ services:
         vec![RealServerConfig {
             address: ip("2001:2::10"),
             port: 80,
-            weight: 1
+            weight: 1,
+            max_connections: 0,
+            min_connections: 0,
         }]
     );
     let v4 = &config.services[1];
@@ -1980,4 +1989,429 @@ fn values_once_accepted_but_wrong_are_refused() {
             &[(3, 12, "duplicate key 1: each lcore is mapped once")],
         ),
     ]);
+}
+
+/// A service whose `health_check` (and sorry server) the check-type tests fill in:
+/// line 12 holds CHECK, line 13 SORRY.
+const CHECKS: &str = "eal:
+  cores: [0, 1]
+ports:
+  - { name: lan, device: net_null0, addresses: [\"198.19.0.1/24\"] }
+workers:
+  cores: [1]
+services:
+  - name: web
+    vip: 198.19.0.100
+    port: 80
+    protocol: tcp
+    health_check: CHECK
+    SORRY
+    mode: nat
+    real_servers: [{ address: 198.19.0.10 }, { address: 198.19.0.11, port: 8080 }]
+";
+
+fn with_check(check: &str) -> String {
+    CHECKS.replace("CHECK", check).replace("    SORRY\n", "")
+}
+
+#[test]
+fn udp_dns_tls_and_exec_checks_parse_with_defaults_and_rules() {
+    let check = |text: &str| parse_ok(&with_check(text)).services[0].health_check.clone();
+    let udp = check(r#"{ type: udp, payload: "ping", expect: "pong" }"#);
+    assert_eq!(udp.kind, CheckKind::Udp);
+    assert_eq!(
+        (udp.payload.as_slice(), udp.expect.as_slice()),
+        (&b"ping"[..], &b"pong"[..])
+    );
+    assert!(udp.require_reply && udp.passive);
+    let udp = check(r#"{ type: udp, payload_hex: "de ad:BEEF", require_reply: false }"#);
+    assert_eq!(udp.payload, [0xde, 0xad, 0xbe, 0xef]);
+    assert!(!udp.require_reply && udp.expect.is_empty());
+    assert_eq!(check("{ type: udp }").payload, b"");
+
+    let dns = check("{ type: dns }");
+    assert_eq!(
+        (dns.query_name.as_str(), dns.query_type, dns.expect_rcode),
+        (".", DnsType::Soa, DnsRcode::NoError),
+        "keepalived's DNS_CHECK defaults"
+    );
+    let dns = check("{ type: dns, query_name: www.example.org, query_type: aaaa, expect_rcode: NXDOMAIN, port: 53 }");
+    assert_eq!(
+        (
+            dns.query_name.as_str(),
+            dns.query_type.code(),
+            dns.expect_rcode.code(),
+            dns.port
+        ),
+        ("www.example.org", 28, 3, Some(53))
+    );
+
+    let tls = check("{ type: tls }");
+    assert!(!tls.tls_get && !tls.verify && tls.sni.is_none() && tls.ca_file.is_none());
+    let tls = check("{ type: tls, path: /health, expect_status: 204, sni: www.example.org, verify: true, ca_file: /etc/ssl/ca.pem }");
+    assert!(tls.tls_get && tls.verify);
+    assert_eq!((tls.path.as_str(), tls.expect_status), ("/health", 204));
+    assert_eq!(tls.sni.as_deref(), Some("www.example.org"));
+    assert_eq!(tls.ca_file, Some("/etc/ssl/ca.pem".into()));
+
+    let exec = check(
+        r#"{ type: exec, command: ["/usr/bin/test", "-e", "/run/up"], user: nobody, timeout: 500ms }"#,
+    );
+    assert_eq!(exec.command, ["/usr/bin/test", "-e", "/run/up"]);
+    assert_eq!(
+        (exec.user.as_deref(), exec.run_as_root),
+        (Some("nobody"), false)
+    );
+    let root = check(r#"{ type: exec, command: ["/bin/true"], run_as_root: true }"#);
+    assert_eq!((root.user, root.run_as_root), (None, true));
+
+    // Every rule, at the key it is about (line 12 is the health_check line).
+    let cases: &[(&str, Expected)] = &[
+        (
+            r#"{ type: tcp, payload: "x", query_name: example.org, sni: a.b, command: ["/bin/true"] }"#,
+            &[
+                (
+                    12,
+                    41,
+                    "health_check.payload: only a udp check uses payload",
+                ),
+                (
+                    12,
+                    58,
+                    "health_check.query_name: only a dns check uses query_name",
+                ),
+                (12, 76, "health_check.sni: only a tls check uses sni"),
+                (
+                    12,
+                    90,
+                    "health_check.command: only an exec check uses command",
+                ),
+            ],
+        ),
+        (
+            r#"{ type: udp, payload: "x", payload_hex: "78" }"#,
+            &[(
+                12,
+                59,
+                "health_check.payload_hex: give payload or payload_hex, not both",
+            )],
+        ),
+        (
+            r#"{ type: udp, payload_hex: "7" }"#,
+            &[(12, 45, "health_check.payload_hex: `7` is not hex bytes")],
+        ),
+        (
+            r#"{ type: udp, require_reply: false, expect: "pong" }"#,
+            &[(
+                12,
+                62,
+                "health_check.expect: an expected answer needs require_reply: true",
+            )],
+        ),
+        (
+            "{ type: dns, query_name: \"bad name\", query_type: BOGUS, expect_rcode: OK }",
+            &[
+                (
+                    12,
+                    44,
+                    "health_check.query_name: `bad name` is not a DNS name",
+                ),
+                (
+                    12,
+                    68,
+                    "health_check.query_type: `BOGUS`: unknown DNS query type",
+                ),
+                (
+                    12,
+                    89,
+                    "health_check.expect_rcode: `OK`: unknown DNS response code",
+                ),
+            ],
+        ),
+        (
+            "{ type: tls, expect_status: 200, ca_file: ca.pem }",
+            &[
+                (
+                    12,
+                    47,
+                    "health_check.expect_status: a tls check expects a status only with a path",
+                ),
+                (
+                    12,
+                    61,
+                    "health_check.ca_file: `ca.pem` is not an absolute path",
+                ),
+            ],
+        ),
+        (
+            "{ type: tls, ca_file: /etc/ca.pem }",
+            &[(
+                12,
+                41,
+                "health_check.ca_file: trusted CAs matter only with verify: true",
+            )],
+        ),
+        (
+            "{ type: exec, command: [/bin/true] }",
+            &[(
+                12,
+                19,
+                "health_check.user: an exec check runs its command as the user named here",
+            )],
+        ),
+        (
+            "{ type: exec, command: [/bin/true], user: root }",
+            &[(
+                12,
+                61,
+                "health_check.user: the command would run as root: write run_as_root: true",
+            )],
+        ),
+        (
+            "{ type: exec, command: [/bin/true], user: nobody, run_as_root: true }",
+            &[(
+                12,
+                61,
+                "health_check.user: run_as_root: true runs the command as root",
+            )],
+        ),
+        (
+            "{ type: exec, command: [true, x], user: nobody }",
+            &[(
+                12,
+                43,
+                "health_check.command[0]: `true` is not an absolute path",
+            )],
+        ),
+        (
+            "{ type: exec, command: [], user: nobody }",
+            &[(
+                12,
+                42,
+                "health_check.command: an exec check needs a command",
+            )],
+        ),
+        (
+            "{ type: exec, user: nobody }",
+            &[(
+                12,
+                19,
+                "health_check.command: an exec check needs a command",
+            )],
+        ),
+    ];
+    for (check, expected) in cases {
+        let errors = parse_err(&with_check(check));
+        let expected: Vec<(usize, usize, String)> = expected
+            .iter()
+            .map(|(l, c, m)| (*l, *c, format!("services[0].{m}")))
+            .collect();
+        let expected: Vec<(usize, usize, &str)> = expected
+            .iter()
+            .map(|(l, c, m)| (*l, *c, m.as_str()))
+            .collect();
+        assert_errors(&errors, &expected, check);
+    }
+}
+
+#[test]
+fn a_sorry_server_is_a_server_like_the_real_ones_but_none_of_them() {
+    let with_sorry = |sorry: &str| {
+        CHECKS
+            .replace("    health_check: CHECK\n", "")
+            .replace("SORRY", sorry)
+    };
+    let c = parse_ok(&with_sorry("sorry_server: { address: 198.19.0.99 }"));
+    assert_eq!(
+        c.services[0].sorry_server,
+        Some(SorryServerConfig {
+            address: ip("198.19.0.99"),
+            port: 80
+        }),
+        "the service port unless written"
+    );
+    let c = parse_ok(&with_sorry(
+        "sorry_server: { address: 198.19.0.10, port: 8081 }",
+    ));
+    assert_eq!(c.services[0].sorry_server.unwrap().port, 8081);
+    let cases: &[(&str, Expected)] = &[
+        (
+            "sorry_server: { address: 198.19.0.11, port: 8080 }",
+            &[(12, 30, "services[0].sorry_server.address: 198.19.0.11:8080 is also a real server of this service")],
+        ),
+        (
+            "sorry_server: { address: 2001:2::9 }",
+            &[(12, 30, "services[0].sorry_server.address: real server 2001:2::9 is IPv6 but the VIP 198.19.0.100 is IPv4")],
+        ),
+        (
+            "sorry_server: { address: 203.0.113.9 }",
+            &[(12, 30, "services[0].sorry_server.address: real server 203.0.113.9 is not routable")],
+        ),
+        (
+            "sorry_server: { address: 198.19.0.99, port: 0 }",
+            &[(12, 49, "services[0].sorry_server.port: 0 is out of range 1..=65535")],
+        ),
+        (
+            "sorry_server: { addr: 198.19.0.99 }",
+            &[(12, 21, "unknown field `addr`")],
+        ),
+    ];
+    for (sorry, expected) in cases {
+        assert_errors(&parse_err(&with_sorry(sorry)), expected, sorry);
+    }
+    // DR cannot rewrite ports, for the sorry server either.
+    let dr = with_sorry("sorry_server: { address: 198.19.0.99, port: 81 }")
+        .replace("mode: nat", "mode: dr")
+        .replace(", port: 8080", "");
+    assert_errors(
+        &parse_err(&dr),
+        &[(
+            12,
+            49,
+            "services[0].sorry_server.port: port 81 differs from the service port 80",
+        )],
+        "dr",
+    );
+}
+
+/// A service whose access keys the edge tests fill in: line 12 holds KEYS, line
+/// 13 the real servers' limits (LIMITS).
+const EDGE: &str = "eal:
+  cores: [0, 1]
+ports:
+  - { name: lan, device: net_null0, addresses: [\"198.19.0.1/24\"] }
+workers:
+  cores: [1]
+services:
+  - name: web
+    vip: 198.19.0.100
+    port: 80
+    protocol: tcp
+    KEYS
+    real_servers: [{ address: 198.19.0.10LIMITS }, { address: 198.19.0.11 }]
+    mode: nat
+";
+
+#[test]
+fn access_lists_rates_and_connection_limits() {
+    let edge = |keys: &str, limits: &str| EDGE.replace("KEYS", keys).replace("LIMITS", limits);
+    let c = parse_ok(&edge(
+        "allow: [198.18.0.0/15, 203.0.113.7]\n    deny: [198.18.7.0/24]\n    deny_action: rst\n    new_connections_per_source: 100/s",
+        ", max_connections: 1000, min_connections: 800",
+    ));
+    let s = &c.services[0];
+    let net = |t: &str| t.parse::<ipnet::IpNet>().unwrap();
+    assert_eq!(
+        s.access,
+        AccessConfig {
+            allow: vec![net("198.18.0.0/15"), net("203.0.113.7/32")],
+            deny: vec![net("198.18.7.0/24")],
+            deny_action: DenyAction::Rst,
+            new_connections_per_source: Some(SourceRate {
+                count: 100,
+                per: Duration::from_secs(1)
+            }),
+        }
+    );
+    assert_eq!(
+        (
+            s.real_servers[0].max_connections,
+            s.real_servers[0].min_connections
+        ),
+        (1000, 800)
+    );
+    assert_eq!(
+        (
+            s.real_servers[1].max_connections,
+            s.real_servers[1].min_connections
+        ),
+        (0, 0),
+        "no limit unless written"
+    );
+    let rate = |text: &str| {
+        parse_ok(&edge(
+            &format!("new_connections_per_source: \"{text}\""),
+            "",
+        ))
+        .services[0]
+            .access
+            .new_connections_per_source
+            .unwrap()
+    };
+    assert_eq!(rate("6/min").to_string(), "6/min");
+    assert_eq!(rate("1/h").per, Duration::from_secs(3600));
+    assert_eq!(rate("1000000/s").count, 1_000_000);
+    assert_eq!(
+        parse_ok(&edge("deny: []", "")).services[0].access,
+        AccessConfig::default()
+    );
+    let cases: &[(&str, &str, &[(usize, usize, &str)])] = &[
+        (
+            "allow: [198.18.0.1/15]",
+            "",
+            &[(12, 13, "services[0].allow[0]: prefix 198.18.0.1/15 has host bits set; did you mean 198.18.0.0/15?")],
+        ),
+        (
+            "deny: [2001:2::/48]",
+            "",
+            &[(12, 12, "services[0].deny[0]: 2001:2::/48 is IPv6 but the VIP 198.19.0.100 is IPv4")],
+        ),
+        (
+            "deny: [10.0.0.0/8, nonsense, 10.0.0.0/8]",
+            "",
+            &[
+                (12, 24, "services[0].deny[1]: `nonsense` is not an address/prefix-length"),
+                (12, 34, "services[0].deny[2]: prefix 10.0.0.0/8 is listed twice"),
+            ],
+        ),
+        (
+            "deny_action: reject",
+            "",
+            &[(12, 18, "services[0].deny_action: `reject`: unknown deny action, expected one of: drop, rst")],
+        ),
+        (
+            "new_connections_per_source: 100",
+            "",
+            &[(12, 33, "services[0].new_connections_per_source: `100` is not a rate: N/s, N/min or N/h")],
+        ),
+        (
+            "new_connections_per_source: 0/s",
+            "",
+            &[(12, 33, "services[0].new_connections_per_source: 0 is out of range 1..=1000000")],
+        ),
+        (
+            "allow: []",
+            ", min_connections: 5",
+            &[(13, 61, "services[0].real_servers[0].min_connections: min_connections says when an overloaded server takes connections again; it needs max_connections")],
+        ),
+        (
+            "allow: []",
+            ", max_connections: 5, min_connections: 5",
+            &[(13, 81, "services[0].real_servers[0].min_connections: 5 is not below max_connections 5")],
+        ),
+        (
+            "allow: []",
+            ", max_connections: 4294967296",
+            &[(13, 61, "services[0].real_servers[0].max_connections: 4294967296 is out of range 0..=4294967295")],
+        ),
+        (
+            "alow: []",
+            "",
+            &[(12, 5, "unknown field `alow`")],
+        ),
+    ];
+    for (keys, limits, expected) in cases {
+        assert_errors(&parse_err(&edge(keys, limits)), expected, keys);
+    }
+    // A reset answers a TCP SYN: a UDP service cannot ask for one.
+    let udp = edge("deny_action: rst", "").replace("protocol: tcp", "protocol: udp");
+    assert_errors(
+        &parse_err(&udp),
+        &[(
+            12,
+            18,
+            "services[0].deny_action: rst answers a TCP SYN; this service is udp",
+        )],
+        "udp",
+    );
 }

@@ -38,6 +38,7 @@ mod persist;
 mod state;
 mod table;
 mod wheel;
+pub mod xlate;
 
 pub use family::{Endpoint, Family};
 pub use key::{shuffle, Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
@@ -48,3 +49,4 @@ pub use table::{
     PreparedConn, StateChange,
 };
 pub use wheel::{MAX_ENTRIES as MAX_CONNECTIONS, SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};
+pub use xlate::SeqAdj;

@@ -48,6 +48,7 @@ use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES};
+use super::xlate::{self, SeqAdj};
 use ferrovs_mem::{prefetch, HugeSlice};
 
 /// Forwarding mode of a connection.
@@ -286,11 +287,19 @@ pub struct Conn<A: Family> {
     proto: Proto,
     mode: Mode,
     state: ConnState,
+    /// [`xlate::flag`] bits: whether the connection's segments are translated
+    /// (SYN proxy, Proxy Protocol) and whether they need the ordinary path.
+    xlate: u8,
     /// Where the wheel has the connection filed.
     timer: TimerPos,
 }
 
 impl<A: Family> Conn<A> {
+    /// [`xlate::flag`] bits: 0 for a connection whose segments pass untranslated.
+    #[inline(always)]
+    pub fn xlate(&self) -> u8 {
+        self.xlate
+    }
     /// The client as it reaches us.
     pub fn client(&self) -> Endpoint<A> {
         self.ends[0][0]
@@ -450,6 +459,9 @@ pub struct ConnTable<A: Family> {
     timeout_ms: TimeoutTable,
     free: FreeSlots,
     len: u32,
+    /// Each slot's sequence-number translation (beside the slab, so that entries
+    /// stay one line); empty until [`ConnTable::enable_translation`].
+    adj: HugeSlice<SeqAdj>,
 }
 
 impl<A: Family> ConnTable<A> {
@@ -481,7 +493,82 @@ impl<A: Family> ConnTable<A> {
             timeout_ms: TimeoutTable::new(timeouts),
             free: FreeSlots::all_free(max).map_err(|_| ConnError::OutOfMemory)?,
             len: 0,
+            adj: HugeSlice::filled(0, SeqAdj::default()).map_err(|_| ConnError::OutOfMemory)?,
         })
+    }
+
+    /// Allocates a translation record for every slot, so that connections can
+    /// have their sequence numbers translated (16 bytes a slot). Done once, at
+    /// start-up, when a service may need it.
+    pub fn enable_translation(&mut self) -> Result<(), ConnError> {
+        if self.adj.len() != self.slab.len() {
+            self.adj = HugeSlice::filled(self.slab.len(), SeqAdj::default())
+                .map_err(|_| ConnError::OutOfMemory)?;
+        }
+        Ok(())
+    }
+
+    /// Whether connections can be translated ([`ConnTable::enable_translation`]).
+    pub fn translates(&self) -> bool {
+        !self.adj.is_empty()
+    }
+
+    /// Connection `id`'s translation, if it is live and translated.
+    #[inline]
+    pub fn translation(&self, id: ConnId) -> Option<&SeqAdj> {
+        match self.get(id) {
+            Some(c) if c.xlate & xlate::flag::ON != 0 => self.adj.get(id.index as usize),
+            _ => None,
+        }
+    }
+
+    /// Connection `id`'s translation, to change it.
+    #[inline]
+    pub fn translation_mut(&mut self, id: ConnId) -> Option<&mut SeqAdj> {
+        match self.get(id) {
+            Some(c) if c.xlate & xlate::flag::ON != 0 => self.adj.get_mut(id.index as usize),
+            _ => None,
+        }
+    }
+
+    /// Gives connection `id` a translation, with [`xlate::flag::ON`] and `flags`
+    /// set in its entry. Fails when the table keeps no translations or the id is
+    /// stale.
+    pub fn set_translation(&mut self, id: ConnId, adj: SeqAdj, flags: u8) -> Result<(), ConnError> {
+        let Some(slot) = self.adj.get_mut(id.index as usize) else {
+            return Err(ConnError::UnknownConn);
+        };
+        match self.slab.get_mut(id.index as usize) {
+            Some(Entry::Live(c)) if c.generation == id.generation => {
+                *slot = adj;
+                c.xlate = xlate::flag::ON | flags;
+                Ok(())
+            }
+            _ => Err(ConnError::UnknownConn),
+        }
+    }
+
+    /// Sets or clears [`xlate::flag::SLOW`] of a translated connection.
+    pub fn set_slow(&mut self, id: ConnId, slow: bool) {
+        if let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) {
+            if c.generation == id.generation && c.xlate != 0 {
+                if slow {
+                    c.xlate |= xlate::flag::SLOW;
+                } else {
+                    c.xlate &= !xlate::flag::SLOW;
+                }
+            }
+        }
+    }
+
+    /// Moves connection `id` to `state` with that state's timeout from `now`
+    /// (a SYN proxy takes a connection through states no packet of the client
+    /// leads to). Returns the state change, or None for a stale id.
+    pub fn set_tcp_state(&mut self, id: ConnId, state: ConnState, now: u64) -> Option<StateChange> {
+        let from = self.get(id)?.state;
+        let expiry = now.saturating_add(self.timeout_ms.ms(state));
+        self.set_state(id, state, expiry, now);
+        Some(StateChange { from, to: state })
     }
 
     /// Live connections.
@@ -668,6 +755,7 @@ impl<A: Family> ConnTable<A> {
             proto: new.proto,
             mode: new.mode,
             state,
+            xlate: 0,
             timer: TimerPos::UNARMED,
         });
         self.len += 1;

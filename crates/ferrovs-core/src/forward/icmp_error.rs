@@ -3,6 +3,7 @@
 //! connection; translating the outer header and the quote lets the far end act on
 //! the error, which is what makes path MTU discovery work through the balancer.
 
+use super::seq::QuotedSeq;
 use super::Translation;
 use crate::conn::Proto;
 use crate::packet::checksum::{self, Delta, Sum};
@@ -143,14 +144,17 @@ pub fn icmp_checksum_verifies(frame: &[u8], info: &FrameInfo, ip: &IpInfo) -> bo
 
 /// Rewrites an ICMP error in place: the outer addresses per `outer` (ports ignored),
 /// the quoted packet's endpoints per `inner` (its IP header checksum and, when the
-/// quote holds it, its TCP/UDP checksum updated incrementally), the outer TTL
-/// decremented and the ICMP checksum recomputed.
+/// quote holds it, its TCP/UDP checksum updated incrementally), a quoted TCP
+/// header's sequence and acknowledgement numbers back to what its sender wrote
+/// when the connection translates them (`seq`), the outer TTL decremented and the
+/// ICMP checksum recomputed.
 pub fn translate_icmp_error(
     frame: &mut [u8],
     info: &FrameInfo,
     ip: &IpInfo,
     outer: &Translation,
     inner: &Translation,
+    seq: Option<&QuotedSeq>,
 ) -> Result<(), DropReason> {
     let (at, flow) = layout(frame, info, ip).ok_or(DropReason::TruncatedL4)?;
     let l3 = usize::from(info.l3_offset);
@@ -214,6 +218,23 @@ pub fn translate_icmp_error(
     if let Some((_, p)) = inner.dst {
         delta = delta.u16(flow.dport, p);
         frame[l4 + 2..l4 + 4].copy_from_slice(&p.to_be_bytes());
+    }
+    if let (Some(map), Proto::Tcp) = (seq, flow.proto) {
+        // The quote holds at least the first 8 bytes: ports and sequence number.
+        if let Some(b) = frame.get_mut(l4 + 4..l4 + 8) {
+            let old = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let new = map.seq(old);
+            b.copy_from_slice(&new.to_be_bytes());
+            delta = delta.u32(old, new);
+        }
+        // The acknowledgement number only when the quote shows the ACK flag.
+        let acked = l4 + 14 <= at.end && frame[l4 + 13] & 0x10 != 0;
+        if let Some(b) = frame.get_mut(l4 + 8..l4 + 12).filter(|_| acked) {
+            let old = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let new = map.ack(old);
+            b.copy_from_slice(&new.to_be_bytes());
+            delta = delta.u32(old, new);
+        }
     }
     let csum_at = l4 + if flow.proto == Proto::Tcp { 16 } else { 6 };
     if csum_at + 2 <= at.end {
@@ -309,6 +330,7 @@ mod tests {
                 src: None,
                 dst: Some((vip, 80)),
             },
+            None,
         )
         .unwrap();
         let (info, ip) = ip_of(&err);
@@ -346,6 +368,7 @@ mod tests {
                 src: Some((rs.ip(), rs.port())),
                 dst: None,
             },
+            None,
         )
         .unwrap();
         // The quote now is the packet the server sent: recompute its UDP checksum

@@ -17,6 +17,9 @@
 
 mod icmp_error;
 mod nat;
+pub mod proxy_protocol;
+pub mod segment;
+pub mod seq;
 mod tunnel;
 
 pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};

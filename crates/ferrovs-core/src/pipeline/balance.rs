@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::conn::{Conn, Dir, Endpoint, Family, FlowKey, Proto};
+use crate::forward::seq::QuotedSeq;
 use crate::forward::{
     encapsulate, icmp_checksum_verifies, icmp_error_action, packet_action, translate,
     translate_icmp_error, Action, Endpoints, TunnelError,
@@ -91,8 +92,13 @@ impl<P: PacketPool> Pipeline<P> {
         let (id, dir) = match hit {
             Some(hit) => hit,
             None => match self.new_connection(port, proto, (src, sport), (dst, dport), flags) {
-                Ok(id) => (id, Dir::Inbound),
-                Err(reason) => return self.discard(pkt, reason),
+                Ok(id) => {
+                    if proto == Proto::Tcp && self.lb.conns::<A>().translates() {
+                        self.start_translation::<A>(id, &pkt, ip);
+                    }
+                    (id, Dir::Inbound)
+                }
+                Err(reason) => return self.refuse(pkt, info, ip, reason),
             },
         };
         let Some(conn) = self
@@ -106,6 +112,9 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
+        if conn.xlate() != 0 {
+            return self.forward_translated::<A>(pkt, info, ip, action, id, dir);
+        }
         self.forward(pkt, info, ip, proto, action);
     }
 
@@ -284,6 +293,7 @@ impl<P: PacketPool> Pipeline<P> {
         if !may_open(svc, proto, flags) {
             return Err(DropReason::TcpNoConnection);
         }
+        Self::acl_admits(svc, src.into_ip())?;
         lb.connect(
             svc,
             proto,
@@ -368,7 +378,18 @@ impl<P: PacketPool> Pipeline<P> {
             self.discard(pkt, DropReason::MtuExceeded);
             return None;
         }
-        if let Err(reason) = translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner) {
+        // The quoted segment went the other way, translated as it went.
+        let quoted_dir = match dir {
+            Dir::Inbound => Dir::Outbound,
+            Dir::Outbound => Dir::Inbound,
+        };
+        let seq = (conn.xlate() != 0)
+            .then(|| self.lb.translation::<A>(id))
+            .flatten()
+            .map(|adj| QuotedSeq::new(adj, quoted_dir));
+        if let Err(reason) =
+            translate_icmp_error(pkt.data_mut(), info, ip, &outer, &inner, seq.as_ref())
+        {
             self.discard(pkt, reason);
             return None;
         }

@@ -6,10 +6,11 @@
 //! DPVS does per lcore, so least-connection schedulers count per worker.
 
 use super::lports::LocalPorts;
+use crate::access::{worker_share, SourceLimiter};
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, StateChange, TcpState, TemplateId,
-    Timeouts,
+    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, SeqAdj, StateChange, TcpState,
+    TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
@@ -75,9 +76,15 @@ struct ServiceState {
     sched: Option<Scheduler>,
     /// The options `sched` was built with.
     options: SchedOptions,
+    /// The service's real servers, then its sorry server if it has one.
     candidates: Vec<Candidate>,
+    /// How many of `candidates` the scheduler chooses from: all but the sorry
+    /// server.
+    pool: usize,
     /// FULLNAT: the local address to try first for the next connection.
     next_local: usize,
+    /// This worker's part of the service's `new_connections_per_source` limit.
+    limiter: Option<SourceLimiter>,
 }
 
 /// Where a real-server slot lives: service slot and index in its candidates.
@@ -100,6 +107,9 @@ pub struct BalancerLimits {
     /// This member's share of the FULLNAT local ports in a sync cluster: (member,
     /// members); (0, 1) alone.
     pub local_port_share: (usize, usize),
+    /// Keep a sequence-number translation record per connection slot (SYN proxy,
+    /// Proxy Protocol): 16 bytes a connection.
+    pub translation: bool,
 }
 
 impl BalancerLimits {
@@ -116,6 +126,7 @@ impl BalancerLimits {
                 0
             },
             local_port_share: (0, 1),
+            translation: services.any_translation(),
         }
     }
 }
@@ -173,6 +184,7 @@ impl Views {
             c.inactive = c.inactive.saturating_sub(1);
             rs.inactive.set(u64::from(c.inactive));
         }
+        c.unbind();
     }
 }
 
@@ -184,6 +196,10 @@ pub struct Balancer {
     lports: LocalPorts,
     /// Where the records of connection events go, with connection sync.
     sync: Option<SyncProducer>,
+    /// This worker's index and the number of workers: per-worker shares of the
+    /// real servers' connection limits and of per-source rates.
+    worker: usize,
+    workers: usize,
 }
 
 /// Why a sync record was not installed.
@@ -250,6 +266,8 @@ impl Balancer {
                 rs_pos: Vec::new(),
             },
             sync: None,
+            worker,
+            workers,
             lports: LocalPorts::with_share(
                 services.iter().flat_map(|s| s.local_addrs.iter().copied()),
                 worker,
@@ -258,6 +276,10 @@ impl Balancer {
                 hasher.seed(),
             ),
         };
+        if limits.translation {
+            b.v4.conns.enable_translation()?;
+            b.v6.conns.enable_translation()?;
+        }
         b.update_services(services, &WorkerStats::default());
         Ok(b)
     }
@@ -270,17 +292,18 @@ impl Balancer {
         let views = &mut self.views;
         let mut old_services = std::mem::take(&mut views.services);
         let old_pos = std::mem::take(&mut views.rs_pos);
-        let counts = |slot: u16, old: &[Option<ServiceState>]| -> (u32, u32) {
+        // The server as this worker saw it: its counts and overload carry over.
+        let previous = |slot: u16, old: &[Option<ServiceState>]| -> Option<Candidate> {
             old_pos
                 .get(usize::from(slot))
                 .copied()
                 .flatten()
                 .and_then(|p| {
                     let st = old.get(usize::from(p.service))?.as_ref()?;
-                    st.candidates.get(usize::from(p.index))
+                    st.candidates.get(usize::from(p.index)).copied()
                 })
-                .map_or((0, 0), |c| (c.active, c.inactive))
         };
+        let (worker, workers) = (self.worker, self.workers);
         views.rs_pos = vec![None; services.real_server_slots()];
         views.services = (0..MAX_SERVICES).map(|_| None).collect();
         for s in services.iter() {
@@ -288,19 +311,31 @@ impl Balancer {
                 .real_servers
                 .iter()
                 .map(|r| {
-                    let (active, inactive) = counts(r.slot, &old_services);
+                    let old = previous(r.slot, &old_services);
+                    let (active, inactive) = old.map_or((0, 0), |c| (c.active, c.inactive));
                     if active == 0 && inactive == 0 {
                         // A slot new to this worker (or reused): start its gauges at 0.
                         let c = stats.real_server(r.slot);
                         c.active.set(0);
                         c.inactive.set(0);
                     }
-                    Candidate {
+                    // Each worker counts its own connections: it holds its share of
+                    // the limits. A share of none keeps the server from this worker.
+                    let max = worker_share(r.max_connections, worker, workers);
+                    let min = match worker_share(r.min_connections, worker, workers) {
+                        0 if r.min_connections > 0 => 1,
+                        min => min,
+                    };
+                    let mut c = Candidate {
                         active,
                         inactive,
-                        available: r.up,
-                        ..Candidate::new(r.id(), r.weight)
-                    }
+                        available: r.up && !(r.max_connections > 0 && max == 0),
+                        ..old.unwrap_or(Candidate::new(r.id(), r.weight))
+                    };
+                    c.id = r.id();
+                    c.weight = r.weight;
+                    c.set_thresholds(max, min);
+                    c
                 })
                 .collect();
             for (i, r) in s.real_servers.iter().enumerate() {
@@ -312,39 +347,62 @@ impl Balancer {
             let old = old_services
                 .get_mut(usize::from(s.slot))
                 .and_then(Option::take);
+            // The sorry server (last, if any) is never the scheduler's to choose.
+            let pool = s.pool().len();
             let state = match old {
                 Some(mut st)
                     if st.sched.as_ref().map(Scheduler::kind) == Some(s.scheduler)
                         && st.options == s.sched_options =>
                 {
-                    let same_set = st.candidates.len() == candidates.len()
-                        && st
-                            .candidates
+                    let same_set = st.pool == pool
+                        && st.candidates[..st.pool]
                             .iter()
-                            .zip(&candidates)
+                            .zip(&candidates[..pool])
                             .all(|(a, b)| a.id == b.id && a.weight == b.weight);
                     if !same_set {
                         if let Some(sched) = st.sched.as_mut() {
-                            if sched.rebuild(&candidates).is_err() {
+                            if sched.rebuild(&candidates[..pool]).is_err() {
                                 st.sched = None;
                             }
                         }
                     }
                     st.candidates = candidates;
+                    st.pool = pool;
                     st
                 }
                 Some(st) => ServiceState {
-                    sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
+                    sched: Scheduler::new(s.scheduler, &candidates[..pool], &s.sched_options).ok(),
                     options: s.sched_options,
                     candidates,
+                    pool,
                     next_local: st.next_local,
+                    limiter: st.limiter,
                 },
                 None => ServiceState {
-                    sched: Scheduler::new(s.scheduler, &candidates, &s.sched_options).ok(),
+                    sched: Scheduler::new(s.scheduler, &candidates[..pool], &s.sched_options).ok(),
                     options: s.sched_options,
                     candidates,
+                    pool,
                     next_local: 0,
+                    limiter: None,
                 },
+            };
+            let mut state = state;
+            state.limiter = match s.access.rate {
+                Some(rate) => {
+                    // A persistent service's clients each reach one worker (their
+                    // network's); others spread over all by client port.
+                    let share = if s.persistence_ms > 0 {
+                        1
+                    } else {
+                        workers as u32
+                    };
+                    match state.limiter.take() {
+                        Some(l) if l.is_for(rate, share) => Some(l),
+                        _ => Some(SourceLimiter::new(rate, share)),
+                    }
+                }
+                None => None,
             };
             views.services[usize::from(s.slot)] = Some(state);
         }
@@ -439,6 +497,7 @@ impl Balancer {
                         c.inactive += 1;
                         gauges.inactive.set(u64::from(c.inactive));
                     }
+                    c.bind();
                 }
             }
             Installed::Updated { previous, .. } if previous.is_active() != active => {
@@ -480,6 +539,22 @@ impl Balancer {
     #[inline]
     pub fn get<A: Tables>(&self, id: ConnId) -> Option<Conn<A>> {
         A::select_ref(&self.v4, &self.v6).conns.get(id).copied()
+    }
+
+    /// A copy of connection `id`'s sequence-number translation, if it has one.
+    #[inline]
+    pub fn translation<A: Tables>(&self, id: ConnId) -> Option<SeqAdj> {
+        A::select_ref(&self.v4, &self.v6)
+            .conns
+            .translation(id)
+            .copied()
+    }
+
+    /// The connection table of one family, to change a connection's translation
+    /// or state.
+    #[inline]
+    pub fn conns_mut<A: Tables>(&mut self) -> &mut ConnTable<A> {
+        &mut A::select(&mut self.v4, &mut self.v6).conns
     }
 
     /// IPVS `conn_reuse_mode`: a client SYN that finds its 5-tuple in TIME_WAIT or
@@ -551,7 +626,9 @@ impl Balancer {
                 views.count_state_change(conn.real_server(), change, stats);
             }
             count_handshake(conn.real_server(), change, stats);
-            if let (Some(out), true) = (sync, synced(change.to)) {
+            // A translated connection cannot continue on another member: its
+            // translation is not in the record.
+            if let (Some(out), true) = (sync, synced(change.to) && conn.xlate() == 0) {
                 send_record(out, conn, now, stats);
             }
         }
@@ -607,7 +684,15 @@ impl Balancer {
             ..
         } = self;
         let tables = A::select(v4, v6);
-        let persist = svc.persistence_ms > 0;
+        if let Some(limiter) = views.service(svc.slot)?.limiter.as_mut() {
+            if !limiter.admit(client.addr.into_ip(), now) {
+                return Err(DropReason::SourceRateLimited);
+            }
+        }
+        // While the sorry server stands in for the pool, clients are neither held to
+        // a real server nor made to stick to it: when servers come back, new
+        // connections go to them.
+        let persist = svc.persistence_ms > 0 && !svc.sorry_active;
         let mut template: Option<TemplateId> = None;
         let mut chosen = None;
 
@@ -641,6 +726,8 @@ impl Balancer {
 
         let index = match chosen {
             Some(i) => i,
+            // keepalived: quorum lost, the sorry server (last) replaces the pool.
+            None if svc.sorry_active => svc.real_servers.len() - 1,
             None => {
                 let st = views.service(svc.slot)?;
                 let hint = FlowHint {
@@ -650,10 +737,11 @@ impl Balancer {
                     dst_port: vip.port,
                     now_ms: now,
                 };
+                let pool = &st.candidates[..st.pool];
                 let sched = st.sched.as_mut().ok_or(DropReason::NoRealServer)?;
                 sched
-                    .pick(&st.candidates, &hint)
-                    .ok_or(DropReason::NoRealServer)?
+                    .pick(pool, &hint)
+                    .ok_or_else(|| no_server_reason(pool))?
             }
         };
         let rs = &svc.real_servers[index];
@@ -712,6 +800,7 @@ impl Balancer {
                 } else {
                     c.inactive += 1;
                 }
+                c.bind();
             }
             Err(reason) => {
                 give_back(&opening, tables, lports, None, now);
@@ -843,6 +932,7 @@ fn give_back<A: Tables>(
         } else {
             c.inactive = c.inactive.saturating_sub(1);
         }
+        c.unbind();
         let gauges = stats.real_server(new.real_server);
         gauges.active.set(u64::from(c.active));
         gauges.inactive.set(u64::from(c.inactive));
@@ -912,6 +1002,20 @@ fn release<A: Family>(
     views.count_removal(conn.real_server(), conn.is_active(), stats);
 }
 
+/// Why no server of `pool` was picked: every one that could take the connection
+/// is at its `max_connections`, or there is none at all.
+#[cold]
+fn no_server_reason(pool: &[Candidate]) -> DropReason {
+    if pool
+        .iter()
+        .any(|c| c.overloaded && c.available && c.weight > 0)
+    {
+        DropReason::RealServerOverloaded
+    } else {
+        DropReason::NoRealServer
+    }
+}
+
 /// Passive health evidence: a handshake that completed, or one the server refused.
 fn count_handshake(rs_slot: u16, change: StateChange, stats: &WorkerStats) {
     let syn = ConnState::Tcp(TcpState::SynRecv);
@@ -923,5 +1027,116 @@ fn count_handshake(rs_slot: u16, change: StateChange, stats: &WorkerStats) {
             stats.real_server(rs_slot).syn_failures.inc()
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Timeouts;
+    use crate::fixture;
+    use crate::service::Slots;
+
+    const SORRY: &str = r#"services:
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    protocol: tcp
+    mode: nat
+    scheduler: rr
+    persistence: 60s
+    quorum: 2
+    sorry_server: { address: 198.19.0.99, port: 8080 }
+    real_servers:
+      - { address: 198.19.0.10, port: 8080 }
+      - { address: 198.19.0.11, port: 8080 }
+"#;
+
+    /// The services with the real servers in `down` taken out by health checks.
+    fn services(down: &[&str]) -> Services {
+        let cfg = fixture::parse(&fixture::appliance(SORRY));
+        let mut slots = Slots::default();
+        slots.assign(&cfg, 0, |_, _| false).unwrap();
+        Services::build(&cfg, &slots, |_, a, _| {
+            !down.contains(&a.to_string().as_str())
+        })
+    }
+
+    /// The real servers `count` new connections from client 198.18.0.`host` go to.
+    fn schedule(
+        b: &mut Balancer,
+        services: &Services,
+        host: u8,
+        first_port: u16,
+        count: u16,
+    ) -> Vec<String> {
+        let svc = services.by_name("web").unwrap();
+        let stats = WorkerStats::new(services.real_server_slots());
+        let vip = Endpoint::new(Ipv4Addr::new(198, 18, 0, 100), 80);
+        (first_port..first_port + count)
+            .map(|port| {
+                let client = Endpoint::new(Ipv4Addr::new(198, 18, 0, host), port);
+                let id = b.connect(svc, Proto::Tcp, client, vip, 0, &stats).unwrap();
+                let real = b.get::<Ipv4Addr>(id).unwrap().real();
+                format!("{}:{}", real.addr, real.port)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sorry_server_stands_in_while_quorum_is_lost() {
+        let all_up = services(&[]);
+        let web = all_up.by_name("web").unwrap();
+        assert_eq!((web.available(), web.sorry_active), (2, false));
+        assert_eq!(web.pool().len(), 2);
+        let sorry = web.sorry_server().unwrap();
+        assert_eq!((sorry.weight, sorry.up, sorry.slot), (0, true, 2));
+        let limits = BalancerLimits::for_config(1000, 1, &all_up);
+        let mut b = Balancer::new(&all_up, limits, &Timeouts::default(), 0, 1).unwrap();
+        let stats = WorkerStats::new(all_up.real_server_slots());
+        let picked = schedule(&mut b, &all_up, 1, 1000, 4);
+        assert!(
+            !picked.iter().any(|r| r == "198.19.0.99:8080"),
+            "{picked:?}"
+        );
+
+        // One server down: 1 available < quorum 2, the sorry server takes every new
+        // client, and no persistence template holds anyone to it.
+        let one_down = services(&["198.19.0.10"]);
+        assert!(one_down.by_name("web").unwrap().sorry_active);
+        assert_eq!(
+            one_down
+                .by_name("web")
+                .unwrap()
+                .sorry_server()
+                .unwrap()
+                .weight,
+            1
+        );
+        b.update_services(&one_down, &stats);
+        let picked = schedule(&mut b, &one_down, 2, 2000, 3);
+        assert_eq!(picked, ["198.19.0.99:8080"; 3]);
+
+        // Back: the pool again, and a client seen during the outage is scheduled
+        // anew rather than sent to the sorry server.
+        b.update_services(&all_up, &stats);
+        let picked = schedule(&mut b, &all_up, 2, 3000, 3);
+        assert!(
+            !picked.iter().any(|r| r == "198.19.0.99:8080"),
+            "{picked:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_sorry_server_nothing_changes_below_quorum() {
+        let text = SORRY.replace(
+            "    sorry_server: { address: 198.19.0.99, port: 8080 }\n",
+            "",
+        );
+        let cfg = fixture::parse(&fixture::appliance(&text));
+        let s = Services::from_config(&cfg);
+        let web = s.by_name("web").unwrap();
+        assert!(web.sorry_server().is_none() && !web.sorry_active);
+        assert_eq!(web.pool().len(), 2);
     }
 }

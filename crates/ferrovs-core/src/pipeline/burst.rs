@@ -39,9 +39,10 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
+use crate::conn::xlate;
 use crate::conn::{Candidate, ConnId, FirstLine, Mode};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
-use crate::forward::{packet_action_v4, translate_v4, ActionV4};
+use crate::forward::{packet_action_v4, seq, translate_v4, ActionV4};
 use crate::packet::{ethernet, PacketBuf};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 use crate::stats::DropReason;
@@ -277,8 +278,11 @@ impl<P: PacketPool> Pipeline<P> {
             return self.open_v4(pkt, port, flow, staged.hash, park);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
-        // is encapsulated.
-        if (dir == Dir::Inbound && is_opening_syn(proto, flags)) || conn.mode() == Mode::Tunnel {
+        // is encapsulated; a translated connection may have a header to send.
+        if (dir == Dir::Inbound && is_opening_syn(proto, flags))
+            || conn.mode() == Mode::Tunnel
+            || conn.xlate() & xlate::flag::SLOW != 0
+        {
             return self.handle(pkt, port, true);
         }
         self.forward_v4(pkt, flow, id, dir);
@@ -318,8 +322,10 @@ impl<P: PacketPool> Pipeline<P> {
             parked,
             ..
         } = self;
+        // A translated connection starts on the ordinary path, which reads the
+        // SYN's options.
         let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
-            Some(svc) if svc.mode != Mode::Tunnel => svc,
+            Some(svc) if svc.mode != Mode::Tunnel && !svc.translates() => svc,
             _ => return self.handle(pkt, port, true),
         };
         // Room is certain (one entry per packet of a batch); without it, no parking.
@@ -335,6 +341,10 @@ impl<P: PacketPool> Pipeline<P> {
         }
         if !may_open(svc, proto, flow.tcp_flags) {
             return self.discard(pkt, DropReason::TcpNoConnection);
+        }
+        if Self::acl_admits(svc, src).is_err() {
+            // Refused, perhaps with a reset: the ordinary path answers.
+            return self.handle(pkt, port, true);
         }
         let client = Endpoint::new(flow.src, flow.src_port);
         let vip = Endpoint::new(flow.dst, flow.dst_port);
@@ -371,6 +381,7 @@ impl<P: PacketPool> Pipeline<P> {
             return self.discard(pkt, DropReason::NoConnection);
         };
         let action = packet_action_v4(conn, dir);
+        let translated = conn.xlate() != 0;
         let bytes = u64::from(flow.total_len);
         count_forwarded(&self.stats, conn.real_server(), dir, bytes);
         let (t, next_hop) = match action {
@@ -390,9 +401,23 @@ impl<P: PacketPool> Pipeline<P> {
                 return self.discard(pkt, reason);
             }
         }
+        if translated {
+            self.adjust_v4(&mut pkt, flow, id, dir);
+        }
         pkt.truncate(flow.l3_end());
         // Inbound packets go to the real server (every mode but TUNNEL, not here).
         self.route_out_v4(pkt, next_hop, dir == Dir::Inbound);
+    }
+
+    /// Translates the sequence numbers of a packet of a translated connection
+    /// (`conn::xlate`); out of line, off the path of connections without.
+    #[inline(never)]
+    fn adjust_v4(&mut self, pkt: &mut P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
+        if let Some(adj) = self.lb.translation::<Ipv4Addr>(id) {
+            if let Some(segment) = pkt.data_mut().get_mut(Ipv4Flow::L4_OFFSET..flow.l3_end()) {
+                seq::adjust(segment, dir, &adj);
+            }
+        }
     }
 
     /// [`Pipeline::refuse_too_big`] for a packet of the burst path, which has no

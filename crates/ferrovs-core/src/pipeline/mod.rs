@@ -18,6 +18,7 @@ mod balancer;
 mod burst;
 mod control;
 mod dataplane;
+mod edge;
 mod hops;
 mod ingress;
 mod l2;

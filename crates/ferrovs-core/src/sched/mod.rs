@@ -101,6 +101,18 @@ pub struct Candidate {
     pub inactive: u32,
     /// Health: `false` = never chosen for new connections.
     pub available: bool,
+    /// IPVS's `u_threshold` (`max_connections`, this worker's share): at this many
+    /// connections (active and inactive) the server is overloaded; 0 = no limit.
+    pub u_threshold: u32,
+    /// IPVS's `l_threshold` (`min_connections`, this worker's share): an overloaded
+    /// server takes connections again below it; 0 = below three quarters of
+    /// `u_threshold`.
+    pub l_threshold: u32,
+    /// IPVS's `IP_VS_DEST_F_OVERLOAD`: set when a new connection brings the server to
+    /// `u_threshold`, cleared when one that ends brings it below the lower mark
+    /// ([`Candidate::bind`], [`Candidate::unbind`]). Every scheduler skips it, as a
+    /// server that is not `available`.
+    pub overloaded: bool,
 }
 
 impl Candidate {
@@ -112,6 +124,9 @@ impl Candidate {
             active: 0,
             inactive: 0,
             available: true,
+            u_threshold: 0,
+            l_threshold: 0,
+            overloaded: false,
         }
     }
 
@@ -119,7 +134,54 @@ impl Candidate {
     /// overloaded).
     #[inline]
     pub const fn takes_new(&self) -> bool {
-        self.available && self.weight > 0
+        self.available && !self.overloaded && self.weight > 0
+    }
+
+    /// This worker's connections to the server, active or not (IPVS
+    /// `ip_vs_dest_totalconns`).
+    #[inline]
+    pub const fn total(&self) -> u64 {
+        self.active as u64 + self.inactive as u64
+    }
+
+    /// A connection was added to the server's count (IPVS `ip_vs_bind_dest`):
+    /// reaching `u_threshold` overloads it.
+    #[inline]
+    pub fn bind(&mut self) {
+        if self.u_threshold != 0 && self.total() >= u64::from(self.u_threshold) {
+            self.overloaded = true;
+        }
+    }
+
+    /// A connection left the server's count (IPVS `ip_vs_unbind_dest`): below
+    /// `l_threshold`, or without one below three quarters of `u_threshold`, it takes
+    /// connections again; without thresholds it never stays overloaded.
+    #[inline]
+    pub fn unbind(&mut self) {
+        let total = self.total();
+        if self.l_threshold != 0 {
+            if total < u64::from(self.l_threshold) {
+                self.overloaded = false;
+            }
+        } else if self.u_threshold != 0 {
+            if total * 4 < u64::from(self.u_threshold) * 3 {
+                self.overloaded = false;
+            }
+        } else {
+            self.overloaded = false;
+        }
+    }
+
+    /// New thresholds from a configuration change, the state carried over as IPVS's
+    /// `__ip_vs_update_dest` does: removing or raising `u_threshold` clears the
+    /// overload; a server already at a lowered one is overloaded at once.
+    pub fn set_thresholds(&mut self, u_threshold: u32, l_threshold: u32) {
+        if u_threshold == 0 || u_threshold > self.u_threshold {
+            self.overloaded = false;
+        }
+        self.u_threshold = u_threshold;
+        self.l_threshold = l_threshold;
+        self.bind();
     }
 }
 
@@ -905,5 +967,71 @@ mod tests {
         let s =
             Scheduler::new(SchedulerKind::Mh, &servers(&[1]), &SchedOptions::default()).unwrap();
         assert_eq!(format!("{s:?}"), "Scheduler { kind: Mh, .. }");
+    }
+
+    #[test]
+    fn every_scheduler_skips_an_overloaded_server() {
+        for opts in all_opts() {
+            for k in SchedulerKind::ALL {
+                let mut list = servers(&[3, 2, 5, 1]);
+                list[2].u_threshold = 1;
+                list[2].inactive = 1;
+                list[2].bind();
+                assert!(list[2].overloaded && !list[2].takes_new());
+                let mut s = Scheduler::new(k, &list, &opts).unwrap();
+                let mut seen = [0u32; 4];
+                for n in 0..2000u32 {
+                    let mut f = flow_from(client_v4(n * 7919), (n % 60000) as u16);
+                    f.dst = client_v4(n * 104_729);
+                    if let Some(i) = s.pick(&list, &f) {
+                        seen[i] += 1;
+                    }
+                }
+                assert_eq!(seen[2], 0, "{k} picked an overloaded server");
+                assert!(seen.iter().sum::<u32>() > 0, "{k} picked nothing");
+            }
+        }
+    }
+    #[test]
+    fn thresholds_follow_ipvs_bind_and_unbind() {
+        let mut c = server(0, 1);
+        // u_threshold 4, no l_threshold: overloaded at 4, back below 3 (3/4 of 4).
+        c.set_thresholds(4, 0);
+        for n in 1..=4 {
+            c.inactive = n;
+            c.bind();
+            assert_eq!(c.overloaded, n == 4, "{n}");
+        }
+        c.inactive = 3;
+        c.unbind();
+        assert!(c.overloaded, "3 * 4 is not below 4 * 3");
+        c.inactive = 2;
+        c.unbind();
+        assert!(!c.overloaded);
+        // With l_threshold 2: back only below 2.
+        c.set_thresholds(4, 2);
+        c.inactive = 4;
+        c.bind();
+        assert!(c.overloaded);
+        c.inactive = 2;
+        c.unbind();
+        assert!(c.overloaded);
+        c.inactive = 1;
+        c.unbind();
+        assert!(!c.overloaded);
+        // Active connections count too.
+        c.active = 3;
+        c.bind();
+        assert!(c.overloaded);
+        // Raising or removing the limit clears the overload; lowering it below the
+        // count overloads at once.
+        c.set_thresholds(10, 0);
+        assert!(!c.overloaded);
+        c.set_thresholds(2, 0);
+        assert!(c.overloaded);
+        c.set_thresholds(0, 0);
+        assert!(!c.overloaded && c.takes_new());
+        c.bind();
+        assert!(!c.overloaded, "no limit, never overloaded");
     }
 }

@@ -24,7 +24,9 @@ use super::positions::Positions;
 use super::raw::*;
 use super::value::{parse_duration, PortDevice};
 
+mod access;
 mod appliance;
+mod edge;
 mod network;
 mod services;
 mod sync;

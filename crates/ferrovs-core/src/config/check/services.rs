@@ -102,7 +102,14 @@ impl Checker<'_> {
             u64::from(u32::MAX),
         );
         let sloppy = self.sloppy(path, raw.sloppy.unwrap_or(false), mode, scheduler);
+        let sorry_server =
+            self.sorry_server(path, raw, mode, vip, port, real_servers.as_deref(), reach);
+        let access = self.access(path, raw, protocol, vip);
+        let proxy_protocol = self.proxy_protocol(path, raw, protocol, mode);
         ServiceParts {
+            access,
+            proxy_protocol,
+            sorry_server,
             sched_flags,
             quorum,
             sloppy,
@@ -241,18 +248,8 @@ impl Checker<'_> {
             None => Some(None),
         };
         // Only once the type is known: an unknown type is one error, not three.
-        let not_http = kind.is_some_and(|k| k != CheckKind::Http);
-        if raw.path.is_some() && not_http {
-            self.error(
-                &format!("{path}.path"),
-                "only an http check requests a path",
-            );
-        }
-        if raw.expect_status.is_some() && not_http {
-            self.error(
-                &format!("{path}.expect_status"),
-                "only an http check expects a status",
-            );
+        if let Some(kind) = kind {
+            self.check_keys_fit(path, raw, kind);
         }
         let check_path = raw.path.clone().unwrap_or(default.path);
         if !check_path.starts_with('/')
@@ -276,9 +273,67 @@ impl Checker<'_> {
         if raw.passive == Some(true) && kind == Some(CheckKind::None) {
             self.error(
                 &format!("{path}.passive"),
-                "passive checking takes servers out; it needs an active check (tcp or http) to bring them back",
+                "passive checking takes servers out; it needs an active check (tcp, http, udp, dns, tls or exec) to bring them back",
             );
         }
+        let payload = self.bytes_once(
+            path,
+            ("payload", &raw.payload),
+            ("payload_hex", &raw.payload_hex),
+        );
+        let expect = self.bytes_once(
+            path,
+            ("expect", &raw.expect),
+            ("expect_hex", &raw.expect_hex),
+        );
+        let require_reply = raw.require_reply.unwrap_or(default.require_reply);
+        if !require_reply && (raw.expect.is_some() || raw.expect_hex.is_some()) {
+            let key = if raw.expect.is_some() {
+                "expect"
+            } else {
+                "expect_hex"
+            };
+            self.error(
+                &format!("{path}.{key}"),
+                "an expected answer needs require_reply: true",
+            );
+        }
+        let query_name = match &raw.query_name {
+            Some(name) => self.dns_name(&format!("{path}.query_name"), name),
+            None => Some(default.query_name),
+        };
+        let query_type = match &raw.query_type {
+            Some(t) => self.keyword(&format!("{path}.query_type"), &t.to_ascii_uppercase()),
+            None => Some(default.query_type),
+        };
+        let expect_rcode = match &raw.expect_rcode {
+            Some(r) => self.keyword(&format!("{path}.expect_rcode"), &r.to_ascii_uppercase()),
+            None => Some(default.expect_rcode),
+        };
+        let sni = match &raw.sni {
+            Some(name) => self.dns_name(&format!("{path}.sni"), name).map(Some),
+            None => Some(None),
+        };
+        let verify = raw.verify.unwrap_or(false);
+        let ca_file = match &raw.ca_file {
+            Some(file) if !file.starts_with('/') => {
+                self.error(
+                    &format!("{path}.ca_file"),
+                    format!("`{file}` is not an absolute path"),
+                );
+                None
+            }
+            Some(_) if !verify => {
+                self.error(
+                    &format!("{path}.ca_file"),
+                    "trusted CAs matter only with verify: true",
+                );
+                None
+            }
+            Some(file) => Some(Some(PathBuf::from(file))),
+            None => Some(None),
+        };
+        let (command, user, run_as_root) = self.exec_parts(path, raw, kind);
         Some(HealthCheckConfig {
             kind: kind?,
             interval: interval?,
@@ -286,10 +341,279 @@ impl Checker<'_> {
             rise: rise?,
             fall: fall?,
             port: port?,
+            tls_get: raw.path.is_some() && kind == Some(CheckKind::Tls),
             path: check_path,
             expect_status: expect_status?,
             passive: passive && kind != Some(CheckKind::None),
+            payload: payload?,
+            require_reply,
+            expect: expect?,
+            query_name: query_name?,
+            query_type: query_type?,
+            expect_rcode: expect_rcode?,
+            sni: sni?,
+            verify,
+            ca_file: ca_file?,
+            command: command?,
+            user: user?,
+            run_as_root,
         })
+    }
+
+    /// Reports the keys written for a check of another type.
+    fn check_keys_fit(&mut self, path: &str, raw: &RawHealthCheck, kind: CheckKind) {
+        use CheckKind::{Dns, Exec, Http, Tls, Udp};
+        let written: [(&str, bool, &[CheckKind]); 16] = [
+            ("path", raw.path.is_some(), &[Http, Tls]),
+            ("expect_status", raw.expect_status.is_some(), &[Http, Tls]),
+            ("payload", raw.payload.is_some(), &[Udp]),
+            ("payload_hex", raw.payload_hex.is_some(), &[Udp]),
+            ("require_reply", raw.require_reply.is_some(), &[Udp]),
+            ("expect", raw.expect.is_some(), &[Udp]),
+            ("expect_hex", raw.expect_hex.is_some(), &[Udp]),
+            ("query_name", raw.query_name.is_some(), &[Dns]),
+            ("query_type", raw.query_type.is_some(), &[Dns]),
+            ("expect_rcode", raw.expect_rcode.is_some(), &[Dns]),
+            ("sni", raw.sni.is_some(), &[Tls]),
+            ("verify", raw.verify.is_some(), &[Tls]),
+            ("ca_file", raw.ca_file.is_some(), &[Tls]),
+            ("command", raw.command.is_some(), &[Exec]),
+            ("user", raw.user.is_some(), &[Exec]),
+            ("run_as_root", raw.run_as_root.is_some(), &[Exec]),
+        ];
+        for (key, present, kinds) in written {
+            if !present || kinds.contains(&kind) {
+                continue;
+            }
+            let message = match key {
+                // The wording of the first two predates the other check types.
+                "path" => "only an http check requests a path, or a tls check (SSL_GET)".into(),
+                "expect_status" => {
+                    "only an http check expects a status, or a tls check with a path".into()
+                }
+                _ => {
+                    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                    let article = if names[0].starts_with(['a', 'e', 'i', 'o']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    format!("only {article} {} check uses {key}", names.join(" or "))
+                }
+            };
+            self.error(&format!("{path}.{key}"), message);
+        }
+        if kind == Tls && raw.expect_status.is_some() && raw.path.is_none() {
+            self.error(
+                &format!("{path}.expect_status"),
+                "a tls check expects a status only with a path: the HTTP GET it sends over TLS",
+            );
+        }
+    }
+
+    /// Bytes written as text under `text.0` or as hex under `hex.0`, at most one of
+    /// them; empty when neither is.
+    fn bytes_once(
+        &mut self,
+        path: &str,
+        text: (&str, &Option<String>),
+        hex: (&str, &Option<String>),
+    ) -> Option<Vec<u8>> {
+        const MAX: usize = 1400;
+        let bytes = match (text.1, hex.1) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    &format!("{path}.{}", hex.0),
+                    format!("give {} or {}, not both", text.0, hex.0),
+                );
+                return None;
+            }
+            (Some(t), None) => t.as_bytes().to_vec(),
+            (None, Some(h)) => match parse_hex(h) {
+                Some(bytes) => bytes,
+                None => {
+                    self.error(
+                        &format!("{path}.{}", hex.0),
+                        format!(
+                            "`{h}` is not hex bytes (pairs of 0-9 a-f, blanks or colons between bytes allowed)"
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (None, None) => Vec::new(),
+        };
+        if bytes.len() > MAX {
+            let key = if text.1.is_some() { text.0 } else { hex.0 };
+            self.error(
+                &format!("{path}.{key}"),
+                format!("{} bytes exceed the limit of {MAX}", bytes.len()),
+            );
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// A DNS name: "." (the root) or labels of 1 to 63 visible characters, 253 in
+    /// all, with or without the final dot.
+    fn dns_name(&mut self, path: &str, name: &str) -> Option<String> {
+        let bare = name.strip_suffix('.').unwrap_or(name);
+        let ok = name == "."
+            || (!bare.is_empty()
+                && bare.len() <= 253
+                && bare.split('.').all(|label| {
+                    (1..=63).contains(&label.len())
+                        && label.chars().all(|c| c.is_ascii_graphic() && c != '\\')
+                }));
+        if !ok {
+            self.error(
+                path,
+                format!("`{name}` is not a DNS name: labels of 1 to 63 visible characters separated by dots, 253 in all"),
+            );
+            return None;
+        }
+        Some(name.to_string())
+    }
+
+    /// An exec check's command and whom it runs as: never root unless the
+    /// configuration says so (`run_as_root: true`).
+    #[allow(clippy::type_complexity)]
+    fn exec_parts(
+        &mut self,
+        path: &str,
+        raw: &RawHealthCheck,
+        kind: Option<CheckKind>,
+    ) -> (Option<Vec<String>>, Option<Option<String>>, bool) {
+        let run_as_root = raw.run_as_root.unwrap_or(false);
+        if kind != Some(CheckKind::Exec) {
+            return (Some(Vec::new()), Some(None), run_as_root);
+        }
+        let command_path = format!("{path}.command");
+        let command = match raw.command.as_deref() {
+            None | Some([]) => {
+                self.error(
+                    &command_path,
+                    "an exec check needs a command: [\"/absolute/program\", \"argument\", ...] (run without a shell)",
+                );
+                None
+            }
+            Some(words) if words.len() > 64 => {
+                self.error(
+                    &command_path,
+                    format!("{} words exceed the limit of 64", words.len()),
+                );
+                None
+            }
+            Some(words) => {
+                let mut ok = true;
+                if !words[0].starts_with('/') {
+                    self.error(
+                        &format!("{command_path}[0]"),
+                        format!("`{}` is not an absolute path: the command runs without a shell or PATH", words[0]),
+                    );
+                    ok = false;
+                }
+                for (i, word) in words.iter().enumerate() {
+                    if word.contains('\0') {
+                        self.error(&format!("{command_path}[{i}]"), "contains a NUL character");
+                        ok = false;
+                    }
+                }
+                ok.then(|| words.to_vec())
+            }
+        };
+        let user_path = format!("{path}.user");
+        let user = match (&raw.user, run_as_root) {
+            (Some(_), true) => {
+                self.error(
+                    &user_path,
+                    "run_as_root: true runs the command as root; give user or run_as_root, not both",
+                );
+                None
+            }
+            (Some(name), false) if name == "root" => {
+                self.error(
+                    &user_path,
+                    "the command would run as root: write run_as_root: true (and no user) to say so",
+                );
+                None
+            }
+            (Some(name), false) => self
+                .name(
+                    &user_path,
+                    name,
+                    32,
+                    |c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '$'),
+                    "[A-Za-z0-9_.$-]",
+                )
+                .map(Some),
+            (None, true) => Some(None),
+            (None, false) => {
+                self.error(
+                    &user_path,
+                    "an exec check runs its command as the user named here (nobody, for example); it never runs as root unless the configuration says run_as_root: true",
+                );
+                None
+            }
+        };
+        (command, user, run_as_root)
+    }
+
+    /// keepalived's `sorry_server`: an address like a real server's, not one of
+    /// them, with the service port unless written.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sorry_server(
+        &mut self,
+        service_path: &str,
+        raw: &RawService,
+        mode: Option<ForwardMode>,
+        vip: Option<IpAddr>,
+        service_port: Option<u16>,
+        real_servers: Option<&[RealServerConfig]>,
+        reach: &Reach,
+    ) -> Option<Option<SorryServerConfig>> {
+        let Some(sorry) = &raw.sorry_server else {
+            return Some(None);
+        };
+        let path = format!("{service_path}.sorry_server");
+        let address_path = format!("{path}.address");
+        let address = self
+            .unicast_ip(&address_path, &sorry.address)
+            .filter(|&ip| self.real_server_address(&address_path, ip, mode, vip, reach));
+        let port_path = format!("{path}.port");
+        let port = match (sorry.port, service_port) {
+            (Some(port), _) => self.int::<u16>(&port_path, port, 1, 65535),
+            (None, port) => port,
+        };
+        let port = port.filter(|&port| match (mode, service_port) {
+            (Some(mode @ (ForwardMode::Dr | ForwardMode::Tunnel)), Some(service_port))
+                if port != service_port =>
+            {
+                let message = format!(
+                    "port {port} differs from the service port {service_port}; \
+                     mode {mode} cannot rewrite ports"
+                );
+                self.error(&port_path, message);
+                false
+            }
+            _ => true,
+        });
+        let (address, port) = (address?, port?);
+        if real_servers
+            .unwrap_or_default()
+            .iter()
+            .any(|r| r.address == address && r.port == port)
+        {
+            self.error(
+                &address_path,
+                format!(
+                    "{} is also a real server of this service; a sorry server stands in for them",
+                    SocketAddr::new(address, port)
+                ),
+            );
+            return None;
+        }
+        Some(Some(SorryServerConfig { address, port }))
     }
 
     pub(super) fn local_addresses(
@@ -383,17 +707,22 @@ impl Checker<'_> {
                 0,
                 65535,
             );
+            let limits = self.connection_limits(&path, rs);
             endpoints.push(
                 address
                     .zip(port)
                     .map(|(address, port)| SocketAddr::new(address, port)),
             );
-            servers.push(match (address, port, weight) {
-                (Some(address), Some(port), Some(weight)) => Some(RealServerConfig {
-                    address,
-                    port,
-                    weight,
-                }),
+            servers.push(match (address, port, weight, limits) {
+                (Some(address), Some(port), Some(weight), Some((max, min))) => {
+                    Some(RealServerConfig {
+                        address,
+                        port,
+                        weight,
+                        max_connections: max,
+                        min_connections: min,
+                    })
+                }
                 _ => None,
             });
         }
@@ -453,6 +782,9 @@ impl Checker<'_> {
 
 /// The checked parts of one service, assembled once all have been checked.
 pub(super) struct ServiceParts {
+    access: Option<AccessConfig>,
+    proxy_protocol: Option<ProxyProtocol>,
+    sorry_server: Option<Option<SorryServerConfig>>,
     sched_flags: Option<Vec<SchedFlag>>,
     quorum: Option<u32>,
     sloppy: Option<bool>,
@@ -486,6 +818,29 @@ impl ServiceParts {
             quorum: self.quorum?,
             sched_flags: self.sched_flags?,
             sloppy: self.sloppy?,
+            sorry_server: self.sorry_server?,
+            access: self.access?,
+            proxy_protocol: self.proxy_protocol?,
         })
     }
+}
+
+/// Hex bytes: pairs of hex digits, optionally separated by blanks or colons
+/// between bytes ("48656c6c6f", "48 65 6c", "48:65:6c"); None when malformed or
+/// empty.
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for group in text.split(|c: char| c.is_whitespace() || c == ':') {
+        if group.is_empty() {
+            continue;
+        }
+        if group.len() % 2 != 0 || !group.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        for pair in group.as_bytes().chunks(2) {
+            let digits = std::str::from_utf8(pair).ok()?;
+            out.push(u8::from_str_radix(digits, 16).ok()?);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }

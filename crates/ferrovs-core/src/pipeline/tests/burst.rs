@@ -44,6 +44,11 @@ services:
       real_servers: [{ address: 198.19.0.11, port: 53 }] }
   - { name: tun, vip: 198.18.0.103, port: 80, protocol: tcp, mode: tunnel, scheduler: rr,
       real_servers: [{ address: 198.19.0.11, port: 80 }] }
+  - { name: nat-pp, vip: 198.18.0.104, port: 80, protocol: tcp, mode: nat, scheduler: rr,
+      proxy_protocol: v1, real_servers: [{ address: 198.19.0.10, port: 8081 }] }
+  - { name: fnat-pp, vip: 198.18.0.105, port: 80, protocol: tcp, mode: fullnat, scheduler: rr,
+      proxy_protocol: v2, local_addresses: [198.19.0.3],
+      real_servers: [{ address: 198.19.0.11, port: 8081 }] }
 "#,
     )
     .replace("device: net_null0,", "device: net_null0, rp_filter: strict,")
@@ -89,7 +94,7 @@ fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
         IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10 + rng.below(4) as u8)),
         40000 + rng.below(6) as u16,
     );
-    let vip_addr = Ipv4Addr::new(198, 18, 0, 100 + rng.below(4) as u8);
+    let vip_addr = Ipv4Addr::new(198, 18, 0, 100 + rng.below(6) as u8);
     let port = if rng.below(3) == 0 { 53 } else { 80 };
     let vip = SocketAddr::new(IpAddr::V4(vip_addr), port);
     let payload = vec![rng.next() as u8; rng.below(40)];
@@ -104,11 +109,13 @@ fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
         TcpFlags::default(),
     ][rng.below(8)];
     let to_us = l2_to_us(CLIENT_MAC);
+    // A SYN at 1 makes 2 the first byte (a Proxy Protocol header goes there).
+    let seq = [1, 2, 2, 700][rng.below(4)];
     let client_packet = |rng: &mut XorShift| {
         if port == 53 || rng.below(6) == 0 {
             craft::udp(to_us, client, vip, &payload)
         } else {
-            craft::tcp(to_us, client, vip, flags, 1, 2, &payload)
+            craft::tcp(to_us, client, vip, flags, seq, 2, &payload)
         }
     };
     match pick {
@@ -136,7 +143,9 @@ fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
                     TcpFlags::FIN | TcpFlags::ACK,
                     TcpFlags::RST,
                 ][rng.below(4)];
-                craft::tcp(l2, from, to, f, 3, 4, &payload)
+                // Now and then an acknowledgement past any Proxy Protocol header.
+                let ack = [4, 4, 5000][rng.below(3)];
+                craft::tcp(l2, from, to, f, 3, ack, &payload)
             };
             (frame, 1)
         }
@@ -523,6 +532,8 @@ fn bursts_and_single_packets_end_the_same() {
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let mut now = 1_000u64;
     let mut forwarded = 0;
+    // Proxy Protocol headers sent, and client segments shifted past one.
+    let (mut headers, mut shifted) = (0, 0);
     for round in 0..1500 {
         // Time moves on between bursts: now and then far enough for timeouts and
         // neighbour refreshes.
@@ -567,6 +578,17 @@ fn bursts_and_single_packets_end_the_same() {
                 continue; // ARP probes, tunnelled packets
             }
             forwarded += 1;
+            let tcp = &f[34..];
+            if tcp[2..4] == 8081u16.to_be_bytes() {
+                let payload = &tcp[usize::from(tcp[12] >> 4) * 4..];
+                if payload.starts_with(b"PROXY TCP4 ")
+                    || payload.starts_with(b"\r\n\r\n\0\r\nQUIT\n")
+                {
+                    headers += 1;
+                } else if u32::from_be_bytes(tcp[4..8].try_into().unwrap()) > 700 {
+                    shifted += 1;
+                }
+            }
             if seen.len() < 256 {
                 seen.push(f.clone());
             } else {
@@ -577,6 +599,10 @@ fn bursts_and_single_packets_end_the_same() {
     // The traffic did reach the interesting places.
     let s = &burst.stats;
     assert!(forwarded > 1000, "forwarded {forwarded}");
+    assert!(
+        headers > 5 && shifted > 5,
+        "{headers} headers, {shifted} shifted"
+    );
     for r in [
         DropReason::NoConnection,
         DropReason::TcpNoConnection,

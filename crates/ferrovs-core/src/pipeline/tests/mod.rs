@@ -115,9 +115,11 @@ fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
 }
 
 mod burst;
+mod edge;
 mod ingress;
 mod modes;
 mod nat;
+mod proxy;
 mod sync;
 
 #[test]
