@@ -11,7 +11,8 @@
 //!   control protocol.
 //! - [`mgmt`]: the management core: metrics, the control socket's server, reload,
 //!   health checks, the kernel exception path.
-//! - [`runtime`]: start-up and shutdown of the whole process, step by step.
+//! - [`runtime`]: start-up and shutdown of the whole process, step by step;
+//!   [`placement`]: which NUMA socket its pools, queues, tables and rings go on.
 //! - [`notify`]: systemd's notification protocol and watchdog; [`logging`]: the
 //!   log formats (text, journald, JSON); [`cli_docs`]: man pages and completions.
 //!
@@ -29,6 +30,7 @@ pub mod dpdk;
 pub mod logging;
 pub mod mgmt;
 pub mod notify;
+pub mod placement;
 pub mod runtime;
 #[cfg(test)]
 #[path = "../tests/common/tempdir.rs"]

@@ -8,6 +8,7 @@ use crate::dpdk::{
     RingProducer,
 };
 use crate::mgmt::{self, Management, Signals};
+use crate::placement::{self, Placement};
 use crate::worker::{IdlePolicy, WorkerLoop};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use ferrovs_core::config::{Config, PortDevice};
@@ -53,8 +54,71 @@ struct Resources {
     ports: Vec<Port>,
     /// The kernel interface (TAP) of each port that has one.
     taps: Vec<Option<Port>>,
-    pool: Arc<Mempool>,
+    /// One packet pool per socket of `placement.pools`, same order.
+    pools: Vec<Arc<Mempool>>,
+    placement: Placement,
     _eal: Eal,
+}
+
+impl Resources {
+    /// The packet pool on `socket`.
+    fn pool(&self, socket: placement::Socket) -> &Arc<Mempool> {
+        &self.pools[self.placement.pool_index(socket)]
+    }
+}
+
+/// Decides the NUMA placement from where the EAL found the lcores and devices,
+/// and logs it.
+fn place(cfg: &Config, eal: &Eal) -> Result<Placement, RunError> {
+    let workers: Vec<u32> = cfg
+        .workers
+        .cores
+        .iter()
+        .map(|&l| dpdk::lcore_socket(l))
+        .collect();
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        let socket = dpdk::device_socket(p.device.ethdev_name())
+            .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
+        ports.push(socket);
+    }
+    let placement = placement::place(dpdk::lcore_socket(eal.main_lcore()), &workers, &ports);
+    let named: Vec<(&str, Option<u32>)> = cfg
+        .ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .zip(ports.iter().copied())
+        .collect();
+    for line in placement.describe(&cfg.workers.cores, &named) {
+        if line.contains("remote memory") {
+            log::warn!("{line}");
+        } else {
+            log::info!("{line}");
+        }
+    }
+    Ok(placement)
+}
+
+/// A packet pool per socket of the placement, each of `mempool.mbufs`. A socket
+/// without memory of its own (no hugepages there, or `--no-huge`, whose memory
+/// has no socket) gets its pool wherever the EAL has memory, with a warning.
+fn create_pools(cfg: &Config, placement: &Placement) -> Result<Vec<Arc<Mempool>>, RunError> {
+    let mut pools = Vec::with_capacity(placement.pools.len());
+    for &socket in &placement.pools {
+        let name = format!("ferrovs_pkts_{socket}");
+        let (mbufs, cache) = (cfg.mempool.mbufs, cfg.mempool.cache_size);
+        let pool = match Mempool::on_socket(&name, mbufs, cache, socket as i32) {
+            Ok(pool) => pool,
+            Err(e) => {
+                log::warn!(
+                    "NUMA: no packet pool on socket {socket} ({e}); taking any socket's memory"
+                );
+                Mempool::on_socket(&name, mbufs, cache, -1)?
+            }
+        };
+        pools.push(Arc::new(pool));
+    }
+    Ok(pools)
 }
 
 /// Runs ferrovs with a validated config until SIGINT/SIGTERM: the steps below in
@@ -67,15 +131,13 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
         .map(|p| has_kernel_interface(&cfg, p))
         .collect();
     let eal = start_eal(&cfg, &kernel)?;
-    let pool = Arc::new(Mempool::new(
-        "ferrovs_pkts",
-        cfg.mempool.mbufs,
-        cfg.mempool.cache_size,
-    )?);
+    let placement = place(&cfg, &eal)?;
+    let pools = create_pools(&cfg, &placement)?;
     let mut res = Resources {
         ports: Vec::new(),
         taps: Vec::new(),
-        pool,
+        pools,
+        placement,
         _eal: eal,
     };
     start_ports(&cfg, &mut res)?;
@@ -93,10 +155,13 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
     if let Some(sync) = &cfg.sync {
         limits.local_port_share = sync.local_port_share();
     }
+    // The automatic SYN proxy may translate any TCP NAT/FULLNAT connection.
+    limits.translation |= cfg.connections.syn_proxy_above > 0;
     // What the kernel interfaces send goes out through worker 0's TX queues: the
     // management core hands it over on a ring, as NICs have no spare TX queue for it.
     let (to_wire, from_kernel) = if res.taps.iter().any(Option::is_some) {
-        let (p, c) = handoff_ring("kernel_to_wire", HANDOFF_RING)?;
+        // Worker 0 reads it.
+        let (p, c) = handoff_ring("kernel_to_wire", HANDOFF_RING, res.placement.workers[0])?;
         (Some(p), Some(c))
     } else {
         (None, None)
@@ -137,14 +202,19 @@ pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), Ru
 /// Starts the EAL with every port's device, and a TAP device for each port that
 /// has a kernel interface.
 fn start_eal(cfg: &Config, kernel: &[bool]) -> Result<Eal, RunError> {
-    let mut devices: Vec<EalDevice> = cfg
-        .ports
-        .iter()
-        .map(|p| match &p.device {
+    let eal_device = |d: &PortDevice| match d {
+        PortDevice::Pci(addr) => EalDevice::Pci(addr.clone()),
+        PortDevice::Vdev { spec, .. } => EalDevice::Vdev(spec.clone()),
+    };
+    let mut devices: Vec<EalDevice> = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        // A bond's members first, then the bond naming them (`slave=`).
+        devices.extend(p.members.iter().map(eal_device));
+        devices.push(match &p.device {
             PortDevice::Pci(addr) => EalDevice::Pci(addr.clone()),
-            PortDevice::Vdev { spec, .. } => EalDevice::Vdev(spec.clone()),
-        })
-        .collect();
+            PortDevice::Vdev { .. } => EalDevice::Vdev(p.eal_device_spec()),
+        });
+    }
     for (i, p) in cfg.ports.iter().enumerate().filter(|(i, _)| kernel[*i]) {
         devices.push(EalDevice::Vdev(mgmt::kernel::tap_vdev(i, p)));
     }
@@ -170,7 +240,7 @@ fn start_eal(cfg: &Config, kernel: &[bool]) -> Result<Eal, RunError> {
 /// Configures every port with one RX and one TX queue per worker, and starts it.
 fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
     let workers = cfg.workers.cores.len() as u16;
-    for p in &cfg.ports {
+    for (i, p) in cfg.ports.iter().enumerate() {
         let conf = PortConf {
             rx_queues: workers,
             tx_queues: workers,
@@ -178,7 +248,11 @@ fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
             tx_descriptors: p.tx_descriptors,
             mtu: p.mtu,
         };
-        let port = Port::configure(p.device.ethdev_name(), &conf, &res.pool)
+        let queues: Vec<(&Mempool, u32)> = res.placement.queues[i]
+            .iter()
+            .map(|&socket| (res.pool(socket).as_ref(), socket))
+            .collect();
+        let port = Port::configure_placed(p.device.ethdev_name(), &conf, &queues)
             .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
         res.ports.push(port);
     }
@@ -229,7 +303,8 @@ fn start_kernel_interfaces(
             mtu: p.mtu,
         };
         let tap_error = |e: String| RunError(format!("port {}: kernel interface: {e}", p.name));
-        let mut tap = Port::configure(&mgmt::kernel::tap_device(i), &conf, &res.pool)
+        let main_pool = res.pool(res.placement.main).clone();
+        let mut tap = Port::configure(&mgmt::kernel::tap_device(i), &conf, &main_pool)
             .map_err(|e| tap_error(e.to_string()))?;
         tap.start().map_err(|e| tap_error(e.to_string()))?;
         if let Err(e) = tap.set_mac(mac) {
@@ -270,8 +345,10 @@ struct Workers {
 type HandoffRings = (Vec<Vec<Option<RingProducer>>>, Vec<Vec<RingConsumer>>);
 
 /// Creates one ring per ordered pair of workers, for packets that reached a worker
-/// other than their connection's owner.
-fn handoff_rings(workers: usize) -> Result<HandoffRings, RunError> {
+/// other than their connection's owner, each on its reader's socket
+/// (`sockets[w]`: worker `w`'s).
+fn handoff_rings(sockets: &[u32]) -> Result<HandoffRings, RunError> {
+    let workers = sockets.len();
     let mut outboxes = Vec::with_capacity(workers);
     let mut inboxes: Vec<Vec<RingConsumer>> = (0..workers).map(|_| Vec::new()).collect();
     for from in 0..workers {
@@ -281,7 +358,7 @@ fn handoff_rings(workers: usize) -> Result<HandoffRings, RunError> {
                 row.push(None);
                 continue;
             }
-            let (p, c) = handoff_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING)?;
+            let (p, c) = handoff_ring(&format!("handoff_{from}_{to}"), HANDOFF_RING, sockets[to])?;
             row.push(Some(p));
             inbox.push(c);
         }
@@ -309,7 +386,7 @@ fn launch_workers(
     } else {
         IdlePolicy::BusyPoll
     };
-    let (mut outboxes, mut inboxes) = handoff_rings(workers)?;
+    let (mut outboxes, mut inboxes) = handoff_rings(&res.placement.workers)?;
     let nic_checks_ipv4: Vec<bool> = res
         .ports
         .iter()
@@ -344,8 +421,13 @@ fn launch_workers(
             .iter_mut()
             .map(|t| t.as_mut().and_then(|t| t.take_tx_queue(q)))
             .collect();
-        let mut lb = Balancer::new(&dataplane.services, limits, &dataplane.timeouts, w, workers)
-            .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
+        // The connection tables on the worker's socket (ferrovs_mem::on_node binds
+        // their pages there before the first touch, here on the main core).
+        let socket = res.placement.workers[w];
+        let mut lb = ferrovs_mem::on_node(Some(socket), || {
+            Balancer::new(&dataplane.services, limits, &dataplane.timeouts, w, workers)
+        })
+        .map_err(|e| RunError(format!("worker {w}: connection tables: {e}")))?;
         if cfg.sync.is_some() {
             let (producer, consumer) = outbox(SYNC_RING);
             lb.set_sync(producer);
@@ -356,7 +438,7 @@ fn launch_workers(
             workers,
             dataplane.clone(),
             lb,
-            res.pool.clone(),
+            res.pool(socket).clone(),
             stats.clone(),
             events.clone(),
             usize::from(cfg.workers.burst),
@@ -420,7 +502,7 @@ fn start_management(
             })
         })
         .collect();
-    let pool = res.pool.clone();
+    let pools = res.pools.clone();
     Management::new(mgmt::Setup {
         config: cfg,
         config_path,
@@ -430,7 +512,7 @@ fn start_management(
         ports: port_meta,
         workers: workers.stats.clone(),
         sync_rings: std::mem::take(&mut workers.sync_rings),
-        mempool_available: Box::new(move || u64::from(pool.available())),
+        mempool_available: Box::new(move || pools.iter().map(|p| u64::from(p.available())).sum()),
         commands: workers.commands.clone(),
         events,
         kernel: mgmt::kernel::KernelPath::new(links, to_wire),
@@ -455,7 +537,7 @@ fn stop_workers(workers: Workers) {
 fn release(mut res: Resources) {
     res.taps.clear();
     res.ports.clear();
-    let in_use = res.pool.in_use();
+    let in_use: u32 = res.pools.iter().map(|p| p.in_use()).sum();
     if in_use != 0 {
         log::warn!("{in_use} mbufs still in use at shutdown");
     }

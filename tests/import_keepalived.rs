@@ -18,12 +18,13 @@ use tempdir::TempDir;
 const FERROVS: &str = env!("CARGO_BIN_EXE_ferrovs");
 
 /// (configuration, exit code expected).
-const CASES: [(&str, i32); 6] = [
+const CASES: [(&str, i32); 7] = [
     ("sample", 1),
     ("ssl_get", 1),
     ("checks", 1),
     ("quorum", 1),
     ("include", 1),
+    ("forms", 1),
     ("clean", 0),
 ];
 

@@ -768,6 +768,7 @@ real_servers:
             scheduler: "rr".into(),
             mode: "nat".into(),
             persistence_s: 0,
+            ops: false,
             announced: None,
             quorum: None,
             available: None,

@@ -217,6 +217,10 @@ fn service_line(s: &ServiceView) -> String {
     if s.persistence_s > 0 {
         line.push_str(&format!(" persistent {}", s.persistence_s));
     }
+    // ipvsadm -Ln's flag for one-packet scheduling.
+    if s.ops {
+        line.push_str(" ops");
+    }
     match s.announced {
         Some(true) => line.push_str(" announced"),
         Some(false) => line.push_str(" withdrawn"),
@@ -414,6 +418,7 @@ mod tests {
                 scheduler: "wrr".into(),
                 mode: "fullnat".into(),
                 persistence_s: 0,
+                ops: false,
                 announced: None,
                 quorum: Some(2),
                 available: Some(1),
@@ -435,6 +440,7 @@ mod tests {
                 scheduler: "sh".into(),
                 mode: "nat".into(),
                 persistence_s: 60,
+                ops: false,
                 announced: None,
                 quorum: Some(1),
                 available: Some(1),
@@ -450,6 +456,7 @@ mod tests {
                 scheduler: "mh".into(),
                 mode: "dr".into(),
                 persistence_s: 0,
+                ops: false,
                 announced: None,
                 quorum: Some(0),
                 available: Some(0),
@@ -476,6 +483,7 @@ mod tests {
             scheduler: "wlc".into(),
             mode: "tunnel".into(),
             persistence_s: 900,
+            ops: false,
             announced: None,
             // As an older ferrovs answers: no quorum shown.
             quorum: None,
@@ -544,6 +552,19 @@ mod tests {
         );
         // Without `announce` nothing changes (the golden files).
         assert!(!services(&ipv4(), ListView::Plain).contains("announced"));
+    }
+
+    #[test]
+    fn one_packet_scheduling_shows_as_ipvsadm_flags_it() {
+        let mut list = ipv4();
+        list[1].persistence_s = 0;
+        list[1].ops = true;
+        let text = services(&list, ListView::Plain);
+        assert!(
+            text.contains("UDP  198.18.0.53:53 sh (nat) ops quorum 1 name dns\n"),
+            "{text}"
+        );
+        assert!(!text.contains("(fullnat) ops"), "{text}");
     }
 
     #[test]

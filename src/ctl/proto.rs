@@ -182,6 +182,9 @@ pub struct ServiceView {
     pub mode: String,
     /// Persistence timeout in seconds; 0 = off.
     pub persistence_s: u64,
+    /// One-packet scheduling (`ops`); absent when off.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ops: bool,
     /// Whether the VIP's route is announced; absent when `announce` is not
     /// configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]

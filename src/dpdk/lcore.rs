@@ -52,6 +52,14 @@ impl LcoreJoin {
     }
 }
 
+/// The NUMA socket of `lcore`'s CPU, as the EAL found it (0 on a machine of one
+/// node, or for an lcore the EAL does not run).
+pub fn lcore_socket(lcore: u32) -> u32 {
+    // SAFETY: reads the EAL's lcore table; any id is accepted (an unknown one
+    // answers 0), and the EAL is initialised (the caller holds an Eal).
+    unsafe { dpdk_sys::rte_lcore_to_socket_id(lcore) }
+}
+
 /// Waits for every worker lcore to finish.
 pub fn wait_all_lcores() {
     // SAFETY: called from the main lcore after EAL init.

@@ -18,8 +18,22 @@ unsafe impl Send for Mempool {}
 unsafe impl Sync for Mempool {}
 
 impl Mempool {
-    /// Creates a pool of `mbufs` packet buffers with the default 2 KiB data room.
+    /// Creates a pool of `mbufs` packet buffers with the default 2 KiB data room,
+    /// on the calling lcore's socket.
     pub fn new(name: &str, mbufs: u32, cache_size: u32) -> Result<Mempool, DpdkError> {
+        // SAFETY: reads the calling thread's lcore socket; valid on any thread.
+        let socket = unsafe { dpdk_sys::rte_socket_id() } as i32;
+        Self::on_socket(name, mbufs, cache_size, socket)
+    }
+
+    /// [`Mempool::new`] on NUMA socket `socket` (-1, `SOCKET_ID_ANY`: wherever
+    /// the EAL has memory).
+    pub fn on_socket(
+        name: &str,
+        mbufs: u32,
+        cache_size: u32,
+        socket: i32,
+    ) -> Result<Mempool, DpdkError> {
         let cname = CString::new(name)
             .map_err(|_| DpdkError::new("rte_pktmbuf_pool_create", "name has NUL", 22))?;
         // SAFETY: EAL is initialised (the caller holds an Eal); arguments are plain
@@ -31,13 +45,13 @@ impl Mempool {
                 cache_size,
                 0,
                 dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                dpdk_sys::rte_socket_id() as i32,
+                socket,
             )
         };
         let raw = NonNull::new(raw).ok_or_else(|| {
             DpdkError::from_errno(
                 "rte_pktmbuf_pool_create",
-                format!("{name}: {mbufs} mbufs, cache {cache_size}"),
+                format!("{name}: {mbufs} mbufs, cache {cache_size}, socket {socket}"),
             )
         })?;
         Ok(Mempool {

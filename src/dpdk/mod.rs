@@ -18,10 +18,14 @@ pub use flow::{
     flow_error_type_name, FlowRefusal, FlowRefusalCause, FlowReport, FlowRuleError, FlowSpec,
     RuleDisplay,
 };
-pub use lcore::{current_lcore, launch_on_lcore, tsc_hz, wait_all_lcores, LcoreJoin, Tsc};
+pub use lcore::{
+    current_lcore, launch_on_lcore, lcore_socket, tsc_hz, wait_all_lcores, LcoreJoin, Tsc,
+};
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
-pub use port::{link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue};
+pub use port::{
+    device_socket, link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue,
+};
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
 
 use std::ffi::CStr;

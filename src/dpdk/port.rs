@@ -86,17 +86,57 @@ fn check(call: &'static str, context: &str, ret: i32) -> Result<(), DpdkError> {
     }
 }
 
+/// The ethdev port id of the probed device named `name`.
+fn port_by_name(name: &str) -> Result<u16, DpdkError> {
+    let cname =
+        CString::new(name).map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", name, 22))?;
+    let mut id = 0u16;
+    // SAFETY: valid C string and out pointer.
+    let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+    check("rte_eth_dev_get_port_by_name", name, ret)?;
+    Ok(id)
+}
+
+/// The NUMA socket of the probed device named `name`; None for a device that has
+/// none (`SOCKET_ID_ANY`: virtual devices, or a machine of one node where the
+/// kernel does not tell).
+pub fn device_socket(name: &str) -> Result<Option<u32>, DpdkError> {
+    let id = port_by_name(name)?;
+    // SAFETY: valid port id.
+    let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
+    Ok(u32::try_from(socket).ok())
+}
+
 impl Port {
     /// Finds the probed device named `name` (a normalised PCI address, or a vdev
     /// instance name such as `net_af_packet0`), configures it with `conf` and sets up
     /// its queues on `pool`. The port is not started.
     pub fn configure(name: &str, conf: &PortConf, pool: &Mempool) -> Result<Port, DpdkError> {
-        let cname = CString::new(name)
-            .map_err(|_| DpdkError::new("rte_eth_dev_get_port_by_name", name, 22))?;
-        let mut id = 0u16;
-        // SAFETY: valid C string and out pointer.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
-        check("rte_eth_dev_get_port_by_name", name, ret)?;
+        let socket = device_socket(name)?.unwrap_or(0);
+        let queues = usize::from(conf.rx_queues.max(conf.tx_queues));
+        Self::configure_placed(name, conf, &vec![(pool, socket); queues])
+    }
+
+    /// [`Port::configure`] with queue `q`'s descriptors on socket `queues[q].1`
+    /// and its received packets from pool `queues[q].0` (one entry per queue;
+    /// queue `q` of RX and of TX share it).
+    pub fn configure_placed(
+        name: &str,
+        conf: &PortConf,
+        queues: &[(&Mempool, u32)],
+    ) -> Result<Port, DpdkError> {
+        let id = port_by_name(name)?;
+        if queues.len() < usize::from(conf.rx_queues.max(conf.tx_queues)) {
+            return Err(DpdkError::new(
+                "rte_eth_rx_queue_setup",
+                format!(
+                    "{name}: {} queue placements for {} queues",
+                    queues.len(),
+                    conf.rx_queues
+                ),
+                22,
+            ));
+        }
 
         let mut info = dpdk_sys::rte_eth_dev_info::default();
         // SAFETY: id is a valid port; info is a valid out struct.
@@ -142,12 +182,10 @@ impl Port {
         let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut rxd, &mut txd) };
         check("rte_eth_dev_adjust_nb_rx_tx_desc", name, ret)?;
 
-        // SAFETY: valid port id.
-        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
-        let socket = if socket < 0 { 0 } else { socket as u32 };
         let mut txconf = info.default_txconf;
         txconf.offloads = eth_conf.txmode.offloads;
         for q in 0..conf.rx_queues {
+            let (pool, socket) = queues[usize::from(q)];
             // SAFETY: valid port, queue index < configured count, pool outlives the
             // port (runtime drop order); NULL rxconf selects the PMD defaults.
             let ret = unsafe {
@@ -163,6 +201,7 @@ impl Port {
             check("rte_eth_rx_queue_setup", &format!("{name} queue {q}"), ret)?;
         }
         for q in 0..conf.tx_queues {
+            let socket = queues[usize::from(q)].1;
             // SAFETY: valid port, queue index < configured count; txconf is a valid
             // struct copied from the defaults.
             let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id, q, txd, socket, &txconf) };

@@ -52,19 +52,17 @@ pub struct RingProducer(Arc<Ring>);
 /// The receiving end of a handoff ring. Owned by exactly one worker.
 pub struct RingConsumer(Arc<Ring>);
 
-/// Creates a single-producer single-consumer ring holding `size` mbufs.
-pub fn handoff_ring(name: &str, size: u32) -> Result<(RingProducer, RingConsumer), DpdkError> {
+/// Creates a single-producer single-consumer ring holding `size` mbufs, on NUMA
+/// socket `socket` (the consumer's).
+pub fn handoff_ring(
+    name: &str,
+    size: u32,
+    socket: u32,
+) -> Result<(RingProducer, RingConsumer), DpdkError> {
     let cname = CString::new(name).map_err(|_| DpdkError::new("rte_ring_create", name, 22))?;
     let flags = dpdk_sys::RING_F_SP_ENQ | dpdk_sys::RING_F_SC_DEQ | dpdk_sys::RING_F_EXACT_SZ;
     // SAFETY: valid C string; EAL is initialised (the caller holds an Eal).
-    let raw = unsafe {
-        dpdk_sys::rte_ring_create(
-            cname.as_ptr(),
-            size,
-            dpdk_sys::rte_socket_id() as i32,
-            flags,
-        )
-    };
+    let raw = unsafe { dpdk_sys::rte_ring_create(cname.as_ptr(), size, socket as i32, flags) };
     let raw = NonNull::new(raw).ok_or_else(|| DpdkError::from_errno("rte_ring_create", name))?;
     let ring = Arc::new(Ring { raw });
     Ok((RingProducer(ring.clone()), RingConsumer(ring)))

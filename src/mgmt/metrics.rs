@@ -353,6 +353,22 @@ impl Telemetry {
             "worker_dropped_packets_total",
             "Packets dropped by the worker, by reason",
         );
+        let mut cookies_sent = Family::counter(
+            "worker_syn_cookies_sent_total",
+            "SYN-ACKs carrying a SYN cookie sent by the SYN proxy",
+        );
+        let mut cookies_validated = Family::counter(
+            "worker_syn_cookies_validated_total",
+            "ACKs whose SYN cookie validated: connections the SYN proxy opened",
+        );
+        let mut proxy_resets = Family::counter(
+            "worker_syn_proxy_resets_total",
+            "Resets sent to SYN-proxied clients whose real server refused or did not answer",
+        );
+        let mut proxy_auto = Family::gauge(
+            "worker_syn_proxy_auto",
+            "1 while connections.syn_proxy_above has the worker SYN-proxy every TCP NAT/FULLNAT service",
+        );
         let mut busy = Family::gauge(
             "worker_busy_ratio",
             "Share of the worker's cycles spent on bursts that carried packets, since the previous scrape",
@@ -364,6 +380,10 @@ impl Telemetry {
             tx.sample(&[("worker", id)], w.tx_packets.get() as f64);
             handoff.sample(&[("worker", id)], w.handoff_packets.get() as f64);
             kernel.sample(&[("worker", id)], w.kernel_packets.get() as f64);
+            cookies_sent.sample(&[("worker", id)], w.syn_cookies_sent.get() as f64);
+            cookies_validated.sample(&[("worker", id)], w.syn_cookies_validated.get() as f64);
+            proxy_resets.sample(&[("worker", id)], w.syn_proxy_resets.get() as f64);
+            proxy_auto.sample(&[("worker", id)], w.syn_proxy_auto.get() as f64);
             for r in DropReason::ALL {
                 dropped.sample(
                     &[("worker", id), ("reason", r.label())],
@@ -381,7 +401,18 @@ impl Telemetry {
             busy.sample(&[("worker", id)], ratio.clamp(0.0, 1.0));
         }
         drop(prev);
-        out.extend([rx.0, tx.0, handoff.0, kernel.0, dropped.0, busy.0]);
+        out.extend([
+            rx.0,
+            tx.0,
+            handoff.0,
+            kernel.0,
+            cookies_sent.0,
+            cookies_validated.0,
+            proxy_resets.0,
+            proxy_auto.0,
+            dropped.0,
+            busy.0,
+        ]);
     }
 
     /// Per-service and per-real-server families: each real server's counters summed

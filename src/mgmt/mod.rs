@@ -18,6 +18,7 @@ use announce::{AnnouncedVips, Announcer, KernelRoutes};
 use control::{ControlServer, Pending};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use ferrovs_core::config::Config;
+use ferrovs_core::forward::syncookie::{CookieKeys, CookieSecret};
 use ferrovs_core::packet::MacAddr;
 use ferrovs_core::pipeline::{
     BalancerLimits, ConnChunk, ConnQuery, ConnSnapshot, Dataplane, WorkerCommand, WorkerEvent,
@@ -53,6 +54,9 @@ const POLL: Duration = Duration::from_millis(2);
 const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
 /// Rate estimator sampling period.
 const RATE_PERIOD: Duration = Duration::from_secs(1);
+/// How often the SYN cookie key is replaced (cookies made with the one before
+/// are accepted until the next rotation).
+const COOKIE_ROTATION: Duration = Duration::from_secs(60);
 /// Connections listed by default.
 const DEFAULT_CONN_LIMIT: usize = 1000;
 /// Slots a worker scans per listing step (a pause of well under a millisecond).
@@ -133,6 +137,9 @@ pub struct Management {
     /// When to advertise the own addresses again (after taking shared addresses
     /// over: one gratuitous ARP can be lost or ignored).
     readvertise: Vec<Instant>,
+    /// The SYN cookie keys the workers hold, and when they were last rotated.
+    cookie_keys: CookieKeys,
+    last_cookie_rotation: Instant,
 }
 
 impl Management {
@@ -190,6 +197,8 @@ impl Management {
             neighbors: HashMap::new(),
             state,
             health,
+            cookie_keys: setup.dataplane.cookie_keys,
+            last_cookie_rotation: Instant::now(),
             dataplane: setup.dataplane,
             metrics_services,
             rates: RateEstimator::default(),
@@ -261,6 +270,9 @@ impl Management {
             }
             if self.last_rates.elapsed() >= RATE_PERIOD {
                 self.sample_rates();
+            }
+            if self.last_cookie_rotation.elapsed() >= COOKIE_ROTATION {
+                self.rotate_cookie_keys();
             }
             self.check_health();
             if self.last_announce.elapsed() >= ANNOUNCE_RETRY {
@@ -406,6 +418,14 @@ impl Management {
                 self.broadcast(WorkerCommand::Neighbor { ip, mac, port });
             }
         }
+    }
+
+    /// Replaces the SYN cookie key with a fresh one from the OS; the workers keep
+    /// accepting cookies of the one it replaces.
+    fn rotate_cookie_keys(&mut self) {
+        self.last_cookie_rotation = Instant::now();
+        self.cookie_keys = self.cookie_keys.rotated(CookieSecret::from_os());
+        self.broadcast(WorkerCommand::CookieKeys(self.cookie_keys));
     }
 
     /// Sends `cmd` to every worker without blocking; a full queue loses the message
@@ -639,6 +659,7 @@ impl Management {
                     scheduler: s.scheduler.name().to_string(),
                     mode: s.mode.name().to_string(),
                     persistence_s: s.persistence_ms / 1000,
+                    ops: s.ops,
                     announced: self.announcer.as_ref().map(|a| a.is_announced(s.vip)),
                     quorum: Some(s.quorum),
                     available: Some(s.available() as u64),

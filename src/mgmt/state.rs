@@ -191,9 +191,11 @@ impl ConfigState {
 /// Whether a configuration has a service whose connections' sequence numbers
 /// are translated.
 fn new_needs_translation(cfg: &Config) -> bool {
-    cfg.services
-        .iter()
-        .any(|s| s.proxy_protocol != config::ProxyProtocol::None)
+    cfg.connections.syn_proxy_above > 0
+        || cfg
+            .services
+            .iter()
+            .any(|s| s.proxy_protocol != config::ProxyProtocol::None || s.syn_proxy)
 }
 
 /// Human-readable differences between two configurations' reloadable parts.

@@ -472,7 +472,13 @@ impl Syncer {
                             scan.from = 0;
                         }
                     }
-                    for c in &chunk.conns {
+                    // A NAT64 connection (IPv6 client, IPv4 server) is not sent:
+                    // a record's endpoints are all of one family.
+                    for c in chunk
+                        .conns
+                        .iter()
+                        .filter(|c| c.client.0.is_ipv4() == c.real.0.is_ipv4())
+                    {
                         self.queue(record_of(c), None);
                     }
                     self.flush(None);

@@ -21,7 +21,8 @@ pub struct RealServer {
     pub slot: u16,
     /// Address the service's connections are forwarded to.
     pub addr: IpAddr,
-    /// Port the service's connections are forwarded to.
+    /// Port the service's connections are forwarded to; 0 (in a service with
+    /// port 0): the port the client sent its packet to.
     pub port: u16,
     /// 0 = no new connections (drain); live ones continue.
     pub weight: u32,
@@ -42,6 +43,23 @@ impl RealServer {
     pub fn id(&self) -> ServerId {
         ServerId::new(self.addr, self.port)
     }
+
+    /// The port a packet the client sent to `vip_port` goes to: the server's own,
+    /// or with none (0) the same port (IPVS `ip_vs_sched_persist`).
+    #[inline]
+    pub fn port_for(&self, vip_port: u16) -> u16 {
+        if self.port == 0 {
+            vip_port
+        } else {
+            self.port
+        }
+    }
+
+    /// Whether a connection to `addr`:`port` of a client that sent to
+    /// `vip_port` is one of this server's.
+    pub fn serves(&self, addr: IpAddr, port: u16, vip_port: u16) -> bool {
+        self.addr == addr && self.port_for(vip_port) == port
+    }
 }
 
 /// A virtual service: VIP, port, protocol and how its traffic is balanced.
@@ -53,7 +71,8 @@ pub struct Service {
     pub name: String,
     /// Virtual IP address the clients connect to.
     pub vip: IpAddr,
-    /// Virtual port the clients connect to.
+    /// Virtual port the clients connect to; 0 = every port of the VIP that no
+    /// service of its own has (persistent only).
     pub port: u16,
     /// TCP or UDP.
     pub proto: Proto,
@@ -73,6 +92,10 @@ pub struct Service {
     pub quorum: u32,
     /// Any TCP packet that matches no connection may open one (IPVS `sloppy_tcp`).
     pub sloppy: bool,
+    /// One-packet scheduling (IPVS `--ops`, UDP): every datagram is scheduled on
+    /// its own and no connection is kept; NAT replies are translated back by
+    /// their source (see [`Services::ops_reply`]).
+    pub ops: bool,
     /// Real servers in configuration order, drained and down ones included, then
     /// the sorry server if there is one.
     pub real_servers: Vec<RealServer>,
@@ -83,14 +106,35 @@ pub struct Service {
     pub access: Access,
     /// The Proxy Protocol header sent ahead of a client's data.
     pub proxy_protocol: config::ProxyProtocol,
+    /// SYN proxy: SYNs are answered with SYN cookies, the real server is
+    /// connected to on a valid ACK.
+    pub syn_proxy: bool,
 }
 
 impl Service {
+    /// NAT64: an IPv6 VIP served by IPv4 real servers through IPv4 local
+    /// addresses (FULLNAT only; the configuration check allows no other mix).
+    #[inline]
+    pub fn is_nat64(&self) -> bool {
+        self.mode == Mode::FullNat
+            && self.vip.is_ipv6()
+            && self.local_addrs.first().is_some_and(IpAddr::is_ipv4)
+    }
+
     /// Whether the service's connections have their sequence numbers translated
     /// (see `conn::xlate`).
     #[inline]
     pub fn translates(&self) -> bool {
-        self.proxy_protocol != config::ProxyProtocol::None
+        self.proxy_protocol != config::ProxyProtocol::None || self.syn_proxy
+    }
+
+    /// Whether the service's connections can be SYN-proxied: TCP whose
+    /// replies pass through ferrovs (NAT, FULLNAT).
+    #[inline]
+    pub fn syn_proxy_capable(&self) -> bool {
+        self.proto == Proto::Tcp
+            && matches!(self.mode, Mode::Nat | Mode::FullNat)
+            && !self.is_nat64()
     }
 }
 
@@ -286,6 +330,13 @@ pub struct Services {
     list: Vec<Service>,
     by_key: HashMap<ServiceKey, usize, FixedState>,
     by_slot: Vec<Option<usize>>,
+    /// Some service has port 0: a lookup that misses tries the VIP's port 0.
+    any_port_zero: bool,
+    /// Some service has `ops`.
+    any_ops: bool,
+    /// The `ops` NAT services by the real-server endpoint (address, port, as
+    /// `ServiceKey`) their replies come from: (service, place in its list).
+    ops_replies: HashMap<ServiceKey, (usize, usize), FixedState>,
 }
 
 impl Services {
@@ -353,10 +404,12 @@ impl Services {
                 local_addrs: s.local_addresses.clone(),
                 quorum: s.quorum,
                 sloppy: s.sloppy,
+                ops: s.ops,
                 real_servers,
                 sorry_active,
                 access: Access::new(&s.access),
                 proxy_protocol: s.proxy_protocol,
+                syn_proxy: s.syn_proxy,
             })
             .collect();
         let by_key = list
@@ -377,19 +430,70 @@ impl Services {
         for (i, s) in list.iter().enumerate() {
             by_slot[usize::from(s.slot)] = Some(i);
         }
+        // The configuration check leaves every such endpoint to one service.
+        let mut ops_replies = HashMap::default();
+        for (i, s) in list.iter().enumerate() {
+            if s.ops && s.mode == Mode::Nat {
+                for (j, r) in s.real_servers.iter().enumerate() {
+                    let key = ServiceKey {
+                        vip: r.addr,
+                        port: r.port_for(s.port),
+                        proto: s.proto,
+                    };
+                    ops_replies.entry(key).or_insert((i, j));
+                }
+            }
+        }
         Services {
+            any_port_zero: list.iter().any(|s| s.port == 0),
+            any_ops: list.iter().any(|s| s.ops),
             list,
             by_key,
             by_slot,
+            ops_replies,
         }
     }
 
-    /// The service a packet to `vip:port` over `proto` belongs to.
+    /// The service a packet to `vip:port` over `proto` belongs to: the one of
+    /// that port, else the VIP's all-port service (port 0), as IPVS's
+    /// `ip_vs_service_find` falls back to the catch-all port.
     #[inline]
     pub fn find(&self, vip: IpAddr, port: u16, proto: Proto) -> Option<&Service> {
-        self.by_key
-            .get(&ServiceKey { vip, port, proto })
-            .map(|&i| &self.list[i])
+        match self.by_key.get(&ServiceKey { vip, port, proto }) {
+            Some(&i) => Some(&self.list[i]),
+            None if self.any_port_zero && port != 0 => self
+                .by_key
+                .get(&ServiceKey {
+                    vip,
+                    port: 0,
+                    proto,
+                })
+                .map(|&i| &self.list[i]),
+            None => None,
+        }
+    }
+
+    /// An `ops` NAT service's reply: the service and the real server a datagram
+    /// from `addr`:`port` over `proto` comes from, when one of them serves the
+    /// endpoint (no connection is kept for it: the reply is translated back by
+    /// its source alone).
+    #[inline]
+    pub fn ops_reply(
+        &self,
+        addr: IpAddr,
+        port: u16,
+        proto: Proto,
+    ) -> Option<(&Service, &RealServer)> {
+        if self.ops_replies.is_empty() {
+            return None;
+        }
+        let &(i, j) = self.ops_replies.get(&ServiceKey {
+            vip: addr,
+            port,
+            proto,
+        })?;
+        let s = &self.list[i];
+        Some((s, &s.real_servers[j]))
     }
 
     /// The service in `slot`.
@@ -427,6 +531,12 @@ impl Services {
     /// Whether any service uses this address family.
     pub fn any_ipv6(&self) -> bool {
         self.list.iter().any(|s| s.vip.is_ipv6())
+    }
+
+    /// Whether any service schedules datagrams one by one (`ops`).
+    #[inline]
+    pub fn any_ops(&self) -> bool {
+        self.any_ops
     }
 
     /// Whether any service keeps persistence templates.
@@ -605,5 +715,81 @@ mod slot_tests {
             9
         );
         assert_eq!(slots.retired, vec![(7, 3)]);
+    }
+}
+
+#[cfg(test)]
+mod form_tests {
+    use super::*;
+    use crate::fixture;
+
+    const SERVICES: &str = r#"
+services:
+  - name: all
+    vip: 198.18.0.100
+    port: 0
+    protocol: tcp
+    mode: nat
+    persistence: 60s
+    real_servers:
+      - { address: 198.19.0.10 }
+  - name: web
+    vip: 198.18.0.100
+    port: 80
+    protocol: tcp
+    mode: nat
+    real_servers:
+      - { address: 198.19.0.11, port: 8080 }
+  - name: dns
+    vip: 198.18.0.100
+    port: 53
+    protocol: udp
+    mode: nat
+    ops: true
+    real_servers:
+      - { address: 198.19.0.12 }
+      - { address: 198.19.0.13, port: 5353 }
+"#;
+
+    #[test]
+    fn a_port_of_its_own_wins_over_the_vips_all_port_service() {
+        let s = Services::from_config(&fixture::parse(&fixture::appliance(SERVICES)));
+        let vip: IpAddr = "198.18.0.100".parse().unwrap();
+        let name = |port, proto| s.find(vip, port, proto).map(|s| s.name.as_str());
+        assert_eq!(name(80, Proto::Tcp), Some("web"));
+        assert_eq!(name(443, Proto::Tcp), Some("all"));
+        assert_eq!(name(1, Proto::Tcp), Some("all"));
+        assert_eq!(name(0, Proto::Tcp), Some("all"));
+        // Every port of the VIP over TCP only; and not another VIP's.
+        assert_eq!(name(443, Proto::Udp), None);
+        assert_eq!(name(53, Proto::Udp), Some("dns"));
+        let other: IpAddr = "198.18.0.101".parse().unwrap();
+        assert!(s.find(other, 443, Proto::Tcp).is_none());
+        let all = s.by_name("all").unwrap();
+        assert_eq!(all.address(), "198.18.0.100:0");
+        let rs = &all.real_servers[0];
+        assert_eq!((rs.port, rs.port_for(443)), (0, 443));
+        assert!(rs.serves(rs.addr, 8443, 8443) && !rs.serves(rs.addr, 80, 8443));
+        assert_eq!(s.by_name("web").unwrap().real_servers[0].port_for(80), 8080);
+    }
+
+    #[test]
+    fn ops_replies_are_known_by_their_source() {
+        let s = Services::from_config(&fixture::parse(&fixture::appliance(SERVICES)));
+        assert!(s.any_ops());
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        let (svc, rs) = s.ops_reply(ip("198.19.0.12"), 53, Proto::Udp).unwrap();
+        assert_eq!((svc.name.as_str(), rs.slot), ("dns", 2));
+        let (_, rs) = s.ops_reply(ip("198.19.0.13"), 5353, Proto::Udp).unwrap();
+        assert_eq!(rs.port, 5353);
+        assert!(s.ops_reply(ip("198.19.0.13"), 53, Proto::Udp).is_none());
+        assert!(s.ops_reply(ip("198.19.0.12"), 53, Proto::Tcp).is_none());
+        // Not an ops service's: a stateful service's server.
+        assert!(s.ops_reply(ip("198.19.0.11"), 8080, Proto::Tcp).is_none());
+        let plain = Services::from_config(&fixture::parse(&fixture::appliance(
+            &SERVICES.replace("    ops: true\n", ""),
+        )));
+        assert!(!plain.any_ops());
+        assert!(plain.ops_reply(ip("198.19.0.12"), 53, Proto::Udp).is_none());
     }
 }

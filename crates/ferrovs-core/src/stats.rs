@@ -197,6 +197,16 @@ drop_reasons! {
     /// No real server can take a new connection because every one that could is at
     /// its `max_connections`.
     RealServerOverloaded => "real_server_overloaded",
+    /// An ACK to a SYN-proxied service that matches no connection and carries no
+    /// valid SYN cookie (forged, too old, or for a SYN ferrovs never answered).
+    SynCookieInvalid => "syn_cookie_invalid",
+    /// A client's data sent before its real server answered the SYN proxy,
+    /// beyond what is held (per connection and per worker), or held for a
+    /// connection that went away meanwhile; the client sends it again.
+    SynProxyHoldFull => "syn_proxy_hold_full",
+    /// A client's segment without data while its real server has not answered
+    /// the SYN proxy yet (the server knows nothing to acknowledge).
+    SynProxyPending => "syn_proxy_pending",
 }
 
 impl From<crate::packet::ParseError> for DropReason {
@@ -282,6 +292,16 @@ pub struct WorkerStats {
     /// Sync records not installed (no such service or real server here, a
     /// conflicting connection, a full table).
     pub sync_refused: Counter,
+    /// SYN-ACKs carrying a SYN cookie sent to clients (SYN proxy).
+    pub syn_cookies_sent: Counter,
+    /// ACKs whose SYN cookie validated: connections the SYN proxy opened.
+    pub syn_cookies_validated: Counter,
+    /// Resets sent to SYN-proxied clients whose real server refused the
+    /// connection or did not answer within `connections.timeouts.tcp_syn`.
+    pub syn_proxy_resets: Counter,
+    /// Gauge: 1 while `connections.syn_proxy_above` has every TCP NAT/FULLNAT
+    /// service of this worker SYN-proxied.
+    pub syn_proxy_auto: Counter,
     drops: [Counter; DropReason::COUNT],
     real_servers: Box<[RealServerStats]>,
 }
@@ -308,6 +328,10 @@ impl WorkerStats {
             sync_records_dropped: Counter::default(),
             sync_installed: Counter::default(),
             sync_refused: Counter::default(),
+            syn_cookies_sent: Counter::default(),
+            syn_cookies_validated: Counter::default(),
+            syn_proxy_resets: Counter::default(),
+            syn_proxy_auto: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
             real_servers: (0..real_server_slots)
                 .map(|_| RealServerStats::default())

@@ -120,6 +120,9 @@ pub struct Owners {
     /// By service slot.
     services: Vec<OwnerRule>,
     nat_replies: HashMap<Endpoint, OwnerRule, FixedState>,
+    /// Some NAT real server has port 0 (serves every port of an all-port
+    /// service): a reply whose endpoint is not known may come from it.
+    any_port_zero: bool,
 }
 
 impl Owners {
@@ -144,6 +147,17 @@ impl Owners {
                 group[a] = b;
             }
         }
+        // A real server of every port (port 0) answers from any port: the NAT
+        // services with an endpoint of its address and protocol share its rule.
+        let endpoints: Vec<(Endpoint, usize)> = first_user.iter().map(|(&e, &u)| (e, u)).collect();
+        for &((addr, _, proto), user) in endpoints.iter().filter(|(e, _)| e.1 == 0) {
+            for &((a, _, p), other) in &endpoints {
+                if (a, p) == (addr, proto) {
+                    let (x, y) = (root(&mut group, user), root(&mut group, other));
+                    group[x] = y;
+                }
+            }
+        }
         let mut group_rule: Vec<Option<OwnerRule>> = vec![None; list.len()];
         for (i, s) in list.iter().enumerate() {
             let g = root(&mut group, i);
@@ -157,6 +171,7 @@ impl Owners {
         let mut owners = Owners {
             services: vec![OwnerRule::ClientPort; slots],
             nat_replies: HashMap::default(),
+            any_port_zero: first_user.keys().any(|&(_, port, _)| port == 0),
         };
         for (i, s) in list.iter().enumerate() {
             let rule = group_rule[root(&mut group, i)].unwrap_or(OwnerRule::ClientPort);
@@ -178,14 +193,21 @@ impl Owners {
             .unwrap_or(OwnerRule::ClientPort)
     }
 
-    /// The rule of NAT replies from the real server `addr`:`port` (the client port
-    /// for an endpoint no NAT service uses: not a connection of ours anyway).
+    /// The rule of NAT replies from the real server `addr`:`port`, or from
+    /// `addr` serving every port (port 0) when no service has that endpoint (the
+    /// client port for an endpoint no NAT service uses: not a connection of ours
+    /// anyway).
     #[inline]
     pub fn nat_reply(&self, addr: IpAddr, port: u16, proto: Proto) -> OwnerRule {
-        self.nat_replies
-            .get(&(addr, port, proto))
-            .copied()
-            .unwrap_or(OwnerRule::ClientPort)
+        match self.nat_replies.get(&(addr, port, proto)) {
+            Some(&rule) => rule,
+            None if self.any_port_zero => self
+                .nat_replies
+                .get(&(addr, 0, proto))
+                .copied()
+                .unwrap_or(OwnerRule::ClientPort),
+            None => OwnerRule::ClientPort,
+        }
     }
 }
 
@@ -311,8 +333,11 @@ pub fn steering_rules(services: &Services, owners: &Owners, workers: usize) -> V
         return Vec::new();
     }
     let port_mask = ((workers - 1) as u16) << 1;
+    // Port 0 is every port (an all-port service, or its real server): not
+    // matched, and under the rules of services with a port of their own, which
+    // win where both match (IPVS tries the exact port first).
     let exact_port = |value: u16| {
-        Some(PortMatch {
+        (value != 0).then_some(PortMatch {
             value,
             mask: u16::MAX,
         })
@@ -350,7 +375,7 @@ pub fn steering_rules(services: &Services, owners: &Owners, workers: usize) -> V
                     src_port,
                     dst_port: exact_port(s.port),
                     queue,
-                    priority: 0,
+                    priority: u32::from(s.port == 0),
                 });
             }
             match s.mode {
@@ -368,7 +393,7 @@ pub fn steering_rules(services: &Services, owners: &Owners, workers: usize) -> V
                                 src_port: exact_port(r.port),
                                 dst_port,
                                 queue,
-                                priority: u32::from(overlaps),
+                                priority: u32::from(overlaps || r.port == 0),
                             });
                         }
                     }
@@ -631,5 +656,93 @@ services:
         let v6 = AddrMatch::network_owner(ip("::"), 64, 3, 4).unwrap();
         assert_eq!(v6.mask, ip("0:0:0:3::"));
         assert!(v6.matches(ip("2001:2:0:3::9")) && !v6.matches(ip("2001:2:0:2::9")));
+    }
+}
+
+#[cfg(test)]
+mod all_port_tests {
+    use super::*;
+    use crate::fixture;
+    use std::net::Ipv4Addr;
+
+    /// An all-port persistent service, a service of its own on the VIP's port
+    /// 80, and a service using the all-port server's address on port 9000.
+    fn services() -> Services {
+        let services = r#"
+services:
+  - { name: all, vip: 198.18.0.100, port: 0, protocol: tcp, mode: nat, persistence: 60s,
+      real_servers: [{ address: 198.19.0.20 }] }
+  - { name: web, vip: 198.18.0.100, port: 80, protocol: tcp, mode: nat,
+      real_servers: [{ address: 198.19.0.21, port: 8080 }] }
+  - { name: same-host, vip: 198.18.0.101, port: 80, protocol: tcp, mode: nat,
+      real_servers: [{ address: 198.19.0.20, port: 9000 }] }
+"#;
+        Services::from_config(&fixture::parse(&fixture::appliance_with(
+            2, false, services,
+        )))
+    }
+
+    #[test]
+    fn an_all_port_server_shares_its_rule_with_every_port_of_its_address() {
+        let s = services();
+        let o = Owners::new(&s);
+        let ip = |a: &str| a.parse::<IpAddr>().unwrap();
+        let net = OwnerRule::ClientNetwork { prefix: 32 };
+        assert_eq!(o.service(s.by_name("all").unwrap().slot), net);
+        assert_eq!(o.service(s.by_name("same-host").unwrap().slot), net);
+        assert_eq!(
+            o.service(s.by_name("web").unwrap().slot),
+            OwnerRule::ClientPort
+        );
+        for port in [443, 9000, 1] {
+            assert_eq!(o.nat_reply(ip("198.19.0.20"), port, Proto::Tcp), net);
+        }
+        assert_eq!(
+            o.nat_reply(ip("198.19.0.20"), 443, Proto::Udp),
+            OwnerRule::ClientPort
+        );
+        assert_eq!(
+            o.nat_reply(ip("198.19.0.21"), 8080, Proto::Tcp),
+            OwnerRule::ClientPort
+        );
+    }
+
+    /// Every packet of every connection, to any port of the VIP and back from
+    /// any port of the server, matches rules of its owner's queue only among
+    /// those of the best priority it matches, as the pipeline's `owner()` finds
+    /// it (`Services::find` falling back to port 0).
+    #[test]
+    fn steering_rules_send_every_port_to_its_owner_and_the_vips_own_port_to_its_own() {
+        let s = services();
+        let o = Owners::new(&s);
+        let mut rng = crate::packet::testutil::XorShift::new(11);
+        let vip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+        for workers in [2usize, 4] {
+            let rules = steering_rules(&s, &o, workers);
+            let check = |src: (IpAddr, u16), dst: (IpAddr, u16), owner: usize| {
+                let hits: Vec<&SteeringRule> = rules
+                    .iter()
+                    .filter(|r| r.matches(Proto::Tcp, src, dst))
+                    .collect();
+                assert!(!hits.is_empty(), "{src:?} -> {dst:?}: no rule");
+                let best = hits.iter().map(|r| r.priority).min().unwrap();
+                for r in hits.into_iter().filter(|r| r.priority == best) {
+                    assert_eq!(usize::from(r.queue), owner, "{src:?} -> {dst:?}: {r:?}");
+                }
+            };
+            for _ in 0..2000 {
+                let client = IpAddr::V4(Ipv4Addr::from(rng.next() as u32));
+                let cport = rng.next() as u16;
+                let dport = (rng.next() as u16).max(1);
+                let svc = s.find(vip, dport, Proto::Tcp).unwrap();
+                let owner = o.service(svc.slot).owner(client, cport, workers);
+                check((client, cport), (vip, dport), owner);
+                let rs = &svc.real_servers[0];
+                let from = (rs.addr, rs.port_for(dport));
+                let reply = o.nat_reply(from.0, from.1, Proto::Tcp);
+                assert_eq!(reply.owner(client, cport, workers), owner);
+                check(from, (client, cport), owner);
+            }
+        }
     }
 }

@@ -113,6 +113,13 @@ impl<T> HugeSlice<T> {
             let whole = unsafe {
                 std::slice::from_raw_parts_mut(raw.as_ptr().cast::<MaybeUninit<u8>>(), size)
             };
+            if align >= HUGE_PAGE {
+                // Whole pages of our own: bind them to the node asked for (see
+                // `numa`) before the first touch below.
+                if let Some(node) = crate::numa::current_node() {
+                    crate::numa::prefer_node(whole, node);
+                }
+            }
             advise_hugepages(whole);
             raw.cast::<T>()
         };
@@ -131,6 +138,12 @@ impl<T> HugeSlice<T> {
     /// Whether the array starts on a huge-page boundary (every array of 2 MiB or more).
     pub fn huge_aligned(&self) -> bool {
         self.layout.align() >= HUGE_PAGE
+    }
+
+    /// The NUMA node of the array's first element (None when empty, or without
+    /// NUMA support in the kernel).
+    pub fn node(&self) -> Option<u32> {
+        self.first().and_then(crate::numa::node_of)
     }
 }
 

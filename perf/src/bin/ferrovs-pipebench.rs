@@ -11,6 +11,12 @@
 //! valgrind --tool=callgrind target/release/ferrovs-pipebench --workload udp-1k --packets 200000
 //! valgrind --tool=callgrind --cache-sim=yes target/release/ferrovs-pipebench \
 //!     --workload tcp-syn --mode fullnat --clock-mpps 3 --packets 400000
+//! # SYNs answered with SYN cookies (SYN proxy):
+//! target/release/ferrovs-pipebench --workload tcp-syn --syn-proxy
+//! # Established TCP flows, opened through the SYN proxy (sequence numbers,
+//! # timestamps and window translated) or not:
+//! target/release/ferrovs-pipebench --workload tcp-syn --established 1024 --syn-proxy
+//! target/release/ferrovs-pipebench --workload tcp-syn --established 1024
 //! ```
 
 use std::path::Path;
@@ -60,6 +66,16 @@ struct Cli {
     /// a ring, which another thread drains every 2 ms as the management core would.
     #[arg(long)]
     sync: bool,
+    /// The service is SYN-proxied (tcp-syn, NAT or FULLNAT): SYNs are answered
+    /// with SYN cookies; with `--established`, the connections are opened
+    /// through the proxy and their segments translated.
+    #[arg(long)]
+    syn_proxy: bool,
+    /// With tcp-syn: open this many connections first (whole handshakes, with a
+    /// real server answering), then measure their data segments (64 bytes of
+    /// data, timestamps) from the clients instead of SYNs.
+    #[arg(long)]
+    established: Option<u32>,
 }
 
 const BURST: usize = 32;
@@ -96,7 +112,17 @@ fn main() -> ExitCode {
         control_socket: Path::new("/tmp/pipebench.sock"),
     };
     let addressing = Addressing::default();
-    let text = scenario::ferrovs_config(&bed, mode, &endpoints, &addressing);
+    let mut text = scenario::ferrovs_config(&bed, mode, &endpoints, &addressing);
+    if cli.syn_proxy {
+        text = text.replace(
+            "  - name: bench\n",
+            "  - name: bench\n    syn_proxy: true\n",
+        );
+    }
+    if cli.established.is_some() {
+        // Established connections live as long as the run.
+        text = text.replace("  timeouts: { tcp_syn: \"10ms\" }\n", "");
+    }
     let cfg = match config::parse(&text, "pipebench.yaml", &HostFacts::default()) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -135,11 +161,20 @@ fn main() -> ExitCode {
     let mut p = Pipeline::new(0, 1, dp, lb, HeapPool, stats.clone(), events, BURST)
         .with_rx_ipv4_checksum_offload(&[offload, offload]);
 
-    let frames: Vec<Vec<u8>> = match workload.traffic {
-        Traffic::UdpFlows { flows } => (0..flows)
+    let frames: Vec<Vec<u8>> = match (workload.traffic, cli.established) {
+        (Traffic::TcpSyns { .. }, Some(flows)) => {
+            match established::open(&mut p, &addressing, lan_mac, flows, cli.syn_proxy) {
+                Ok(frames) => frames,
+                Err(e) => {
+                    eprintln!("opening the connections: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        (Traffic::UdpFlows { flows }, _) => (0..flows)
             .map(|i| traffic::udp_frame(&addressing, traffic::flow_at(i, flows)))
             .collect(),
-        Traffic::TcpSyns { count } => (0..count)
+        (Traffic::TcpSyns { count }, None) => (0..count)
             .map(|i| traffic::syn_frame(&addressing, i))
             .collect(),
     };
@@ -211,4 +246,197 @@ fn main() -> ExitCode {
         stats.conns_active.get(),
     );
     ExitCode::SUCCESS
+}
+
+/// Established TCP connections for `--established`: each opened by a whole
+/// handshake through the pipeline (the client's, and with a SYN proxy the real
+/// server's with ferrovs), then one data segment a flow for the run.
+mod established {
+    use super::HeapPool;
+    use ferrovs_core::forward::segment::{self, Segment, SynOptions, MAX_OPTIONS};
+    use ferrovs_core::packet::parse::{L3Info, L4Header};
+    use ferrovs_core::packet::{
+        ethernet, parse_frame, EtherType, MacAddr, PacketBuf, TcpFlags, TcpPacket, VecBuf,
+    };
+    use ferrovs_core::pipeline::Pipeline;
+    use ferrovs_perf::traffic::{self, Addressing};
+    use std::net::{SocketAddr, SocketAddrV4};
+
+    const SERVER_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0]);
+
+    /// A segment as the pipeline sent it.
+    struct Seen {
+        src: SocketAddr,
+        dst: SocketAddr,
+        seq: u32,
+        flags: TcpFlags,
+        tsval: u32,
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        from: MacAddr,
+        to: MacAddr,
+        src: SocketAddr,
+        dst: SocketAddr,
+        flags: TcpFlags,
+        (seq, ack): (u32, u32),
+        options: SynOptions,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut o = [0u8; MAX_OPTIONS];
+        let n = options.write(&mut o);
+        let seg = Segment {
+            src: (src.ip(), src.port()),
+            dst: (dst.ip(), dst.port()),
+            seq,
+            ack,
+            flags,
+            window: 502,
+            options: &o[..n],
+            payload,
+        };
+        let mut f = vec![0u8; segment::frame_len(&seg)];
+        segment::emit(&mut f, ethernet::HEADER_LEN, &seg).expect("room");
+        ethernet::emit_header(&mut f, to, from, EtherType::IPV4).expect("room");
+        f
+    }
+
+    /// Runs one frame through the pipeline; what went out of `port`.
+    fn step(
+        p: &mut Pipeline<HeapPool>,
+        f: Vec<u8>,
+        rx: usize,
+        port: usize,
+    ) -> Result<Seen, String> {
+        let mut burst = vec![VecBuf::from_frame(&f)];
+        p.process_burst(&mut burst, rx);
+        let out: Vec<VecBuf> = p.tx_queue(port).drain(..).collect();
+        for q in 0..2 {
+            p.tx_queue(q).clear();
+        }
+        p.garbage().clear();
+        let frame = out
+            .first()
+            .ok_or_else(|| format!("nothing sent on port {port}"))?;
+        let info = parse_frame(frame.data(), false).map_err(|e| format!("{e:?}"))?;
+        let L3Info::Ip(ip) = info.l3 else {
+            return Err("not IP".into());
+        };
+        let Some(l4) = ip.l4.filter(|l| matches!(l.header, L4Header::Tcp { .. })) else {
+            return Err("not TCP".into());
+        };
+        let t = TcpPacket::new_checked(&frame.data()[usize::from(l4.offset)..info.l3_end()])
+            .map_err(|e| format!("{e:?}"))?;
+        let (sp, dp) = ip.ports().unwrap_or_default();
+        Ok(Seen {
+            src: SocketAddr::new(ip.addrs.src(), sp),
+            dst: SocketAddr::new(ip.addrs.dst(), dp),
+            seq: t.seq_number(),
+            flags: t.flags(),
+            tsval: SynOptions::parse(t.options()).ts.map_or(0, |t| t.0),
+        })
+    }
+
+    /// Opens `flows` connections; returns one data segment of each.
+    pub fn open(
+        p: &mut Pipeline<HeapPool>,
+        addr: &Addressing,
+        lan_mac: MacAddr,
+        flows: u32,
+        syn_proxy: bool,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let vip = SocketAddr::V4(SocketAddrV4::new(addr.vip, addr.tcp_port));
+        let linux = |ts: (u32, u32)| SynOptions {
+            mss: Some(1460),
+            wscale: Some(7),
+            sack: true,
+            ts: Some(ts),
+        };
+        let ts = |ts: (u32, u32)| SynOptions {
+            ts: Some(ts),
+            ..SynOptions::default()
+        };
+        let (client_mac, us) = (addr.src_mac, addr.dst_mac);
+        let mut frames = Vec::with_capacity(flows as usize);
+        for i in 0..flows {
+            let client = SocketAddr::V4(traffic::client(i));
+            let isn = i.wrapping_mul(0x9e37_79b9);
+            let server_isn = 0x4000_0000 ^ i;
+            let syn = frame(
+                client_mac,
+                us,
+                client,
+                vip,
+                TcpFlags::SYN,
+                (isn, 0),
+                linux((100, 0)),
+                b"",
+            );
+            let (ack_to_client, ecr) = if syn_proxy {
+                let synack = step(p, syn, 0, 0)?;
+                let (cookie, ours) = (synack.seq, synack.tsval);
+                let ack = frame(
+                    client_mac,
+                    us,
+                    client,
+                    vip,
+                    TcpFlags::ACK,
+                    (isn.wrapping_add(1), cookie.wrapping_add(1)),
+                    ts((101, ours)),
+                    b"",
+                );
+                let to_server = step(p, ack, 0, 1)?;
+                if to_server.flags != TcpFlags::SYN {
+                    return Err("no SYN to the server".into());
+                }
+                let answer = frame(
+                    SERVER_MAC,
+                    lan_mac,
+                    to_server.dst,
+                    to_server.src,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    (server_isn, isn.wrapping_add(1)),
+                    SynOptions {
+                        wscale: Some(9),
+                        ..linux((7000, 101))
+                    },
+                    b"",
+                );
+                step(p, answer, 1, 1)?;
+                (cookie.wrapping_add(1), ours)
+            } else {
+                let to_server = step(p, syn, 0, 1)?;
+                let answer = frame(
+                    SERVER_MAC,
+                    lan_mac,
+                    to_server.dst,
+                    to_server.src,
+                    TcpFlags::SYN | TcpFlags::ACK,
+                    (server_isn, isn.wrapping_add(1)),
+                    SynOptions {
+                        wscale: Some(9),
+                        ..linux((7000, 100))
+                    },
+                    b"",
+                );
+                step(p, answer, 1, 0)?;
+                (server_isn.wrapping_add(1), 7000)
+            };
+            let data = frame(
+                client_mac,
+                us,
+                client,
+                vip,
+                TcpFlags::ACK | TcpFlags::PSH,
+                (isn.wrapping_add(1), ack_to_client),
+                ts((102, ecr)),
+                &[0x5a; 64],
+            );
+            // Once now: the connection is established before the run.
+            step(p, data.clone(), 0, 1)?;
+            frames.push(data);
+        }
+        Ok(frames)
+    }
 }

@@ -22,6 +22,7 @@ use std::path::Path;
 pub use bounds::{MAX_CONFIG_BYTES, MAX_FLOW_DEPTH};
 pub use error::{ConfigError, ConfigErrors};
 pub use host::{parse_cpu_list, HostFacts};
+pub use model::MAX_NEXT_HOPS;
 pub use model::{
     AccessConfig, AnnounceConfig, CheckKind, Config, ConnectionsConfig, DenyAction, DnsRcode,
     DnsType, EalConfig, ForwardMode, HealthCheckConfig, ManagementConfig, MempoolConfig,

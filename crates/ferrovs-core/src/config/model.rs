@@ -175,6 +175,31 @@ pub struct PortConfig {
     pub tx_descriptors: u16,
     /// Reverse-path filtering of the sources of new connections received here.
     pub rp_filter: RpFilter,
+    /// A bond's member devices (`device` is DPDK's `net_bonding`); empty otherwise.
+    pub members: Vec<PortDevice>,
+}
+
+impl PortConfig {
+    /// Whether the port is a bond: DPDK's bonding PMD over `members`.
+    pub fn is_bond(&self) -> bool {
+        is_bonding(&self.device)
+    }
+
+    /// The device as the EAL gets it: a bond's spec names its members
+    /// (`slave=NAME`, the key of DPDK 22.11's bonding PMD).
+    pub fn eal_device_spec(&self) -> String {
+        let mut spec = self.device.to_string();
+        for m in &self.members {
+            spec.push_str(",slave=");
+            spec.push_str(m.ethdev_name());
+        }
+        spec
+    }
+}
+
+/// Whether `device` is an instance of DPDK's bonding PMD (`net_bonding<n>`).
+pub fn is_bonding(device: &PortDevice) -> bool {
+    matches!(device, PortDevice::Vdev { driver, .. } if driver.starts_with("net_bonding"))
 }
 
 /// Worker lcores.
@@ -219,16 +244,23 @@ pub struct ConnectionsConfig {
     pub max: u32,
     /// Idle timeouts per protocol state.
     pub timeouts: Timeouts,
+    /// Unanswered SYNs a second (all workers together) above which every TCP
+    /// NAT/FULLNAT service is SYN-proxied; 0 = never automatically.
+    pub syn_proxy_above: u32,
 }
 
 /// A static route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteConfig {
     /// Destination prefix, host bits zero.
     pub prefix: IpNet,
-    /// Next hop, inside a connected subnet.
-    pub via: IpAddr,
+    /// Next hops, each inside a connected subnet, at least one, each once: with
+    /// more than one (ECMP), connections are spread over them by flow hash.
+    pub via: Vec<IpAddr>,
 }
+
+/// The most next hops a route may have (`routes[].via`).
+pub const MAX_NEXT_HOPS: usize = 16;
 
 /// A static neighbour (ARP/NDP) entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +278,8 @@ pub struct ServiceConfig {
     pub name: String,
     /// Virtual IP.
     pub vip: IpAddr,
-    /// Virtual port.
+    /// Virtual port; 0 = every port of the VIP (IPVS's port-zero service, only
+    /// with persistence), a service with the VIP's own port winning over it.
     pub port: u16,
     /// Transport protocol.
     pub protocol: Protocol,
@@ -272,6 +305,9 @@ pub struct ServiceConfig {
     /// IPVS `sloppy_tcp`: any TCP packet that matches no connection opens one, not
     /// only a SYN, so a flow that another instance carried until now continues.
     pub sloppy: bool,
+    /// IPVS one-packet scheduling (`--ops`, UDP only): every datagram is
+    /// scheduled on its own and no connection is kept.
+    pub ops: bool,
     /// keepalived's `sorry_server`: takes the new connections while no real server
     /// is available or fewer than `quorum` are; never health-checked.
     pub sorry_server: Option<SorryServerConfig>,
@@ -280,6 +316,9 @@ pub struct ServiceConfig {
     /// A Proxy Protocol header (the client's address and port, and the VIP)
     /// ahead of the client's data to the real server (TCP, NAT and FULLNAT).
     pub proxy_protocol: ProxyProtocol,
+    /// SYN proxy: ferrovs answers the client's SYN with a SYN cookie and opens
+    /// the connection to a real server only on a valid ACK (TCP, NAT and FULLNAT).
+    pub syn_proxy: bool,
 }
 
 /// A service's access lists and per-source limit, checked for every new connection
@@ -421,7 +460,8 @@ impl Default for HealthCheckConfig {
 pub struct RealServerConfig {
     /// Address, same family as the VIP.
     pub address: IpAddr,
-    /// Port; equals the service port in DR and TUNNEL modes.
+    /// Port; equals the service port in DR and TUNNEL modes. 0 (only in a
+    /// service with port 0): the port the client's packet was sent to.
     pub port: u16,
     /// Scheduler weight, 0..=65535; 0 takes no new connections (quiesced).
     pub weight: u32,
@@ -734,6 +774,7 @@ mod tests {
             rx_descriptors: 1024,
             tx_descriptors: 1024,
             rp_filter: RpFilter::Off,
+            members: vec![],
         }
     }
 
@@ -766,6 +807,7 @@ mod tests {
             connections: ConnectionsConfig {
                 max: 1,
                 timeouts: Timeouts::default(),
+                syn_proxy_above: 0,
             },
             routes: vec![],
             neighbors: vec![],

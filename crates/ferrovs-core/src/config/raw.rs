@@ -84,6 +84,7 @@ pub(super) struct RawPort {
     pub rx_descriptors: Option<u64>,
     pub tx_descriptors: Option<u64>,
     pub rp_filter: Option<String>,
+    pub members: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +116,7 @@ pub(super) struct RawManagement {
 pub(super) struct RawConnections {
     pub max: Option<u64>,
     pub timeouts: Option<RawTimeouts>,
+    pub syn_proxy_above: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,7 +136,18 @@ pub(super) struct RawTimeouts {
 #[serde(deny_unknown_fields, expecting = "a route mapping (prefix, via)")]
 pub(super) struct RawRoute {
     pub prefix: String,
-    pub via: String,
+    pub via: RawVia,
+}
+
+/// A route's next hop (`via: ADDR`), or its equal-cost next hops (`via: [A, B]`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a next-hop address, or a list of next-hop addresses"
+)]
+pub(super) enum RawVia {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,12 +177,14 @@ pub(super) struct RawService {
     pub health_check: Option<RawHealthCheck>,
     pub quorum: Option<u64>,
     pub sloppy: Option<bool>,
+    pub ops: Option<bool>,
     pub sorry_server: Option<RawSorryServer>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub deny_action: Option<String>,
     pub new_connections_per_source: Option<String>,
     pub proxy_protocol: Option<String>,
+    pub syn_proxy: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -204,6 +204,7 @@ fn design_example_parses_into_expected_values() {
                 rx_descriptors: 1024,
                 tx_descriptors: 1024,
                 rp_filter: RpFilter::Off,
+                members: vec![],
             },
             PortConfig {
                 name: "lan".into(),
@@ -216,6 +217,7 @@ fn design_example_parses_into_expected_values() {
                 rx_descriptors: 1024,
                 tx_descriptors: 1024,
                 rp_filter: RpFilter::Off,
+                members: vec![],
             },
         ],
         workers: WorkersConfig {
@@ -245,10 +247,11 @@ fn design_example_parses_into_expected_values() {
                 tcp_last_ack: Duration::from_secs(30),
                 udp: Duration::from_secs(300),
             },
+            syn_proxy_above: 0,
         },
         routes: vec![RouteConfig {
             prefix: "0.0.0.0/0".parse().unwrap(),
-            via: ip("198.18.0.254"),
+            via: vec![ip("198.18.0.254")],
         }],
         neighbors: vec![NeighborConfig {
             ip: ip("198.19.0.10"),
@@ -283,10 +286,12 @@ fn design_example_parses_into_expected_values() {
             health_check: HealthCheckConfig::default(),
             quorum: 1,
             sloppy: false,
+            ops: false,
             sched_flags: vec![],
             sorry_server: None,
             access: AccessConfig::default(),
             proxy_protocol: ProxyProtocol::None,
+            syn_proxy: false,
         }],
         announce: None,
         sync: None,
@@ -1075,6 +1080,121 @@ fn route_rules() {
 }
 
 #[test]
+fn a_route_may_have_several_next_hops() {
+    let base = base_with(
+        r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+        r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.254", "198.19.0.254", "198.18.0.253"] }"#,
+    );
+    let cfg = parse(&base, "test.yaml", &HostFacts::default()).unwrap();
+    assert_eq!(
+        cfg.routes[0].via,
+        vec![ip("198.18.0.254"), ip("198.19.0.254"), ip("198.18.0.253")]
+    );
+    assert_eq!(cfg.routes[1].via, vec![ip("2001:2::fe")], "the single form");
+    let one = base_with(
+        r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+        r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.254"] }"#,
+    );
+    let cfg = parse(&one, "test.yaml", &HostFacts::default()).unwrap();
+    assert_eq!(cfg.routes[0].via, vec![ip("198.18.0.254")]);
+}
+
+#[test]
+fn a_bond_names_its_members_to_the_eal() {
+    let text = base_with(
+        r#"    device: "0000:3b:00.0""#,
+        "    device: \"net_bonding0,mode=1\"\n    members: [\"net_af_packet10,iface=bm0\", \"0000:3b:00.1\"]",
+    );
+    let cfg = parse(&text, "test.yaml", &HostFacts::default()).unwrap();
+    let wan = &cfg.ports[0];
+    assert!(wan.is_bond());
+    assert_eq!(wan.device.ethdev_name(), "net_bonding0");
+    assert_eq!(wan.members.len(), 2);
+    assert_eq!(
+        wan.eal_device_spec(),
+        "net_bonding0,mode=1,slave=net_af_packet10,slave=0000:3b:00.1"
+    );
+    assert!(!cfg.ports[1].is_bond());
+    assert_eq!(
+        cfg.ports[1].eal_device_spec(),
+        "net_af_packet1,iface=veth-lan",
+        "other devices as written"
+    );
+}
+
+#[test]
+fn bond_rules() {
+    let line = r#"    device: "0000:3b:00.0""#;
+    check_cases(&[
+        (
+            line,
+            r#"    device: "net_bonding0,mode=1""#,
+            &[(7, 5, "ports[0].members: a net_bonding port needs its member devices")],
+        ),
+        (
+            line,
+            "    device: \"0000:3b:00.0\"\n    members: [\"0000:3b:00.1\"]",
+            &[(9, 14, "ports[0].members: members are for a net_bonding device")],
+        ),
+        (
+            line,
+            "    device: \"net_bonding0,mode=1,slave=net_null9\"\n    members: [\"net_null9\"]",
+            &[(8, 13, "ports[0].device: name the bond's members in ports[].members")],
+        ),
+        (
+            line,
+            "    device: \"net_bonding0\"\n    members: [\"net_af_packet1,iface=x\", \"net_bonding1\"]",
+            &[
+                (9, 41, "ports[0].members[1]: a bond cannot be a member of a bond"),
+                (15, 13, "ports[1].device: device net_af_packet1 is already used by ports[0].members[0]"),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn multipath_route_rules() {
+    let line = r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#;
+    let many: Vec<String> = (11..=27).map(|i| format!("\"198.18.0.{i}\"")).collect();
+    let too_many = format!(
+        r#"  - {{ prefix: "0.0.0.0/0", via: [{}] }}"#,
+        many.join(", ")
+    );
+    check_cases(&[
+        (
+            line,
+            r#"  - { prefix: "0.0.0.0/0", via: [] }"#,
+            &[(33, 33, "routes[0].via: a route needs at least one next hop")],
+        ),
+        (
+            line,
+            too_many.leak(),
+            &[(33, 33, "routes[0].via: 17 next hops; a route has at most 16")],
+        ),
+        (
+            line,
+            r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.254", "198.18.0.254"] }"#,
+            &[(33, 50, "routes[0].via[1]: next hop 198.18.0.254 is listed twice")],
+        ),
+        (
+            line,
+            r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.254", "198.21.0.254"] }"#,
+            &[(33, 50, "routes[0].via[1]: next hop 198.21.0.254 is not inside any port's connected subnet (198.18.0.0/24 on wan, 198.19.0.0/24 on lan, 198.20.0.0/24 on spare)")],
+        ),
+        (
+            line,
+            r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.254", "2001:2::fe"] }"#,
+            &[(33, 50, "routes[0].via[1]: next hop 2001:2::fe is IPv6 but prefix 0.0.0.0/0 is IPv4")],
+        ),
+        (
+            line,
+            r#"  - { prefix: "0.0.0.0/0", via: ["198.18.0.100", "198.18.0.254"] }"#,
+            &[(33, 34, "routes[0].via[0]: next hop 198.18.0.100 is the VIP of service web: ferrovs answers for it itself")],
+        ),
+    ]);
+}
+
+#[test]
 fn next_hop_error_names_the_missing_family() {
     let text = "eal: {cores: [0, 1]}\nports: [{name: p, device: net_null0, addresses: [\"198.18.0.1/24\"]}]\n\
                 workers: {cores: [1]}\nroutes: [{prefix: \"::/0\", via: \"2001:2::1\"}]\n";
@@ -1158,12 +1278,17 @@ fn service_rules() {
         (
             "    port: 443",
             "    port: 0",
-            &[(51, 11, "services[1].port: 0 is out of range 1..=65535")],
+            // Every port (persistent, as dr6 is): its real server takes no port.
+            &[(
+                57,
+                40,
+                "services[1].real_servers[0].port: port 443 in a service with port 0",
+            )],
         ),
         (
             "    port: 443",
             "    port: 65536",
-            &[(51, 11, "services[1].port: 65536 is out of range 1..=65535")],
+            &[(51, 11, "services[1].port: 65536 is out of range 0..=65535")],
         ),
         (
             "    mode: fullnat",
@@ -2345,7 +2470,9 @@ fn access_lists_rates_and_connection_limits() {
         parse_ok(&edge("deny: []", "")).services[0].access,
         AccessConfig::default()
     );
-    let cases: &[(&str, &str, &[(usize, usize, &str)])] = &[
+    // (service keys, top-level keys, expected errors: line, column, text)
+    type Case<'a> = (&'a str, &'a str, &'a [(usize, usize, &'a str)]);
+    let cases: &[Case] = &[
         (
             "allow: [198.18.0.1/15]",
             "",
@@ -2413,5 +2540,286 @@ fn access_lists_rates_and_connection_limits() {
             "services[0].deny_action: rst answers a TCP SYN; this service is udp",
         )],
         "udp",
+    );
+}
+
+/// BASE with `services` (YAML items at the services' indentation) added last.
+fn base_and(services: &str) -> String {
+    format!("{BASE}{services}")
+}
+
+/// The errors of BASE with `services` added, as "path: message" with the
+/// line each is reported at.
+fn added_errors(services: &str) -> Vec<(usize, String)> {
+    parse_err(&base_and(services))
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.file, "test.yaml");
+            (e.line, e.message)
+        })
+        .collect()
+}
+
+#[test]
+fn all_port_services_need_persistence_and_servers_without_ports() {
+    let ok = parse_ok(&base_and(
+        r#"  - name: all
+    vip: "198.18.0.60"
+    port: 0
+    protocol: tcp
+    mode: nat
+    persistence: "600s"
+    health_check: { type: tcp, port: 443 }
+    real_servers:
+      - { address: "198.19.0.60" }
+      - { address: "198.19.0.61", port: 0 }
+    sorry_server: { address: "198.19.0.62" }
+  - name: all-dr
+    vip: "198.18.0.60"
+    port: 0
+    protocol: udp
+    mode: dr
+    persistence: "60s"
+    real_servers:
+      - { address: "198.19.0.63" }
+"#,
+    ));
+    let all = &ok.services[4];
+    assert_eq!(all.port, 0);
+    assert_eq!(
+        all.real_servers.iter().map(|r| r.port).collect::<Vec<_>>(),
+        [0, 0]
+    );
+    assert_eq!(all.sorry_server.unwrap().port, 0);
+    assert_eq!(all.health_check.port, Some(443));
+    assert_eq!(ok.services[5].real_servers[0].port, 0);
+
+    let base_lines = BASE.lines().count();
+    let errors = added_errors(
+        r#"  - name: all
+    vip: "198.18.0.60"
+    port: 0
+    protocol: tcp
+    mode: nat
+    health_check: { type: http }
+    real_servers:
+      - { address: "198.19.0.60", port: 8080 }
+"#,
+    );
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(errors[0].0, base_lines + 3);
+    assert!(
+        errors[0]
+            .1
+            .starts_with("services[4].port: port 0 (every port of the VIP) needs persistence"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|(line, m)| *line == base_lines + 8
+            && m.starts_with(
+                "services[4].real_servers[0].port: port 8080 in a service with port 0"
+            )),
+        "{errors:#?}"
+    );
+    assert!(
+        errors.iter().any(|(_, m)| m.starts_with(
+            "services[4].health_check.port: a http check of a service with port 0 needs a port"
+        )),
+        "{errors:#?}"
+    );
+    // Port 0 is every port only in a service of every port.
+    let errors = added_errors(
+        r#"  - name: one
+    vip: "198.18.0.61"
+    port: 80
+    protocol: tcp
+    mode: nat
+    real_servers:
+      - { address: "198.19.0.60", port: 0 }
+"#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .1
+            .starts_with("services[4].real_servers[0].port: 0 is out of range 1..=65535"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn ops_is_for_udp_without_persistence_or_fullnat() {
+    let ok = parse_ok(&base_and(
+        r#"  - name: dns-ops
+    vip: "198.18.0.62"
+    port: 53
+    protocol: udp
+    mode: nat
+    scheduler: rr
+    ops: true
+    real_servers:
+      - { address: "198.19.0.70" }
+      - { address: "198.19.0.71" }
+"#,
+    ));
+    assert!(ok.services[4].ops);
+    assert!(!ok.services[0].ops, "off by default");
+    let service = |extra: &str, protocol: &str, mode: &str| {
+        format!(
+            "  - name: o\n    vip: \"198.18.0.62\"\n    port: 53\n    protocol: {protocol}\n    mode: {mode}\n    ops: true\n{extra}    real_servers:\n      - {{ address: \"198.19.0.70\" }}\n"
+        )
+    };
+    let ops_line = BASE.lines().count() + 6;
+    for (text, expected) in [
+        (
+            service("", "tcp", "nat"),
+            "services[4].ops: ops schedules every datagram on its own: only a udp service",
+        ),
+        (
+            service("    persistence: 60s\n", "udp", "nat"),
+            "services[4].ops: ops schedules every datagram on its own, persistence sends",
+        ),
+        (
+            service("    local_addresses: [\"198.19.0.2\"]\n", "udp", "fullnat"),
+            "services[4].ops: ops keeps no connection, and a FULLNAT reply",
+        ),
+    ] {
+        let errors = added_errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(errors[0].0, ops_line, "{errors:#?}");
+        assert!(errors[0].1.starts_with(expected), "{errors:#?}");
+    }
+    // Its replies are known by their source alone: the endpoint serves no other
+    // nat udp service (BASE's dns has 198.19.0.20:53).
+    let errors = added_errors(&service("", "udp", "nat").replace("198.19.0.70", "198.19.0.20"));
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].1.starts_with(
+            "services[4].real_servers[0].address: 198.19.0.20:53 also serves the nat service `dns`"
+        ),
+        "{errors:#?}"
+    );
+}
+
+/// NAT64: an IPv6 VIP with IPv4 local addresses and real servers (fullnat).
+const NAT64: &str = r#"eal:
+  cores: [0, 1]
+ports:
+  - name: wan
+    device: "net_null0"
+    addresses: ["198.18.0.1/24", "2001:2::1/64"]
+  - name: lan
+    device: "net_null1"
+    addresses: ["198.19.0.1/24"]
+workers:
+  cores: [1]
+services:
+  - name: web6
+    vip: "2001:2::100"
+    port: 80
+    protocol: tcp
+    mode: fullnat
+    local_addresses: ["198.19.0.2", "198.19.0.3"]
+    real_servers:
+      - { address: "198.19.0.10", port: 8080 }
+      - { address: "198.19.0.11", port: 8080 }
+"#;
+
+#[test]
+fn nat64_services_mix_families_only_as_fullnat_with_ipv4_local_addresses() {
+    let c = parse_ok(NAT64);
+    let services = crate::service::Services::from_config(&c);
+    let svc = services.iter().next().unwrap();
+    assert!(svc.is_nat64());
+    assert!(svc.real_servers.iter().all(|r| r.addr.is_ipv4()));
+    let edit = |from: &str, to: &str| {
+        assert_eq!(NAT64.matches(from).count(), 1, "{from}");
+        NAT64.replace(from, to)
+    };
+    let cases: &[(String, Expected)] = &[
+        (
+            edit(r#"["198.19.0.2", "198.19.0.3"]"#, r#"["198.19.0.2", "2001:2::5"]"#),
+            &[(18, 37, "services[0].local_addresses[1]: local address 2001:2::5 is IPv6 but services[0].local_addresses[0] is IPv4")],
+        ),
+        (
+            edit(r#"address: "198.19.0.11""#, r#"address: "2001:2::11""#),
+            &[(21, 20, "services[0].real_servers[1].address: real server 2001:2::11 is IPv6 but this IPv6 service has IPv4 local addresses (NAT64)")],
+        ),
+        (
+            edit(
+                "    mode: fullnat\n    local_addresses: [\"198.19.0.2\", \"198.19.0.3\"]\n",
+                "    mode: nat\n",
+            ),
+            &[
+                (19, 20, "services[0].real_servers[0].address: real server 198.19.0.10 is IPv4 but the VIP 2001:2::100 is IPv6; IPv4 real servers for an IPv6 VIP (NAT64) need mode fullnat"),
+                (20, 20, "services[0].real_servers[1].address"),
+            ],
+        ),
+        (
+            edit("    protocol: tcp\n", "    protocol: tcp\n    proxy_protocol: v1\n"),
+            &[(17, 21, "services[0].proxy_protocol: a NAT64 service (IPv6 VIP, IPv4 local addresses) cannot send a Proxy Protocol header")],
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_errors(&parse_err(text), expected, text);
+    }
+    // NAT46 (an IPv4 VIP with IPv6 local addresses) is not a thing.
+    let nat46 = edit(r#"vip: "2001:2::100""#, r#"vip: "198.18.0.100""#)
+        .replace(r#"["198.19.0.2", "198.19.0.3"]"#, r#"["2001:2::5"]"#);
+    let errors = parse_err(&nat46);
+    assert!(
+        errors.iter().any(|e| e.to_string().contains(
+            "services[0].local_addresses[0]: local address 2001:2::5 is IPv6 but the real servers are IPv4 like the VIP (IPv6 real servers for an IPv4 VIP, NAT46, are not supported)"
+        )),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn syn_proxy_is_for_tcp_through_nat_or_fullnat() {
+    let on = CONTRACT_EXAMPLE.replace(
+        "    persistence: \"0s\"\n",
+        "    persistence: \"0s\"\n    syn_proxy: true\n",
+    );
+    let ok = parse_ok(&on.replace(
+        "  max: 1000000\n",
+        "  max: 1000000\n  syn_proxy_above: 5000\n",
+    ));
+    assert!(ok.services[0].syn_proxy);
+    assert_eq!(ok.connections.syn_proxy_above, 5000);
+    let defaults = parse_ok(CONTRACT_EXAMPLE);
+    assert!(!defaults.services[0].syn_proxy);
+    assert_eq!(defaults.connections.syn_proxy_above, 0);
+    let to_string = |errors: Vec<ConfigError>| -> Vec<String> {
+        errors.iter().map(|e| e.to_string()).collect()
+    };
+    let udp = to_string(parse_err(
+        &on.replace("    protocol: tcp ", "    protocol: udp "),
+    ));
+    assert!(
+        udp.iter().any(|e| e
+            .contains("services[0].syn_proxy: a SYN proxy answers TCP SYNs; this service is udp")),
+        "{udp:#?}"
+    );
+    let dr = to_string(parse_err(
+        &on.replace("    mode: fullnat ", "    mode: dr ").replace(
+            "    local_addresses: [\"198.19.0.2\"]   # FULLNAT source pool\n",
+            "",
+        ),
+    ));
+    assert!(
+        dr.iter()
+            .any(|e| e
+                .contains("services[0].syn_proxy: a SYN proxy translates the sequence numbers")),
+        "{dr:#?}"
+    );
+    let bad = to_string(parse_err(&CONTRACT_EXAMPLE.replace(
+        "  max: 1000000\n",
+        "  max: 1000000\n  syn_proxy_above: -1\n",
+    )));
+    assert!(
+        bad.iter()
+            .any(|e| e.contains("connections.syn_proxy_above")),
+        "{bad:#?}"
     );
 }

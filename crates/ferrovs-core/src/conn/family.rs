@@ -33,6 +33,14 @@ pub trait Family:
 
     /// The address of this family inside `ip`, if it is one.
     fn from_ip(ip: IpAddr) -> Option<Self>;
+
+    /// [`Family::from_ip`], and for IPv6 also an IPv4 address as IPv4-mapped
+    /// (`::ffff:a.b.c.d`): how a NAT64 connection, kept in the IPv6 table, holds
+    /// its IPv4 local address and real server.
+    fn from_ip_or_mapped(ip: IpAddr) -> Option<Self>;
+
+    /// Whether this is an IPv4-mapped IPv6 address (never for IPv4).
+    fn is_mapped(self) -> bool;
 }
 
 impl Family for Ipv4Addr {
@@ -63,6 +71,16 @@ impl Family for Ipv4Addr {
             IpAddr::V6(_) => None,
         }
     }
+
+    #[inline]
+    fn from_ip_or_mapped(ip: IpAddr) -> Option<Self> {
+        Self::from_ip(ip)
+    }
+
+    #[inline]
+    fn is_mapped(self) -> bool {
+        false
+    }
 }
 
 impl Family for Ipv6Addr {
@@ -92,6 +110,19 @@ impl Family for Ipv6Addr {
             IpAddr::V6(a) => Some(a),
             IpAddr::V4(_) => None,
         }
+    }
+
+    #[inline]
+    fn from_ip_or_mapped(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(a) => Some(a.to_ipv6_mapped()),
+        }
+    }
+
+    #[inline]
+    fn is_mapped(self) -> bool {
+        self.to_ipv4_mapped().is_some()
     }
 }
 
@@ -153,6 +184,22 @@ mod tests {
         assert_eq!(a.mask(48), "2001:2::".parse::<Ipv6Addr>().unwrap());
         assert_eq!(a.mask(0), Ipv6Addr::UNSPECIFIED);
         assert_eq!(a.mask(200), a);
+    }
+
+    #[test]
+    fn mapped_addresses_only_in_ipv6() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2));
+        assert_eq!(
+            Ipv4Addr::from_ip_or_mapped(v4),
+            Some(Ipv4Addr::new(198, 19, 0, 2))
+        );
+        let m = Ipv6Addr::from_ip_or_mapped(v4).unwrap();
+        assert_eq!(m, "::ffff:198.19.0.2".parse::<Ipv6Addr>().unwrap());
+        assert!(m.is_mapped());
+        assert!(!"2001:2::1".parse::<Ipv6Addr>().unwrap().is_mapped());
+        assert!(!Ipv4Addr::new(198, 19, 0, 2).is_mapped());
+        let v6 = IpAddr::V6("2001:2::1".parse().unwrap());
+        assert_eq!(Ipv4Addr::from_ip_or_mapped(v6), None);
     }
 
     #[test]

@@ -242,6 +242,11 @@ impl<A: Family> NewConn<A> {
     fn inbound_key(&self) -> FlowKey<A> {
         inbound_key(self.proto, self.client, self.vip)
     }
+
+    /// NAT64: an IPv6 client served by an IPv4 (mapped) real server.
+    pub fn is_nat64(&self) -> bool {
+        self.real.addr.is_mapped()
+    }
     fn outbound_key(&self) -> FlowKey<A> {
         outbound_key(self.proto, self.real, self.local)
     }
@@ -303,6 +308,12 @@ impl<A: Family> Conn<A> {
     /// The client as it reaches us.
     pub fn client(&self) -> Endpoint<A> {
         self.ends[0][0]
+    }
+    /// NAT64: an IPv6 connection whose local address and real server are IPv4
+    /// (held IPv4-mapped).
+    #[inline]
+    pub fn is_nat64(&self) -> bool {
+        self.xlate & xlate::flag::NAT64 != 0
     }
     /// The virtual service the client addressed.
     pub fn vip(&self) -> Endpoint<A> {
@@ -531,6 +542,12 @@ impl<A: Family> ConnTable<A> {
         }
     }
 
+    /// The translation record of `id`'s slot, whatever the slot holds now: for a
+    /// connection just expired (the record stays until the slot is reused).
+    pub fn released_translation(&self, id: ConnId) -> Option<&SeqAdj> {
+        self.adj.get(id.index as usize)
+    }
+
     /// Gives connection `id` a translation, with [`xlate::flag::ON`] and `flags`
     /// set in its entry. Fails when the table keeps no translations or the id is
     /// stale.
@@ -541,7 +558,7 @@ impl<A: Family> ConnTable<A> {
         match self.slab.get_mut(id.index as usize) {
             Some(Entry::Live(c)) if c.generation == id.generation => {
                 *slot = adj;
-                c.xlate = xlate::flag::ON | flags;
+                c.xlate = xlate::flag::ON | flags | (c.xlate & xlate::flag::NAT64);
                 Ok(())
             }
             _ => Err(ConnError::UnknownConn),
@@ -755,7 +772,11 @@ impl<A: Family> ConnTable<A> {
             proto: new.proto,
             mode: new.mode,
             state,
-            xlate: 0,
+            xlate: if new.is_nat64() {
+                xlate::flag::NAT64
+            } else {
+                0
+            },
             timer: TimerPos::UNARMED,
         });
         self.len += 1;

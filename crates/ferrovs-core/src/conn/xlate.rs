@@ -23,6 +23,10 @@ pub mod flag {
     /// Packets need the ordinary path: a SYN proxy handshake with the server is
     /// under way, or a Proxy Protocol header may have to be (re)sent.
     pub const SLOW: u8 = 2;
+    /// NAT64: the connection is in the IPv6 table with an IPv4 (mapped) local
+    /// address and real server; its packets change family (`forward::nat64`).
+    /// Set at insertion; a NAT64 connection has no [`super::SeqAdj`].
+    pub const NAT64: u8 = 4;
 }
 
 /// Bits of [`SeqAdj::flags`].
@@ -39,6 +43,12 @@ pub mod adj_flag {
     pub const TIMESTAMPS: u8 = 8;
     /// SYN proxy: the connection was opened by ferrovs on the client's behalf.
     pub const SYN_PROXY: u8 = 16;
+    /// SYN proxy: ferrovs's SYN to the real server is not answered yet. Until it
+    /// is, `out_delta` is the cookie (ferrovs's initial sequence number towards
+    /// the client), `ts_delta` the TSval the client echoes, and `wscale` the
+    /// client's options as the cookie keeps them (low nibble its window scale or
+    /// 0xf for none, bit 4 SACK permitted).
+    pub const SYN_PENDING: u8 = 32;
 }
 
 /// Marks a window scale that needs no translation.

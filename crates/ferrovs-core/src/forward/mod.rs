@@ -17,9 +17,11 @@
 
 mod icmp_error;
 mod nat;
+pub mod nat64;
 pub mod proxy_protocol;
 pub mod segment;
 pub mod seq;
+pub mod syncookie;
 mod tunnel;
 
 pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};

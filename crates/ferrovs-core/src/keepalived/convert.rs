@@ -3,8 +3,12 @@
 //! The mapping, and where keepalived and ferrovs differ:
 //!
 //! - `virtual_server IP PORT` is a service named `vs-IP-PORT` (`-udp` for UDP);
-//!   `fwmark` and `group` virtual servers, and those without a port, have no
-//!   ferrovs equivalent.
+//!   `fwmark` and `group` virtual servers have no ferrovs equivalent.
+//!   `virtual_server IP 0`, every port of the VIP, is a service with port 0: it
+//!   needs persistence (keepalived, like ipvsadm, makes a port-zero service
+//!   persistent), its real servers take no port (each connection keeps the port
+//!   the client sent to), and a port check needs `connect_port`.
+//! - `ops` (one-packet scheduling, UDP) is `ops: true`.
 //! - `lb_algo`/`lvs_sched`, `lb_kind`/`lvs_method` (NAT, DR, TUN),
 //!   `persistence_timeout` (360 s without a value, as keepalived),
 //!   `persistence_granularity`, `protocol` (TCP, UDP), the scheduler flags,
@@ -55,6 +59,7 @@ struct Service {
     sched_flags: Vec<&'static str>,
     persistence_s: u64,
     persistence_netmask: Option<u8>,
+    ops: bool,
     quorum: Option<u64>,
     sorry_server: Option<(IpAddr, Option<u16>)>,
     check: Option<Check>,
@@ -254,13 +259,13 @@ impl Converter<'_> {
             }
         };
         let port = match s.arg(1).map(str::parse::<u16>) {
-            Some(Ok(port)) if port > 0 => port,
-            None | Some(Ok(_)) => {
-                self.not_carried(s, "a virtual server of every port (persistent, no port) has no ferrovs equivalent: services have one port");
+            Some(Ok(port)) => port,
+            None => {
+                self.not_carried(s, "no port: write 0 for every port of the VIP");
                 return None;
             }
             Some(Err(_)) => {
-                self.not_carried(s, "the port is not a number from 1 to 65535");
+                self.not_carried(s, "the port is not a number from 0 to 65535");
                 return None;
             }
         };
@@ -275,6 +280,7 @@ impl Converter<'_> {
             sched_flags: Vec::new(),
             persistence_s: 0,
             persistence_netmask: None,
+            ops: false,
             quorum: None,
             sorry_server: None,
             check: None,
@@ -284,6 +290,7 @@ impl Converter<'_> {
         let mut flags: Vec<&Stmt> = Vec::new();
         let mut quorum_stmt = None;
         let mut sorry_stmt = None;
+        let mut ops_stmt = None;
         let mut servers: Vec<&Stmt> = Vec::new();
         let mut skip = false;
         let mut protocol_written = false;
@@ -363,7 +370,7 @@ impl Converter<'_> {
                 "sorry_server_inhibit" => self.not_carried(d, "ferrovs lists the sorry server with weight 0 while it stands by, as inhibit does, whichever is written"),
                 "sorry_server_lvs_method" => {}
                 "ha_suspend" => self.not_carried(d, "ferrovs checks servers whether or not the VIP is held"),
-                "ops" => self.not_carried(d, "one-packet scheduling of UDP is not supported yet: each flow is scheduled once"),
+                "ops" => ops_stmt = Some(d),
                 "virtualhost" => self.not_carried(d, "ferrovs's HTTP checks send the server's address as Host"),
                 "smtp_alert" => self.not_carried(d, "ferrovs sends no mail: state changes are in its log and metrics"),
                 "snmp_name" => self.not_carried(d, "ferrovs has no SNMP: its metrics are Prometheus"),
@@ -387,6 +394,25 @@ impl Converter<'_> {
                 format!("{} without protocol", describe(s)),
                 "keepalived then balances UDP, and so does the service written: write protocol TCP if TCP was meant",
             );
+        }
+        if port == 0 && svc.persistence_s == 0 {
+            // keepalived (check_parser.c): a port-zero service without
+            // persistence_timeout gets the default timeout.
+            svc.persistence_s = DEFAULT_PERSISTENCE_S;
+            self.note(
+                s,
+                format!("{} without persistence_timeout", describe(s)),
+                format!("a service of every port must be persistent: {DEFAULT_PERSISTENCE_S} s, keepalived's default, is written"),
+            );
+        }
+        if let Some(d) = ops_stmt {
+            if !svc.udp {
+                self.not_carried(d, "one-packet scheduling is for UDP services only (keepalived ignores it for TCP)");
+            } else if svc.persistence_s > 0 {
+                self.not_carried(d, "ferrovs refuses ops with persistence, which sends every datagram of a client to one server anyway: persistence is kept");
+            } else {
+                svc.ops = true;
+            }
         }
         for d in flags {
             let flag = match (d.keyword(), svc.scheduler.as_str()) {
@@ -463,6 +489,7 @@ impl Converter<'_> {
         }
         let port = match d.arg(1).map(str::parse::<u16>) {
             None => None,
+            Some(Ok(0)) if svc.port == 0 => None,
             Some(Ok(p)) if p > 0 => Some(p),
             Some(_) => {
                 self.not_carried(d, "the port is not a number from 1 to 65535");
@@ -470,6 +497,13 @@ impl Converter<'_> {
             }
         };
         match port {
+            Some(p) if svc.port == 0 => {
+                let why = format!(
+                    "in a service of every port the {what} gets each connection on the port the client sent to (IPVS ignores another)"
+                );
+                self.note(d, format!("port {p}"), why);
+                Some((address, None))
+            }
             Some(p) if p != svc.port && matches!(svc.mode, "dr" | "tunnel") => {
                 let why = format!(
                     "in {} the {what} gets the service's port {} (IPVS ignores another)",
@@ -769,6 +803,13 @@ impl Converter<'_> {
             }
             _ => return None,
         };
+        if rs_port == 0 && port.is_none() && kind_out != "exec" {
+            self.not_carried(
+                k,
+                "a real server of every port (port 0) has no port of its own to check: write connect_port; the service is left without a check",
+            );
+            return None;
+        }
         Some(Check {
             kind: kind_out,
             interval,
@@ -1047,6 +1088,9 @@ fn render(services: &[Service]) -> String {
         if let Some(bits) = s.persistence_netmask {
             let _ = writeln!(y, "    persistence_netmask: {bits}");
         }
+        if s.ops {
+            let _ = writeln!(y, "    ops: true");
+        }
         if let Some(q) = s.quorum {
             let _ = writeln!(y, "    quorum: {q}");
         }
@@ -1152,6 +1196,7 @@ mod tests {
             sched_flags: vec![],
             persistence_s: 0,
             persistence_netmask: None,
+            ops: false,
             quorum: None,
             sorry_server: None,
             check: None,

@@ -8,6 +8,11 @@
 //! second). Learned entries never expire while in use; entries older than
 //! [`REFRESH_AFTER_MS`] are re-probed when used and keep forwarding meanwhile, so a
 //! real server that changes its MAC is followed without a forwarding gap.
+//!
+//! The gateways of multipath routes are *watched*: one that does not answer its
+//! probes is remembered as unreachable ([`NeighTable::unreachable`]), so that flows
+//! choose another next hop, and is probed again every [`PROBE_INTERVAL_MS`] until
+//! it answers.
 
 use crate::packet::MacAddr;
 use foldhash::fast::FixedState;
@@ -121,6 +126,10 @@ pub struct NeighTable<B> {
     /// Bumped whenever an entry is added, removed or changes its MAC, port or
     /// state, so that caches of lookup results know when to look again.
     generation: u64,
+    /// The gateways of multipath routes (see the module documentation).
+    watched: Vec<IpAddr>,
+    /// Watched neighbours that did not answer: (port, time of the last probe).
+    unreachable: HashMap<IpAddr, (usize, u64), FixedState>,
 }
 
 impl<B> NeighTable<B> {
@@ -132,7 +141,32 @@ impl<B> NeighTable<B> {
             held: VecDeque::with_capacity(limits.held),
             limits,
             generation: 0,
+            watched: Vec::new(),
+            unreachable: HashMap::with_capacity_and_hasher(
+                limits.incomplete,
+                FixedState::default(),
+            ),
         }
+    }
+
+    /// Watches `ips` (the gateways of multipath routes) instead of the earlier
+    /// ones; marks of neighbours no longer watched are dropped.
+    pub fn watch(&mut self, ips: impl IntoIterator<Item = IpAddr>) {
+        self.watched.clear();
+        self.watched.extend(ips);
+        let before = self.unreachable.len();
+        let watched = &self.watched;
+        self.unreachable.retain(|ip, _| watched.contains(ip));
+        if self.unreachable.len() != before {
+            self.generation += 1;
+        }
+    }
+
+    /// True when `ip` is watched and did not answer its last resolution; false
+    /// again once it answers.
+    #[inline]
+    pub fn unreachable(&self, ip: IpAddr) -> bool {
+        !self.unreachable.is_empty() && self.unreachable.contains_key(&ip)
     }
 
     /// Changes with every added, removed or changed entry (not with a refresh that
@@ -268,6 +302,10 @@ impl<B> NeighTable<B> {
         if !mac.is_unicast() {
             return Learned::Ignored;
         }
+        // An unreachable neighbour answering its re-probe is taken whatever the
+        // packet (an IPv6 advertisement does not create entries otherwise).
+        let answered = self.unreachable(ip) && self.unreachable.remove(&ip).is_some();
+        let create = create || answered;
         let room = self.entries.len() < self.limits.entries;
         let outcome = match self.entries.get_mut(&ip) {
             Some(e) if e.state == NeighState::Static => return Learned::Ignored,
@@ -353,8 +391,12 @@ impl<B> NeighTable<B> {
             }
             // Unanswered: forget the neighbour and drop what waited for it.
             self.generation += 1;
+            let port = e.port;
             self.entries.remove(&ip);
             self.incomplete.swap_remove(i);
+            if self.watched.contains(&ip) && self.unreachable.len() < self.limits.incomplete {
+                self.unreachable.insert(ip, (port, now_ms));
+            }
             for h in self.held.iter_mut().filter(|h| h.ip == ip) {
                 if let Some(pkt) = h.pkt.take() {
                     dropped += 1;
@@ -363,6 +405,32 @@ impl<B> NeighTable<B> {
             }
         }
         self.compact_held();
+        for (ip, (port, last_probe_ms)) in self.unreachable.iter_mut() {
+            if now_ms.saturating_sub(*last_probe_ms) >= PROBE_INTERVAL_MS {
+                *last_probe_ms = now_ms;
+                probe(*ip, *port);
+            }
+        }
+        dropped
+    }
+
+    /// Gives up on every neighbour still being resolved, whatever its probe count
+    /// (a worker shutting down): their held packets go to `drop_pkt`, and the
+    /// entries are forgotten as [`NeighTable::tick`] forgets an unanswered one.
+    /// Returns how many packets were given up.
+    pub fn release_all(&mut self, mut drop_pkt: impl FnMut(B)) -> usize {
+        for ip in self.incomplete.drain(..) {
+            if self.entries.remove(&ip).is_some() {
+                self.generation += 1;
+            }
+        }
+        let mut dropped = 0;
+        for h in self.held.drain(..) {
+            if let Some(pkt) = h.pkt {
+                dropped += 1;
+                drop_pkt(pkt);
+            }
+        }
         dropped
     }
 
@@ -421,6 +489,52 @@ mod tests {
     }
 
     #[test]
+    fn a_watched_neighbour_that_never_answers_is_unreachable_until_it_does() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let (gw, other) = (ip("198.18.0.253"), ip("198.18.0.9"));
+        t.watch([gw]);
+        t.lookup(gw, 0, 0);
+        t.lookup(other, 0, 0);
+        let mut probes = vec![];
+        for now in (100..=3000).step_by(100) {
+            t.tick(now, |i, _| probes.push(i), |_| {});
+        }
+        assert!(t.unreachable(gw), "given up at 3000");
+        assert!(!t.unreachable(other), "not watched");
+        assert!(t.get(gw).is_none());
+        assert!(probes.contains(&other));
+        // Probed again every interval, without traffic.
+        let mut probes = vec![];
+        for now in (3100..=6000).step_by(100) {
+            t.tick(now, |i, p| probes.push((now, i, p)), |_| {});
+        }
+        assert_eq!(
+            probes,
+            vec![(4000, gw, 0), (5000, gw, 0), (6000, gw, 0)],
+            "only the watched one"
+        );
+        // An answer, even one that would not create an entry, ends it.
+        let generation = t.generation();
+        assert_eq!(
+            t.learn(gw, MAC_A, 0, 6100, false, |_, _, _| {}),
+            Learned::New
+        );
+        assert!(!t.unreachable(gw));
+        assert!(t.generation() > generation);
+        assert_eq!(t.fresh_until(gw, 6200).map(|f| f.0), Some(MAC_A));
+        // No longer watched: forgotten.
+        t.lookup(other, 0, 7000);
+        for now in (7100..=10_000).step_by(100) {
+            t.tick(now, |_, _| {}, |_| {});
+        }
+        t.watch([other]);
+        assert!(
+            !t.unreachable(other),
+            "marks come from give-ups while watched"
+        );
+    }
+
+    #[test]
     fn unanswered_probes_drop_held_packets() {
         let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
         let rs = ip("198.19.0.10");
@@ -440,6 +554,35 @@ mod tests {
         assert!(t.get(rs).is_none());
         // a later packet starts over
         assert_eq!(t.lookup(rs, 0, 5000), Lookup::Resolving { probe: true });
+    }
+
+    #[test]
+    fn release_all_gives_back_packets_of_neighbours_still_probed() {
+        // Found by the pipeline fuzz target: shutdown used `tick(u64::MAX)`, which
+        // only gives up on neighbours whose probes ran out; one probed fewer
+        // times kept its packets.
+        let mut t: NeighTable<u32> = NeighTable::new(NeighLimits::default());
+        let (a, b) = (ip("198.19.0.10"), ip("2001:2:0:19::10"));
+        t.lookup(a, 0, 0);
+        t.hold(a, 1, 0).unwrap();
+        t.hold(a, 2, 0).unwrap();
+        t.lookup(b, 1, 0);
+        t.hold(b, 3, 0).unwrap();
+        t.tick(
+            1000,
+            |_, _| {},
+            |_| panic!("dropped before its probes ran out"),
+        );
+        let mut dropped = vec![];
+        assert_eq!(t.release_all(|p| dropped.push(p)), 3);
+        dropped.sort();
+        assert_eq!(dropped, vec![1, 2, 3]);
+        assert_eq!(t.held_len(), 0);
+        assert!(t.get(a).is_none() && t.get(b).is_none());
+        // A later packet starts resolution afresh.
+        assert_eq!(t.lookup(a, 0, 5000), Lookup::Resolving { probe: true });
+        t.hold(a, 4, 5000).unwrap();
+        assert_eq!(t.held_len(), 1);
     }
 
     #[test]

@@ -89,11 +89,49 @@ impl<P: PacketPool> Pipeline<P> {
             }
             hit => hit,
         };
+        // NAT64: an IPv4 reply of an IPv6 connection (`nat64`).
+        let pkt = match (hit, src.into_ip(), dst.into_ip()) {
+            (None, IpAddr::V4(s), IpAddr::V4(d)) if self.lb.nat64() => {
+                let key = FlowKey::new(proto, s, sport, d, dport);
+                match self.nat64_reply(pkt, info, ip, key, flags) {
+                    Some(pkt) => pkt,
+                    None => return,
+                }
+            }
+            _ => pkt,
+        };
+        // One-packet scheduling (`ops`): no connection to find or open.
+        let pkt = match hit {
+            None if proto == Proto::Udp && self.dp.services.any_ops() => {
+                let flow = ((src.into_ip(), sport), (dst.into_ip(), dport));
+                match self.ops_input(pkt, port, info, ip, flow.0, flow.1) {
+                    Some(pkt) => pkt,
+                    None => return,
+                }
+            }
+            _ => pkt,
+        };
+        // SYN proxy: a SYN answered with a cookie, an ACK opening with one.
+        let pkt = match hit {
+            None if proto == Proto::Tcp => {
+                match self.syn_proxy_input(pkt, port, info, ip, (src, sport), (dst, dport), flags) {
+                    Some(pkt) => pkt,
+                    None => return,
+                }
+            }
+            _ => pkt,
+        };
         let (id, dir) = match hit {
             Some(hit) => hit,
             None => match self.new_connection(port, proto, (src, sport), (dst, dport), flags) {
                 Ok(id) => {
-                    if proto == Proto::Tcp && self.lb.conns::<A>().translates() {
+                    if is_opening_syn(proto, flags) {
+                        self.syn.count_syn();
+                    }
+                    if proto == Proto::Tcp
+                        && self.lb.conns::<A>().translates()
+                        && !self.lb.get::<A>(id).is_some_and(|c| c.is_nat64())
+                    {
                         self.start_translation::<A>(id, &pkt, ip);
                     }
                     (id, Dir::Inbound)
@@ -113,6 +151,9 @@ impl<P: PacketPool> Pipeline<P> {
             return self.discard(pkt, DropReason::NoConnection);
         };
         if conn.xlate() != 0 {
+            if conn.is_nat64() {
+                return self.nat64_forward_conn(pkt, info, ip, proto, &conn, dir);
+            }
             return self.forward_translated::<A>(pkt, info, ip, action, id, dir);
         }
         self.forward(pkt, info, ip, proto, action);
@@ -167,7 +208,13 @@ impl<P: PacketPool> Pipeline<P> {
     #[inline(never)]
     fn egress_mtu_below(&self, len: usize, next_hop: IpAddr) -> Option<u16> {
         let hop = self.dp.routes.lookup(next_hop)?;
-        let mtu = self.dp.ifaces[hop.port].mtu;
+        // A multipath route's packets may leave by any of its next hops' ports.
+        let routes = &self.dp.routes;
+        let mtu = routes
+            .next_hops(&hop)
+            .iter()
+            .map(|h| self.dp.ifaces[h.port].mtu)
+            .min()?;
         (len > usize::from(mtu)).then_some(mtu)
     }
 
@@ -347,6 +394,10 @@ impl<P: PacketPool> Pipeline<P> {
             found = self.lb.lookup(&key);
         }
         let Some((id, dir)) = found else {
+            // NAT64: an ICMPv4 error about an IPv6 connection's packet.
+            if self.lb.nat64() && flow.src.is_ipv4() {
+                return self.nat64_error_from_server(pkt, port, info, ip, flow);
+            }
             return Some(pkt);
         };
         let Some(conn) = self.lb.get::<A>(id) else {
@@ -361,6 +412,10 @@ impl<P: PacketPool> Pipeline<P> {
         };
         if let Err(reason) = verdict {
             self.discard(pkt, reason);
+            return None;
+        }
+        if conn.is_nat64() {
+            self.nat64_error_to_server(pkt, info, ip, &endpoints(&conn), dir);
             return None;
         }
         let e = endpoints(&conn);

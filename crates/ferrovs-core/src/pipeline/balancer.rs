@@ -6,7 +6,9 @@
 //! DPVS does per lcore, so least-connection schedulers count per worker.
 
 use super::lports::LocalPorts;
+use super::synproxy::OwedReset;
 use crate::access::{worker_share, SourceLimiter};
+use crate::conn::xlate;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
     Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, SeqAdj, StateChange, TcpState,
@@ -16,7 +18,7 @@ use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
 use crate::stats::{DropReason, WorkerStats};
 use crate::sync::{SyncConn, SyncProducer};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// Connection and template tables of one address family.
@@ -200,6 +202,10 @@ pub struct Balancer {
     /// real servers' connection limits and of per-source rates.
     worker: usize,
     workers: usize,
+    /// A service is (or was, since start) NAT64 (IPv6 VIP, IPv4 local
+    /// addresses): an IPv4 packet that matches no IPv4 connection may be a reply
+    /// of an IPv6 one.
+    nat64: bool,
 }
 
 /// Why a sync record was not installed.
@@ -268,6 +274,7 @@ impl Balancer {
             sync: None,
             worker,
             workers,
+            nat64: false,
             lports: LocalPorts::with_share(
                 services.iter().flat_map(|s| s.local_addrs.iter().copied()),
                 worker,
@@ -408,6 +415,15 @@ impl Balancer {
         }
         self.lports
             .add_addrs(services.iter().flat_map(|s| s.local_addrs.iter().copied()));
+        // Sticky: connections of a NAT64 service removed by a reload live on, and
+        // their replies must still be found.
+        self.nat64 = self.nat64 || services.iter().any(Service::is_nat64);
+    }
+
+    /// Whether a service is NAT64, so that IPv6 connections may have IPv4 replies.
+    #[inline]
+    pub fn nat64(&self) -> bool {
+        self.nat64
     }
 
     /// New connection timeouts (existing connections take them at their next packet).
@@ -457,7 +473,7 @@ impl Balancer {
         let index = svc
             .real_servers
             .iter()
-            .position(|r| (r.addr, r.port) == rec.real)
+            .position(|r| r.serves(rec.real.0, rec.real.1, rec.vip.1))
             .ok_or(SyncRefusal::NoRealServer)?;
         let rs_slot = svc.real_servers[index].slot;
         let ep = |(addr, port): (std::net::IpAddr, u16)| {
@@ -653,6 +669,41 @@ impl Balancer {
         self.connect_finish(&opening, now, stats)
     }
 
+    /// One-packet scheduling (IPVS `--ops`): the place in `svc`'s list of the
+    /// real server a datagram from `client` to `vip` goes to. Nothing is kept:
+    /// like IPVS's one-packet connections, freed as soon as their packet is
+    /// sent, the datagram counts as a connection of the server (and of the
+    /// source's rate), never in its active or inactive connections.
+    pub fn schedule_datagram(
+        &mut self,
+        svc: &Service,
+        client: (IpAddr, u16),
+        vip: (IpAddr, u16),
+        now: u64,
+    ) -> Result<usize, DropReason> {
+        let st = self.views.service(svc.slot)?;
+        if let Some(limiter) = st.limiter.as_mut() {
+            if !limiter.admit(client.0, now) {
+                return Err(DropReason::SourceRateLimited);
+            }
+        }
+        if svc.sorry_active {
+            return Ok(svc.real_servers.len() - 1);
+        }
+        let hint = FlowHint {
+            src: client.0,
+            src_port: client.1,
+            dst: vip.0,
+            dst_port: vip.1,
+            now_ms: now,
+        };
+        let pool = &st.candidates[..st.pool];
+        let sched = st.sched.as_mut().ok_or(DropReason::NoRealServer)?;
+        sched
+            .pick(pool, &hint)
+            .ok_or_else(|| no_server_reason(pool))
+    }
+
     /// The first half of [`Balancer::connect`]: schedules the connection, takes
     /// what it holds (local port, persistence template, its place in the real
     /// server's count, which the next scheduling decision sees) and requests the
@@ -745,9 +796,10 @@ impl Balancer {
             }
         };
         let rs = &svc.real_servers[index];
+        // NAT64: an IPv4 server of an IPv6 service, held IPv4-mapped.
         let real = Endpoint::new(
-            A::from_ip(rs.addr).ok_or(DropReason::NoRealServer)?,
-            rs.port,
+            A::from_ip_or_mapped(rs.addr).ok_or(DropReason::NoRealServer)?,
+            rs.port_for(vip.port),
         );
         let local = if svc.mode == Mode::FullNat {
             let next = &mut views.service(svc.slot)?.next_local;
@@ -755,7 +807,7 @@ impl Balancer {
                 .take(&svc.local_addrs, next)
                 .ok_or(DropReason::LocalPortExhausted)?;
             Endpoint::new(
-                A::from_ip(addr).ok_or(DropReason::LocalPortExhausted)?,
+                A::from_ip_or_mapped(addr).ok_or(DropReason::LocalPortExhausted)?,
                 port,
             )
         } else {
@@ -856,7 +908,9 @@ impl Balancer {
         counters.inactive.set(u64::from(inactive));
         // A TCP connection is sent when its first packet moves it out of NONE; a
         // UDP flow's state never moves, so it is sent as it opens.
-        if let (Some(out), Proto::Udp) = (&mut self.sync, new.proto) {
+        // A NAT64 connection is never sent: a record holds endpoints of one
+        // family (`on_packet_in_place` leaves it out as a translated one).
+        if let (Some(out), Proto::Udp, false) = (&mut self.sync, new.proto, new.is_nat64()) {
             if let Some(conn) = tables.conns.get(id) {
                 send_record(out, conn, now, stats);
             }
@@ -867,11 +921,30 @@ impl Balancer {
     /// Removes connections and templates whose time is up (at most `budget` of each)
     /// and updates the per-server counts. Returns how many connections went.
     pub fn expire(&mut self, now: u64, budget: usize, stats: &WorkerStats) -> usize {
-        self.expire_family::<Ipv4Addr>(now, budget, stats)
-            + self.expire_family::<Ipv6Addr>(now, budget, stats)
+        self.expire_reporting(now, budget, stats, &mut Vec::new())
     }
 
-    fn expire_family<A: Tables>(&mut self, now: u64, budget: usize, stats: &WorkerStats) -> usize {
+    /// [`Balancer::expire`], adding to `owed` (up to its capacity) the resets
+    /// owed to the clients of SYN-proxied connections whose real server never
+    /// answered.
+    pub(super) fn expire_reporting(
+        &mut self,
+        now: u64,
+        budget: usize,
+        stats: &WorkerStats,
+        owed: &mut Vec<OwedReset>,
+    ) -> usize {
+        self.expire_family::<Ipv4Addr>(now, budget, stats, owed)
+            + self.expire_family::<Ipv6Addr>(now, budget, stats, owed)
+    }
+
+    fn expire_family<A: Tables>(
+        &mut self,
+        now: u64,
+        budget: usize,
+        stats: &WorkerStats,
+        owed: &mut Vec<OwedReset>,
+    ) -> usize {
         let Balancer {
             v4,
             v6,
@@ -880,10 +953,36 @@ impl Balancer {
             ..
         } = self;
         let FamilyTables { conns, persist } = A::select(v4, v6);
-        let removed = conns.expire(now, budget, |_, conn| {
+        let first = owed.len();
+        let removed = conns.expire(now, budget, |id, conn| {
+            if conn.xlate() & xlate::flag::SLOW != 0 && owed.len() < owed.capacity() {
+                let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+                owed.push(OwedReset {
+                    id,
+                    client: ep(conn.client()),
+                    vip: ep(conn.vip()),
+                    seq: 0,
+                    ack: 0,
+                });
+            }
             release(conn, persist, lports, views, now, stats);
         });
         persist.expire(now, budget, |_, _| {});
+        // Only those still waiting for their server are owed a reset; the
+        // records stay in the slots until they are reused.
+        let mut i = first;
+        while i < owed.len() {
+            match conns.released_translation(owed[i].id) {
+                Some(a) if a.has(xlate::adj_flag::SYN_PENDING) => {
+                    owed[i].seq = a.out_delta.wrapping_add(1);
+                    owed[i].ack = a.first_seq;
+                    i += 1;
+                }
+                _ => {
+                    owed.swap_remove(i);
+                }
+            }
+        }
         removed
     }
 }
@@ -919,7 +1018,8 @@ fn give_back<A: Tables>(
 ) {
     let new = opening.conn.new_conn();
     if new.mode == Mode::FullNat {
-        lports.give_back(new.local.addr.into_ip(), new.local.port);
+        // NAT64 holds an IPv4 local address IPv4-mapped: give back the IPv4 one.
+        lports.give_back(new.local.addr.into_ip().to_canonical(), new.local.port);
     }
     if let Some(t) = new.template {
         // Held by no connection yet: one made for this connection goes with it.
@@ -993,7 +1093,7 @@ fn release<A: Family>(
     }
     if conn.mode() == Mode::FullNat {
         let local = conn.local();
-        lports.give_back(local.addr.into_ip(), local.port);
+        lports.give_back(local.addr.into_ip().to_canonical(), local.port);
     }
     if conn.state() == ConnState::Tcp(TcpState::SynRecv) {
         // Removed while still waiting for the server: the SYN went unanswered.

@@ -39,10 +39,9 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
-use crate::conn::xlate;
 use crate::conn::{Candidate, ConnId, FirstLine, Mode};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
-use crate::forward::{packet_action_v4, seq, translate_v4, ActionV4};
+use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{ethernet, PacketBuf};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 use crate::stats::DropReason;
@@ -278,10 +277,12 @@ impl<P: PacketPool> Pipeline<P> {
             return self.open_v4(pkt, port, flow, staged.hash, park);
         };
         // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
-        // is encapsulated; a translated connection may have a header to send.
+        // is encapsulated; a translated connection's sequence numbers are
+        // rewritten on the ordinary path, which keeps this lane as it was for
+        // every other connection.
         if (dir == Dir::Inbound && is_opening_syn(proto, flags))
             || conn.mode() == Mode::Tunnel
-            || conn.xlate() & xlate::flag::SLOW != 0
+            || conn.xlate() != 0
         {
             return self.handle(pkt, port, true);
         }
@@ -323,9 +324,18 @@ impl<P: PacketPool> Pipeline<P> {
             ..
         } = self;
         // A translated connection starts on the ordinary path, which reads the
-        // SYN's options.
+        // SYN's options; so does a datagram to an `ops` service, which opens none.
         let svc = match dp.services.find(IpAddr::V4(flow.dst), flow.dst_port, proto) {
-            Some(svc) if svc.mode != Mode::Tunnel && !svc.translates() => svc,
+            // So does every TCP flow while `syn_proxy_above` may proxy it: the
+            // switch counts its SYNs there.
+            Some(svc)
+                if !(svc.mode == Mode::Tunnel
+                    || svc.translates()
+                    || svc.ops
+                    || (dp.syn_proxy_above > 0 && svc.syn_proxy_capable())) =>
+            {
+                svc
+            }
             _ => return self.handle(pkt, port, true),
         };
         // Room is certain (one entry per packet of a batch); without it, no parking.
@@ -381,7 +391,6 @@ impl<P: PacketPool> Pipeline<P> {
             return self.discard(pkt, DropReason::NoConnection);
         };
         let action = packet_action_v4(conn, dir);
-        let translated = conn.xlate() != 0;
         let bytes = u64::from(flow.total_len);
         count_forwarded(&self.stats, conn.real_server(), dir, bytes);
         let (t, next_hop) = match action {
@@ -401,23 +410,9 @@ impl<P: PacketPool> Pipeline<P> {
                 return self.discard(pkt, reason);
             }
         }
-        if translated {
-            self.adjust_v4(&mut pkt, flow, id, dir);
-        }
         pkt.truncate(flow.l3_end());
         // Inbound packets go to the real server (every mode but TUNNEL, not here).
         self.route_out_v4(pkt, next_hop, dir == Dir::Inbound);
-    }
-
-    /// Translates the sequence numbers of a packet of a translated connection
-    /// (`conn::xlate`); out of line, off the path of connections without.
-    #[inline(never)]
-    fn adjust_v4(&mut self, pkt: &mut P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
-        if let Some(adj) = self.lb.translation::<Ipv4Addr>(id) {
-            if let Some(segment) = pkt.data_mut().get_mut(Ipv4Flow::L4_OFFSET..flow.l3_end()) {
-                seq::adjust(segment, dir, &adj);
-            }
-        }
     }
 
     /// [`Pipeline::refuse_too_big`] for a packet of the burst path, which has no
@@ -447,6 +442,9 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(route) = self.dp.routes.lookup_v4(dst) else {
             return self.discard(pkt, DropReason::NoRoute);
         };
+        // A multipath route's next hop depends on the flow, not the destination.
+        let multipath = route.group != 0;
+        let route = self.choose_next_hop(route, pkt.data(), IpAddr::V4(dst));
         let next = match route.via {
             None => dst,
             Some(IpAddr::V4(via)) => via,
@@ -465,7 +463,7 @@ impl<P: PacketPool> Pipeline<P> {
                 None => return self.route_out(pkt, IpAddr::V4(dst)),
             },
         };
-        if to_real {
+        if to_real && !multipath {
             // The route is the same until the next configuration, which clears this.
             self.real_hops.put(dst, hop, generation);
         }

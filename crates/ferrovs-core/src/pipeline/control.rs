@@ -27,6 +27,7 @@ impl<P: PacketPool> Pipeline<P> {
                 self.iface_v4 = OwnAddrsV4::new(interface_v4(&dp));
                 self.min_mtu = min_mtu(&dp);
                 self.dp = dp;
+                self.watch_multipath_gateways();
             }
             WorkerCommand::Neighbor { ip, mac, port } => {
                 self.learn_neighbor(ip, mac, port, true);
@@ -40,6 +41,7 @@ impl<P: PacketPool> Pipeline<P> {
                 let _ = q.reply.try_send(chunk);
             }
             WorkerCommand::AnnounceAddresses => self.announce_addresses(),
+            WorkerCommand::CookieKeys(keys) => self.syn.set_keys(keys),
             WorkerCommand::SyncInstall(records) => self.install_synced(&records),
         }
     }
@@ -98,14 +100,20 @@ impl<P: PacketPool> Pipeline<P> {
     /// One step of a connection listing (control path; allocates).
     pub(super) fn dump<A: Tables>(&self, q: &ConnQuery) -> ConnChunk {
         let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+        // NAT64 holds its IPv4 local address and real server IPv4-mapped: shown
+        // (and matched) as the IPv4 addresses they are.
+        let ep4 = |e: Endpoint<A>| (e.addr.into_ip().to_canonical(), e.port);
         let mut conns = Vec::new();
         let next = self.lb.scan::<A>(
             q.from,
             q.count,
             |c| {
                 q.service.is_none_or(|s| s == c.service())
-                    && q.real_server
-                        .is_none_or(|(a, p)| a == c.real().addr.into_ip() && p == c.real().port)
+                    && q.real_server.is_none_or(|(a, p)| {
+                        // Port 0: an all-port real server, whatever port it serves.
+                        a == c.real().addr.into_ip().to_canonical()
+                            && (p == c.real().port || p == 0)
+                    })
                     && q.state
                         .as_deref()
                         .is_none_or(|s| s.eq_ignore_ascii_case(c.state_name()))
@@ -115,8 +123,8 @@ impl<P: PacketPool> Pipeline<P> {
                     proto: c.proto(),
                     client: ep(c.client()),
                     vip: ep(c.vip()),
-                    local: ep(c.local()),
-                    real: ep(c.real()),
+                    local: ep4(c.local()),
+                    real: ep4(c.real()),
                     mode: c.mode(),
                     state: c.state(),
                     expires_ms: c.expires_in(self.now_ms),
@@ -129,7 +137,12 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Expires connections whose time is up; called every loop iteration.
     pub fn expire_connections(&mut self) {
-        self.lb.expire(self.now_ms, EXPIRE_BUDGET, &self.stats);
+        self.lb
+            .expire_reporting(self.now_ms, EXPIRE_BUDGET, &self.stats, &mut self.syn.owed);
+        if !self.syn.owed.is_empty() {
+            self.send_owed_resets();
+        }
+        self.syn_proxy_tick();
         self.stats.conns_active.set(self.lb.len() as u64);
     }
 
@@ -165,6 +178,7 @@ impl<P: PacketPool> Pipeline<P> {
         for (ip, port) in probes.iter().flatten() {
             send_probe(dp, pool, stats, tx, *ip, *port);
         }
+        self.resolve_multipath_gateways();
     }
 
     /// Gives every held packet back (shutdown).
@@ -175,15 +189,11 @@ impl<P: PacketPool> Pipeline<P> {
             stats,
             ..
         } = self;
-        neigh.tick(
-            u64::MAX,
-            |_, _| {},
-            |pkt| {
-                stats.count_drop(DropReason::NeighborUnresolved, 1);
-                if garbage.len() < garbage.capacity() {
-                    garbage.push(pkt);
-                }
-            },
-        );
+        neigh.release_all(|pkt| {
+            stats.count_drop(DropReason::NeighborUnresolved, 1);
+            if garbage.len() < garbage.capacity() {
+                garbage.push(pkt);
+            }
+        });
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::config::{Config, RpFilter};
 use crate::conn::Timeouts;
+use crate::forward::syncookie::CookieKeys;
 use crate::net::{NextHop, Route, RouteTable};
 use crate::packet::MacAddr;
 use crate::service::Services;
@@ -76,6 +77,13 @@ pub struct Dataplane {
     pub owners: Owners,
     /// Idle timeouts of connections per state, from `connections.timeouts`.
     pub timeouts: Timeouts,
+    /// `connections.syn_proxy_above`: unanswered SYNs a second, all workers
+    /// together, above which TCP NAT/FULLNAT services are SYN-proxied; 0 = never.
+    pub syn_proxy_above: u32,
+    /// The SYN cookie keys a worker starts with (the management core rotates
+    /// them with [`super::WorkerCommand::CookieKeys`]; a later snapshot's are
+    /// not taken).
+    pub cookie_keys: CookieKeys,
     local: HashMap<IpAddr, LocalAddr, FixedState>,
     /// Answers "certainly not ours" for most addresses before `local` is hashed:
     /// every new connection asks whether its client poses as one of our addresses.
@@ -117,20 +125,24 @@ impl Dataplane {
             .collect();
 
         let connected = ifaces.iter().enumerate().flat_map(|(port, i)| {
-            i.addrs.iter().map(move |a| Route {
-                prefix: a.trunc(),
-                next_hop: NextHop { port, via: None },
-            })
+            i.addrs
+                .iter()
+                .map(move |a| Route::single(a.trunc(), port, None))
         });
         // Validation guarantees every gateway is on a connected subnet.
-        let configured = cfg.routes.iter().filter_map(|r| {
-            Some(Route {
-                prefix: r.prefix,
-                next_hop: NextHop {
-                    port: cfg.port_for_address(r.via)?,
-                    via: Some(r.via),
-                },
-            })
+        let configured = cfg.routes.iter().map(|r| Route {
+            prefix: r.prefix,
+            next_hops: r
+                .via
+                .iter()
+                .filter_map(|&via| {
+                    Some(NextHop {
+                        port: cfg.port_for_address(via)?,
+                        via: Some(via),
+                        group: 0,
+                    })
+                })
+                .collect(),
         });
         let routes = RouteTable::new(connected.chain(configured));
 
@@ -180,6 +192,8 @@ impl Dataplane {
             owners: Owners::new(&services),
             services,
             timeouts: cfg.connections.timeouts,
+            syn_proxy_above: cfg.connections.syn_proxy_above,
+            cookie_keys: CookieKeys::from_os(),
             local_filter: AddrFilter::of(local.keys()),
             local,
             broadcasts_v4,

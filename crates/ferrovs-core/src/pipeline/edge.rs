@@ -105,17 +105,6 @@ impl<P: PacketPool> Pipeline<P> {
     /// service needs: with a Proxy Protocol header, its length goes in ahead of the
     /// client's first byte.
     pub(super) fn start_translation<A: Tables>(&mut self, id: ConnId, pkt: &P::Buf, ip: &IpInfo) {
-        let Some(conn) = self.lb.get::<A>(id) else {
-            return;
-        };
-        let Some(svc) = self.dp.services.get(conn.service()) else {
-            return;
-        };
-        let v2 = match svc.proxy_protocol {
-            ProxyProtocol::None => return,
-            ProxyProtocol::V1 => false,
-            ProxyProtocol::V2 => true,
-        };
         let Some(seq) = ip
             .l4
             .and_then(|l4| pkt.data().get(usize::from(l4.offset)..))
@@ -124,24 +113,41 @@ impl<P: PacketPool> Pipeline<P> {
         else {
             return;
         };
-        let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
-        let mut header = [0u8; proxy_protocol::MAX_LEN];
-        let Some(len) = proxy_protocol::write(v2, ep(conn.client()), ep(conn.vip()), &mut header)
-        else {
+        let Some(adj) = self.proxy_translation::<A>(id, seq) else {
             return;
-        };
-        let adj = SeqAdj {
-            first_seq: seq.wrapping_add(1),
-            in_delta: len as u8,
-            flags: adj_flag::PROXY
-                | adj_flag::PROXY_PENDING
-                | if v2 { adj_flag::PROXY_V2 } else { 0 },
-            ..SeqAdj::default()
         };
         let _ = self
             .lb
             .conns_mut::<A>()
             .set_translation(id, adj, xlate::flag::SLOW);
+    }
+
+    /// The translation a Proxy Protocol header needs on connection `id`, whose
+    /// client's initial sequence number is `client_isn`; None when its service
+    /// sends no header.
+    pub(super) fn proxy_translation<A: Tables>(
+        &self,
+        id: ConnId,
+        client_isn: u32,
+    ) -> Option<SeqAdj> {
+        let conn = self.lb.get::<A>(id)?;
+        let svc = self.dp.services.get(conn.service())?;
+        let v2 = match svc.proxy_protocol {
+            ProxyProtocol::None => return None,
+            ProxyProtocol::V1 => false,
+            ProxyProtocol::V2 => true,
+        };
+        let ep = |e: Endpoint<A>| (e.addr.into_ip(), e.port);
+        let mut header = [0u8; proxy_protocol::MAX_LEN];
+        let len = proxy_protocol::write(v2, ep(conn.client()), ep(conn.vip()), &mut header)?;
+        Some(SeqAdj {
+            first_seq: client_isn.wrapping_add(1),
+            in_delta: len as u8,
+            flags: adj_flag::PROXY
+                | adj_flag::PROXY_PENDING
+                | if v2 { adj_flag::PROXY_V2 } else { 0 },
+            ..SeqAdj::default()
+        })
     }
 
     /// [`Pipeline::forward`] for a packet of a connection whose sequence numbers
@@ -164,6 +170,10 @@ impl<P: PacketPool> Pipeline<P> {
         else {
             return self.forward(pkt, info, ip, Proto::Tcp, action);
         };
+        if adj.has(adj_flag::SYN_PENDING) {
+            // A SYN proxy still waits for the server's SYN-ACK.
+            return self.syn_proxy_pending::<A>(pkt, info, ip, id, dir, adj);
+        }
         let len = info.l3_end() - usize::from(info.l3_offset);
         if let Some(mtu) = self.exceeded_mtu(len, next_hop) {
             return self.refuse_too_big(pkt, info, mtu);

@@ -151,6 +151,7 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(hop) = self.dp.routes.lookup(dst) else {
             return self.discard(pkt, DropReason::NoRoute);
         };
+        let hop = self.choose_next_hop(hop, pkt.data(), dst);
         let next = hop.neighbor(dst);
         match self.neigh.lookup(next, hop.port, self.now_ms) {
             Lookup::Known { mac, probe } => {

@@ -31,6 +31,8 @@ pub enum WorkerCommand {
     /// unsolicited neighbour advertisements for IPv6, so that neighbours which
     /// cached another MAC for an address (another appliance's) take ours.
     AnnounceAddresses,
+    /// The SYN cookie keys after a rotation (current and previous).
+    CookieKeys(crate::forward::syncookie::CookieKeys),
 }
 
 /// One step of a connection listing: the worker scans `count` slots of one family's

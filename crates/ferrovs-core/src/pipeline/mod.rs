@@ -18,6 +18,7 @@ mod balancer;
 mod burst;
 mod control;
 mod dataplane;
+mod ecmp;
 mod edge;
 mod hops;
 mod ingress;
@@ -25,6 +26,9 @@ mod l2;
 mod local;
 mod lports;
 mod messages;
+mod nat64;
+mod ops;
+mod synproxy;
 #[cfg(test)]
 mod tests;
 
@@ -82,6 +86,8 @@ pub struct Pipeline<P: PacketPool> {
     rx_ipv4_checksum_offload: Vec<bool>,
     /// The burst path's packets that wait for their new connection's insertion.
     parked: burst::ParkingLot<P::Buf>,
+    /// The SYN proxy's keys, held data and automatic switch.
+    syn: synproxy::SynProxy<P::Buf>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -100,6 +106,7 @@ impl<P: PacketPool> Pipeline<P> {
     ) -> Self {
         let limits = NeighLimits::default();
         let ports = dp.ifaces.len();
+        let dp_cookie_keys = dp.cookie_keys;
         // One burst from every port can go out of one port, plus every held packet
         // released at once by a neighbour answer.
         let tx_cap = burst * ports.max(1) + limits.held;
@@ -134,6 +141,7 @@ impl<P: PacketPool> Pipeline<P> {
             min_mtu: 0,
             rx_ipv4_checksum_offload: vec![false; ports],
             parked: burst::ParkingLot::new(),
+            syn: synproxy::SynProxy::new(dp_cookie_keys),
         }
         .with_interface_addrs()
     }
@@ -151,6 +159,7 @@ impl<P: PacketPool> Pipeline<P> {
     fn with_interface_addrs(mut self) -> Self {
         self.iface_v4 = OwnAddrsV4::new(interface_v4(&self.dp));
         self.min_mtu = min_mtu(&self.dp);
+        self.watch_multipath_gateways();
         self
     }
 

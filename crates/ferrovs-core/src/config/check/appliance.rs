@@ -184,6 +184,7 @@ impl Checker<'_> {
         let rx = self.descriptors(&format!("{path}.rx_descriptors"), raw.rx_descriptors);
         let tx = self.descriptors(&format!("{path}.tx_descriptors"), raw.tx_descriptors);
         let rp_filter = self.rp_filter(&path, raw);
+        let members = self.members(&path, raw, device.as_ref(), devices);
         Some(PortConfig {
             name: name?,
             device: device?,
@@ -192,7 +193,64 @@ impl Checker<'_> {
             rx_descriptors: rx?,
             tx_descriptors: tx?,
             rp_filter: rp_filter?,
+            members: members?,
         })
+    }
+
+    /// `ports[i].members`: the member devices of a bond (`device` is
+    /// `net_bonding<n>`), which needs at least one; refused on any other port.
+    /// Members are devices like a port's, unique among every port and member.
+    fn members(
+        &mut self,
+        path: &str,
+        raw: &RawPort,
+        device: Option<&PortDevice>,
+        devices: &mut Vec<(String, String)>,
+    ) -> Option<Vec<PortDevice>> {
+        let list = raw.members.as_deref().unwrap_or_default();
+        let members_path = format!("{path}.members");
+        let bond = device.is_some_and(is_bonding);
+        if let Some(PortDevice::Vdev { spec, .. }) = device.filter(|_| bond) {
+            let named = spec
+                .split(',')
+                .skip(1)
+                .any(|arg| arg.starts_with("slave=") || arg.starts_with("member="));
+            if named {
+                self.error(
+                    &format!("{path}.device"),
+                    "name the bond's members in ports[].members, not in the device spec",
+                );
+                return None;
+            }
+        }
+        if bond && list.is_empty() {
+            self.error(
+                &members_path,
+                "a net_bonding port needs its member devices (ports[].members)",
+            );
+            return None;
+        }
+        if !bond && !list.is_empty() {
+            self.error(
+                &members_path,
+                "members are for a net_bonding device (a bond of them)",
+            );
+            return None;
+        }
+        let mut members = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (j, text) in list.iter().enumerate() {
+            let member_path = format!("{members_path}[{j}]");
+            match self.device(&member_path, text, devices) {
+                Some(m) if is_bonding(&m) => {
+                    self.error(&member_path, "a bond cannot be a member of a bond");
+                    ok = false;
+                }
+                Some(m) => members.push(m),
+                None => ok = false,
+            }
+        }
+        ok.then_some(members)
     }
 
     /// `ports[i].rp_filter`, `off` when absent. `strict` on a port without
@@ -542,6 +600,12 @@ impl Checker<'_> {
             1,
             100_000_000,
         );
+        let syn_proxy_above = self.int(
+            "connections.syn_proxy_above",
+            raw.syn_proxy_above.unwrap_or(0),
+            0,
+            100_000_000,
+        );
         let default_timeouts = RawTimeouts::default();
         let t = raw.timeouts.as_ref().unwrap_or(&default_timeouts);
         let d = Timeouts::default();
@@ -567,6 +631,7 @@ impl Checker<'_> {
         let [est, syn, fin, time_wait, close, close_wait, last_ack, udp] = timeouts;
         Some(ConnectionsConfig {
             max: max?,
+            syn_proxy_above: syn_proxy_above?,
             timeouts: Timeouts {
                 tcp_established: est?,
                 tcp_syn: syn?,

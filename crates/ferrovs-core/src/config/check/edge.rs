@@ -1,5 +1,5 @@
 //! What a service's TCP connections carry through ferrovs besides the client's
-//! bytes: `proxy_protocol`.
+//! bytes: `proxy_protocol`; and who answers its SYNs: `syn_proxy`.
 
 use super::*;
 
@@ -42,5 +42,51 @@ impl Checker<'_> {
             return None;
         }
         Some(version)
+    }
+
+    /// `syn_proxy`: the connection to the real server has other sequence numbers
+    /// than the one to the client, so TCP in NAT or FULLNAT.
+    pub(super) fn syn_proxy(
+        &mut self,
+        path: &str,
+        raw: &RawService,
+        protocol: Option<Protocol>,
+        mode: Option<ForwardMode>,
+    ) -> Option<bool> {
+        if raw.syn_proxy != Some(true) {
+            return Some(false);
+        }
+        let path = format!("{path}.syn_proxy");
+        if let Some(p @ Protocol::Udp) = protocol {
+            self.error(
+                &path,
+                format!("a SYN proxy answers TCP SYNs; this service is {p}"),
+            );
+            return None;
+        }
+        if let Some(m @ (ForwardMode::Dr | ForwardMode::Tunnel)) = mode {
+            self.error(
+                &path,
+                format!(
+                    "a SYN proxy translates the sequence numbers of the server's replies, \
+                     which pass through ferrovs only in nat and fullnat; this service is {m}"
+                ),
+            );
+            return None;
+        }
+        let v6_vip = raw.vip.parse::<IpAddr>().is_ok_and(|v| v.is_ipv6());
+        let v4_local = raw
+            .local_addresses
+            .iter()
+            .flatten()
+            .any(|a| a.parse::<IpAddr>().is_ok_and(|a| a.is_ipv4()));
+        if v6_vip && v4_local {
+            self.error(
+                &path,
+                "a NAT64 service (IPv6 VIP, IPv4 local addresses) cannot be SYN-proxied",
+            );
+            return None;
+        }
+        Some(true)
     }
 }

@@ -321,7 +321,7 @@ impl Checker<'_> {
             mempool: mempool?,
             management: management?,
             connections: connections?,
-            routes: routes.into_iter().collect::<Option<_>>()?,
+            routes: routes.into_iter().map(|(r, _)| r).collect::<Option<_>>()?,
             neighbors: neighbors.into_iter().collect::<Option<_>>()?,
             services: services.into_iter().collect::<Option<_>>()?,
             announce: announce?,

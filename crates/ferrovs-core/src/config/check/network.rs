@@ -34,28 +34,27 @@ impl Checker<'_> {
     /// address: ferrovs owns those addresses, so the route would loop back to it.
     pub(super) fn routes_via_own_service_addresses(
         &mut self,
-        routes: &[Option<RouteConfig>],
+        routes: &[(Option<RouteConfig>, bool)],
         services: &[Option<ServiceConfig>],
     ) {
-        for (i, route) in routes.iter().enumerate() {
+        for (i, (route, listed)) in routes.iter().enumerate() {
             let Some(route) = route else { continue };
-            let owner = services.iter().flatten().find_map(|s| {
-                if s.vip == route.via {
-                    Some(format!("the VIP of service {}", s.name))
-                } else if s.local_addresses.contains(&route.via) {
-                    Some(format!("a local address of service {}", s.name))
-                } else {
-                    None
+            for (j, via) in route.via.iter().enumerate() {
+                let owner = services.iter().flatten().find_map(|s| {
+                    if s.vip == *via {
+                        Some(format!("the VIP of service {}", s.name))
+                    } else if s.local_addresses.contains(via) {
+                        Some(format!("a local address of service {}", s.name))
+                    } else {
+                        None
+                    }
+                });
+                if let Some(owner) = owner {
+                    self.error(
+                        &via_path(i, *listed, j),
+                        format!("next hop {via} is {owner}: ferrovs answers for it itself"),
+                    );
                 }
-            });
-            if let Some(owner) = owner {
-                self.error(
-                    &format!("routes[{i}].via"),
-                    format!(
-                        "next hop {} is {owner}: ferrovs answers for it itself",
-                        route.via
-                    ),
-                );
             }
         }
     }
@@ -94,9 +93,14 @@ impl Checker<'_> {
         true
     }
 
-    /// The routes, and every prefix that parsed (a bad next hop does not make the
-    /// prefix's destinations unroutable for the real-server checks).
-    pub(super) fn routes(&mut self, raw: &[RawRoute]) -> (Vec<Option<RouteConfig>>, Vec<IpNet>) {
+    /// The routes (each with whether its next hops were written as a list), and
+    /// every prefix that parsed (a bad next hop does not make the prefix's
+    /// destinations unroutable for the real-server checks).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn routes(
+        &mut self,
+        raw: &[RawRoute],
+    ) -> (Vec<(Option<RouteConfig>, bool)>, Vec<IpNet>) {
         let mut prefixes = Vec::with_capacity(raw.len());
         let mut routes = Vec::with_capacity(raw.len());
         for (i, route) in raw.iter().enumerate() {
@@ -114,33 +118,65 @@ impl Checker<'_> {
                 exact
             });
             prefixes.push(prefix);
-            let via_path = format!("{path}.via");
-            let via = self
-                .unicast_ip(&via_path, &route.via)
-                .filter(|&via| match prefix {
-                    Some(prefix) if prefix.addr().is_ipv4() != via.is_ipv4() => {
-                        let message = format!(
-                            "next hop {via} is {} but prefix {prefix} is {}",
-                            family(via),
-                            family(prefix.addr())
-                        );
-                        self.error(&via_path, message);
-                        false
-                    }
-                    _ => true,
-                });
-            let via = via.filter(|&via| {
-                self.reject_own_address(&via_path, via, "next hop")
-                    && self.require_connected(&via_path, via, "next hop")
-            });
-            routes.push(
+            let (written, listed): (Vec<&String>, bool) = match &route.via {
+                RawVia::One(via) => (vec![via], false),
+                RawVia::Many(vias) => (vias.iter().collect(), true),
+            };
+            let mut ok = true;
+            if written.is_empty() {
+                self.error(
+                    &format!("{path}.via"),
+                    "a route needs at least one next hop",
+                );
+                ok = false;
+            } else if written.len() > MAX_NEXT_HOPS {
+                let message = format!(
+                    "{} next hops; a route has at most {MAX_NEXT_HOPS}",
+                    written.len()
+                );
+                self.error(&format!("{path}.via"), message);
+                ok = false;
+            }
+            let mut vias = Vec::with_capacity(written.len());
+            for (j, text) in written.into_iter().enumerate() {
+                let via = self.next_hop(&via_path(i, listed, j), prefix, text);
+                if let Some(via) = via.filter(|via| vias.contains(&Some(*via))) {
+                    let message = format!("next hop {via} is listed twice");
+                    self.error(&via_path(i, listed, j), message);
+                    ok = false;
+                }
+                vias.push(via);
+            }
+            let via: Option<Vec<IpAddr>> = vias.into_iter().collect();
+            routes.push((
                 prefix
-                    .zip(via)
+                    .zip(via.filter(|_| ok))
                     .map(|(prefix, via)| RouteConfig { prefix, via }),
-            );
+                listed,
+            ));
         }
         self.unique_items("routes", Some("prefix"), &prefixes, "prefix");
         (routes, prefixes.into_iter().flatten().collect())
+    }
+
+    /// One next hop of a route to `prefix` (when that parsed), at `path`.
+    fn next_hop(&mut self, path: &str, prefix: Option<IpNet>, text: &str) -> Option<IpAddr> {
+        let via = self.unicast_ip(path, text).filter(|&via| match prefix {
+            Some(prefix) if prefix.addr().is_ipv4() != via.is_ipv4() => {
+                let message = format!(
+                    "next hop {via} is {} but prefix {prefix} is {}",
+                    family(via),
+                    family(prefix.addr())
+                );
+                self.error(path, message);
+                false
+            }
+            _ => true,
+        });
+        via.filter(|&via| {
+            self.reject_own_address(path, via, "next hop")
+                && self.require_connected(path, via, "next hop")
+        })
     }
 
     pub(super) fn neighbors(&mut self, raw: &[RawNeighbor]) -> Vec<Option<NeighborConfig>> {
@@ -171,5 +207,15 @@ impl Checker<'_> {
         }
         self.unique_items("neighbors", Some("ip"), &ips, "neighbor");
         neighbors
+    }
+}
+
+/// Where next hop `j` of route `i` is written: `routes[i].via` for the single
+/// form, `routes[i].via[j]` in a list.
+fn via_path(i: usize, listed: bool, j: usize) -> String {
+    if listed {
+        format!("routes[{i}].via[{j}]")
+    } else {
+        format!("routes[{i}].via")
     }
 }

@@ -52,7 +52,57 @@ impl Checker<'_> {
             }
             services.push(service.assemble());
         }
+        self.ops_endpoints_unshared(&services);
         services
+    }
+
+    /// The replies of an `ops` NAT service are translated back by their source,
+    /// the real server, alone: that endpoint must belong to no other NAT service
+    /// of the protocol, whose replies would be taken for the ops service's.
+    fn ops_endpoints_unshared(&mut self, services: &[Option<ServiceConfig>]) {
+        let nat = |s: &&ServiceConfig| s.mode == ForwardMode::Nat && s.protocol == Protocol::Udp;
+        let endpoints = |s: &ServiceConfig| -> Vec<(IpAddr, u16)> {
+            let port = |p: u16| if p == 0 { s.port } else { p };
+            s.real_servers
+                .iter()
+                .map(|r| (r.address, port(r.port)))
+                .chain(s.sorry_server.map(|o| (o.address, port(o.port))))
+                .collect()
+        };
+        let all: Vec<(usize, &ServiceConfig)> = services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .filter(|(_, s)| nat(s))
+            .collect();
+        for &(i, s) in all.iter().filter(|(_, s)| s.ops) {
+            for (j, endpoint) in endpoints(s).into_iter().enumerate() {
+                let other = all.iter().find(|&&(k, o)| {
+                    k != i
+                        && (endpoints(o).contains(&endpoint)
+                            || o.real_servers
+                                .iter()
+                                .any(|r| r.address == endpoint.0 && r.port == 0))
+                });
+                if let Some((_, o)) = other {
+                    let key = if j < s.real_servers.len() {
+                        format!("services[{i}].real_servers[{j}].address")
+                    } else {
+                        format!("services[{i}].sorry_server.address")
+                    };
+                    self.error(
+                        &key,
+                        format!(
+                            "{} also serves the nat service `{}`: the replies of an ops \
+                             service are translated back by the real server they come \
+                             from, which must serve no other nat udp service",
+                            SocketAddr::new(endpoint.0, endpoint.1),
+                            o.name
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     pub(super) fn service(&mut self, path: &str, raw: &RawService, reach: &Reach) -> ServiceParts {
@@ -67,7 +117,8 @@ impl Checker<'_> {
         let vip = self
             .unicast_ip(&vip_path, &raw.vip)
             .filter(|&vip| self.reject_own_address(&vip_path, vip, "VIP"));
-        let port: Option<u16> = self.int(&format!("{path}.port"), raw.port, 1, 65535);
+        // 0: every port of the VIP (checked against persistence below).
+        let port: Option<u16> = self.int(&format!("{path}.port"), raw.port, 0, 65535);
         let protocol: Option<Protocol> = self.keyword(&format!("{path}.protocol"), &raw.protocol);
         let mode: Option<ForwardMode> = self.keyword(&format!("{path}.mode"), &raw.mode);
         let scheduler = match &raw.scheduler {
@@ -91,10 +142,25 @@ impl Checker<'_> {
                 u64::from(bits),
             )
         });
+        if port == Some(0) && persistence == Some(Duration::ZERO) {
+            self.error(
+                &format!("{path}.port"),
+                "port 0 (every port of the VIP) needs persistence: like ipvsadm, ferrovs \
+                 refuses a port-zero service that is not persistent",
+            );
+        }
         let local_addresses = self.local_addresses(path, raw, mode, vip);
-        let real_servers = self.real_servers(path, raw, mode, vip, port, reach);
+        let nat64 = is_nat64(raw, mode, vip);
+        if nat64 {
+            self.nat64_limits(path, raw);
+        }
+        let real_servers = self.real_servers(path, raw, mode, (vip, nat64), port, reach);
         let health_check =
             self.health_check(&format!("{path}.health_check"), raw.health_check.as_ref());
+        if let (Some(0), Some(check)) = (port, &health_check) {
+            self.check_port_given(path, check);
+        }
+        let ops = self.ops(path, raw.ops.unwrap_or(false), protocol, mode, persistence);
         let quorum = self.int(
             &format!("{path}.quorum"),
             raw.quorum.unwrap_or(DEFAULT_QUORUM),
@@ -102,17 +168,27 @@ impl Checker<'_> {
             u64::from(u32::MAX),
         );
         let sloppy = self.sloppy(path, raw.sloppy.unwrap_or(false), mode, scheduler);
-        let sorry_server =
-            self.sorry_server(path, raw, mode, vip, port, real_servers.as_deref(), reach);
+        let sorry_server = self.sorry_server(
+            path,
+            raw,
+            mode,
+            (vip, nat64),
+            port,
+            real_servers.as_deref(),
+            reach,
+        );
         let access = self.access(path, raw, protocol, vip);
         let proxy_protocol = self.proxy_protocol(path, raw, protocol, mode);
+        let syn_proxy = self.syn_proxy(path, raw, protocol, mode);
         ServiceParts {
             access,
             proxy_protocol,
+            syn_proxy,
             sorry_server,
             sched_flags,
             quorum,
             sloppy,
+            ops,
             health_check,
             name,
             vip,
@@ -159,6 +235,66 @@ impl Checker<'_> {
             flags.push(flag);
         }
         ok.then_some(flags)
+    }
+
+    /// A service without a port (0) checks its real servers on the port its
+    /// health check names: they have no port of their own (keepalived wants a
+    /// `connect_port` there too).
+    fn check_port_given(&mut self, path: &str, check: &HealthCheckConfig) {
+        use CheckKind::{Dns, Http, Tcp, Tls, Udp};
+        if check.port.is_none() && matches!(check.kind, Tcp | Http | Udp | Dns | Tls) {
+            self.error(
+                &format!("{path}.health_check.port"),
+                format!(
+                    "a {} check of a service with port 0 needs a port: its real servers \
+                     serve every port, so the check cannot take theirs",
+                    check.kind
+                ),
+            );
+        }
+    }
+
+    /// `ops`, IPVS one-packet scheduling: UDP only (as ipvsadm and keepalived
+    /// have it), without persistence, and not in FULLNAT, whose replies (to a
+    /// local port) cannot be translated back without the connection.
+    fn ops(
+        &mut self,
+        path: &str,
+        ops: bool,
+        protocol: Option<Protocol>,
+        mode: Option<ForwardMode>,
+        persistence: Option<Duration>,
+    ) -> Option<bool> {
+        if !ops {
+            return Some(false);
+        }
+        let path = format!("{path}.ops");
+        let mut ok = true;
+        if protocol == Some(Protocol::Tcp) {
+            self.error(
+                &path,
+                "ops schedules every datagram on its own: only a udp service can have it \
+                 (a TCP connection needs its state)",
+            );
+            ok = false;
+        }
+        if persistence.is_some_and(|p| !p.is_zero()) {
+            self.error(
+                &path,
+                "ops schedules every datagram on its own, persistence sends every datagram \
+                 of a client to one server: give one or the other",
+            );
+            ok = false;
+        }
+        if mode == Some(ForwardMode::FullNat) {
+            self.error(
+                &path,
+                "ops keeps no connection, and a FULLNAT reply (to a local port) cannot be \
+                 translated back without one: use nat, dr or tunnel",
+            );
+            ok = false;
+        }
+        ok.then_some(true)
     }
 
     /// `sloppy` is only correct where any instance would carry a flow the same
@@ -567,7 +703,7 @@ impl Checker<'_> {
         service_path: &str,
         raw: &RawService,
         mode: Option<ForwardMode>,
-        vip: Option<IpAddr>,
+        (vip, nat64): (Option<IpAddr>, bool),
         service_port: Option<u16>,
         real_servers: Option<&[RealServerConfig]>,
         reach: &Reach,
@@ -579,12 +715,9 @@ impl Checker<'_> {
         let address_path = format!("{path}.address");
         let address = self
             .unicast_ip(&address_path, &sorry.address)
-            .filter(|&ip| self.real_server_address(&address_path, ip, mode, vip, reach));
+            .filter(|&ip| self.real_server_address(&address_path, ip, mode, (vip, nat64), reach));
         let port_path = format!("{path}.port");
-        let port = match (sorry.port, service_port) {
-            (Some(port), _) => self.int::<u16>(&port_path, port, 1, 65535),
-            (None, port) => port,
-        };
+        let port = self.server_port(&port_path, sorry.port, service_port);
         let port = port.filter(|&port| match (mode, service_port) {
             (Some(mode @ (ForwardMode::Dr | ForwardMode::Tunnel)), Some(service_port))
                 if port != service_port =>
@@ -644,21 +777,39 @@ impl Checker<'_> {
             _ => {}
         }
         let mut addresses = Vec::with_capacity(texts.len());
+        // An IPv6 service's local addresses may all be IPv4 (NAT64): the first
+        // one's family is the real servers'.
+        let first = texts.first().and_then(|t| t.parse::<IpAddr>().ok());
         for (i, text) in texts.iter().enumerate() {
             let item = format!("{path}[{i}]");
-            let ip = self.unicast_ip(&item, text).filter(|&ip| match vip {
-                // Real servers share the VIP's family, so local addresses must too.
-                Some(vip) if vip.is_ipv4() != ip.is_ipv4() => {
-                    let message = format!(
-                        "local address {ip} is {} but the real servers are {} like the VIP",
-                        family(ip),
-                        family(vip)
-                    );
-                    self.error(&item, message);
-                    false
-                }
-                _ => self.require_connected(&item, ip, "local address"),
-            });
+            let ip = self
+                .unicast_ip(&item, text)
+                .filter(|&ip| match (vip, first) {
+                    // Real servers share the VIP's family, so local addresses must too.
+                    (Some(vip), _) if vip.is_ipv4() && ip.is_ipv6() => {
+                        let message = format!(
+                            "local address {ip} is {} but the real servers are {} like the VIP \
+                         (IPv6 real servers for an IPv4 VIP, NAT46, are not supported)",
+                            family(ip),
+                            family(vip)
+                        );
+                        self.error(&item, message);
+                        false
+                    }
+                    (Some(vip), Some(first))
+                        if vip.is_ipv6() && first.is_ipv4() != ip.is_ipv4() =>
+                    {
+                        let message = format!(
+                            "local address {ip} is {} but {path}[0] is {}: a service's local \
+                         addresses share one family (IPv4 ones for an IPv6 VIP make it NAT64)",
+                            family(ip),
+                            family(first)
+                        );
+                        self.error(&item, message);
+                        false
+                    }
+                    _ => self.require_connected(&item, ip, "local address"),
+                });
             addresses.push(ip);
         }
         self.unique_items(&path, None, &addresses, "local address");
@@ -670,7 +821,7 @@ impl Checker<'_> {
         service_path: &str,
         raw: &RawService,
         mode: Option<ForwardMode>,
-        vip: Option<IpAddr>,
+        (vip, nat64): (Option<IpAddr>, bool),
         service_port: Option<u16>,
         reach: &Reach,
     ) -> Option<Vec<RealServerConfig>> {
@@ -680,14 +831,11 @@ impl Checker<'_> {
         for (i, rs) in raw_servers.iter().enumerate() {
             let path = format!("{service_path}.real_servers[{i}]");
             let address_path = format!("{path}.address");
-            let address = self
-                .unicast_ip(&address_path, &rs.address)
-                .filter(|&ip| self.real_server_address(&address_path, ip, mode, vip, reach));
+            let address = self.unicast_ip(&address_path, &rs.address).filter(|&ip| {
+                self.real_server_address(&address_path, ip, mode, (vip, nat64), reach)
+            });
             let port_path = format!("{path}.port");
-            let port = match (rs.port, service_port) {
-                (Some(port), _) => self.int::<u16>(&port_path, port, 1, 65535),
-                (None, port) => port,
-            };
+            let port = self.server_port(&port_path, rs.port, service_port);
             let port = port.filter(|&port| match (mode, service_port) {
                 (Some(mode @ (ForwardMode::Dr | ForwardMode::Tunnel)), Some(service_port))
                     if port != service_port =>
@@ -735,6 +883,32 @@ impl Checker<'_> {
         servers.into_iter().collect()
     }
 
+    /// A real or sorry server's port: as written, else the service's. A service
+    /// with port 0 forwards every packet to the port it was sent to (IPVS
+    /// `ip_vs_sched_persist`), so its servers take no port but 0.
+    fn server_port(
+        &mut self,
+        path: &str,
+        written: Option<u64>,
+        service_port: Option<u16>,
+    ) -> Option<u16> {
+        match (written, service_port) {
+            (Some(0) | None, Some(0)) => Some(0),
+            (Some(port), Some(0)) => {
+                self.error(
+                    path,
+                    format!(
+                        "port {port} in a service with port 0: each packet goes to the port \
+                         the client sent it to; leave the port out (or write 0)"
+                    ),
+                );
+                None
+            }
+            (Some(port), _) => self.int::<u16>(path, port, 1, 65535),
+            (None, port) => port,
+        }
+    }
+
     /// Checks a real server address against the VIP and the routing; reports and
     /// returns false on a problem.
     pub(super) fn real_server_address(
@@ -742,15 +916,31 @@ impl Checker<'_> {
         path: &str,
         ip: IpAddr,
         mode: Option<ForwardMode>,
-        vip: Option<IpAddr>,
+        (vip, nat64): (Option<IpAddr>, bool),
         reach: &Reach,
     ) -> bool {
-        if let Some(vip) = vip.filter(|vip| vip.is_ipv4() != ip.is_ipv4()) {
-            let message = format!(
-                "real server {ip} is {} but the VIP {vip} is {}",
-                family(ip),
-                family(vip)
-            );
+        // NAT64: the servers of an IPv6 service with IPv4 local addresses are IPv4.
+        if let Some(vip) = vip.filter(|vip| (vip.is_ipv4() || nat64) != ip.is_ipv4()) {
+            let message = if nat64 {
+                format!(
+                    "real server {ip} is {} but this IPv6 service has IPv4 local addresses \
+                     (NAT64): its real servers must be IPv4",
+                    family(ip)
+                )
+            } else if vip.is_ipv6() {
+                format!(
+                    "real server {ip} is {} but the VIP {vip} is {}; IPv4 real servers for \
+                     an IPv6 VIP (NAT64) need mode fullnat with IPv4 local_addresses",
+                    family(ip),
+                    family(vip)
+                )
+            } else {
+                format!(
+                    "real server {ip} is {} but the VIP {vip} is {}",
+                    family(ip),
+                    family(vip)
+                )
+            };
             self.error(path, message);
             return false;
         }
@@ -780,14 +970,48 @@ impl Checker<'_> {
     }
 }
 
+/// NAT64: a fullnat service with an IPv6 VIP whose (first) local address is IPv4.
+fn is_nat64(raw: &RawService, mode: Option<ForwardMode>, vip: Option<IpAddr>) -> bool {
+    mode == Some(ForwardMode::FullNat)
+        && vip.is_some_and(|v| v.is_ipv6())
+        && raw
+            .local_addresses
+            .as_deref()
+            .and_then(|l| l.first())
+            .and_then(|t| t.parse::<IpAddr>().ok())
+            .is_some_and(|a| a.is_ipv4())
+}
+
+impl Checker<'_> {
+    /// What a NAT64 service cannot have: a Proxy Protocol header or a SYN proxy
+    /// (both translate sequence numbers, which NAT64 connections do not carry).
+    fn nat64_limits(&mut self, path: &str, raw: &RawService) {
+        if raw.proxy_protocol.as_deref().is_some_and(|p| p != "none") {
+            self.error(
+                &format!("{path}.proxy_protocol"),
+                "a NAT64 service (IPv6 VIP, IPv4 local addresses) cannot send a Proxy \
+                 Protocol header",
+            );
+        }
+        if raw.syn_proxy == Some(true) {
+            self.error(
+                &format!("{path}.syn_proxy"),
+                "a NAT64 service (IPv6 VIP, IPv4 local addresses) cannot use a SYN proxy",
+            );
+        }
+    }
+}
+
 /// The checked parts of one service, assembled once all have been checked.
 pub(super) struct ServiceParts {
     access: Option<AccessConfig>,
     proxy_protocol: Option<ProxyProtocol>,
+    syn_proxy: Option<bool>,
     sorry_server: Option<Option<SorryServerConfig>>,
     sched_flags: Option<Vec<SchedFlag>>,
     quorum: Option<u32>,
     sloppy: Option<bool>,
+    ops: Option<bool>,
     health_check: Option<HealthCheckConfig>,
     name: Option<String>,
     vip: Option<IpAddr>,
@@ -818,9 +1042,11 @@ impl ServiceParts {
             quorum: self.quorum?,
             sched_flags: self.sched_flags?,
             sloppy: self.sloppy?,
+            ops: self.ops?,
             sorry_server: self.sorry_server?,
             access: self.access?,
             proxy_protocol: self.proxy_protocol?,
+            syn_proxy: self.syn_proxy?,
         })
     }
 }

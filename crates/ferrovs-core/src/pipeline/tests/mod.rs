@@ -115,12 +115,16 @@ fn with_ipv4_options(frame: &[u8], options: &[u8]) -> Vec<u8> {
 }
 
 mod burst;
+mod ecmp;
 mod edge;
+mod forms;
 mod ingress;
 mod modes;
 mod nat;
+mod nat64;
 mod proxy;
 mod sync;
+mod synproxy;
 
 #[test]
 fn answers_arp_for_own_address_and_learns_the_sender() {

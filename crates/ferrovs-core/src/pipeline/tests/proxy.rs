@@ -74,7 +74,7 @@ fn seg_of(frame: &VecBuf) -> Seg {
         craft::l4_checksum_ok(&ip.addrs, ip.protocol, &data[l4..info.l3_end()]),
         "TCP checksum"
     );
-    if let IpAddr::V4(_) = ip.addrs.src() {
+    if ip.addrs.src().is_ipv4() {
         assert!(Ipv4Packet::new_checked(&data[14..])
             .unwrap()
             .verify_checksum());
