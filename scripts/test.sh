@@ -6,9 +6,11 @@
 #    anything is installed, so it also shows that these crates build without
 #    libdpdk-dev, bindgen or hugepages.
 # 2. Root: DPDK, the test peers and hugepages (scripts/setup.sh), lints and unit
-#    tests of the whole workspace, then the end-to-end tests against real Linux
-#    peers in network namespaces, one at a time (a worker takes a core), and the
-#    Debian package built, checked with lintian, installed, upgraded and purged.
+#    tests of the whole workspace, a short run of every fuzz target
+#    (scripts/fuzz.sh smoke; it installs nightly and cargo-fuzz when missing),
+#    then the end-to-end tests against real Linux peers in network namespaces,
+#    one at a time (a worker takes a core), and the Debian package built,
+#    checked with lintian, installed, upgraded and purged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,11 @@ echo "== stage 2: root, DPDK"
 echo "== lints and unit tests of the whole workspace"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+echo "== fuzzing: every target for ${SMOKE_SECONDS:-15} s from the seed corpus (nightly, cargo-fuzz)"
+# Its own target directory (fuzz/target, or FUZZ_TARGET_DIR): nightly sanitizer
+# builds never share the workspace's.
+SMOKE_SECONDS=${SMOKE_SECONDS:-15} ./scripts/fuzz.sh smoke
 
 echo "== end-to-end tests (root, DPDK, network namespaces)"
 cargo test --release --locked --tests -- --ignored --test-threads=1
