@@ -104,17 +104,18 @@ impl<P: PacketPool> Pipeline<P> {
                 Ok(Ok(na)) => na,
                 _ => return self.discard(pkt, DropReason::BadNeighborDiscovery),
             };
+        let dst = Ipv6Packet::new_checked(&pkt.data()[l3..])
+            .ok()
+            .and_then(|ip| self.dp.local(IpAddr::V6(ip.dst_addr())));
         if let Some(mac) = na.target_link_addr {
-            self.learn_neighbor(IpAddr::V6(na.target), mac, port, false);
+            // A solicited answer to one of our addresses creates the entry: the
+            // worker that asked may not be the one the answer reaches (with
+            // several workers), and this one shares what it learns.
+            let create = na.flags.solicited && dst.is_some();
+            self.learn_neighbor(IpAddr::V6(na.target), mac, port, create);
         }
         // Solicited answers to a port address may be the kernel interface's.
-        let to_us = match Ipv6Packet::new_checked(&pkt.data()[l3..]) {
-            Ok(ip) => {
-                self.dp.local(IpAddr::V6(ip.dst_addr())).map(|l| l.kind)
-                    == Some(LocalKind::Interface)
-            }
-            Err(_) => false,
-        };
+        let to_us = dst.map(|l| l.kind) == Some(LocalKind::Interface);
         if to_us {
             self.pass_to_kernel(pkt, port, None)
         } else {

@@ -4,7 +4,7 @@ use super::*;
 use crate::fixture;
 use crate::packet::arp::{ArpOperation, ArpPacket};
 use crate::packet::craft::{self, L2};
-use crate::packet::icmpv6::NeighborAdvert;
+use crate::packet::icmpv6::{NeighborAdvert, NeighborSolicit};
 use crate::packet::parse::{IpInfo, L3Info};
 use crate::packet::VecBuf;
 use crate::packet::{
@@ -149,6 +149,41 @@ fn answers_arp_for_own_address_and_learns_the_sender() {
                 (ip, mac, port),
                 (IpAddr::V4(ip4("198.18.0.10")), CLIENT_MAC, 0)
             );
+        }
+    }
+    assert_eq!(h.stats.dropped_total(), 0);
+}
+
+/// With several workers the answer to one worker's solicitation may reach
+/// another: a solicited advertisement to one of our addresses creates the entry
+/// (and is shared through the management core) whoever asked; an unsolicited one
+/// to all-nodes only refreshes what is known.
+#[test]
+fn a_solicited_advertisement_to_us_is_learned_by_a_worker_that_did_not_ask() {
+    let mut h = harness_with(&fixture::appliance_with(1, true, "services: []\n"));
+    let ours: Ipv6Addr = "2001:2:0:19::1".parse().unwrap();
+    let server: Ipv6Addr = "2001:2:0:19::10".parse().unwrap();
+    let server_mac = MacAddr([0x02, 0, 0, 0, 0x19, 0x10]);
+    let answer = |solicited: bool| {
+        let ns_frame = craft::neighbor_solicit(LAN_MAC, ours, server);
+        let ns =
+            NeighborSolicit::parse(&Ipv6Packet::new_checked(&ns_frame[14..]).unwrap()).unwrap();
+        let mut frame = vec![0u8; crate::packet::icmpv6::ND_FRAME_LEN];
+        let len = if solicited {
+            crate::packet::icmpv6::emit_neighbor_advert(&mut frame, server_mac, &ns, LAN_MAC)
+        } else {
+            crate::packet::icmpv6::emit_unsolicited_neighbor_advert(&mut frame, server_mac, server)
+        }
+        .unwrap();
+        frame.truncate(len);
+        frame
+    };
+    h.rx(answer(false), 1);
+    assert!(h.events.try_recv().is_err(), "unsolicited: nothing learned");
+    h.rx(answer(true), 1);
+    match h.events.try_recv().unwrap() {
+        WorkerEvent::NeighborLearned { ip, mac, port } => {
+            assert_eq!((ip, mac, port), (IpAddr::V6(server), server_mac, 1));
         }
     }
     assert_eq!(h.stats.dropped_total(), 0);
