@@ -80,41 +80,12 @@ fn assert_both_up(f: &Ferrovs, service: &str, servers: &[&str]) {
     }
 }
 
-fn dnsmasq(t: &mut Topology, i: usize) {
-    let ns = t.servers[i].clone();
-    let addr = Topology::rs_addr(i);
-    let pid = t.lab.dir.join(format!("dnsmasq{i}.pid"));
-    t.lab.spawn(
-        &format!("dnsmasq{i}"),
-        &ns,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--listen-address={addr}"),
-            "--bind-interfaces",
-            "--port=53",
-            "--address=/www.example.org/198.19.0.80",
-            &format!("--pid-file={}", pid.display()),
-            "--user=nobody",
-            "--log-facility=-",
-        ],
-    );
-    let listening = wait_for(Duration::from_secs(5), || {
-        let out = t.lab.exec(&ns, &["ss", "-Hlun", "sport = :53"]);
-        (!out.stdout.is_empty()).then_some(())
-    });
-    assert!(listening.is_some(), "dnsmasq {i} does not listen");
-}
-
 #[test]
 #[ignore = "needs root and DPDK: run via scripts/test.sh"]
 fn a_dns_check_follows_dnsmasq() {
     let mut t = Topology::new("dns", 2);
-    dnsmasq(&mut t, 0);
-    dnsmasq(&mut t, 1);
+    t.dnsmasq(0, "198.19.0.80");
+    t.dnsmasq(1, "198.19.0.80");
     let check = format!(
         "    health_check: {{ type: dns, query_name: www.example.org, query_type: A, {TIMING} }}\n"
     );
@@ -141,7 +112,7 @@ fn a_dns_check_follows_dnsmasq() {
     assert_eq!(up(&f, "dns", "198.19.0.10:53"), 1.0);
 
     let restarted = Instant::now();
-    dnsmasq(&mut t, 1);
+    t.dnsmasq(1, "198.19.0.80");
     let back = logged(
         &f,
         "198.19.0.11:53 is up again",

@@ -178,44 +178,14 @@ fn an_all_port_nat_service_keeps_each_client_on_one_server_over_every_port() {
     assert!(f.stop().success());
 }
 
-/// dnsmasq on real server `i`, answering www.example.org with 198.19.0.8<i>:
-/// the answer says which server it came from.
-fn dnsmasq(t: &mut Topology, i: usize) {
-    let ns = t.servers[i].clone();
-    let addr = Topology::rs_addr(i);
-    let pid = t.lab.dir.join(format!("dnsmasq{i}.pid"));
-    t.lab.spawn(
-        &format!("dnsmasq{i}"),
-        &ns,
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--conf-file=/dev/null",
-            "--no-resolv",
-            "--no-hosts",
-            &format!("--listen-address={addr}"),
-            "--bind-interfaces",
-            "--port=53",
-            &format!("--address=/www.example.org/198.19.0.8{i}"),
-            &format!("--pid-file={}", pid.display()),
-            "--user=nobody",
-            "--log-facility=-",
-        ],
-    );
-    let listening = wait_for(Duration::from_secs(5), || {
-        let out = t.lab.exec(&ns, &["ss", "-Hlun", "sport = :53"]);
-        (!out.stdout.is_empty()).then_some(())
-    });
-    assert!(listening.is_some(), "dnsmasq {i} does not listen");
-}
-
 #[test]
 #[ignore = "needs root and DPDK: run via scripts/test.sh"]
 fn ops_spreads_one_clients_dns_queries_over_both_servers_answered_from_the_vip() {
     const QUERIES: usize = 40;
     let mut t = Topology::new("fops", 2);
-    dnsmasq(&mut t, 0);
-    dnsmasq(&mut t, 1);
+    // Each server answers with its own address: 198.19.0.80, 198.19.0.81.
+    t.dnsmasq(0, "198.19.0.80");
+    t.dnsmasq(1, "198.19.0.81");
     let servers = [(Topology::rs_addr(0), 53, 1), (Topology::rs_addr(1), 53, 1)];
     let extra = "    ops: true\n    \
                  health_check: { type: dns, query_name: www.example.org, query_type: A }\n";

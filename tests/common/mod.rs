@@ -690,6 +690,37 @@ impl Topology {
         format!("198.19.0.{}", 10 + i)
     }
 
+    /// Starts dnsmasq on real server `i`, port 53, answering `www.example.org`
+    /// with `answer`, and waits until it listens.
+    pub fn dnsmasq(&mut self, i: usize, answer: &str) {
+        let ns = self.servers[i].clone();
+        let addr = Topology::rs_addr(i);
+        let pid = self.lab.dir.join(format!("dnsmasq{i}.pid"));
+        self.lab.spawn(
+            &format!("dnsmasq{i}"),
+            &ns,
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                &format!("--listen-address={addr}"),
+                "--bind-interfaces",
+                "--port=53",
+                &format!("--address=/www.example.org/{answer}"),
+                &format!("--pid-file={}", pid.display()),
+                "--user=nobody",
+                "--log-facility=-",
+            ],
+        );
+        let listening = wait_for(Duration::from_secs(5), || {
+            let out = self.lab.exec(&ns, &["ss", "-Hlun", "sport = :53"]);
+            (!out.stdout.is_empty()).then_some(())
+        });
+        assert!(listening.is_some(), "dnsmasq {i} does not listen");
+    }
+
     /// Starts nginx on every real server, port `port`, answering "rs<i>".
     pub fn http_servers(&mut self, port: u16) {
         for i in 0..self.servers.len() {
