@@ -325,7 +325,7 @@ fn sha256(path: &std::path::Path) -> String {
 /// active member only. A member's link failure cannot be shown with
 /// `net_af_packet` members: DPDK 22.11's `net_af_packet` has no link update (it
 /// reports its link up while started; `dpdk-testpmd` shows "Link status: up" with
-/// the veth down), so the bond never sees a member fail (see the README).
+/// the veth down), so the bond never sees a member fail (see docs/operations.md, "Bonded ports").
 #[test]
 #[ignore = "needs root and DPDK: run via scripts/test.sh"]
 fn a_bond_of_two_members_carries_a_transfer_through_its_active_member() {
