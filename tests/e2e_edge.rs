@@ -345,6 +345,13 @@ fn proxy_protocol_tells_the_server_the_client_in_both_versions_and_families() {
         6 << 20,
     );
     let f = t.lab.ferrovs(&t.lb, &pp_config(""));
+    headers_and_transfers(&t);
+    assert!(f.stop().success());
+}
+
+/// Through each of `pp_config`'s four services: the server is told the client's
+/// address and port, and 6 MB go down and up with their checksums intact.
+fn headers_and_transfers(t: &Topology) {
     for (url, client) in [
         ("http://198.18.0.100/ip", "198.18.0.10"),
         ("http://198.18.0.101/ip", "198.18.0.10"),
@@ -415,6 +422,41 @@ fn proxy_protocol_tells_the_server_the_client_in_both_versions_and_families() {
         );
         println!("{base}: 6 MB down and up, checksums match");
     }
+}
+
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn proxy_protocol_behind_the_syn_proxy() {
+    // The header is inserted after the proxy's own handshake with the server, so
+    // the sequence numbers are translated twice over: the SYN proxy's offset and
+    // the header's length.
+    let mut t = dual_stack("pps");
+    let rs0 = t.servers[0].clone();
+    proxy_protocol_server(
+        &mut t.lab,
+        "nginx0",
+        &rs0,
+        &["198.19.0.10:8080", "[2001:2:0:19::10]:8080"],
+        6 << 20,
+    );
+    let cfg = pp_config("")
+        .replace(
+            "    proxy_protocol: v1\n",
+            "    proxy_protocol: v1\n    syn_proxy: true\n",
+        )
+        .replace(
+            "    proxy_protocol: v2\n",
+            "    proxy_protocol: v2\n    syn_proxy: true\n",
+        );
+    assert_eq!(cfg.matches("syn_proxy: true").count(), 4);
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    headers_and_transfers(&t);
+    let validated = f.metric("ferrovs_worker_syn_cookies_validated_total");
+    println!("{validated} connections opened by a validated cookie");
+    assert!(
+        validated >= 12.0,
+        "every connection went through the proxy: {validated}"
+    );
     assert!(f.stop().success());
 }
 

@@ -1,5 +1,6 @@
 //! The SYN proxy end to end: a spoofed SYN flood against a small table with and
-//! without it, forged cookies (scapy), and Linux clients and servers keeping
+//! without it, the automatic switch (`connections.syn_proxy_above`) on and off
+//! with a flood, forged cookies (scapy), and Linux clients and servers keeping
 //! their TCP options through it in NAT and FULLNAT over IPv4 and IPv6.
 //!
 //! Needs root and DPDK: run through `scripts/test.sh` (or
@@ -174,6 +175,99 @@ fn forged_cookies_open_nothing() {
 
 /// The two-arm topology with IPv6 as well (client 2001:2::10, real server 0 at
 /// 2001:2:0:19::10 routed through ferrovs for NAT).
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn syn_proxy_above_switches_the_proxy_on_for_a_flood_and_off_after() {
+    // A service without `syn_proxy`: the worker proxies it only while SYNs that
+    // complete no handshake pass `syn_proxy_above` a second. The table is large
+    // enough for the flood's first second, before the switch.
+    let mut t = Topology::new("spab", 1);
+    t.http_servers(8080);
+    let cfg = t
+        .config(&service("web", VIP, "nat", "198.19.0.10", 8080, ""), "")
+        .replace(
+            "  max: 262144\n",
+            "  max: 1048576\n  syn_proxy_above: 2000\n",
+        );
+    let f = t.lab.ferrovs(&t.lb, &cfg);
+    let url = format!("http://{VIP}/");
+    assert_eq!(t.curl_many(&url, 3), ["rs0", "rs0", "rs0"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        f.metric("ferrovs_worker_syn_proxy_auto"),
+        0.0,
+        "off for clients"
+    );
+    assert_eq!(f.metric("ferrovs_worker_syn_cookies_sent_total"), 0.0);
+
+    let client = t.client.clone();
+    let flood_start = Instant::now();
+    t.lab.spawn(
+        "hping3",
+        &client,
+        &[
+            "timeout",
+            "6",
+            "hping3",
+            "--flood",
+            "--rand-source",
+            "-S",
+            "-p",
+            "80",
+            VIP,
+        ],
+    );
+    let on = wait_for(Duration::from_secs(4), || {
+        (f.metric("ferrovs_worker_syn_proxy_auto") == 1.0).then(|| flood_start.elapsed())
+    })
+    .expect("the flood switched the proxy on");
+    let at_switch = f.metric("ferrovs_connections_active");
+    // While on, spoofed SYNs leave nothing: the table holds what it held at the
+    // switch and the client's own connections.
+    let (mut ok, mut tried, mut max_active) = (0, 0, 0.0f64);
+    while flood_start.elapsed() < Duration::from_millis(5200) {
+        tried += 1;
+        if t.curl_many(&url, 1) == ["rs0"] {
+            ok += 1;
+        }
+        max_active = max_active.max(f.metric("ferrovs_connections_active"));
+    }
+    let cookies = f.metric("ferrovs_worker_syn_cookies_sent_total");
+    let validated = f.metric("ferrovs_worker_syn_cookies_validated_total");
+    // The flood ends at 6 s; the switch goes off within the next second's tick.
+    let off = wait_for(Duration::from_secs(5), || {
+        (f.metric("ferrovs_worker_syn_proxy_auto") == 0.0).then(|| flood_start.elapsed())
+    })
+    .expect("the proxy switched off after the flood");
+    println!(
+        "syn_proxy_above 2000: on {:.1} s after the flood began ({at_switch} connections then), \
+         off {:.1} s after it began (it lasted 6 s); {ok}/{tried} requests OK while on, \
+         at most {max_active} connections, {cookies} cookies sent, {validated} validated",
+        on.as_secs_f64(),
+        off.as_secs_f64()
+    );
+    assert!(tried >= 3);
+    assert_eq!(ok, tried, "clients are served while the proxy is on");
+    assert!(
+        validated >= 1.0,
+        "the client's connections went through the proxy"
+    );
+    assert!(cookies > 10_000.0, "the flood was answered with cookies");
+    assert!(
+        max_active <= at_switch + (tried + 10) as f64,
+        "spoofed SYNs opened connections while the proxy was on: {max_active} > {at_switch}"
+    );
+    assert!(
+        off > Duration::from_secs(6),
+        "on for as long as the flood lasted"
+    );
+    // Off again: a new connection opens at its SYN, without a cookie.
+    let before = f.metric("ferrovs_worker_syn_cookies_sent_total");
+    assert_eq!(t.curl_many(&url, 2), ["rs0", "rs0"]);
+    assert_eq!(f.metric("ferrovs_worker_syn_cookies_sent_total"), before);
+    assert!(f.stop().success());
+}
+
 fn dual_stack(tag: &str) -> Topology {
     let t = Topology::new(tag, 1);
     for (ns, addr, gw) in [
