@@ -1,6 +1,7 @@
 //! Connection sync between two instances, end to end, each with two workers:
-//! instance A carries NAT and FULLNAT downloads and owns the shared addresses
-//! (both VIPs, the FULLNAT local address, the real servers' NAT gateway); B
+//! instance A carries NAT, FULLNAT and NAT64 downloads and owns the shared
+//! addresses (the three VIPs, the FULLNAT local address, the real servers' NAT
+//! gateway); B
 //! installs A's connections from its sync records. A is killed (-9) mid-transfer:
 //! B takes the shared addresses over and carries the downloads on. A is started
 //! again: it receives B's bulk transfer, takes its addresses back and carries them
@@ -8,9 +9,11 @@
 //!
 //! ```text
 //!   client 198.18.0.10 --- wan bridge ---+--- A wan 198.18.0.1 | lan 198.19.0.1 ---+--- lan bridge --- rs0 198.19.0.10
-//!                                        +--- B wan 198.18.0.2 | lan 198.19.0.2 ---+                  rs1 198.19.0.11
-//!   shared (owner A): VIPs 198.18.0.100 (NAT), .101 (FULLNAT); LIP 198.19.0.100;
-//!   the servers' gateway 198.19.0.254
+//!          2001:2::10                    |       2001:2::1     |                   |                  rs1 198.19.0.11
+//!                                        +--- B wan 198.18.0.2 | lan 198.19.0.2 ---+
+//!                                                2001:2::2
+//!   shared (owner A): VIPs 198.18.0.100 (NAT), .101 (FULLNAT), 2001:2::100 (NAT64,
+//!   FULLNAT to the IPv4 servers); LIP 198.19.0.100; the servers' gateway 198.19.0.254
 //! ```
 //!
 //! Also: forged sync datagrams (wrong key, replay, truncated, oversized count,
@@ -27,6 +30,9 @@ use std::time::{Duration, Instant};
 
 const NAT_VIP: &str = "198.18.0.100";
 const FULLNAT_VIP: &str = "198.18.0.101";
+const NAT64_VIP: &str = "2001:2::100";
+/// The VIPs as curl takes them, one per mode.
+const URL_HOSTS: [&str; 3] = [NAT_VIP, FULLNAT_VIP, "[2001:2::100]"];
 /// `/big` is downloaded at `RATE`: about 25 s a download, long enough that a
 /// loaded machine still has every download running when A is killed.
 const BIG: usize = 1_000_000;
@@ -40,6 +46,9 @@ fn services() -> String {
          \x20     real_servers: [{{ address: 198.19.0.10, port: 8080 }}, {{ address: 198.19.0.11, port: 8080 }}] }}\n\
          \x20 - {{ name: fnat, vip: {FULLNAT_VIP}, port: 80, protocol: tcp, mode: fullnat, scheduler: rr,\n\
          \x20     local_addresses: [198.19.0.100],\n\
+         \x20     real_servers: [{{ address: 198.19.0.10, port: 8080 }}, {{ address: 198.19.0.11, port: 8080 }}] }}\n\
+         \x20 - {{ name: nat64, vip: \"{NAT64_VIP}\", port: 80, protocol: tcp, mode: fullnat, scheduler: rr,\n\
+         \x20     local_addresses: [198.19.0.100],\n\
          \x20     real_servers: [{{ address: 198.19.0.10, port: 8080 }}, {{ address: 198.19.0.11, port: 8080 }}] }}\n"
     )
 }
@@ -52,12 +61,17 @@ fn instance_config(me: u8, key: &str) -> String {
          \x20 heartbeat: \"100ms\"\n  peer_timeout: \"500ms\"\n  refresh: \"5s\"\n  shared_addresses:\n\
          \x20   - {{ address: {NAT_VIP}, owner: \"198.19.0.1:8848\" }}\n\
          \x20   - {{ address: {FULLNAT_VIP}, owner: \"198.19.0.1:8848\" }}\n\
+         \x20   - {{ address: \"{NAT64_VIP}\", owner: \"198.19.0.1:8848\" }}\n\
          \x20   - {{ address: 198.19.0.100, owner: \"198.19.0.1:8848\" }}\n\
          \x20   - {{ address: 198.19.0.254, owner: \"198.19.0.1:8848\" }}\n"
     );
     two_workers(&config(
         &[
-            ("wan", "wan0", &[&format!("198.18.0.{me}/24")]),
+            (
+                "wan",
+                "wan0",
+                &[&format!("198.18.0.{me}/24"), &format!("2001:2::{me}/64")],
+            ),
             ("lan", "lan0", &[&format!("198.19.0.{me}/24")]),
         ],
         &format!("{sync}{}", services()),
@@ -87,7 +101,14 @@ impl Pair {
             lab.link(ns, ifname, addrs, br, port, &[]);
             lab.exec_ok(br, &["ip", "link", "set", port, "master", "br0"]);
         };
-        attach(&lab, &client, "eth0", &["198.18.0.10/24"], &wan, "p-client");
+        attach(
+            &lab,
+            &client,
+            "eth0",
+            &["198.18.0.10/24", "2001:2::10/64"],
+            &wan,
+            "p-client",
+        );
         let mut lbs = Vec::new();
         for i in 1..=2 {
             let ns = lab.ns(&format!("lb{i}"));
@@ -158,7 +179,7 @@ fn established_clients(conns: &str) -> std::collections::BTreeSet<String> {
     conns
         .lines()
         .filter_map(|l| l.split_whitespace().nth(3))
-        .filter(|c| c.starts_with("198.18.0.10:"))
+        .filter(|c| c.starts_with("198.18.0.10:") || c.starts_with("[2001:2::10]:"))
         .map(str::to_string)
         .collect()
 }
@@ -199,9 +220,10 @@ fn downloads_survive_an_instance_killed_and_restarted() {
             .to_string()
     };
     let script = format!(
-        "for vip in {NAT_VIP} {FULLNAT_VIP}; do for i in $(seq 1 {DOWNLOADS_PER_MODE}); do \
-           (echo \"$vip $(curl -s --limit-rate {RATE} -m 90 http://$vip/big | sha256sum)\") & \
-         done; done; wait; echo done"
+        "for vip in {}; do for i in $(seq 1 {DOWNLOADS_PER_MODE}); do \
+           (echo \"$vip $(curl -g -s --limit-rate {RATE} -m 90 http://$vip/big | sha256sum)\") & \
+         done; done; wait; echo done",
+        URL_HOSTS.join(" ")
     );
     p.lab
         .spawn("downloads", &p.client, &["bash", "-c", &script]);
@@ -210,7 +232,7 @@ fn downloads_survive_an_instance_killed_and_restarted() {
     // by client endpoint, so downloads still starting or ending don't matter).
     let a_conns = wait_for(Duration::from_secs(10), || {
         let set = established_clients(&p.ctl("lb1", &["conns", "--state", "ESTABLISHED"]));
-        (set.len() >= 2 * DOWNLOADS_PER_MODE).then_some(set)
+        (set.len() >= URL_HOSTS.len() * DOWNLOADS_PER_MODE).then_some(set)
     })
     .unwrap_or_else(|| panic!("A carries the downloads:\n{}", p.ctl("lb1", &["conns"])))
     .len();
@@ -259,7 +281,7 @@ fn downloads_survive_an_instance_killed_and_restarted() {
     assert!(back.contains("ready"));
     let installed = a.metric("ferrovs_sync_connections_installed_total");
     assert!(
-        installed >= (2 * DOWNLOADS_PER_MODE) as f64,
+        installed >= (URL_HOSTS.len() * DOWNLOADS_PER_MODE) as f64,
         "A got the bulk transfer: {installed}"
     );
 
@@ -271,10 +293,10 @@ fn downloads_survive_an_instance_killed_and_restarted() {
     let good = log.lines().filter(|l| l.contains(&expected)).count();
     println!(
         "{good} of {} downloads complete with the right content ({:?} after the kill)",
-        2 * DOWNLOADS_PER_MODE,
+        URL_HOSTS.len() * DOWNLOADS_PER_MODE,
         t0.elapsed()
     );
-    for vip in [NAT_VIP, FULLNAT_VIP] {
+    for vip in URL_HOSTS {
         let n = log
             .lines()
             .filter(|l| l.starts_with(vip) && l.contains(&expected))

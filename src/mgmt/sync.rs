@@ -472,13 +472,7 @@ impl Syncer {
                             scan.from = 0;
                         }
                     }
-                    // A NAT64 connection (IPv6 client, IPv4 server) is not sent:
-                    // a record's endpoints are all of one family.
-                    for c in chunk
-                        .conns
-                        .iter()
-                        .filter(|c| c.client.0.is_ipv4() == c.real.0.is_ipv4())
-                    {
+                    for c in &chunk.conns {
                         self.queue(record_of(c), None);
                     }
                     self.flush(None);
@@ -616,8 +610,15 @@ fn owner_here(dp: &Dataplane, r: &SyncConn, workers: usize) -> usize {
     }
 }
 
-/// The record of a listed connection.
+/// The record of a listed connection. A listing shows a NAT64 connection's
+/// local address and real server as the IPv4 addresses they are; its record
+/// carries them IPv4-mapped, as the worker's own records do (a record's
+/// addresses are of one family).
 fn record_of(c: &ConnSnapshot) -> SyncConn {
+    let family = |(addr, port): (IpAddr, u16)| match (c.client.0, addr) {
+        (IpAddr::V6(_), IpAddr::V4(v4)) => (IpAddr::V6(v4.to_ipv6_mapped()), port),
+        _ => (addr, port),
+    };
     SyncConn {
         proto: c.proto,
         mode: c.mode,
@@ -625,7 +626,67 @@ fn record_of(c: &ConnSnapshot) -> SyncConn {
         timeout_ms: u32::try_from(c.expires_ms).unwrap_or(u32::MAX),
         client: c.client,
         vip: c.vip,
-        local: c.local,
-        real: c.real,
+        local: family(c.local),
+        real: family(c.real),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrovs_core::conn::{ConnState, Proto, TcpState};
+
+    fn snapshot(client: &str, vip: &str, local: &str, real: &str) -> ConnSnapshot {
+        let ep = |s: &str| {
+            let a: SocketAddr = s.parse().unwrap();
+            (a.ip(), a.port())
+        };
+        ConnSnapshot {
+            proto: Proto::Tcp,
+            client: ep(client),
+            vip: ep(vip),
+            local: ep(local),
+            real: ep(real),
+            mode: Mode::FullNat,
+            state: ConnState::Tcp(TcpState::Established),
+            expires_ms: 900_000,
+            worker: 0,
+        }
+    }
+
+    /// A bulk transfer's record of a NAT64 connection carries its IPv4 local
+    /// address and real server IPv4-mapped, as the workers' records do, so that
+    /// it decodes to the same connection; other records are the listing's.
+    #[test]
+    fn a_listed_nat64_connection_makes_a_record_of_one_family() {
+        let c = snapshot(
+            "[2001:2::10]:40000",
+            "[2001:2::100]:80",
+            "198.19.0.100:1026",
+            "198.19.0.10:8080",
+        );
+        let r = record_of(&c);
+        let mapped = |s: &str| {
+            let a: SocketAddr = s.parse().unwrap();
+            (a.ip().to_canonical(), a.port())
+        };
+        assert_eq!(r.local, ("::ffff:198.19.0.100".parse().unwrap(), 1026));
+        assert_eq!(r.real, ("::ffff:198.19.0.10".parse().unwrap(), 8080));
+        assert_eq!(
+            (r.local.0.to_canonical(), r.local.1),
+            mapped("198.19.0.100:1026")
+        );
+        assert_eq!(SyncConn::from_words(&r.to_words()), Ok(r));
+        let plain = snapshot(
+            "198.18.0.10:40000",
+            "198.18.0.101:80",
+            "198.19.0.100:1026",
+            "198.19.0.10:8080",
+        );
+        let r = record_of(&plain);
+        assert_eq!(
+            (r.client, r.vip, r.local, r.real),
+            (plain.client, plain.vip, plain.local, plain.real)
+        );
     }
 }

@@ -470,10 +470,22 @@ impl Balancer {
         if svc.mode != rec.mode || svc.proto != rec.proto {
             return Err(SyncRefusal::NoService);
         }
+        // NAT64 (an IPv6 record of an IPv6 VIP served over IPv4): the local
+        // address and the real server are IPv4, carried IPv4-mapped as the IPv6
+        // table holds them. No other endpoint, and no other service's, may be.
+        let nat64 = svc.is_nat64();
+        let mapped = |ip: std::net::IpAddr| ip.to_canonical() != ip;
+        if mapped(rec.client.0)
+            || mapped(rec.vip.0)
+            || mapped(rec.local.0) != nat64
+            || mapped(rec.real.0) != nat64
+        {
+            return Err(SyncRefusal::Family);
+        }
         let index = svc
             .real_servers
             .iter()
-            .position(|r| r.serves(rec.real.0, rec.real.1, rec.vip.1))
+            .position(|r| r.serves(rec.real.0.to_canonical(), rec.real.1, rec.vip.1))
             .ok_or(SyncRefusal::NoRealServer)?;
         let rs_slot = svc.real_servers[index].slot;
         let ep = |(addr, port): (std::net::IpAddr, u16)| {
@@ -643,8 +655,9 @@ impl Balancer {
             }
             count_handshake(conn.real_server(), change, stats);
             // A translated connection cannot continue on another member: its
-            // translation is not in the record.
-            if let (Some(out), true) = (sync, synced(change.to) && conn.xlate() == 0) {
+            // translation is not in the record. NAT64's is in its addresses.
+            let untranslated = conn.xlate() & !xlate::flag::NAT64 == 0;
+            if let (Some(out), true) = (sync, synced(change.to) && untranslated) {
                 send_record(out, conn, now, stats);
             }
         }
@@ -908,9 +921,7 @@ impl Balancer {
         counters.inactive.set(u64::from(inactive));
         // A TCP connection is sent when its first packet moves it out of NONE; a
         // UDP flow's state never moves, so it is sent as it opens.
-        // A NAT64 connection is never sent: a record holds endpoints of one
-        // family (`on_packet_in_place` leaves it out as a translated one).
-        if let (Some(out), Proto::Udp, false) = (&mut self.sync, new.proto, new.is_nat64()) {
+        if let (Some(out), Proto::Udp) = (&mut self.sync, new.proto) {
             if let Some(conn) = tables.conns.get(id) {
                 send_record(out, conn, now, stats);
             }

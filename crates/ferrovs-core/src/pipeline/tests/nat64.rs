@@ -4,6 +4,7 @@
 use super::*;
 use crate::packet::icmp::{emit_error, IcmpError};
 use crate::packet::{ethernet, icmpv6, EtherType, IpPair, IpProtocol};
+use crate::sync::{SyncConn, SyncConsumer};
 use std::net::SocketAddr;
 
 const RS_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 1, 0x10]);
@@ -458,48 +459,154 @@ fn the_connection_listing_shows_ipv4_local_and_real_addresses() {
     assert_eq!(c.mode, crate::conn::Mode::FullNat);
 }
 
-/// A NAT64 connection is never handed to connection sync: a record's endpoints
-/// are of one family. TCP (even established) and UDP alike.
-#[test]
-fn nat64_connections_are_not_synced() {
-    for proto in ["tcp", "udp"] {
-        let cfg = fixture::parse(&config(proto, ""));
-        let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
-        let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
-        let limits = BalancerLimits::for_config(100, 1, &dp.services);
-        let mut lb = Balancer::new(&dp.services, limits, &cfg.connections.timeouts, 0, 1).unwrap();
-        let (producer, mut consumer) = crate::sync::outbox(64);
+/// An instance of `config(proto)`, its balancer handing records to a ring when
+/// `sync` is set; member `member` of two (FULLNAT local ports are shared out).
+fn sync_instance(proto: &str, member: usize, sync: bool) -> (Harness, Option<SyncConsumer>) {
+    let cfg = fixture::parse(&config(proto, ""));
+    let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
+    let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
+    let mut limits = BalancerLimits::for_config(100, 1, &dp.services);
+    limits.local_port_share = (member, 2);
+    let mut lb = Balancer::new(&dp.services, limits, &cfg.connections.timeouts, 0, 1).unwrap();
+    let consumer = sync.then(|| {
+        let (producer, consumer) = crate::sync::outbox(64);
         lb.set_sync(producer);
-        let (tx, rx) = bounded(64);
-        let mut h = Harness {
-            p: Pipeline::new(0, 1, dp, lb, TestPool, stats.clone(), tx, 32),
-            events: rx,
-            stats,
-        };
+        consumer
+    });
+    let (tx, rx) = bounded(64);
+    let h = Harness {
+        p: Pipeline::new(0, 1, dp, lb, TestPool, stats.clone(), tx, 32),
+        events: rx,
+        stats,
+    };
+    (h, consumer)
+}
+
+/// A NAT64 connection is handed to connection sync like any other (TCP from
+/// ESTABLISHED on, UDP as it opens), its IPv4 local address and real server
+/// IPv4-mapped in an IPv6 record; a member that installs the record carries the
+/// connection on, both directions, as the first did.
+#[test]
+fn nat64_connections_are_synced_and_carried_on_by_another_member() {
+    let mapped = |a: SocketAddr| match a.ip() {
+        IpAddr::V4(v4) => (IpAddr::V6(v4.to_ipv6_mapped()), a.port()),
+        IpAddr::V6(_) => panic!("not IPv4: {a}"),
+    };
+    for proto in ["tcp", "udp"] {
+        let (mut a, consumer) = sync_instance(proto, 0, true);
+        let mut consumer = consumer.unwrap();
         let client = sa(CLIENT);
         let (local, real) = if proto == "tcp" {
-            let (local, real) = open(&mut h, client);
+            let (local, real) = open(&mut a, client);
             let synack = TcpFlags::SYN | TcpFlags::ACK;
-            h.rx(craft::tcp(rs_l2(), real, local, synack, 9, 2, b""), 1);
-            h.rx(
+            a.rx(craft::tcp(rs_l2(), real, local, synack, 9, 2, b""), 1);
+            a.rx(
                 craft::tcp(client_l2(), client, sa(VIP), TcpFlags::ACK, 2, 10, b""),
                 0,
             );
             (local, real)
         } else {
-            h.rx(craft::udp(client_l2(), client, sa(VIP), b"q"), 0);
-            let ip = ip_of(h.take_tx(1)[0].data());
+            a.rx(craft::udp(client_l2(), client, sa(VIP), b"q"), 0);
+            let ip = ip_of(a.take_tx(1)[0].data());
             let (l, r) = ip.ports().unwrap();
             (
                 SocketAddr::new(ip.addrs.src(), l),
                 SocketAddr::new(ip.addrs.dst(), r),
             )
         };
-        let _ = (local, real);
-        assert_eq!(h.p.lb.len(), 1, "{proto}");
         let mut words = Vec::new();
         consumer.drain(&mut words, 100);
-        assert!(words.is_empty(), "{proto}: {} records", words.len());
-        assert_eq!(h.stats.sync_records.get(), 0);
+        let records: Vec<SyncConn> = words
+            .iter()
+            .map(|w| SyncConn::from_words(w).unwrap())
+            .collect();
+        assert_eq!(records.len(), 1, "{proto}");
+        let r = records[0];
+        assert_eq!(r.client, (client.ip(), client.port()), "{proto}");
+        assert_eq!(r.vip, (sa(VIP).ip(), 80), "{proto}");
+        assert_eq!(r.local, mapped(local), "{proto}");
+        assert_eq!(r.real, mapped(real), "{proto}");
+
+        let (mut b, _) = sync_instance(proto, 1, false);
+        b.p.apply(WorkerCommand::SyncInstall(records));
+        assert_eq!(b.stats.sync_installed.get(), 1, "{proto}");
+        assert_eq!(b.stats.sync_refused.get(), 0, "{proto}");
+        // The client's next packet leaves B as IPv4 from A's local address and
+        // port to A's real server, with nothing scheduled anew.
+        let next = if proto == "tcp" {
+            craft::tcp(client_l2(), client, sa(VIP), TcpFlags::ACK, 2, 10, b"GET")
+        } else {
+            craft::udp(client_l2(), client, sa(VIP), b"again")
+        };
+        b.rx(next, 0);
+        let out = only(b.take_tx(1), &b);
+        checksums_ok(out.data());
+        let ip = ip_of(out.data());
+        let (l, rp) = ip.ports().unwrap();
+        assert_eq!(
+            (
+                SocketAddr::new(ip.addrs.src(), l),
+                SocketAddr::new(ip.addrs.dst(), rp)
+            ),
+            (local, real),
+            "{proto}"
+        );
+        // The server's answer reaches the client as IPv6 from the VIP.
+        let answer = if proto == "tcp" {
+            craft::tcp(rs_l2(), real, local, TcpFlags::ACK, 10, 5, b"200")
+        } else {
+            craft::udp(rs_l2(), real, local, b"a")
+        };
+        b.rx(answer, 1);
+        let back = only(b.take_tx(0), &b);
+        checksums_ok(back.data());
+        let ip = ip_of(back.data());
+        assert_eq!(
+            (ip.addrs.src(), ip.addrs.dst()),
+            (sa(VIP).ip(), client.ip()),
+            "{proto}"
+        );
+        assert_eq!(ip.ports().unwrap(), (80, client.port()), "{proto}");
     }
+}
+
+/// Records that would make a NAT64 connection of a service that is not NAT64,
+/// or a plain one of a NAT64 service, or carry a mapped client, are refused.
+#[test]
+fn nat64_records_must_match_the_service() {
+    let (mut b, _) = sync_instance("udp", 1, false);
+    let v6 = |s: &str| (sa(s).ip(), sa(s).port());
+    let good = SyncConn {
+        proto: Proto::Udp,
+        mode: crate::conn::Mode::FullNat,
+        state: crate::conn::ConnState::Udp,
+        timeout_ms: 1000,
+        client: v6(CLIENT),
+        vip: v6(VIP),
+        local: v6("[::ffff:198.19.0.2]:2000"),
+        real: v6("[::ffff:198.19.0.10]:8080"),
+    };
+    let unmapped = SyncConn {
+        local: v6("[2001:2:0:19::2]:2000"),
+        real: v6("[2001:2:0:19::10]:8080"),
+        ..good
+    };
+    let half = SyncConn {
+        real: v6("[2001:2:0:19::10]:8080"),
+        ..good
+    };
+    let mapped_client = SyncConn {
+        client: v6("[::ffff:198.18.0.10]:40000"),
+        ..good
+    };
+    b.p.apply(WorkerCommand::SyncInstall(vec![
+        unmapped,
+        half,
+        mapped_client,
+    ]));
+    assert_eq!(b.stats.sync_installed.get(), 0);
+    assert_eq!(b.stats.sync_refused.get(), 3);
+    b.p.apply(WorkerCommand::SyncInstall(vec![good]));
+    assert_eq!(b.stats.sync_installed.get(), 1);
+    assert_eq!(b.p.lb.len(), 1);
 }
