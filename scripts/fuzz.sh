@@ -29,7 +29,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$ROOT/fuzz/target}
 CARGO_FUZZ_VERSION=0.13.2
 
-ALL_TARGETS=(frame_parser pipeline config control_protocol sync_datagram proxy_protocol)
+ALL_TARGETS=(frame_parser pipeline config control_protocol sync_datagram proxy_protocol syn_cookie)
 SMOKE_SECONDS=${SMOKE_SECONDS:-20}
 
 # Per target: the longest input, and extra libFuzzer options.
@@ -41,6 +41,7 @@ max_len() {
         control_protocol) echo 8192 ;;
         sync_datagram) echo 2048 ;;
         proxy_protocol) echo 256 ;;
+        syn_cookie) echo 128 ;;
     esac
 }
 extra_opts() {

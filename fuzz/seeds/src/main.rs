@@ -35,6 +35,7 @@ fn main() {
     n += write(&out.join("control_protocol"), control_protocol());
     n += write(&out.join("sync_datagram"), sync_datagram());
     n += write(&out.join("proxy_protocol"), proxy_protocol());
+    n += write(&out.join("syn_cookie"), syn_cookie());
     println!("wrote {n} seeds into {}", out.display());
 }
 
@@ -878,5 +879,50 @@ fn proxy_protocol() -> Vec<(&'static str, Vec<u8>)> {
         ("out-acks", [&[3u8][..], &adj, &acks].concat()),
         ("in-acks6", [&[5u8][..], &adj, &acks].concat()),
         ("out-odd-options", [&[3u8][..], &adj, &odd].concat()),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// syn_cookie: a family byte, two keys, client and VIP endpoints, ISN, minute,
+// offered MSS, age, timestamp clock, window scale (bit 7: none), SACK/ECN bits,
+// then a TSecr and a cookie to check.
+
+fn syn_cookie() -> Vec<(&'static str, Vec<u8>)> {
+    let keys: Vec<u8> = (1..=32).collect();
+    let one = |family: u8, client: &str, vip: &str, mss: u16, age: u8, ws: u8, bits: u8| {
+        let mut b = vec![family];
+        b.extend(&keys);
+        b.extend(endpoint_bytes(client));
+        b.extend(endpoint_bytes(vip));
+        b.extend(0x1234_5678u32.to_be_bytes());
+        b.extend(29_000_000u32.to_be_bytes());
+        b.extend(mss.to_be_bytes());
+        b.extend([age, ws, bits]);
+        b.extend(0x0abc_def0u32.to_be_bytes());
+        b.extend(0x0abc_de47u32.to_be_bytes());
+        b.extend(0xdead_beefu32.to_be_bytes());
+        b
+    };
+    vec![
+        (
+            "v4-linux",
+            one(0, "198.18.0.10:40000", "198.18.0.100:80", 1460, 0, 7, 1),
+        ),
+        (
+            "v4-no-options",
+            one(0, "198.18.0.10:40001", "198.18.0.100:80", 0, 1, 0x80, 0),
+        ),
+        (
+            "v4-expired",
+            one(0, "198.18.0.10:40002", "198.18.0.100:80", 1300, 2, 14, 3),
+        ),
+        (
+            "v6-linux",
+            one(3, "[2001:2::10]:40000", "[2001:2::100]:443", 1440, 1, 10, 1),
+        ),
+        (
+            "mixed",
+            one(2, "198.18.0.10:40003", "[2001:2::100]:443", 536, 255, 15, 2),
+        ),
     ]
 }
