@@ -358,14 +358,14 @@ fn headers_and_transfers(t: &Topology) {
         ("http://[2001:2::100]/ip", "2001:2::10"),
         ("http://[2001:2::101]/ip", "2001:2::10"),
     ] {
-        let (named, actual) = header_seen(&t, url);
+        let (named, actual) = header_seen(t, url);
         println!("{url}: the server saw {named}");
         assert_eq!(named, actual, "{url}");
         assert!(named.starts_with(&format!("{client} ")), "{url}: {named}");
     }
     // Several MB each way keep their content through the translated numbers.
     let served = t.lab.dir.join("nginx0").join("big");
-    let want = sha256(&t, &t.client, served.to_str().unwrap());
+    let want = sha256(t, &t.client, served.to_str().unwrap());
     let upload = t.lab.dir.join("upload.bin");
     std::fs::copy(&served, &upload).unwrap();
     for (i, base) in [
@@ -391,11 +391,7 @@ fn headers_and_transfers(t: &Topology) {
                 &format!("{base}/big"),
             ],
         );
-        assert_eq!(
-            sha256(&t, &t.client, down.to_str().unwrap()),
-            want,
-            "{base}"
-        );
+        assert_eq!(sha256(t, &t.client, down.to_str().unwrap()), want, "{base}");
         t.lab.exec_ok(
             &t.client,
             &[
@@ -416,7 +412,7 @@ fn headers_and_transfers(t: &Topology) {
             .join("up")
             .join(format!("u{i}.bin"));
         assert_eq!(
-            sha256(&t, &t.client, stored.to_str().unwrap()),
+            sha256(t, &t.client, stored.to_str().unwrap()),
             want,
             "{base} upload"
         );
