@@ -143,6 +143,7 @@ impl ConfigState {
         for (key, same) in [
             ("eal", old.eal == new.eal),
             ("ports", old.ports == new.ports),
+            ("vlans", old.vlans == new.vlans),
             ("workers", old.workers == new.workers),
             ("mempool", old.mempool == new.mempool),
             ("management", old.management == new.management),

@@ -268,9 +268,9 @@ impl Dataplane {
     #[inline]
     pub fn vlan_interface(&self, port: usize, vid: u16) -> Option<usize> {
         let table = self.vlan_ifaces.get(port)?.as_ref()?;
-        match table.get(usize::from(vid))? {
-            &VLAN_NONE => None,
-            &iface => Some(usize::from(iface)),
+        match *table.get(usize::from(vid))? {
+            VLAN_NONE => None,
+            iface => Some(usize::from(iface)),
         }
     }
 

@@ -290,7 +290,8 @@ impl<P: PacketPool> Pipeline<P> {
     #[inline]
     fn receive(&mut self, mut pkt: P::Buf, port: usize) {
         let iface = if self.dp.has_vlans(port) {
-            match vlan::untag(&self.dp, &self.stats, &mut pkt, port) {
+            let nic_strips = self.rx_vlan_strip[port];
+            match vlan::untag(&self.dp, &self.stats, &mut pkt, port, nic_strips) {
                 Ok(iface) => iface,
                 Err(reason) => return self.discard(pkt, reason),
             }

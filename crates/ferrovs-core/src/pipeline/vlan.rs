@@ -80,8 +80,8 @@ impl<B: PacketBuf> TxQueues<B> {
 
 /// Takes the 802.1Q tag off a frame received on `port`, a port with VLANs, and
 /// names the interface the frame belongs to: the VLAN of its id, or the port
-/// itself for an untagged or priority-tagged (VLAN id 0) frame. A tag the NIC
-/// stripped is read from the buffer's metadata. A frame of no configured VLAN is
+/// itself for an untagged or priority-tagged (VLAN id 0) frame. With
+/// `nic_strips` a tag the NIC stripped is read from the buffer's metadata. A frame of no configured VLAN is
 /// `vlan_not_configured`; a second tag, `nested_vlan`; a cut tag,
 /// `truncated_vlan`. An 802.1ad (QinQ) outer tag is left for the parser, which
 /// refuses it.
@@ -91,12 +91,14 @@ pub(super) fn untag<B: PacketBuf>(
     stats: &WorkerStats,
     pkt: &mut B,
     port: usize,
+    nic_strips: bool,
 ) -> Result<usize, DropReason> {
     let data = pkt.data();
     let outer = data
         .get(ethernet::field::ETHERTYPE)
         .map(|t| EtherType(u16::from_be_bytes([t[0], t[1]])));
-    let tci = match pkt.rx_vlan_tci() {
+    let stripped = if nic_strips { pkt.rx_vlan_tci() } else { None };
+    let tci = match stripped {
         Some(tci) => {
             // The NIC took the outer tag; another one is a stack we do not handle.
             if outer.is_some_and(EtherType::is_vlan_tag) {
