@@ -481,9 +481,12 @@ impl<P: PacketPool> Pipeline<P> {
         if let Some(addrs) = pkt.data_mut().first_chunk_mut::<12>() {
             *addrs = *l2;
         }
-        if let Err((pkt, reason)) = self.tx.push(iface, pkt) {
-            self.discard(pkt, reason);
-        }
+        let Self {
+            tx, stats, garbage, ..
+        } = self;
+        tx.push(iface, pkt, |pkt, reason| {
+            drop_into(stats, garbage, pkt, reason)
+        });
     }
 }
 

@@ -217,12 +217,9 @@ pub(super) fn set_l2<B: PacketBuf>(
     let data = pkt.data_mut();
     data[ethernet::field::DST].copy_from_slice(&dst_mac.0);
     data[ethernet::field::SRC].copy_from_slice(&dp.ifaces[port].mac.0);
-    if let Err((pkt, reason)) = tx.push(port, pkt) {
-        stats.count_drop(reason, 1);
-        if garbage.len() < garbage.capacity() {
-            garbage.push(pkt);
-        }
-    }
+    tx.push(port, pkt, |pkt, reason| {
+        drop_into(stats, garbage, pkt, reason)
+    });
 }
 
 /// Builds an ARP request (IPv4) or neighbour solicitation (IPv6) for `ip` out of
@@ -252,8 +249,9 @@ pub(super) fn send_probe<P: PacketPool>(
     if !built {
         // Dropped here, freed individually: a built probe always fits.
         stats.count_drop(DropReason::TxFull, 1);
-    } else if let Err((_, reason)) = tx.push(port, pkt) {
-        stats.count_drop(reason, 1);
+    } else {
+        // Dropped here, freed individually: a probe is rare.
+        tx.push(port, pkt, |_, reason| stats.count_drop(reason, 1));
     }
 }
 

@@ -492,9 +492,12 @@ impl<P: PacketPool> Pipeline<P> {
     }
 
     fn queue_tx(&mut self, iface: usize, pkt: P::Buf) {
-        if let Err((pkt, reason)) = self.tx.push(iface, pkt) {
-            self.discard(pkt, reason);
-        }
+        let Self {
+            tx, stats, garbage, ..
+        } = self;
+        tx.push(iface, pkt, |pkt, reason| {
+            drop_into(stats, garbage, pkt, reason)
+        });
     }
 
     /// Drops `pkt`, counted under `reason`.
@@ -511,6 +514,15 @@ impl<P: PacketPool> Pipeline<P> {
             self.garbage.push(pkt);
         }
         // else: dropped here, freed individually (never reached with the sizing above)
+    }
+}
+
+/// Counts `pkt` as dropped for `reason` and puts it on the garbage list.
+#[inline]
+fn drop_into<B>(stats: &WorkerStats, garbage: &mut Vec<B>, pkt: B, reason: DropReason) {
+    stats.count_drop(reason, 1);
+    if garbage.len() < garbage.capacity() {
+        garbage.push(pkt);
     }
 }
 

@@ -50,24 +50,25 @@ impl<B: PacketBuf> TxQueues<B> {
         }
     }
 
-    /// Queues `pkt` to leave by interface `iface`, tagged when it is a VLAN.
-    /// Gives the packet back with the reason when it cannot be queued.
+    /// Queues `pkt` to leave by interface `iface`, tagged when it is a VLAN;
+    /// hands it to `refused` with the reason when it cannot be queued (a
+    /// closure rather than a returned packet: nothing but the pointer-sized
+    /// buffer moves on the way to the queue).
     #[inline(always)]
-    pub(super) fn push(&mut self, iface: usize, mut pkt: B) -> Result<(), (B, DropReason)> {
+    pub(super) fn push(&mut self, iface: usize, mut pkt: B, refused: impl FnOnce(B, DropReason)) {
         if iface >= self.first_vlan {
             let (tci, nic) = self.vlans[iface - self.first_vlan];
             if nic {
                 pkt.set_tx_vlan_tci(tci);
             } else if insert_tag(&mut pkt, tci).is_err() {
-                return Err((pkt, DropReason::VlanNoHeadroom));
+                return refused(pkt, DropReason::VlanNoHeadroom);
             }
         }
         let q = &mut self.queues[iface];
         if q.len() < q.capacity() {
             q.push(pkt);
-            Ok(())
         } else {
-            Err((pkt, DropReason::TxFull))
+            refused(pkt, DropReason::TxFull);
         }
     }
 
