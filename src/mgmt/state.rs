@@ -580,6 +580,18 @@ mod tests {
             s.reload(never).unwrap_err(),
             vec!["workers cannot change without a restart"]
         );
+        std::fs::write(
+            s.path(),
+            BASE.replace(
+                "services:",
+                "vlans:\n  - { port: lan, id: 100, name: lan.100, addresses: [\"198.20.0.1/24\"] }\nservices:",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            s.reload(never).unwrap_err(),
+            vec!["vlans cannot change without a restart"]
+        );
         assert_eq!(s.version(), 0);
         std::fs::write(
             s.path(),
