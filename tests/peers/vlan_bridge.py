@@ -68,8 +68,13 @@ def main():
                 tci = struct.unpack("!H", frame[14:16])[0]
                 frame = frame[:12] + frame[16:]
             if tci is not None and tci & 0x0FFF == vid:
-                os.write(tap, frame)
-                stats["from_vlan"] += 1
+                try:
+                    os.write(tap, frame)
+                    stats["from_vlan"] += 1
+                except OSError:
+                    # The TAP is not up yet (EIO): the frame is lost, as on a
+                    # link that is down.
+                    pass
             else:
                 stats["other_vlan"] += 1
 
