@@ -27,6 +27,8 @@ const FULLNAT_VIP: &str = "198.18.0.101";
 struct VlanLab {
     lab: Lab,
     lb: String,
+    /// The switch in front of ferrovs's wan port (its veth end there: `p-lb`).
+    swan: String,
     client: String,
     /// (namespace, VLAN id) of each VLAN client.
     vlan_clients: Vec<(String, u16)>,
@@ -108,6 +110,7 @@ impl VlanLab {
         VlanLab {
             lab,
             lb,
+            swan,
             client,
             vlan_clients,
         }
@@ -190,13 +193,15 @@ fn vlan_clients_reach_services(tag: &str, software: bool) {
     };
     assert!(log.contains(expected), "{log}");
 
-    // Replies to VLAN 100 leave ferrovs tagged: watch the wire in front of it.
-    let capture = v.lab.dir.join("wan0.pcap.txt");
+    // Replies to VLAN 100 leave ferrovs tagged: watch the wire in front of it, at
+    // the far end of wan0's veth (net_af_packet bypasses the qdisc, so a capture
+    // on wan0 itself would not see what ferrovs sends).
+    let capture = v.lab.dir.join("wan.pcap.txt");
     let capture_cmd = format!(
-        "timeout 20 tcpdump -l -e -nn -c 4 -i wan0 'vlan 100 and src host {NAT_VIP} and tcp src port 80' > {} 2>&1",
+        "timeout 20 tcpdump -l -e -nn -c 4 -i p-lb 'vlan 100 and src host {NAT_VIP} and tcp src port 80' > {} 2>&1",
         capture.display()
     );
-    v.lab.spawn("tcpdump", &v.lb, &["sh", "-c", &capture_cmd]);
+    v.lab.spawn("tcpdump", &v.swan, &["sh", "-c", &capture_cmd]);
     std::thread::sleep(Duration::from_millis(500));
 
     for (ns, vid) in &v.vlan_clients {
@@ -224,8 +229,11 @@ fn vlan_clients_reach_services(tag: &str, software: bool) {
         (text.matches("vlan 100").count() >= 4).then_some(text)
     });
     let text = std::fs::read_to_string(&capture).unwrap_or_default();
-    println!("tcpdump -e on wan0:\n{text}");
-    assert!(captured.is_some(), "no tagged replies on wan0:\n{text}");
+    println!("tcpdump -e on the wire of wan0:\n{text}");
+    assert!(
+        captured.is_some(),
+        "no tagged replies on wan0's wire:\n{text}"
+    );
 
     // A short load over VLAN 200.
     let (ns200, _) = &v.vlan_clients[1];
