@@ -125,10 +125,10 @@ fn create_pools(cfg: &Config, placement: &Placement) -> Result<Vec<Arc<Mempool>>
 /// order, then the management loop on this (the main) lcore, then teardown.
 pub fn run(cfg: Config, config_path: PathBuf, signals: Signals) -> Result<(), RunError> {
     let started = Instant::now();
+    // Per interface: ports, then VLANs.
     let kernel: Vec<bool> = cfg
-        .ports
-        .iter()
-        .map(|p| has_kernel_interface(&cfg, p))
+        .interfaces()
+        .map(|i| has_kernel_interface(&cfg, &i))
         .collect();
     let eal = start_eal(&cfg, &kernel)?;
     let placement = place(&cfg, &eal)?;
@@ -215,8 +215,8 @@ fn start_eal(cfg: &Config, kernel: &[bool]) -> Result<Eal, RunError> {
             PortDevice::Vdev { .. } => EalDevice::Vdev(p.eal_device_spec()),
         });
     }
-    for (i, p) in cfg.ports.iter().enumerate().filter(|(i, _)| kernel[*i]) {
-        devices.push(EalDevice::Vdev(mgmt::kernel::tap_vdev(i, p)));
+    for (i, iface) in cfg.interfaces().enumerate().filter(|(i, _)| kernel[*i]) {
+        devices.push(EalDevice::Vdev(mgmt::kernel::tap_vdev(i, &iface)));
     }
     let args = eal_args(&EalSpec {
         cores: &cfg.eal.cores,
@@ -247,6 +247,12 @@ fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
             rx_descriptors: p.rx_descriptors,
             tx_descriptors: p.tx_descriptors,
             mtu: p.mtu,
+            vlans: cfg
+                .vlans
+                .iter()
+                .filter(|v| v.port == i)
+                .map(|v| v.id)
+                .collect(),
         };
         let queues: Vec<(&Mempool, u32)> = res.placement.queues[i]
             .iter()
@@ -256,7 +262,7 @@ fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
             .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
         res.ports.push(port);
     }
-    for (port, p) in res.ports.iter_mut().zip(&cfg.ports) {
+    for (i, (port, p)) in res.ports.iter_mut().zip(&cfg.ports).enumerate() {
         port.start()
             .map_err(|e| RunError(format!("port {}: {e}", p.name)))?;
         let link = port.link();
@@ -277,48 +283,68 @@ fn start_ports(cfg: &Config, res: &mut Resources) -> Result<(), RunError> {
                 "software"
             }
         );
+        let vlans: Vec<String> = cfg
+            .vlans
+            .iter()
+            .filter(|v| v.port == i)
+            .map(|v| format!("{} ({})", v.id, v.name))
+            .collect();
+        if !vlans.is_empty() {
+            log::info!(
+                "port {}: VLANs {}; {}",
+                p.name,
+                vlans.join(", "),
+                port.vlan_offloads().describe()
+            );
+        }
     }
     Ok(())
 }
 
-/// Starts the exception path: each port that has one gets a kernel interface (a
-/// TAP named like the port, with its MAC and addresses), started like a port.
+/// Starts the exception path: each interface (port or VLAN) that has one gets a
+/// kernel interface (a TAP named like it, with its port's MAC and MTU and its own
+/// addresses), started like a port.
 fn start_kernel_interfaces(
     cfg: &Config,
     kernel: &[bool],
     res: &mut Resources,
 ) -> Result<(), RunError> {
     let workers = cfg.workers.cores.len() as u16;
-    for (i, p) in cfg.ports.iter().enumerate() {
+    for (i, iface) in cfg.interfaces().enumerate() {
         if !kernel[i] {
             res.taps.push(None);
             continue;
         }
-        let mac = res.ports[i].mac();
+        let mac = res.ports[iface.port].mac();
+        let mtu = cfg.ports[iface.port].mtu;
         let conf = PortConf {
             rx_queues: workers,
             tx_queues: workers,
             rx_descriptors: 512,
             tx_descriptors: 512,
-            mtu: p.mtu,
+            mtu,
+            vlans: Vec::new(),
         };
-        let tap_error = |e: String| RunError(format!("port {}: kernel interface: {e}", p.name));
+        let what = if iface.vlan == 0 { "port" } else { "VLAN" };
+        let tap_error =
+            |e: String| RunError(format!("{what} {}: kernel interface: {e}", iface.name));
         let main_pool = res.pool(res.placement.main).clone();
         let mut tap = Port::configure(&mgmt::kernel::tap_device(i), &conf, &main_pool)
             .map_err(|e| tap_error(e.to_string()))?;
         tap.start().map_err(|e| tap_error(e.to_string()))?;
         if let Err(e) = tap.set_mac(mac) {
             log::debug!(
-                "port {}: TAP MAC through DPDK: {e}; setting it with ip",
-                p.name
+                "{what} {}: TAP MAC through DPDK: {e}; setting it with ip",
+                iface.name
             );
         }
-        mgmt::kernel::configure_interface(p, mac).map_err(tap_error)?;
+        mgmt::kernel::configure_interface(&iface, mtu, mac).map_err(tap_error)?;
         log::info!(
-            "port {}: kernel interface {} with {}",
-            p.name,
-            p.name,
-            p.addresses
+            "{what} {}: kernel interface {} with {}",
+            iface.name,
+            iface.name,
+            iface
+                .addresses
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
@@ -392,6 +418,8 @@ fn launch_workers(
         .iter()
         .map(Port::rx_ipv4_checksum_offload)
         .collect();
+    let nic_strips_vlan: Vec<bool> = res.ports.iter().map(|p| p.vlan_offloads().strip).collect();
+    let nic_inserts_vlan: Vec<bool> = res.ports.iter().map(|p| p.vlan_offloads().insert).collect();
     let mut running = Workers {
         joins: Vec::with_capacity(workers),
         lcores: cfg.workers.cores.clone(),
@@ -401,7 +429,9 @@ fn launch_workers(
         sync_rings: Vec::new(),
     };
     for (w, &lcore) in cfg.workers.cores.iter().enumerate() {
-        let stats = Arc::new(WorkerStats::new(dataplane.services.real_server_slots()));
+        let stats = Arc::new(
+            WorkerStats::new(dataplane.services.real_server_slots()).with_vlans(cfg.vlans.len()),
+        );
         let (command_tx, command_rx) = bounded::<WorkerCommand>(COMMAND_QUEUE);
         let q = w as u16;
         let mut rx = Vec::with_capacity(res.ports.len());
@@ -443,7 +473,8 @@ fn launch_workers(
             events.clone(),
             usize::from(cfg.workers.burst),
         )
-        .with_rx_ipv4_checksum_offload(&nic_checks_ipv4);
+        .with_rx_ipv4_checksum_offload(&nic_checks_ipv4)
+        .with_vlan_offloads(&nic_strips_vlan, &nic_inserts_vlan);
         let job = WorkerLoop {
             pipeline,
             rx,

@@ -39,7 +39,8 @@ pub struct WorkerLoop {
     pub tx: Vec<TxQueue>,
     /// Commands from the management core, applied at the top of each loop iteration.
     pub commands: Receiver<WorkerCommand>,
-    /// Per port, this worker's TX queue of the port's kernel interface, if any.
+    /// Per interface (ports, then VLANs), this worker's TX queue of its kernel
+    /// interface, if any.
     pub kernel: Vec<Option<TxQueue>>,
     /// Frames the kernel interfaces send, tagged with their port (worker 0 only).
     pub from_kernel: Option<RingConsumer>,
@@ -165,19 +166,21 @@ impl WorkerLoop {
                 self.pipeline.discard_kernel(port);
             }
         }
-        for (port, q) in self.tx.iter_mut().enumerate() {
-            let out = self.pipeline.tx_queue(port);
+        // Each interface's queue goes out of its port (a VLAN's frames tagged).
+        for iface in 0..self.pipeline.interfaces() {
+            let q = &mut self.tx[self.pipeline.egress_port(iface)];
+            let out = self.pipeline.tx_queue(iface);
             if out.is_empty() {
                 continue;
             }
             let queued = out.len();
             let sent = q.tx_burst(out);
             let refused = queued - sent;
-            let stats = self.pipeline.stats();
-            stats.tx_packets.add(sent as u64);
+            self.pipeline.count_sent(iface, sent as u64);
             if refused > 0 {
+                let stats = self.pipeline.stats();
                 stats.count_drop(DropReason::TxFull, refused as u64);
-                self.pipeline.discard_tx(port);
+                self.pipeline.discard_tx(iface);
             }
         }
         Mbuf::free_bulk(self.pipeline.garbage());

@@ -3,7 +3,7 @@
 //! on the dashboard, and every label a query or legend names is one ferrovs sets.
 
 use ferrovs::dpdk::PortStats;
-use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry};
+use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry, VlanMeta};
 use ferrovs::mgmt::sync::{PeerStatus, SyncStats, SyncStatus};
 use ferrovs_core::fixture;
 use ferrovs_core::service::Services;
@@ -31,13 +31,15 @@ services:
 ";
 
 /// Metric name -> Prometheus type, and every label name, from a rendered
-/// `/metrics` of a collector with one port, two workers, one service with one real
+/// `/metrics` of a collector with one port with one VLAN, two workers, one service with one real
 /// server and a sorry server (a family without samples is not rendered).
 fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
     let cfg = fixture::parse(&fixture::appliance(SERVICES));
     let services = Services::from_config(&cfg);
     let slots = services.real_server_slots();
-    let workers = (0..2).map(|_| Arc::new(WorkerStats::new(slots))).collect();
+    let workers = (0..2)
+        .map(|_| Arc::new(WorkerStats::new(slots).with_vlans(1)))
+        .collect();
     let telemetry = Telemetry::new(
         vec![PortMeta {
             name: "wan".into(),
@@ -53,7 +55,11 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
         "198.18.0.100".parse().unwrap(),
         true,
     )])))
-    .with_sync(Some(sync_stats()));
+    .with_sync(Some(sync_stats()))
+    .with_vlans(vec![VlanMeta {
+        port: "wan".into(),
+        id: 100,
+    }]);
     let registry = Registry::new();
     registry.register(Box::new(telemetry)).unwrap();
     let text = render(&registry);

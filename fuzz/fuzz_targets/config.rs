@@ -128,8 +128,8 @@ fn build(cfg: &config::Config) {
     let macs: Vec<MacAddr> = (0..cfg.ports.len())
         .map(|i| MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]))
         .collect();
-    for port in &cfg.ports {
-        let _ = has_kernel_interface(cfg, port);
+    for iface in cfg.interfaces() {
+        let _ = has_kernel_interface(cfg, &iface);
     }
     let dp = Arc::new(Dataplane::from_config(cfg, &macs));
     for port in 0..dp.ifaces.len() {

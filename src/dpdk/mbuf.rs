@@ -188,6 +188,19 @@ impl PacketBuf for Mbuf {
     }
 
     #[inline]
+    fn rx_vlan_tci(&self) -> Option<u16> {
+        let m = self.raw();
+        (m.ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_VLAN_STRIPPED) != 0).then_some(m.vlan_tci)
+    }
+
+    #[inline]
+    fn set_tx_vlan_tci(&mut self, tci: u16) {
+        let m = self.raw_mut();
+        m.vlan_tci = tci;
+        m.ol_flags |= dpdk_sys::RTE_MBUF_F_TX_VLAN;
+    }
+
+    #[inline]
     fn prefetch_data(&self) {
         ferrovs_mem::prefetch_ptr(self.data_ptr());
     }

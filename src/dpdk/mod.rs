@@ -24,7 +24,8 @@ pub use lcore::{
 pub use mbuf::{Mbuf, MbufVec};
 pub use mempool::Mempool;
 pub use port::{
-    device_socket, link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue, TxQueue,
+    device_socket, link_status, port_stats, LinkStatus, Port, PortConf, PortStats, RxQueue,
+    TxQueue, VlanOffloads,
 };
 pub use ring::{handoff_ring, RingConsumer, RingProducer};
 

@@ -18,6 +18,52 @@ pub struct PortConf {
     pub tx_descriptors: u16,
     /// Layer-3 MTU in bytes.
     pub mtu: u16,
+    /// The 802.1Q VLAN ids the port carries (empty: untagged only).
+    pub vlans: Vec<u16>,
+}
+
+/// Test-only switch: set, every port tags and untags in software whatever its NIC
+/// offers, so end-to-end tests over `net_af_packet` (which offers stripping and
+/// insertion) run the software path too.
+pub const TEST_VLAN_SOFTWARE_ENV: &str = "FERROVS_TEST_VLAN_SOFTWARE";
+
+/// Which VLAN work a port's NIC does; software does the rest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VlanOffloads {
+    /// The NIC takes the tag off received frames into `vlan_tci`
+    /// (`RTE_ETH_RX_OFFLOAD_VLAN_STRIP`).
+    pub strip: bool,
+    /// The NIC inserts the tag the mbuf asks for (`RTE_ETH_TX_OFFLOAD_VLAN_INSERT`).
+    pub insert: bool,
+    /// The NIC drops frames of VLANs not configured
+    /// (`RTE_ETH_RX_OFFLOAD_VLAN_FILTER`, each id added with `rte_eth_dev_vlan_filter`).
+    pub filter: bool,
+}
+
+impl VlanOffloads {
+    /// What a port uses, from the NIC's offload capabilities: every VLAN offload
+    /// it offers when the port carries VLANs; none otherwise, so that a port
+    /// without VLANs receives exactly what it did before (a filter would drop
+    /// tagged frames before they are counted as `vlan_not_configured`).
+    pub fn choose(has_vlans: bool, rx_capa: u64, tx_capa: u64) -> VlanOffloads {
+        let has = |capa: u64, bit: u32| has_vlans && capa & u64::from(bit) != 0;
+        VlanOffloads {
+            strip: has(rx_capa, dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP),
+            insert: has(tx_capa, dpdk_sys::RTE_ETH_TX_OFFLOAD_VLAN_INSERT),
+            filter: has(rx_capa, dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_FILTER),
+        }
+    }
+
+    /// For the start-up log: who strips, inserts and filters tags.
+    pub fn describe(&self) -> String {
+        let by = |nic: bool| if nic { "the NIC" } else { "software" };
+        format!(
+            "VLAN tags stripped by {}, inserted by {}, filtered by {}",
+            by(self.strip),
+            by(self.insert),
+            by(self.filter)
+        )
+    }
 }
 
 /// Link state as `rte_eth_link_get_nowait` reports it.
@@ -60,6 +106,8 @@ pub struct Port {
     started: bool,
     /// RX offloads enabled at configuration (RTE_ETH_RX_OFFLOAD_*).
     rx_offloads: u64,
+    /// The VLAN offloads enabled at configuration.
+    vlan: VlanOffloads,
     rx_taken: Vec<bool>,
     tx_taken: Vec<bool>,
     /// rte_flow rules installed by [`Port::create_flows`] (src/dpdk/flow.rs).
@@ -169,12 +217,32 @@ impl Port {
             ));
         }
 
-        let eth_conf = build_eth_conf(conf, &info);
+        let vlan = if std::env::var_os(TEST_VLAN_SOFTWARE_ENV).is_some() {
+            VlanOffloads::default()
+        } else {
+            VlanOffloads::choose(
+                !conf.vlans.is_empty(),
+                info.rx_offload_capa,
+                info.tx_offload_capa,
+            )
+        };
+        let eth_conf = build_eth_conf(conf, &info, vlan);
         // SAFETY: valid port id and fully initialised config struct.
         let ret = unsafe {
             dpdk_sys::rte_eth_dev_configure(id, conf.rx_queues, conf.tx_queues, &eth_conf)
         };
         check("rte_eth_dev_configure", name, ret)?;
+        if vlan.filter {
+            for &vid in &conf.vlans {
+                // SAFETY: valid configured port with the VLAN filter offload on.
+                let ret = unsafe { dpdk_sys::rte_eth_dev_vlan_filter(id, vid, 1) };
+                check(
+                    "rte_eth_dev_vlan_filter",
+                    &format!("{name} VLAN {vid}"),
+                    ret,
+                )?;
+            }
+        }
 
         let mut rxd = conf.rx_descriptors;
         let mut txd = conf.tx_descriptors;
@@ -214,6 +282,7 @@ impl Port {
             queues: conf.rx_queues,
             started: false,
             rx_offloads: eth_conf.rxmode.offloads,
+            vlan,
             rx_taken: vec![false; usize::from(conf.rx_queues)],
             tx_taken: vec![false; usize::from(conf.tx_queues)],
             flows: Vec::new(),
@@ -238,6 +307,11 @@ impl Port {
     /// True when the NIC verifies received IPv4 header checksums.
     pub fn rx_ipv4_checksum_offload(&self) -> bool {
         self.rx_offloads & u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0
+    }
+
+    /// The VLAN offloads the port uses.
+    pub fn vlan_offloads(&self) -> VlanOffloads {
+        self.vlan
     }
 
     /// RX queues (one per worker).
@@ -376,7 +450,11 @@ pub fn port_stats(id: u16) -> PortStats {
 /// RSS spreads flows over the workers' queues (hash of IPs and L4 ports, limited to
 /// what the NIC can hash); a single queue needs no RSS. TX mbufs always come from one
 /// pool with refcount 1, which is what MBUF_FAST_FREE requires.
-fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sys::rte_eth_conf {
+fn build_eth_conf(
+    conf: &PortConf,
+    info: &dpdk_sys::rte_eth_dev_info,
+    vlan: VlanOffloads,
+) -> dpdk_sys::rte_eth_conf {
     let mut c = dpdk_sys::rte_eth_conf::default();
     c.rxmode.mtu = u32::from(conf.mtu);
     let wanted = u64::from(dpdk_sys::RTE_ETH_RSS_IP)
@@ -399,6 +477,15 @@ fn build_eth_conf(conf: &PortConf, info: &dpdk_sys::rte_eth_dev_info) -> dpdk_sy
     let ipv4_cksum = u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM);
     if info.rx_offload_capa & ipv4_cksum != 0 {
         c.rxmode.offloads |= ipv4_cksum;
+    }
+    if vlan.strip {
+        c.rxmode.offloads |= u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP);
+    }
+    if vlan.filter {
+        c.rxmode.offloads |= u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_FILTER);
+    }
+    if vlan.insert {
+        c.txmode.offloads |= u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_VLAN_INSERT);
     }
     c
 }
@@ -466,6 +553,7 @@ mod tests {
             rx_descriptors: 1024,
             tx_descriptors: 1024,
             mtu: 1500,
+            vlans: vec![],
         }
     }
 
@@ -487,7 +575,7 @@ mod tests {
 
     #[test]
     fn a_capable_nic_gets_ipv4_checksum_offload_rss_and_fast_free_only() {
-        let c = build_eth_conf(&conf(4), &capable());
+        let c = build_eth_conf(&conf(4), &capable(), VlanOffloads::default());
         // Of the RX offloads only the IPv4 header check: LRO would merge segments
         // a load balancer must forward one by one.
         assert_eq!(
@@ -511,15 +599,59 @@ mod tests {
     #[test]
     fn a_bare_device_gets_no_offloads_and_one_queue_no_rss() {
         let bare = dpdk_sys::rte_eth_dev_info::default();
-        let c = build_eth_conf(&conf(4), &bare);
+        let c = build_eth_conf(&conf(4), &bare, VlanOffloads::default());
         assert_eq!((c.rxmode.offloads, c.txmode.offloads), (0, 0));
         assert_eq!(c.rxmode.mq_mode, dpdk_sys::RTE_ETH_MQ_RX_NONE);
         // One queue needs no RSS even where the NIC has it.
-        let c = build_eth_conf(&conf(1), &capable());
+        let c = build_eth_conf(&conf(1), &capable(), VlanOffloads::default());
         assert_eq!(c.rxmode.mq_mode, dpdk_sys::RTE_ETH_MQ_RX_NONE);
         assert_eq!(
             c.rxmode.offloads,
             u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM)
+        );
+    }
+
+    #[test]
+    fn vlan_offloads_follow_the_capabilities_on_ports_with_vlans_only() {
+        let strip = u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_STRIP);
+        let filter = u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_VLAN_FILTER);
+        let insert = u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_VLAN_INSERT);
+        let all = VlanOffloads {
+            strip: true,
+            insert: true,
+            filter: true,
+        };
+        assert_eq!(VlanOffloads::choose(true, strip | filter, insert), all);
+        // No VLANs: nothing, whatever the NIC offers.
+        assert_eq!(
+            VlanOffloads::choose(false, strip | filter, insert),
+            VlanOffloads::default()
+        );
+        // What af_packet offers: strip and insert, no filter.
+        let af_packet = VlanOffloads::choose(true, strip, insert);
+        assert_eq!(
+            af_packet,
+            VlanOffloads {
+                strip: true,
+                insert: true,
+                filter: false
+            }
+        );
+        assert_eq!(
+            af_packet.describe(),
+            "VLAN tags stripped by the NIC, inserted by the NIC, filtered by software"
+        );
+        // A NIC with none: software for all three.
+        assert_eq!(VlanOffloads::choose(true, 0, 0), VlanOffloads::default());
+
+        let c = build_eth_conf(&conf(1), &capable(), all);
+        assert_eq!(
+            c.rxmode.offloads,
+            u64::from(dpdk_sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) | strip | filter
+        );
+        assert_eq!(
+            c.txmode.offloads,
+            u64::from(dpdk_sys::RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE) | insert
         );
     }
 }

@@ -260,22 +260,22 @@ impl<R: RouteTable> Announcer<R> {
     }
 }
 
-/// The kernel interface a VIP's route goes through: the port whose subnet holds
-/// the VIP, else the first port with an address of its family. Only ports with a
-/// kernel interface count (every port with addresses has one when `announce` is
-/// configured, which needs the exception path).
+/// The kernel interface a VIP's route goes through: the interface (port or VLAN)
+/// whose subnet holds the VIP, else the first port with an address of its
+/// family. Only interfaces with a kernel interface count (every one with
+/// addresses has one when `announce` is configured, which needs the exception
+/// path).
 fn interface_for(cfg: &Config, vip: IpAddr) -> Option<String> {
-    let with_kernel = |i: usize| !cfg.ports[i].addresses.is_empty();
-    cfg.port_for_address(vip)
-        .filter(|&i| with_kernel(i))
-        .or_else(|| {
-            cfg.ports.iter().position(|p| {
-                p.addresses
-                    .iter()
-                    .any(|a| a.addr().is_ipv4() == vip.is_ipv4())
-            })
+    if let Some(i) = cfg.interface_for_address(vip) {
+        return cfg.interfaces().nth(i).map(|i| i.name.to_string());
+    }
+    cfg.interfaces()
+        .find(|i| {
+            i.addresses
+                .iter()
+                .any(|a| a.addr().is_ipv4() == vip.is_ipv4())
         })
-        .map(|i| cfg.ports[i].name.clone())
+        .map(|i| i.name.to_string())
 }
 
 #[cfg(test)]

@@ -1,17 +1,18 @@
-//! The exception path (in the spirit of DPVS's KNI): for every port with addresses a
-//! kernel TAP interface, named like the port and holding the port's MAC and
-//! addresses, lets the appliance's own sockets — health checks now, BGP and ssh
-//! later — use the DPDK ports.
+//! The exception path (in the spirit of DPVS's KNI): for every interface (port or
+//! VLAN) with addresses a kernel TAP interface, named like the interface and
+//! holding its port's MAC and its addresses, lets the appliance's own sockets —
+//! health checks, BGP, ssh — use the DPDK ports. A VLAN's TAP carries untagged
+//! frames: the workers take the tag off and put it on.
 //!
 //! Workers pass the kernel what is addressed to a port's own addresses and that
 //! ferrovs does not answer itself (TCP, UDP, ICMP other than echo, ARP/ND answers);
 //! the management core takes what the kernel sends out of a TAP, tags it with the
-//! port, and hands it on a ring to worker 0, which transmits it with its own bursts
+//! interface, and hands it on a ring to worker 0, which transmits it with its own bursts
 //! (a NIC has no spare TX queue for the management core, and a worker's may not be
 //! shared).
 
 use crate::dpdk::{Mbuf, RingProducer, RxQueue};
-use ferrovs_core::config::PortConfig;
+use ferrovs_core::config::InterfaceConfig;
 use ferrovs_core::packet::MacAddr;
 use ferrovs_core::packet::PacketBuf;
 use std::process::Command;
@@ -19,23 +20,27 @@ use std::process::Command;
 /// Packets moved per queue and poll.
 const BURST: usize = 32;
 
-/// The ethdev name of port `index`'s TAP (`net_tap0`, ...).
+/// The ethdev name of interface `index`'s TAP (`net_tap0`, ...).
 pub fn tap_device(index: usize) -> String {
     format!("net_tap{index}")
 }
 
-/// The EAL `--vdev` spec creating port `index`'s TAP, named like the port.
-pub fn tap_vdev(index: usize, port: &PortConfig) -> String {
-    format!("{},iface={}", tap_device(index), port.name)
+/// The EAL `--vdev` spec creating interface `index`'s TAP, named like it.
+pub fn tap_vdev(index: usize, iface: &InterfaceConfig<'_>) -> String {
+    format!("{},iface={}", tap_device(index), iface.name)
 }
 
-/// Gives the kernel interface of `port` its MTU and addresses and brings it up.
-/// The MAC is the physical port's (set through DPDK before), so the kernel's ARP
-/// requests and the answers to them need no rewriting.
-pub fn configure_interface(port: &PortConfig, mac: MacAddr) -> Result<(), String> {
-    let name = port.name.as_str();
-    let has_v6 = port.addresses.iter().any(|a| a.addr().is_ipv6());
-    let mtu = port.mtu.to_string();
+/// Gives the kernel interface of `iface` its MTU (its port's) and addresses and
+/// brings it up. The MAC is the physical port's (set through DPDK before), so
+/// the kernel's ARP requests and the answers to them need no rewriting.
+pub fn configure_interface(
+    iface: &InterfaceConfig<'_>,
+    mtu: u16,
+    mac: MacAddr,
+) -> Result<(), String> {
+    let name = iface.name;
+    let has_v6 = iface.addresses.iter().any(|a| a.addr().is_ipv6());
+    let mtu = mtu.to_string();
     let mac = mac.to_string();
     let mut commands: Vec<Vec<String>> = vec![
         vec![
@@ -55,7 +60,7 @@ pub fn configure_interface(port: &PortConfig, mac: MacAddr) -> Result<(), String
             mtu,
         ],
     ];
-    for a in &port.addresses {
+    for a in iface.addresses {
         let mut c = vec![
             "addr".into(),
             "add".into(),
@@ -78,9 +83,8 @@ pub fn configure_interface(port: &PortConfig, mac: MacAddr) -> Result<(), String
     ]);
     if !has_v6 {
         // No IPv6 on this port: keep the kernel from sending router solicitations.
-        let _ = Command::new("sysctl")
-            .args(["-qw", &format!("net.ipv6.conf.{name}.disable_ipv6=1")])
-            .status();
+        // Written directly: sysctl's dotted keys cannot name `wan.100`.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
     }
     for args in commands {
         let out = Command::new("ip")
@@ -98,9 +102,9 @@ pub fn configure_interface(port: &PortConfig, mac: MacAddr) -> Result<(), String
     Ok(())
 }
 
-/// One port's kernel interface as the management core reads it.
+/// One interface's kernel interface as the management core reads it.
 pub struct KernelLink {
-    /// The port index.
+    /// The interface index (ports, then VLANs).
     pub port: usize,
     /// Every RX queue of the TAP (what the kernel sends).
     pub from_kernel: Vec<RxQueue>,

@@ -20,6 +20,15 @@ pub struct PortMeta {
     pub dpdk_id: u16,
 }
 
+/// One configured VLAN, as its metrics are labelled.
+#[derive(Debug, Clone)]
+pub struct VlanMeta {
+    /// The port's name: the `port` label.
+    pub port: String,
+    /// The VLAN id: the `vlan` label.
+    pub id: u16,
+}
+
 /// Reads a port's counters (ethdev stats in production, fixed values in tests).
 pub type PortStatsFn = Box<dyn Fn(u16) -> PortStats + Send + Sync>;
 /// Reads a number on demand (mempool availability, connection gauges, ...).
@@ -43,6 +52,8 @@ pub struct Telemetry {
     pub announced: AnnouncedVips,
     /// Connection sync's counters, with `sync`.
     pub sync: Option<Arc<SyncStats>>,
+    /// The VLANs, in configuration order (the workers' VLAN counters' order).
+    pub vlans: Vec<VlanMeta>,
     /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
     busy_prev: Mutex<Vec<(u64, u64)>>,
 }
@@ -68,6 +79,7 @@ impl Telemetry {
             conn_capacity,
             announced: AnnouncedVips::default(),
             sync: None,
+            vlans: Vec::new(),
             busy_prev: Mutex::new(vec![(0, 0); n]),
         }
     }
@@ -75,6 +87,12 @@ impl Telemetry {
     /// Also exports the `ferrovs_sync_*` families from `sync`.
     pub fn with_sync(mut self, sync: Option<Arc<SyncStats>>) -> Telemetry {
         self.sync = sync;
+        self
+    }
+
+    /// Also exports the `ferrovs_vlan_*` families of `vlans`.
+    pub fn with_vlans(mut self, vlans: Vec<VlanMeta>) -> Telemetry {
+        self.vlans = vlans;
         self
     }
 
@@ -151,6 +169,7 @@ impl Collector for Telemetry {
         out.push(build.0);
 
         self.port_families(&mut out);
+        self.vlan_families(&mut out);
         self.worker_families(&mut out);
         let mut active = Family::gauge(
             "connections_active",
@@ -331,6 +350,28 @@ impl Telemetry {
             "RX mbuf allocation failures",
             |s| s.rx_nombuf,
         ));
+    }
+
+    /// Each VLAN's frames received and sent, summed over the workers.
+    fn vlan_families(&self, out: &mut Vec<MetricFamily>) {
+        if self.vlans.is_empty() {
+            return;
+        }
+        let mut rx = Family::counter(
+            "vlan_rx_packets_total",
+            "Frames received with the VLAN's tag",
+        );
+        let mut tx = Family::counter("vlan_tx_packets_total", "Frames sent with the VLAN's tag");
+        for (i, v) in self.vlans.iter().enumerate() {
+            let id = v.id.to_string();
+            let labels = [("port", v.port.as_str()), ("vlan", id.as_str())];
+            let sum = |get: fn(&ferrovs_core::stats::VlanStats) -> u64| {
+                self.workers.iter().map(|w| get(w.vlan(i))).sum::<u64>() as f64
+            };
+            rx.sample(&labels, sum(|s| s.rx_packets.get()));
+            tx.sample(&labels, sum(|s| s.tx_packets.get()));
+        }
+        out.extend([rx.0, tx.0]);
     }
 
     /// Every worker's packet counters, drops by reason and busy ratio.
@@ -524,7 +565,9 @@ mod tests {
     use super::*;
 
     fn telemetry() -> Telemetry {
-        let w0 = Arc::new(WorkerStats::default());
+        let w0 = Arc::new(WorkerStats::default().with_vlans(1));
+        w0.vlan(0).rx_packets.add(5);
+        w0.vlan(0).tx_packets.add(4);
         w0.rx_packets.add(10);
         w0.tx_packets.add(7);
         w0.count_drop(DropReason::Runt, 3);
@@ -545,6 +588,10 @@ mod tests {
             Arc::new(Mutex::new(Arc::new(Services::default()))),
             1000,
         )
+        .with_vlans(vec![VlanMeta {
+            port: "wan".into(),
+            id: 100,
+        }])
     }
 
     #[test]
@@ -554,6 +601,8 @@ mod tests {
         let text = render(&reg);
         for line in [
             "ferrovs_port_rx_packets_total{port=\"wan\"} 11",
+            "ferrovs_vlan_rx_packets_total{port=\"wan\",vlan=\"100\"} 5",
+            "ferrovs_vlan_tx_packets_total{port=\"wan\",vlan=\"100\"} 4",
             "ferrovs_port_rx_bytes_total{port=\"wan\"} 1100",
             "ferrovs_worker_rx_packets_total{worker=\"0\"} 10",
             "ferrovs_worker_tx_packets_total{worker=\"0\"} 7",

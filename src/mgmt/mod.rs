@@ -27,7 +27,7 @@ use ferrovs_core::service::{endpoint, Services};
 use ferrovs_core::stats::{RealServerStats, WorkerStats};
 use ferrovs_core::sync::SyncConsumer;
 use health::HealthChecker;
-use metrics::{PortMeta, ReadFn, Telemetry};
+use metrics::{PortMeta, ReadFn, Telemetry, VlanMeta};
 use rates::RateEstimator;
 use state::ConfigState;
 use std::collections::HashMap;
@@ -163,7 +163,18 @@ impl Management {
             u64::from(setup.config.connections.max),
         )
         .with_announced(announced.clone())
-        .with_sync(sync_stats);
+        .with_sync(sync_stats)
+        .with_vlans(
+            setup
+                .config
+                .vlans
+                .iter()
+                .map(|v| VlanMeta {
+                    port: setup.config.ports[v.port].name.clone(),
+                    id: v.id,
+                })
+                .collect(),
+        );
         let announcer = match setup.config.announce {
             Some(a) => Some(Announcer::new(
                 KernelRoutes {
@@ -414,7 +425,7 @@ impl Management {
                 if self.neighbors.insert(ip, (mac, port)) == Some((mac, port)) {
                     return;
                 }
-                log::debug!("neighbour {ip} is at {mac} on port {port}");
+                log::debug!("neighbour {ip} is at {mac} on interface {port}");
                 self.broadcast(WorkerCommand::Neighbor { ip, mac, port });
             }
         }

@@ -143,6 +143,7 @@ impl ConfigState {
         for (key, same) in [
             ("eal", old.eal == new.eal),
             ("ports", old.ports == new.ports),
+            ("vlans", old.vlans == new.vlans),
             ("workers", old.workers == new.workers),
             ("mempool", old.mempool == new.mempool),
             ("management", old.management == new.management),
@@ -578,6 +579,18 @@ mod tests {
         assert_eq!(
             s.reload(never).unwrap_err(),
             vec!["workers cannot change without a restart"]
+        );
+        std::fs::write(
+            s.path(),
+            BASE.replace(
+                "services:",
+                "vlans:\n  - { port: lan, id: 100, name: lan.100, addresses: [\"198.20.0.1/24\"] }\nservices:",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            s.reload(never).unwrap_err(),
+            vec!["vlans cannot change without a restart"]
         );
         assert_eq!(s.version(), 0);
         std::fs::write(

@@ -158,6 +158,8 @@ drop_reasons! {
     NoMbuf => "no_mbuf",
     /// The NIC's TX queue did not take the packet.
     TxFull => "tx_full",
+    /// No headroom for the 802.1Q tag of a frame leaving by a VLAN.
+    VlanNoHeadroom => "vlan_no_headroom",
     /// The ring to the worker that owns the packet's connection was full.
     HandoffFull => "handoff_full",
     /// The kernel interface (exception path) did not take the packet.
@@ -304,6 +306,16 @@ pub struct WorkerStats {
     pub syn_proxy_auto: Counter,
     drops: [Counter; DropReason::COUNT],
     real_servers: Box<[RealServerStats]>,
+    vlans: Box<[VlanStats]>,
+}
+
+/// Counters of one VLAN interface on one worker.
+#[derive(Debug, Default)]
+pub struct VlanStats {
+    /// Frames received with the VLAN's tag (in software or by the NIC).
+    pub rx_packets: Counter,
+    /// Frames the NIC accepted for transmission on the VLAN.
+    pub tx_packets: Counter,
 }
 
 impl Default for WorkerStats {
@@ -336,7 +348,25 @@ impl WorkerStats {
             real_servers: (0..real_server_slots)
                 .map(|_| RealServerStats::default())
                 .collect(),
+            vlans: Box::default(),
         }
+    }
+
+    /// The counters with room for `vlans` VLAN interfaces (`Config::vlans` order).
+    pub fn with_vlans(mut self, vlans: usize) -> Self {
+        self.vlans = (0..vlans).map(|_| VlanStats::default()).collect();
+        self
+    }
+
+    /// The counters of VLAN `index` (in `Config::vlans` order); a shared dummy
+    /// for an unknown one.
+    #[inline(always)]
+    pub fn vlan(&self, index: usize) -> &VlanStats {
+        static NONE: VlanStats = VlanStats {
+            rx_packets: Counter(AtomicU64::new(0)),
+            tx_packets: Counter(AtomicU64::new(0)),
+        };
+        self.vlans.get(index).unwrap_or(&NONE)
     }
 
     /// The counters of real server `slot` (a shared dummy for an unknown slot, so the

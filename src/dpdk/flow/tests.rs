@@ -489,6 +489,7 @@ fn virtual_pmds_answer_rte_flow() {
             rx_descriptors: 512,
             tx_descriptors: 512,
             mtu: 1500,
+            vlans: vec![],
         };
         let mut port = Port::configure(device, &conf, &pool).expect("configure");
         port.start().expect("start");

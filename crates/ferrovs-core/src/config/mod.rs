@@ -25,10 +25,10 @@ pub use host::{parse_cpu_list, HostFacts};
 pub use model::MAX_NEXT_HOPS;
 pub use model::{
     AccessConfig, AnnounceConfig, CheckKind, Config, ConnectionsConfig, DenyAction, DnsRcode,
-    DnsType, EalConfig, ForwardMode, HealthCheckConfig, ManagementConfig, MempoolConfig,
-    NeighborConfig, PortConfig, Protocol, ProxyProtocol, RealServerConfig, RouteConfig, RpFilter,
-    SchedFlag, Scheduler, ServiceConfig, SharedAddress, SorryServerConfig, SourceRate, SyncConfig,
-    Timeouts, UnknownKeyword, WorkersConfig,
+    DnsType, EalConfig, ForwardMode, HealthCheckConfig, InterfaceConfig, ManagementConfig,
+    MempoolConfig, NeighborConfig, PortConfig, Protocol, ProxyProtocol, RealServerConfig,
+    RouteConfig, RpFilter, SchedFlag, Scheduler, ServiceConfig, SharedAddress, SorryServerConfig,
+    SourceRate, SyncConfig, Timeouts, UnknownKeyword, VlanConfig, WorkersConfig,
 };
 pub use value::{parse_duration, DeviceError, DurationError, PortDevice};
 

@@ -35,6 +35,9 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Static neighbour entries; ARP and NDP resolve the rest.
     pub neighbors: Vec<NeighborConfig>,
+    /// 802.1Q VLANs: logical interfaces of the ports, numbered after them
+    /// ([`Config::interfaces`]).
+    pub vlans: Vec<VlanConfig>,
     /// Virtual services.
     pub services: Vec<ServiceConfig>,
     /// VIP routes for a routing daemon; None: nothing is announced.
@@ -104,12 +107,33 @@ pub struct AnnounceConfig {
 }
 
 impl Config {
-    /// Index of the port whose connected subnet holds `ip`; the longest prefix wins,
-    /// and among equally long prefixes the first port in configuration order.
-    pub fn port_for_address(&self, ip: IpAddr) -> Option<usize> {
+    /// Every interface: the ports (untagged) in configuration order, then the
+    /// VLANs in configuration order. An interface's place here is its index
+    /// everywhere (routes, neighbours, kernel interfaces); a port's equals its
+    /// index in `ports`.
+    pub fn interfaces(&self) -> impl Iterator<Item = InterfaceConfig<'_>> + '_ {
+        let ports = self.ports.iter().enumerate().map(|(i, p)| InterfaceConfig {
+            name: &p.name,
+            port: i,
+            vlan: 0,
+            addresses: &p.addresses,
+        });
+        let vlans = self.vlans.iter().map(|v| InterfaceConfig {
+            name: &v.name,
+            port: v.port,
+            vlan: v.id,
+            addresses: &v.addresses,
+        });
+        ports.chain(vlans)
+    }
+
+    /// Index of the interface (port or VLAN, see [`Config::interfaces`]) whose
+    /// connected subnet holds `ip`; the longest prefix wins, and among equally
+    /// long prefixes the first interface.
+    pub fn interface_for_address(&self, ip: IpAddr) -> Option<usize> {
         let mut best: Option<(usize, u8)> = None;
-        for (index, port) in self.ports.iter().enumerate() {
-            for net in &port.addresses {
+        for (index, iface) in self.interfaces().enumerate() {
+            for net in iface.addresses {
                 let len = net.prefix_len();
                 let longer = match best {
                     Some((_, best_len)) => len > best_len,
@@ -123,12 +147,40 @@ impl Config {
         best.map(|(index, _)| index)
     }
 
-    /// True when `ip` is one of the ports' own addresses.
+    /// True when `ip` is one of the interfaces' (ports' and VLANs') own addresses.
     pub fn is_port_address(&self, ip: IpAddr) -> bool {
-        self.ports
-            .iter()
-            .any(|port| port.addresses.iter().any(|net| net.addr() == ip))
+        self.interfaces()
+            .any(|i| i.addresses.iter().any(|net| net.addr() == ip))
     }
+}
+
+/// An interface as the configuration defines it: a port (untagged) or a VLAN of
+/// a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InterfaceConfig<'a> {
+    /// The port's or the VLAN's name; the kernel interface's name.
+    pub name: &'a str,
+    /// The index of the port carrying it.
+    pub port: usize,
+    /// The 802.1Q VLAN id, 1 to 4094; 0 for the port itself (untagged).
+    pub vlan: u16,
+    /// Own addresses with their connected prefixes.
+    pub addresses: &'a [IpNet],
+}
+
+/// An 802.1Q VLAN of a port (`vlans[]`): a logical interface with its own
+/// addresses, connected subnets, neighbours and kernel interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanConfig {
+    /// The index of the port carrying the VLAN.
+    pub port: usize,
+    /// The VLAN id, 1 to 4094.
+    pub id: u16,
+    /// The interface's name (`wan.100`), at most 15 characters as a Linux
+    /// interface name: metrics labels and the kernel interface.
+    pub name: String,
+    /// Own addresses, each with the prefix length of its connected subnet.
+    pub addresses: Vec<IpNet>,
 }
 
 /// DPDK Environment Abstraction Layer settings.
@@ -811,6 +863,7 @@ mod tests {
             },
             routes: vec![],
             neighbors: vec![],
+            vlans: vec![],
             services: vec![],
             announce: None,
             sync: None,
@@ -818,20 +871,47 @@ mod tests {
     }
 
     #[test]
-    fn port_for_address_prefers_longest_prefix() {
+    fn interface_for_address_prefers_longest_prefix() {
         let config = config_with_ports(vec![
             port("wan", &["198.18.0.1/16", "2001:2::1/64"]),
             port("lan", &["198.18.5.1/24"]),
         ]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(config.port_for_address(ip("198.18.5.77")), Some(1));
-        assert_eq!(config.port_for_address(ip("198.18.6.77")), Some(0));
-        assert_eq!(config.port_for_address(ip("2001:2::99")), Some(0));
-        assert_eq!(config.port_for_address(ip("198.19.0.1")), None);
-        assert_eq!(config.port_for_address(ip("2001:3::1")), None);
+        assert_eq!(config.interface_for_address(ip("198.18.5.77")), Some(1));
+        assert_eq!(config.interface_for_address(ip("198.18.6.77")), Some(0));
+        assert_eq!(config.interface_for_address(ip("2001:2::99")), Some(0));
+        assert_eq!(config.interface_for_address(ip("198.19.0.1")), None);
+        assert_eq!(config.interface_for_address(ip("2001:3::1")), None);
         assert!(config.is_port_address(IpAddr::V4(Ipv4Addr::new(198, 18, 5, 1))));
         assert!(!config.is_port_address(ip("198.18.5.2")));
         assert_eq!(config.eal.management_core(), 0);
+    }
+
+    #[test]
+    fn vlans_are_interfaces_after_the_ports() {
+        let mut config = config_with_ports(vec![
+            port("wan", &["198.18.0.1/24"]),
+            port("lan", &["198.19.0.1/24"]),
+        ]);
+        config.vlans.push(VlanConfig {
+            port: 0,
+            id: 100,
+            name: "wan.100".into(),
+            addresses: vec![
+                "198.20.0.1/24".parse().unwrap(),
+                "2001:20::1/64".parse().unwrap(),
+            ],
+        });
+        let ifaces: Vec<_> = config
+            .interfaces()
+            .map(|i| (i.name, i.port, i.vlan))
+            .collect();
+        assert_eq!(ifaces, [("wan", 0, 0), ("lan", 1, 0), ("wan.100", 0, 100)]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(config.interface_for_address(ip("198.20.0.77")), Some(2));
+        assert_eq!(config.interface_for_address(ip("2001:20::7")), Some(2));
+        assert_eq!(config.interface_for_address(ip("198.18.0.7")), Some(0));
+        assert!(config.is_port_address(ip("198.20.0.1")));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub connections: Option<RawConnections>,
     pub routes: Option<Vec<RawRoute>>,
     pub neighbors: Option<Vec<RawNeighbor>>,
+    pub vlans: Option<Vec<RawVlan>>,
     pub services: Option<Vec<RawService>>,
     pub announce: Option<RawAnnounce>,
     pub sync: Option<RawSync>,
@@ -85,6 +86,18 @@ pub(super) struct RawPort {
     pub tx_descriptors: Option<u64>,
     pub rp_filter: Option<String>,
     pub members: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a VLAN mapping (port, id, name, addresses)"
+)]
+pub(super) struct RawVlan {
+    pub port: String,
+    pub id: u64,
+    pub name: String,
+    pub addresses: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -257,6 +257,7 @@ fn design_example_parses_into_expected_values() {
             ip: ip("198.19.0.10"),
             mac: MacAddr([2, 0, 0, 0, 1, 0x10]),
         }],
+        vlans: vec![],
         services: vec![ServiceConfig {
             name: "web".into(),
             vip: ip("198.18.0.100"),
@@ -297,8 +298,8 @@ fn design_example_parses_into_expected_values() {
         sync: None,
     };
     assert_eq!(config, expected);
-    assert_eq!(config.port_for_address(ip("198.19.0.10")), Some(1));
-    assert_eq!(config.port_for_address(ip("203.0.113.1")), None);
+    assert_eq!(config.interface_for_address(ip("198.19.0.10")), Some(1));
+    assert_eq!(config.interface_for_address(ip("203.0.113.1")), None);
 }
 
 #[test]
@@ -429,7 +430,7 @@ fn base_config_is_valid() {
         config.connections.timeouts.tcp_fin,
         Duration::from_secs(120)
     );
-    assert_eq!(config.port_for_address(ip("2001:2::10")), Some(0));
+    assert_eq!(config.interface_for_address(ip("2001:2::10")), Some(0));
     assert!(config.is_port_address(ip("198.20.0.1")));
 }
 
@@ -2821,5 +2822,171 @@ fn syn_proxy_is_for_tcp_through_nat_or_fullnat() {
         bad.iter()
             .any(|e| e.contains("connections.syn_proxy_above")),
         "{bad:#?}"
+    );
+}
+
+/// BASE with a `vlans:` section of `entries` (one flow mapping a line) appended,
+/// and the line number of the first entry.
+fn base_with_vlans(entries: &[&str]) -> (String, usize) {
+    let mut text = BASE.to_string();
+    text.push_str("vlans:\n");
+    for e in entries {
+        text.push_str("  - ");
+        text.push_str(e);
+        text.push('\n');
+    }
+    (text, BASE.lines().count() + 2)
+}
+
+/// (line, column) of `needle` in entry `i` of [`base_with_vlans`] (`nth` match).
+fn vlan_at(entries: &[&str], first: usize, i: usize, needle: &str, nth: usize) -> (usize, usize) {
+    let col = entries[i].match_indices(needle).nth(nth).unwrap().0;
+    (first + i, col + 5)
+}
+
+#[test]
+fn vlans_parse_as_interfaces_after_the_ports() {
+    let entries = [
+        r#"{ port: wan, id: 100, name: wan.100, addresses: ["198.21.0.1/24", "2001:21::1/64"] }"#,
+        r#"{ port: lan, id: 100, name: lan.100, addresses: ["198.22.0.1/24"] }"#,
+        r#"{ port: lan, id: 4094, name: lan.4094 }"#,
+    ];
+    let (text, _) = base_with_vlans(&entries);
+    // Routes, neighbours and real servers may use a VLAN's subnet.
+    let text = text
+        .replace(
+            r#"  - { prefix: "2001:2:0:100::/56", via: "2001:2::fe" }"#,
+            "  - { prefix: \"2001:2:0:100::/56\", via: \"2001:2::fe\" }\n  - { prefix: \"203.0.114.0/24\", via: \"198.21.0.254\" }",
+        )
+        .replace(
+            r#"  - { ip: "198.19.0.10", mac: "02:00:00:00:01:10" }"#,
+            "  - { ip: \"198.19.0.10\", mac: \"02:00:00:00:01:10\" }\n  - { ip: \"198.22.0.10\", mac: \"02:00:00:00:01:11\" }",
+        );
+    let config = parse_ok(&text);
+    assert_eq!(
+        config.vlans[0],
+        VlanConfig {
+            port: 0,
+            id: 100,
+            name: "wan.100".into(),
+            addresses: vec![
+                "198.21.0.1/24".parse().unwrap(),
+                "2001:21::1/64".parse().unwrap()
+            ],
+        }
+    );
+    assert_eq!((config.vlans[1].port, config.vlans[1].id), (1, 100));
+    assert!(config.vlans[2].addresses.is_empty());
+    let names: Vec<_> = config.interfaces().map(|i| (i.name, i.vlan)).collect();
+    assert_eq!(
+        names,
+        [
+            ("wan", 0),
+            ("lan", 0),
+            ("spare", 0),
+            ("wan.100", 100),
+            ("lan.100", 100),
+            ("lan.4094", 4094)
+        ]
+    );
+    assert_eq!(config.interface_for_address(ip("198.21.0.254")), Some(3));
+    assert_eq!(config.interface_for_address(ip("198.22.0.10")), Some(4));
+    assert!(parse_ok(BASE).vlans.is_empty());
+}
+
+#[test]
+fn vlan_rules() {
+    type Expect = &'static [(usize, &'static str, usize, &'static str)];
+    // Each case: its entries, and per error (entry, needle, nth match, message).
+    let cases: &[(&[&str], Expect)] = &[
+        (
+            &[r#"{ port: dmz, id: 100, name: dmz.100 }"#],
+            &[(0, "dmz", 0, "vlans[0].port: no port is named `dmz` (ports: wan, lan, spare)")],
+        ),
+        (
+            &[r#"{ port: wan, id: 0, name: wan.0 }"#],
+            &[(0, "0", 0, "vlans[0].id: 0 is out of range 1..=4094")],
+        ),
+        (
+            &[r#"{ port: wan, id: 4095, name: wan.4095 }"#],
+            &[(0, "4095", 0, "vlans[0].id: 4095 is out of range 1..=4094")],
+        ),
+        (
+            &[
+                r#"{ port: wan, id: 7, name: wan.7 }"#,
+                r#"{ port: wan, id: 7, name: wan.7b }"#,
+            ],
+            &[(1, "7", 0, "vlans[1].id: VLAN 7 of port wan is already vlans[0]")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: wan.7890123456789 }"#],
+            &[(0, "wan.789", 0, "vlans[0].name: `wan.7890123456789` is not a valid name: 1 to 15 of")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: "wan/7" }"#],
+            &[(0, "\"wan/7\"", 0, "is not a valid name")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: lan }"#],
+            &[(0, "lan", 0, "vlans[0].name: interface name `lan` is already a port's or a VLAN's")],
+        ),
+        (
+            &[
+                r#"{ port: wan, id: 7, name: v7 }"#,
+                r#"{ port: lan, id: 7, name: v7 }"#,
+            ],
+            &[(1, "v7", 0, "vlans[1].name: interface name `v7` is already")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: wan.7, addresses: ["198.18.0.77/24"] }"#],
+            &[(0, "\"198", 0, "vlans[0].addresses[0]: subnet 198.18.0.0/24 overlaps 198.18.0.0/24 of port wan")],
+        ),
+        (
+            &[
+                r#"{ port: wan, id: 7, name: wan.7, addresses: ["198.21.0.1/24"] }"#,
+                r#"{ port: lan, id: 8, name: lan.8, addresses: ["198.21.0.129/25"] }"#,
+            ],
+            &[(1, "\"198", 0, "vlans[1].addresses[0]: subnet 198.21.0.128/25 overlaps 198.21.0.0/24 of VLAN wan.7")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: wan.7, addresses: ["198.19.0.1/24"] }"#],
+            &[(0, "\"198", 0, "address 198.19.0.1 is already on port lan")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: wan.7, addresses: ["198.21.0.0/24"] }"#],
+            &[(0, "\"198", 0, "198.21.0.0 is the network address of 198.21.0.0/24")],
+        ),
+        (
+            &[r#"{ port: wan, id: 7, name: wan.7, adresses: [] }"#],
+            &[(0, "adresses", 0, "unknown field `adresses`")],
+        ),
+    ];
+    for (entries, expected) in cases {
+        let (text, first) = base_with_vlans(entries);
+        let expected: Vec<(usize, usize, &str)> = expected
+            .iter()
+            .map(|&(i, needle, nth, message)| {
+                let (line, col) = vlan_at(entries, first, i, needle, nth);
+                (line, col, message)
+            })
+            .collect();
+        assert_errors(&parse_err(&text), &expected, entries.join(" / ").as_str());
+    }
+}
+
+#[test]
+fn a_route_via_a_vlan_gateway_names_the_vlan_subnet_when_not_connected() {
+    let (text, _) =
+        base_with_vlans(&[r#"{ port: wan, id: 7, name: wan.7, addresses: ["198.21.0.1/24"] }"#]);
+    let text = text.replace(
+        r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#,
+        r#"  - { prefix: "0.0.0.0/0", via: "198.23.0.254" }"#,
+    );
+    let errors = parse_err(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].message.contains("198.21.0.0/24 on wan.7"),
+        "{}",
+        errors[0]
     );
 }

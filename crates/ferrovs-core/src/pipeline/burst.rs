@@ -161,6 +161,9 @@ impl<P: PacketPool> Pipeline<P> {
         self.stats.rx_packets.add(pkts.len() as u64);
         let mac = self.dp.ifaces[port].mac;
         let nic_checks_ipv4 = self.rx_ipv4_checksum_offload[port];
+        // A frame whose tag the NIC took belongs to a VLAN (or is priority
+        // tagged): the ordinary path finds its interface.
+        let nic_strips_vlan = self.rx_vlan_strip[port];
         while !pkts.is_empty() {
             let n = pkts.len().min(BATCH);
             let mut staged = [ORDINARY; BATCH];
@@ -171,7 +174,9 @@ impl<P: PacketPool> Pipeline<P> {
             let first = table.first_line();
             for (pkt, s) in pkts[..n].iter().zip(&mut staged) {
                 let data = pkt.data();
-                if data.get(ethernet::field::DST) != Some(&mac.0[..]) {
+                if data.get(ethernet::field::DST) != Some(&mac.0[..])
+                    || (nic_strips_vlan && pkt.rx_vlan_tci().is_some())
+                {
                     continue;
                 }
                 let verified = nic_checks_ipv4 && pkt.ipv4_checksum_verified();
@@ -194,7 +199,7 @@ impl<P: PacketPool> Pipeline<P> {
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
                 match &s.flow {
                     Some(flow) => self.flow_v4(pkt, port, flow, s, true),
-                    None => self.handle(pkt, port, true),
+                    None => self.receive(pkt, port),
                 }
             }
             self.open_parked(port);
@@ -470,18 +475,18 @@ impl<P: PacketPool> Pipeline<P> {
         self.send_v4(pkt, hop.port, &hop.l2)
     }
 
-    /// Writes the Ethernet addresses and queues the packet on `port`.
+    /// Writes the Ethernet addresses and queues the packet on interface `iface`.
     #[inline(always)]
-    fn send_v4(&mut self, mut pkt: P::Buf, port: usize, l2: &L2Addrs) {
+    fn send_v4(&mut self, mut pkt: P::Buf, iface: usize, l2: &L2Addrs) {
         if let Some(addrs) = pkt.data_mut().first_chunk_mut::<12>() {
             *addrs = *l2;
         }
-        let q = &mut self.tx[port];
-        if q.len() < q.capacity() {
-            q.push(pkt);
-        } else {
-            self.discard(pkt, DropReason::TxFull);
-        }
+        let Self {
+            tx, stats, garbage, ..
+        } = self;
+        tx.push(iface, pkt, |pkt, reason| {
+            drop_into(stats, garbage, pkt, reason)
+        });
     }
 }
 

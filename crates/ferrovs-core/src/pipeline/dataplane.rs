@@ -2,7 +2,7 @@
 //! addresses, routes and static neighbours. Built once by the runtime and shared
 //! through an `Arc`; a new snapshot replaces the old one between bursts.
 
-use crate::config::{Config, RpFilter};
+use crate::config::{Config, InterfaceConfig, RpFilter};
 use crate::conn::Timeouts;
 use crate::forward::syncookie::CookieKeys;
 use crate::net::{NextHop, Route, RouteTable};
@@ -14,11 +14,18 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// One port as the data plane sees it.
+/// One interface as the data plane sees it: a port (untagged), or a VLAN of a
+/// port. Interfaces are indexed ports first, then VLANs (`Config::interfaces`);
+/// routes, neighbours, own addresses and kernel interfaces name them by index.
 #[derive(Debug, Clone)]
 pub struct Interface {
-    /// The port's name from the configuration, as metrics and the control API show it.
+    /// The port's or VLAN's name from the configuration, as metrics and the
+    /// control API show it.
     pub name: String,
+    /// The index of the port the interface's frames go out of and come in by.
+    pub port: usize,
+    /// The 802.1Q VLAN id its frames carry; 0 for the port itself (untagged).
+    pub vlan: u16,
     /// The port's MAC address: the source of frames sent on it and the answer to ARP/ND
     /// for its addresses.
     pub mac: MacAddr,
@@ -64,8 +71,11 @@ pub struct LocalAddr {
 pub struct Dataplane {
     /// Increases with every configuration change; workers report the version they run.
     pub version: u64,
-    /// The ports, indexed as in the configuration.
+    /// The interfaces: the ports indexed as in the configuration, then the VLANs.
     pub ifaces: Vec<Interface>,
+    /// Per port, the interface of each VLAN id (`VLAN_NONE` where the port has
+    /// no such VLAN); None for a port without VLANs.
+    vlan_ifaces: Vec<Option<Box<[u16]>>>,
     /// The ports' connected subnets and the configured static routes.
     pub routes: RouteTable,
     /// Configured neighbours as (address, MAC address, index of the port whose subnet
@@ -102,19 +112,28 @@ impl Dataplane {
     /// Builds the snapshot `version` from a validated config, the ports' MAC
     /// addresses and the services built with their slots and health.
     pub fn build(cfg: &Config, macs: &[MacAddr], services: Services, version: u64) -> Dataplane {
+        // A VLAN has its port's MAC, MTU and reverse-path filter.
         let ifaces: Vec<Interface> = cfg
-            .ports
-            .iter()
-            .zip(macs)
-            .map(|(p, mac)| Interface {
-                name: p.name.clone(),
-                mac: *mac,
-                addrs: p.addresses.clone(),
-                mtu: p.mtu,
-                kernel: has_kernel_interface(cfg, p),
-                rp_filter: p.rp_filter,
+            .interfaces()
+            .filter_map(|i| {
+                let p = cfg.ports.get(i.port)?;
+                Some(Interface {
+                    name: i.name.to_string(),
+                    port: i.port,
+                    vlan: i.vlan,
+                    mac: *macs.get(i.port)?,
+                    addrs: i.addresses.to_vec(),
+                    mtu: p.mtu,
+                    kernel: has_kernel_interface(cfg, &i),
+                    rp_filter: p.rp_filter,
+                })
             })
             .collect();
+        let mut vlan_ifaces: Vec<Option<Box<[u16]>>> = vec![None; cfg.ports.len().min(macs.len())];
+        for (index, i) in ifaces.iter().enumerate().filter(|(_, i)| i.vlan != 0) {
+            let table = vlan_ifaces[i.port].get_or_insert_with(|| vec![VLAN_NONE; 4096].into());
+            table[usize::from(i.vlan & 0xfff)] = index as u16;
+        }
         let broadcasts_v4 = ifaces
             .iter()
             .flat_map(|i| i.addrs.iter())
@@ -137,7 +156,7 @@ impl Dataplane {
                 .iter()
                 .filter_map(|&via| {
                     Some(NextHop {
-                        port: cfg.port_for_address(via)?,
+                        port: cfg.interface_for_address(via)?,
                         via: Some(via),
                         group: 0,
                     })
@@ -149,7 +168,7 @@ impl Dataplane {
         let static_neighbors = cfg
             .neighbors
             .iter()
-            .filter_map(|n| Some((n.ip, n.mac, cfg.port_for_address(n.ip)?)))
+            .filter_map(|n| Some((n.ip, n.mac, cfg.interface_for_address(n.ip)?)))
             .collect();
 
         let mut local = HashMap::with_hasher(FixedState::default());
@@ -157,7 +176,7 @@ impl Dataplane {
             local.insert(
                 s.vip,
                 LocalAddr {
-                    port: cfg.port_for_address(s.vip),
+                    port: cfg.interface_for_address(s.vip),
                     kind: LocalKind::Vip,
                 },
             );
@@ -167,7 +186,7 @@ impl Dataplane {
                 local.insert(
                     *lip,
                     LocalAddr {
-                        port: cfg.port_for_address(*lip),
+                        port: cfg.interface_for_address(*lip),
                         kind: LocalKind::Lip,
                     },
                 );
@@ -187,6 +206,7 @@ impl Dataplane {
         Dataplane {
             version,
             ifaces,
+            vlan_ifaces,
             routes,
             static_neighbors,
             owners: Owners::new(&services),
@@ -210,7 +230,9 @@ impl Dataplane {
         };
         for shared in &sync.shared_addresses {
             let ip = shared.address;
-            let port = cfg.port_for_address(ip).filter(|_| active.contains(&ip));
+            let port = cfg
+                .interface_for_address(ip)
+                .filter(|_| active.contains(&ip));
             match self.local.get_mut(&ip) {
                 Some(l) => l.port = port,
                 None if port.is_some() => {
@@ -240,6 +262,28 @@ impl Dataplane {
             .collect();
         addrs.sort();
         addrs
+    }
+
+    /// The interface of VLAN `vid` on `port`, if configured there.
+    #[inline]
+    pub fn vlan_interface(&self, port: usize, vid: u16) -> Option<usize> {
+        let table = self.vlan_ifaces.get(port)?.as_ref()?;
+        match *table.get(usize::from(vid))? {
+            VLAN_NONE => None,
+            iface => Some(usize::from(iface)),
+        }
+    }
+
+    /// The number of ports: interfaces from this index on are VLANs.
+    #[inline]
+    pub fn ports(&self) -> usize {
+        self.vlan_ifaces.len()
+    }
+
+    /// Whether `port` carries VLANs.
+    #[inline]
+    pub fn has_vlans(&self, port: usize) -> bool {
+        self.vlan_ifaces.get(port).is_some_and(Option::is_some)
     }
 
     /// Whether `ip` is ours, what for, and where ARP/ND for it is answered.
@@ -306,11 +350,14 @@ fn is_martian_v6(src: Ipv6Addr) -> bool {
         || src.to_ipv4_mapped().is_some()
 }
 
-/// Whether `port` gets a kernel interface: the exception path is on and the port has
-/// addresses for the kernel to use.
-pub fn has_kernel_interface(cfg: &Config, port: &crate::config::PortConfig) -> bool {
-    cfg.management.exception_path && !port.addresses.is_empty()
+/// Whether interface `iface` (a port or a VLAN) gets a kernel interface: the
+/// exception path is on and the interface has addresses for the kernel to use.
+pub fn has_kernel_interface(cfg: &Config, iface: &InterfaceConfig<'_>) -> bool {
+    cfg.management.exception_path && !iface.addresses.is_empty()
 }
+
+/// No interface for this VLAN id in a port's table.
+const VLAN_NONE: u16 = u16::MAX;
 
 #[cfg(test)]
 mod tests {

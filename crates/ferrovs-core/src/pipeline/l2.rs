@@ -2,6 +2,7 @@
 //! addresses, learned from), routing a finished IP packet to its next hop's MAC
 //! address, and holding packets while that address is being resolved.
 
+use super::vlan::TxQueues;
 use super::*;
 use crate::net::{Learned, Lookup};
 use crate::packet::arp::{self, ArpOperation, ArpPacket};
@@ -203,28 +204,22 @@ pub(super) fn is_nd(ip: &IpInfo) -> bool {
     )
 }
 
-/// Writes the Ethernet addresses for `port` and queues the packet there.
+/// Writes the Ethernet addresses for interface `port` and queues the packet there.
 pub(super) fn set_l2<B: PacketBuf>(
     dp: &Dataplane,
     mut pkt: B,
     port: usize,
     dst_mac: MacAddr,
-    tx: &mut [Vec<B>],
+    tx: &mut TxQueues<B>,
     stats: &WorkerStats,
     garbage: &mut Vec<B>,
 ) {
     let data = pkt.data_mut();
     data[ethernet::field::DST].copy_from_slice(&dst_mac.0);
     data[ethernet::field::SRC].copy_from_slice(&dp.ifaces[port].mac.0);
-    let q = &mut tx[port];
-    if q.len() < q.capacity() {
-        q.push(pkt);
-    } else {
-        stats.count_drop(DropReason::TxFull, 1);
-        if garbage.len() < garbage.capacity() {
-            garbage.push(pkt);
-        }
-    }
+    tx.push(port, pkt, |pkt, reason| {
+        drop_into(stats, garbage, pkt, reason)
+    });
 }
 
 /// Builds an ARP request (IPv4) or neighbour solicitation (IPv6) for `ip` out of
@@ -233,7 +228,7 @@ pub(super) fn send_probe<P: PacketPool>(
     dp: &Dataplane,
     pool: &P,
     stats: &WorkerStats,
-    tx: &mut [Vec<P::Buf>],
+    tx: &mut TxQueues<P::Buf>,
     ip: IpAddr,
     port: usize,
 ) {
@@ -251,11 +246,12 @@ pub(super) fn send_probe<P: PacketPool>(
         (IpAddr::V6(src), IpAddr::V6(target)) => build_nd_solicit(&mut pkt, mac, src, target),
         _ => false,
     };
-    let q = &mut tx[port];
-    if built && q.len() < q.capacity() {
-        q.push(pkt);
-    } else {
+    if !built {
+        // Dropped here, freed individually: a built probe always fits.
         stats.count_drop(DropReason::TxFull, 1);
+    } else {
+        // Dropped here, freed individually: a probe is rare.
+        tx.push(port, pkt, |_, reason| stats.count_drop(reason, 1));
     }
 }
 

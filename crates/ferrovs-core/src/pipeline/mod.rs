@@ -31,6 +31,7 @@ mod ops;
 mod synproxy;
 #[cfg(test)]
 mod tests;
+mod vlan;
 
 pub use balancer::{Balancer, BalancerLimits, SyncRefusal};
 pub use dataplane::{has_kernel_interface, Dataplane, Interface, LocalAddr, LocalKind};
@@ -62,13 +63,13 @@ pub struct Pipeline<P: PacketPool> {
     events: Sender<WorkerEvent>,
     neigh: NeighTable<P::Buf>,
     lb: Balancer,
-    /// Per-port packets to transmit at the end of the loop iteration.
-    tx: Vec<Vec<P::Buf>>,
+    /// Per-interface packets to transmit at the end of the loop iteration.
+    tx: vlan::TxQueues<P::Buf>,
     /// Packets to free in bulk at the end of the loop iteration.
     garbage: Vec<P::Buf>,
     /// Per-worker packets to hand to the worker that owns their connection.
     handoff: Vec<Vec<P::Buf>>,
-    /// Per-port packets for the kernel interface (exception path).
+    /// Per-interface packets for the kernel interface (exception path).
     kernel: Vec<Vec<P::Buf>>,
     now_ms: u64,
     /// Resolved IPv4 next hops for the burst path.
@@ -84,6 +85,9 @@ pub struct Pipeline<P: PacketPool> {
     /// Per port: the NIC verifies IPv4 header checksums on receive, so its verdict
     /// is read (other ports' packets are not asked).
     rx_ipv4_checksum_offload: Vec<bool>,
+    /// Per port: the NIC strips VLAN tags into metadata, so the burst path
+    /// leaves frames that had one to the ordinary path.
+    rx_vlan_strip: Vec<bool>,
     /// The burst path's packets that wait for their new connection's insertion.
     parked: burst::ParkingLot<P::Buf>,
     /// The SYN proxy's keys, held data and automatic switch.
@@ -105,6 +109,7 @@ impl<P: PacketPool> Pipeline<P> {
         burst: usize,
     ) -> Self {
         let limits = NeighLimits::default();
+        // Every interface (port or VLAN) has its TX and kernel queues.
         let ports = dp.ifaces.len();
         let dp_cookie_keys = dp.cookie_keys;
         // One burst from every port can go out of one port, plus every held packet
@@ -114,6 +119,7 @@ impl<P: PacketPool> Pipeline<P> {
         for (ip, mac, port) in &dp.static_neighbors {
             neigh.add_static(*ip, *mac, *port);
         }
+        let tx = vlan::TxQueues::new(&dp, tx_cap);
         let kernel = dp
             .ifaces
             .iter()
@@ -128,7 +134,7 @@ impl<P: PacketPool> Pipeline<P> {
             events,
             neigh,
             lb,
-            tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
+            tx,
             garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
             kernel,
             handoff: (0..workers.max(1))
@@ -140,6 +146,7 @@ impl<P: PacketPool> Pipeline<P> {
             iface_v4: OwnAddrsV4::default(),
             min_mtu: 0,
             rx_ipv4_checksum_offload: vec![false; ports],
+            rx_vlan_strip: vec![false; ports],
             parked: burst::ParkingLot::new(),
             syn: synproxy::SynProxy::new(dp_cookie_keys),
         }
@@ -153,6 +160,36 @@ impl<P: PacketPool> Pipeline<P> {
             *on = nic;
         }
         self
+    }
+
+    /// Tells the pipeline which ports' NICs strip VLAN tags on receive and which
+    /// insert them on transmit (indexed like the ports); the others' tags are
+    /// taken off and put on in software.
+    pub fn with_vlan_offloads(mut self, rx_strip: &[bool], tx_insert: &[bool]) -> Self {
+        for (on, &nic) in self.rx_vlan_strip.iter_mut().zip(rx_strip) {
+            *on = nic;
+        }
+        self.tx.set_nic_inserts(&self.dp, tx_insert);
+        self
+    }
+
+    /// The interfaces (ports, then VLANs): the indexes of [`Pipeline::tx_queue`]
+    /// and [`Pipeline::kernel_queue`].
+    pub fn interfaces(&self) -> usize {
+        self.dp.ifaces.len()
+    }
+
+    /// The port interface `iface`'s frames leave by.
+    pub fn egress_port(&self, iface: usize) -> usize {
+        self.dp.ifaces[iface].port
+    }
+
+    /// Counts `n` frames the NIC took from interface `iface`'s queue.
+    pub fn count_sent(&self, iface: usize, n: u64) {
+        self.stats.tx_packets.add(n);
+        if let Some(vlan) = iface.checked_sub(self.dp.ports()) {
+            self.stats.vlan(vlan).tx_packets.add(n);
+        }
     }
 
     /// Takes the ports' IPv4 addresses and MTUs from the configuration snapshot.
@@ -178,16 +215,18 @@ impl<P: PacketPool> Pipeline<P> {
         self.now_ms = now_ms;
     }
 
-    /// Packets queued for `port`; the caller transmits and leaves what the NIC
-    /// refused for [`Pipeline::discard_tx`].
-    pub fn tx_queue(&mut self, port: usize) -> &mut Vec<P::Buf> {
-        &mut self.tx[port]
+    /// Packets queued for interface `iface` (a VLAN's already tagged, or marked
+    /// for the NIC to tag), to go out of its [`Pipeline::egress_port`]; the
+    /// caller transmits and leaves what the NIC refused for
+    /// [`Pipeline::discard_tx`].
+    pub fn tx_queue(&mut self, iface: usize) -> &mut Vec<P::Buf> {
+        self.tx.queue(iface)
     }
 
-    /// Moves what is left in `port`'s TX queue to the garbage (already counted).
-    pub fn discard_tx(&mut self, port: usize) {
+    /// Moves what is left in `iface`'s TX queue to the garbage (already counted).
+    pub fn discard_tx(&mut self, iface: usize) {
         let Self { tx, garbage, .. } = self;
-        for pkt in tx[port].drain(..) {
+        for pkt in tx.queue(iface).drain(..) {
             if garbage.len() < garbage.capacity() {
                 garbage.push(pkt);
             }
@@ -243,10 +282,27 @@ impl<P: PacketPool> Pipeline<P> {
     /// answer, forward or drop.
     pub fn process(&mut self, pkt: P::Buf, port: usize) {
         self.stats.rx_packets.inc();
-        self.handle(pkt, port, true);
+        self.receive(pkt, port);
     }
 
-    /// A frame a kernel interface sent, tagged with its port: it goes out as it is.
+    /// A frame received on `port`: on a port with VLANs, its tag decides the
+    /// interface it belongs to (and comes off); then it is handled.
+    #[inline]
+    fn receive(&mut self, mut pkt: P::Buf, port: usize) {
+        let iface = if self.dp.has_vlans(port) {
+            let nic_strips = self.rx_vlan_strip[port];
+            match vlan::untag(&self.dp, &self.stats, &mut pkt, port, nic_strips) {
+                Ok(iface) => iface,
+                Err(reason) => return self.discard(pkt, reason),
+            }
+        } else {
+            port
+        };
+        self.handle(pkt, iface, true);
+    }
+
+    /// A frame a kernel interface sent, tagged with its interface: it goes out as
+    /// it is (with the interface's VLAN tag).
     pub fn from_kernel(&mut self, pkt: P::Buf) {
         let port = usize::from(pkt.rx_port());
         if port >= self.dp.ifaces.len() {
@@ -435,13 +491,13 @@ impl<P: PacketPool> Pipeline<P> {
         }
     }
 
-    fn queue_tx(&mut self, port: usize, pkt: P::Buf) {
-        let q = &mut self.tx[port];
-        if q.len() < q.capacity() {
-            q.push(pkt);
-        } else {
-            self.discard(pkt, DropReason::TxFull);
-        }
+    fn queue_tx(&mut self, iface: usize, pkt: P::Buf) {
+        let Self {
+            tx, stats, garbage, ..
+        } = self;
+        tx.push(iface, pkt, |pkt, reason| {
+            drop_into(stats, garbage, pkt, reason)
+        });
     }
 
     /// Drops `pkt`, counted under `reason`.
@@ -458,6 +514,15 @@ impl<P: PacketPool> Pipeline<P> {
             self.garbage.push(pkt);
         }
         // else: dropped here, freed individually (never reached with the sizing above)
+    }
+}
+
+/// Counts `pkt` as dropped for `reason` and puts it on the garbage list.
+#[inline]
+fn drop_into<B>(stats: &WorkerStats, garbage: &mut Vec<B>, pkt: B, reason: DropReason) {
+    stats.count_drop(reason, 1);
+    if garbage.len() < garbage.capacity() {
+        garbage.push(pkt);
     }
 }
 

@@ -167,7 +167,9 @@ impl Checker<'_> {
             }
         }
         let device = self.device(&format!("{path}.device"), &raw.device, devices);
-        let addresses = self.port_addresses(&path, index, raw);
+        let label = format!("port {}", raw.name);
+        let addresses =
+            self.interface_addresses(&path, index, (&label, &raw.name), raw.addresses.as_deref());
         let has_ipv6 = addresses.iter().flatten().any(|net| net.addr().is_ipv6());
         let mtu_path = format!("{path}.mtu");
         let mtu: Option<u16> = self.int(&mtu_path, raw.mtu.unwrap_or(DEFAULT_MTU), 68, 9000);
@@ -308,22 +310,25 @@ impl Checker<'_> {
         Some(count)
     }
 
-    /// The port's own addresses; records each good one as a connected subnet.
-    pub(super) fn port_addresses(
+    /// An interface's own addresses (a port's, at `ports[i]`, or a VLAN's, at
+    /// `vlans[j]`); records each good one as a connected subnet of interface
+    /// `port_index`, named (`port wan`, `wan`) in messages.
+    pub(super) fn interface_addresses(
         &mut self,
         port_path: &str,
         port_index: usize,
-        raw: &RawPort,
+        (label, name): (&str, &str),
+        raw: Option<&[String]>,
     ) -> Vec<Option<IpNet>> {
         let mut out = Vec::new();
-        for (j, text) in raw.addresses.iter().flatten().enumerate() {
+        for (j, text) in raw.unwrap_or_default().iter().enumerate() {
             let path = format!("{port_path}.addresses[{j}]");
             let net = self.net(&path, text).filter(|&net| {
                 let problem = port_address_problem(net).or_else(|| {
                     if let Some(other) = self.connected.iter().find(|c| c.net.addr() == net.addr())
                     {
                         return Some(format!(
-                            "address {} is already on port {}",
+                            "address {} is already on {}",
                             net.addr(),
                             other.port
                         ));
@@ -333,7 +338,7 @@ impl Checker<'_> {
                             && (c.net.contains(&net.network()) || net.contains(&c.net.network()))
                     })?;
                     Some(format!(
-                        "subnet {} overlaps {} of port {}",
+                        "subnet {} overlaps {} of {}",
                         net.trunc(),
                         other.net.trunc(),
                         other.port
@@ -348,7 +353,8 @@ impl Checker<'_> {
                 self.connected.push(Connected {
                     net,
                     port_index,
-                    port: raw.name.clone(),
+                    port: label.to_string(),
+                    name: name.to_string(),
                 });
             }
             out.push(net);

@@ -30,6 +30,7 @@ mod edge;
 mod network;
 mod services;
 mod sync;
+mod vlan;
 
 /// `RTE_MAX_LCORE` of the DPDK we link (Debian 22.11).
 const MAX_LCORES: usize = 128;
@@ -115,12 +116,17 @@ pub(super) fn check(
     Err(ConfigErrors(errors))
 }
 
-/// A connected subnet: a port address with its prefix length.
+/// A connected subnet: an interface address (a port's or a VLAN's) with its
+/// prefix length.
 struct Connected {
     net: IpNet,
+    /// The interface: a port's index, or for a VLAN the number of ports plus its
+    /// index in `vlans` (as `Config::interfaces` numbers them).
     port_index: usize,
-    /// The port's name as written, for messages.
+    /// The interface as messages name it: `port wan`, `VLAN wan.100`.
     port: String,
+    /// The interface's name alone.
+    name: String,
 }
 
 struct Checker<'a> {
@@ -290,6 +296,12 @@ impl Checker<'_> {
     fn config(&mut self, raw: &RawConfig, host: &HostFacts) -> Option<Config> {
         let eal = self.eal(&raw.eal, host);
         let ports = self.ports(&raw.ports);
+        // Right after the ports: their subnets are connected like the ports'.
+        let vlans = self.vlans(
+            raw.vlans.as_deref().unwrap_or_default(),
+            &raw.ports,
+            ports.as_deref(),
+        );
         // Workers are checked against the EAL cores that parsed, even if another EAL
         // key is bad.
         let eal_cores: Vec<u32> = raw
@@ -323,6 +335,7 @@ impl Checker<'_> {
             connections: connections?,
             routes: routes.into_iter().map(|(r, _)| r).collect::<Option<_>>()?,
             neighbors: neighbors.into_iter().collect::<Option<_>>()?,
+            vlans: vlans?,
             services: services.into_iter().collect::<Option<_>>()?,
             announce: announce?,
             sync: sync?,

@@ -26,7 +26,7 @@ impl Checker<'_> {
                 let problem = super::appliance::port_address_problem(
                     IpNet::new(ip, c.net.prefix_len()).ok()?,
                 )?;
-                Some(format!("{problem}, port {}'s subnet", c.port))
+                Some(format!("{problem}, {}'s subnet", c.port))
             })
     }
 
@@ -71,7 +71,7 @@ impl Checker<'_> {
             .filter(|c| c.net.addr().is_ipv4() == ip.is_ipv4())
         {
             let sep = if subnets.is_empty() { "" } else { ", " };
-            let _ = write!(subnets, "{sep}{} on {}", c.net.trunc(), c.port);
+            let _ = write!(subnets, "{sep}{} on {}", c.net.trunc(), c.name);
         }
         if subnets.is_empty() {
             subnets = format!("no port has an {} address", family(ip));
@@ -86,7 +86,7 @@ impl Checker<'_> {
     /// Reports `ip` if it is one of the ports' own addresses.
     pub(super) fn reject_own_address(&mut self, path: &str, ip: IpAddr, what: &str) -> bool {
         if let Some(port) = self.is_own_address(ip) {
-            let message = format!("{what} {ip} is the address of port {port}");
+            let message = format!("{what} {ip} is the address of {port}");
             self.error(path, message);
             return false;
         }

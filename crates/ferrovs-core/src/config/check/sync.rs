@@ -46,10 +46,7 @@ impl Checker<'_> {
                 self.error(&path, format!("{peer} is given twice (listen and peers)"));
                 ok = false;
             } else if let Some(port) = self.is_own_address(peer.ip()) {
-                self.error(
-                    &path,
-                    format!("{} is the address of port {port}", peer.ip()),
-                );
+                self.error(&path, format!("{} is the address of {port}", peer.ip()));
                 ok = false;
             }
             peers.push(peer);

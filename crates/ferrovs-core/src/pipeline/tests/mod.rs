@@ -56,7 +56,8 @@ fn harness() -> Harness {
 fn harness_with(text: &str) -> Harness {
     let cfg = fixture::parse(text);
     let dp = Arc::new(Dataplane::from_config(&cfg, &[OUR_MAC, LAN_MAC]));
-    let stats = Arc::new(WorkerStats::new(dp.services.real_server_slots()));
+    let stats =
+        Arc::new(WorkerStats::new(dp.services.real_server_slots()).with_vlans(cfg.vlans.len()));
     let limits = BalancerLimits::for_config(cfg.connections.max as usize, 1, &dp.services);
     let lb = Balancer::new(
         &dp.services,
@@ -125,6 +126,7 @@ mod nat64;
 mod proxy;
 mod sync;
 mod synproxy;
+mod vlan;
 
 #[test]
 fn answers_arp_for_own_address_and_learns_the_sender() {
