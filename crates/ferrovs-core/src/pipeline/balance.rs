@@ -150,6 +150,16 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
+        if ip.fragment {
+            // A first fragment: its datagram's later fragments follow its verdict.
+            if conn.xlate() != 0 {
+                return self.discard(pkt, DropReason::FragmentUnsupported);
+            }
+            let (rs, data) = (conn.real_server(), pkt.data());
+            if let Err(reason) = self.remember_fragment(data, info, ip, action, rs, dir) {
+                return self.discard(pkt, reason);
+            }
+        }
         if conn.xlate() != 0 {
             if conn.is_nat64() {
                 return self.nat64_forward_conn(pkt, info, ip, proto, &conn, dir);
