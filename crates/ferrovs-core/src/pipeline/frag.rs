@@ -122,8 +122,14 @@ pub(super) fn fragment_of(
     let len = ip.total_len.saturating_sub(u32::from(ip.header_len));
     // The smallest header a later fragment must not reach into: the ports, and
     // for TCP the flags, are checked on the first fragment only (RFC 1858).
-    let l4_header = if ip.protocol == IpProtocol::TCP { 24 } else { 8 };
-    if offset + len > 65535 || (more && (len == 0 || len % 8 != 0)) || (offset != 0 && offset < l4_header)
+    let l4_header = if ip.protocol == IpProtocol::TCP {
+        24
+    } else {
+        8
+    };
+    if offset + len > 65535
+        || (more && (len == 0 || len % 8 != 0))
+        || (offset != 0 && offset < l4_header)
     {
         return Err(DropReason::FragmentMalformed);
     }
@@ -161,13 +167,18 @@ struct Entry {
     held_head: u16,
     held_tail: u16,
     held: u8,
-    /// Bytes from offset 0 that passed without a gap, in arrival order.
-    covered: u32,
+    /// The byte ranges of the datagram that passed, merged (unordered).
+    ranges: [(u32, u32); RANGES],
+    ranges_n: u8,
     /// The datagram's length, once its last fragment passed (0 before).
     total: u32,
-    /// A fragment passed beyond `covered`: completion is left to the timeout.
-    gap: bool,
+    /// More separate ranges than are kept: completion is left to the timeout.
+    lost_track: bool,
 }
+
+/// Separate byte ranges an entry follows: enough for any order of a few
+/// fragments, and for the usual reordering of more.
+const RANGES: usize = 4;
 
 const EMPTY: Entry = Entry {
     key: FragKey {
@@ -183,9 +194,10 @@ const EMPTY: Entry = Entry {
     held_head: NONE,
     held_tail: NONE,
     held: 0,
-    covered: 0,
+    ranges: [(0, 0); RANGES],
+    ranges_n: 0,
     total: 0,
-    gap: false,
+    lost_track: false,
 };
 
 /// One worker's fragment table and held fragments, sized at start-up.
@@ -310,20 +322,35 @@ impl<B> FragTable<B> {
         out
     }
 
-    /// Notes that `f` passed entry `i`; true when the whole datagram has passed,
-    /// in order (later duplicates then find no entry).
+    /// Notes that `f` passed entry `i`; true when every byte of the datagram has
+    /// passed (a duplicate coming later finds no entry: it is held, and dropped
+    /// when its time is up, which the receiver never misses).
     pub(super) fn account(&mut self, i: usize, f: &Fragment) -> bool {
         let e = &mut self.entries[i];
-        let end = f.offset + f.len;
+        let (mut start, mut end) = (f.offset, f.offset + f.len);
         if !f.more {
             e.total = end;
         }
-        if f.offset <= e.covered {
-            e.covered = e.covered.max(end);
-        } else {
-            e.gap = true;
+        let mut kept = [(0, 0); RANGES];
+        let mut n = 0;
+        for &(a, b) in &e.ranges[..usize::from(e.ranges_n)] {
+            if b < start || a > end {
+                kept[n] = (a, b);
+                n += 1;
+            } else {
+                start = start.min(a);
+                end = end.max(b);
+            }
         }
-        !e.gap && e.total != 0 && e.covered >= e.total && e.held == 0
+        if n == RANGES {
+            e.lost_track = true;
+        } else {
+            kept[n] = (start, end);
+            n += 1;
+        }
+        e.ranges = kept;
+        e.ranges_n = n as u8;
+        !e.lost_track && e.total != 0 && n == 1 && kept[0] == (0, e.total) && e.held == 0
     }
 
     /// Frees entry `i`, giving back what it holds through `drop_pkt`.

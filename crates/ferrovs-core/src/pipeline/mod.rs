@@ -134,9 +134,7 @@ impl<P: PacketPool> Pipeline<P> {
             neigh,
             lb,
             tx: (0..ports).map(|_| Vec::with_capacity(tx_cap)).collect(),
-            garbage: Vec::with_capacity(
-                tx_cap + burst * ports.max(1) + frag::HOLD_PER_WORKER,
-            ),
+            garbage: Vec::with_capacity(tx_cap + burst * ports.max(1) + frag::HOLD_PER_WORKER),
             kernel,
             handoff: (0..workers.max(1))
                 .map(|w| Vec::with_capacity(if w == worker { 0 } else { burst * ports.max(1) }))

@@ -118,6 +118,7 @@ mod burst;
 mod ecmp;
 mod edge;
 mod forms;
+mod frag;
 mod ingress;
 mod modes;
 mod nat;
