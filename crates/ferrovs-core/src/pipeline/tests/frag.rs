@@ -657,3 +657,18 @@ fn translated_connections_refuse_fragments_by_name() {
     assert_eq!(h.dropped(DropReason::FragmentUnmatched), 2);
     assert!(h.take_tx(1).is_empty());
 }
+
+#[test]
+fn held_fragments_are_given_back_at_shutdown() {
+    let mut h = nat();
+    let query = craft::udp(client_l2(), sa(CLIENT6), sa(VIP6), &payload(4000));
+    let f = fragments(&query, 11, 1232);
+    h.rx(f[3].clone(), 0);
+    h.rx(f[2].clone(), 0);
+    assert_eq!(h.p.frags.held_count(), 2);
+    h.p.release_all();
+    assert_eq!(h.p.frags.held_count(), 0);
+    assert_eq!(h.p.frags.live(), 0);
+    assert_eq!(h.p.garbage().len(), 2);
+    assert_eq!(h.dropped(DropReason::FragmentTimeout), 2);
+}
