@@ -286,7 +286,16 @@ fn fragments_through_nat(tag: &str, two_workers: bool) {
     bed.lab.spawn(
         "tcpdump",
         &client,
-        &["tcpdump", "-i", "eth0", "-nn", "-U", "-w", &pcap],
+        &[
+            "tcpdump",
+            "-i",
+            "eth0",
+            "-nn",
+            "--immediate-mode",
+            "-U",
+            "-w",
+            &pcap,
+        ],
     );
     std::thread::sleep(Duration::from_secs(1));
 
@@ -313,7 +322,8 @@ fn fragments_through_nat(tag: &str, two_workers: bool) {
             String::from_utf8_lossy(&echo.stderr)
         );
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Written packet by packet (-U, --immediate-mode): what was seen is on disk.
+    std::thread::sleep(Duration::from_millis(1500));
     bed.lab.kill("tcpdump");
 
     // The fragments really crossed ferrovs: the client saw them, and every one
