@@ -548,7 +548,7 @@ impl<P: PacketPool> Pipeline<P> {
     }
 
     /// Remembers what the first fragment of a datagram is forwarded with (called
-    /// on the way out of `flow_input`); false when the table has no room.
+    /// on the way out of `flow_input`); the reason to drop it when that cannot be.
     pub(super) fn remember_fragment(
         &mut self,
         frame: &[u8],
