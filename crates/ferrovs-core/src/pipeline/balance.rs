@@ -152,11 +152,8 @@ impl<P: PacketPool> Pipeline<P> {
         };
         if ip.fragment {
             // A first fragment: its datagram's later fragments follow its verdict.
-            if conn.xlate() != 0 {
-                return self.discard(pkt, DropReason::FragmentUnsupported);
-            }
-            let (rs, data) = (conn.real_server(), pkt.data());
-            if let Err(reason) = self.remember_fragment(data, info, ip, action, rs, dir) {
+            let (rs, data, xlate) = (conn.real_server(), pkt.data(), conn.xlate() != 0);
+            if let Err(reason) = self.remember_fragment(data, info, ip, action, (rs, dir), xlate) {
                 return self.discard(pkt, reason);
             }
         }

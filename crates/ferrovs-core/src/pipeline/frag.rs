@@ -406,6 +406,8 @@ impl<P: PacketPool> Pipeline<P> {
     /// over by another worker). Gives the packet back when it is not one to track:
     /// to the ports' own addresses (the kernel reassembles), source-routed, an
     /// IPv6 atomic fragment, or not TCP/UDP.
+    #[cold]
+    #[inline(never)]
     pub(super) fn fragment_input(
         &mut self,
         pkt: P::Buf,
@@ -549,15 +551,21 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Remembers what the first fragment of a datagram is forwarded with (called
     /// on the way out of `flow_input`); the reason to drop it when that cannot be.
+    /// `translated`: the connection rewrites more than addresses and ports.
+    #[cold]
+    #[inline(never)]
     pub(super) fn remember_fragment(
         &mut self,
         frame: &[u8],
         info: &FrameInfo,
         ip: &IpInfo,
         action: Action,
-        real_server: u16,
-        dir: Dir,
+        (real_server, dir): (u16, Dir),
+        translated: bool,
     ) -> Result<(), DropReason> {
+        if translated {
+            return Err(DropReason::FragmentUnsupported);
+        }
         let Some(f) = fragment_of(frame, info, ip)? else {
             return Ok(());
         };
