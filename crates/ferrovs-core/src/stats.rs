@@ -140,8 +140,28 @@ drop_reasons! {
     BadIcmpChecksum => "bad_icmp_checksum",
     /// A neighbour solicitation/advertisement failing RFC 4861 checks.
     BadNeighborDiscovery => "bad_neighbor_discovery",
-    /// An IP fragment to one of our addresses (no reassembly).
+    /// An IP fragment to one of our addresses that is not TCP or UDP to a
+    /// service (a fragmented ping, say), without a kernel interface to take it.
     Fragment => "fragment",
+    /// A TCP/UDP fragment that cannot be part of a valid datagram: it ends beyond
+    /// 65535 bytes, a fragment with more to follow whose data is empty or not a
+    /// multiple of 8 bytes, or a later fragment overlapping the TCP/UDP header
+    /// (RFC 1858: it could rewrite the ports the first fragment was checked by).
+    FragmentMalformed => "fragment_malformed",
+    /// No room in the worker's fragment table for another datagram.
+    FragmentTableFull => "fragment_table_full",
+    /// A fragment that arrived before its first fragment, beyond what is held (per
+    /// datagram and per worker).
+    FragmentHoldFull => "fragment_hold_full",
+    /// Fragments held for a first fragment that did not come within the
+    /// fragment timeout.
+    FragmentTimeout => "fragment_timeout",
+    /// A later fragment of a datagram whose first fragment was not forwarded
+    /// (dropped under its own reason, or too long ago).
+    FragmentUnmatched => "fragment_unmatched",
+    /// A fragment of a connection that rewrites more than addresses and ports
+    /// (NAT64, SYN proxy, Proxy Protocol) or of an `ops` service.
+    FragmentUnsupported => "fragment_unsupported",
     /// No route to the destination.
     NoRoute => "no_route",
     /// TTL or hop limit would reach zero.

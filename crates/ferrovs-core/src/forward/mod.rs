@@ -25,7 +25,7 @@ pub mod syncookie;
 mod tunnel;
 
 pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};
-pub use nat::{translate, translate_v4, Translation, TranslationV4};
+pub use nat::{translate, translate_fragment, translate_v4, Translation, TranslationV4};
 pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 
 use crate::conn::{Conn, Dir, Mode};

@@ -76,6 +76,46 @@ pub fn translate(
     Ok(())
 }
 
+/// Rewrites the IP header of a fragment other than the first, which carries no
+/// TCP/UDP header: addresses set per `src`/`dst`, TTL or hop limit decremented,
+/// the IPv4 header checksum updated. The ports and the TCP/UDP checksum (whose
+/// pseudo-header covers the addresses) live in the first fragment and were
+/// updated there for the whole datagram. On error the frame is unchanged.
+pub fn translate_fragment(
+    frame: &mut [u8],
+    info: &FrameInfo,
+    ip: &IpInfo,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+) -> Result<(), DropReason> {
+    let l3 = usize::from(info.l3_offset);
+    let end = l3 + usize::from(ip.header_len);
+    let header = frame.get_mut(l3..end).ok_or(DropReason::TruncatedL4)?;
+    match ip.addrs {
+        crate::packet::IpPair::V4 { .. } => {
+            let v4 = |a: Option<IpAddr>| match a {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            };
+            rewrite_ipv4_header(Ipv4Packet::new_unchecked(header), v4(src), v4(dst))?;
+        }
+        crate::packet::IpPair::V6 { .. } => {
+            let mut h = Ipv6Packet::new_unchecked(header);
+            if h.hop_limit() <= 1 {
+                return Err(DropReason::TtlExceeded);
+            }
+            h.decrement_hop_limit();
+            if let Some(IpAddr::V6(a)) = src {
+                h.set_src_addr(a);
+            }
+            if let Some(IpAddr::V6(a)) = dst {
+                h.set_dst_addr(a);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Decrements the TTL and sets the addresses of an IPv4 header, with one checksum
 /// update. Returns the change of the addresses, which the TCP/UDP checksum covers
 /// through its pseudo-header. A TTL of 0 or 1 is refused with the header untouched.

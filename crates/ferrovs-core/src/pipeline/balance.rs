@@ -150,6 +150,13 @@ impl<P: PacketPool> Pipeline<P> {
         let Some(action) = packet_action(conn.mode(), dir, &endpoints(&conn)) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
+        if ip.fragment {
+            // A first fragment: its datagram's later fragments follow its verdict.
+            let (rs, data, xlate) = (conn.real_server(), pkt.data(), conn.xlate() != 0);
+            if let Err(reason) = self.remember_fragment(data, info, ip, action, (rs, dir), xlate) {
+                return self.discard(pkt, reason);
+            }
+        }
         if conn.xlate() != 0 {
             if conn.is_nat64() {
                 return self.nat64_forward_conn(pkt, info, ip, proto, &conn, dir);

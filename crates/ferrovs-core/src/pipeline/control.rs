@@ -179,10 +179,12 @@ impl<P: PacketPool> Pipeline<P> {
             send_probe(dp, pool, stats, tx, *ip, *port);
         }
         self.resolve_multipath_gateways();
+        self.expire_fragments();
     }
 
     /// Gives every held packet back (shutdown).
     pub fn release_all(&mut self) {
+        self.release_fragments();
         let Self {
             neigh,
             garbage,

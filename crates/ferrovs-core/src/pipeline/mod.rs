@@ -20,6 +20,7 @@ mod control;
 mod dataplane;
 mod ecmp;
 mod edge;
+mod frag;
 mod hops;
 mod ingress;
 mod l2;
@@ -41,7 +42,9 @@ use crate::conn::{Dir, Proto};
 use crate::forward::quoted_flow;
 use crate::net::{NeighLimits, NeighTable};
 use crate::packet::parse::{FrameInfo, IpInfo, L3Info, L4Header};
-use crate::packet::{ethernet, parse_frame, IcmpType, Icmpv6Type, IpProtocol, MacAddr, PacketBuf};
+use crate::packet::{
+    ethernet, parse_frame, IcmpType, Icmpv6Type, IpPair, IpProtocol, MacAddr, PacketBuf,
+};
 use crate::stats::{DropReason, WorkerStats};
 use crate::steer::owner_of;
 use balance::{is_opening_syn, may_open};
@@ -92,6 +95,8 @@ pub struct Pipeline<P: PacketPool> {
     parked: burst::ParkingLot<P::Buf>,
     /// The SYN proxy's keys, held data and automatic switch.
     syn: synproxy::SynProxy<P::Buf>,
+    /// Datagrams in fragments: where their later fragments go (`frag`).
+    frags: frag::FragTable<P::Buf>,
 }
 
 impl<P: PacketPool> Pipeline<P> {
@@ -135,7 +140,7 @@ impl<P: PacketPool> Pipeline<P> {
             neigh,
             lb,
             tx,
-            garbage: Vec::with_capacity(tx_cap + burst * ports.max(1)),
+            garbage: Vec::with_capacity(tx_cap + burst * ports.max(1) + frag::HOLD_PER_WORKER),
             kernel,
             handoff: (0..workers.max(1))
                 .map(|w| Vec::with_capacity(if w == worker { 0 } else { burst * ports.max(1) }))
@@ -149,6 +154,7 @@ impl<P: PacketPool> Pipeline<P> {
             rx_vlan_strip: vec![false; ports],
             parked: burst::ParkingLot::new(),
             syn: synproxy::SynProxy::new(dp_cookie_keys),
+            frags: frag::FragTable::new(),
         }
         .with_interface_addrs()
     }
@@ -339,6 +345,16 @@ impl<P: PacketPool> Pipeline<P> {
                 if let Err(reason) = self.screen(&ip, dst_mac.is_multicast()) {
                     return self.discard(pkt, reason);
                 }
+                // Fragments have their own steering (`frag`): only the first
+                // carries ports.
+                let pkt = if ip.fragment {
+                    match self.fragment_input(pkt, port, &info, &ip, steer) {
+                        Some(pkt) => pkt,
+                        None => return,
+                    }
+                } else {
+                    pkt
+                };
                 if steer && self.workers > 1 {
                     if let Some(owner) = self.owner(&pkt, &info, &ip) {
                         if owner != self.worker {
@@ -422,9 +438,8 @@ impl<P: PacketPool> Pipeline<P> {
                 // The appliance's own sockets (health checks, BGP, ssh).
                 return self.pass_to_kernel(pkt, port, Some(DropReason::LocalUnsupported));
             }
-            if ip.fragment {
-                return self.discard(pkt, DropReason::Fragment);
-            }
+            // Fragments reach this point only whole (an IPv6 atomic fragment);
+            // the others went through `frag`.
             return self.flow_input(pkt, port, info, ip);
         }
         let pkt = match quoted_flow(pkt.data(), info, ip) {

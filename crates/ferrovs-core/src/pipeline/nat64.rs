@@ -52,6 +52,11 @@ impl<P: PacketPool> Pipeline<P> {
         let Some((id, Dir::Outbound)) = self.lb.lookup::<Ipv6Addr>(&key6) else {
             return Some(pkt);
         };
+        if ip.fragment {
+            // RFC 7915's fragment header translation is not done.
+            self.discard(pkt, DropReason::FragmentUnsupported);
+            return None;
+        }
         let Some(conn) = self.lb.on_packet::<Ipv6Addr>(
             id,
             Dir::Outbound,

@@ -84,6 +84,11 @@ impl<P: PacketPool> Pipeline<P> {
         dir: Dir,
         e: &Endpoints,
     ) -> Option<P::Buf> {
+        if ip.fragment {
+            // No connection to remember the first fragment's verdict by.
+            self.discard(pkt, DropReason::FragmentUnsupported);
+            return None;
+        }
         match packet_action(mode, dir, e) {
             Some(action) => self.forward(pkt, info, ip, Proto::Udp, action),
             None => self.discard(pkt, DropReason::NoConnection),

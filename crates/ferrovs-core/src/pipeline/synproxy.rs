@@ -152,6 +152,10 @@ impl<P: PacketPool> Pipeline<P> {
             self.refuse(pkt, info, ip, reason);
             return None;
         }
+        if ip.fragment {
+            self.discard(pkt, DropReason::FragmentUnsupported);
+            return None;
+        }
         if opening {
             self.answer_syn(pkt, info, ip, (src, client.1), (dst, vip.1));
         } else {

@@ -202,6 +202,7 @@ fn random_frame(rng: &mut XorShift, seen: &[Vec<u8>]) -> (Vec<u8>, usize) {
             (craft::udp(to_us, client, own, &payload), 0)
         }
         91..=92 => {
+            // A first fragment: forwarded when its length is a multiple of 8.
             let mut f = client_packet(rng);
             f[14 + 6] |= 0x20;
             Ipv4Packet::new_checked(&mut f[14..])
@@ -609,7 +610,7 @@ fn bursts_and_single_packets_end_the_same() {
         DropReason::BadTcpFlags,
         DropReason::ForeignMac,
         DropReason::TtlExceeded,
-        DropReason::Fragment,
+        DropReason::FragmentMalformed,
         DropReason::BadIpv4Checksum,
         DropReason::MartianSource,
         DropReason::OwnSource,

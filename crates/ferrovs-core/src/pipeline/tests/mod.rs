@@ -119,6 +119,7 @@ mod burst;
 mod ecmp;
 mod edge;
 mod forms;
+mod frag;
 mod ingress;
 mod modes;
 mod nat;

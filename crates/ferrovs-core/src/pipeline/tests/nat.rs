@@ -250,14 +250,15 @@ fn packets_without_a_connection_or_service_are_dropped_by_reason() {
         1,
     );
     assert_eq!(h.dropped(DropReason::NoConnection), 1);
-    // a fragment to the VIP
+    // a first fragment to the VIP whose 20 bytes cannot be followed (not a
+    // multiple of 8)
     let mut frag = syn("198.18.0.10:40002");
     frag[14 + 6] = 0x20;
     Ipv4Packet::new_checked(&mut frag[14..])
         .unwrap()
         .fill_checksum();
     h.rx(frag, 0);
-    assert_eq!(h.dropped(DropReason::Fragment), 1);
+    assert_eq!(h.dropped(DropReason::FragmentMalformed), 1);
     // truncated TCP header and bad data offset
     let s = syn("198.18.0.10:40003");
     let mut short = s[..14 + 20 + 10].to_vec();
