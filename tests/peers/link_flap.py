@@ -6,14 +6,17 @@ sends through a member is what the kernel receives on its TAP, which a packet
 socket on it sees (before the tc redirect that carries it to the wire).
 
 usage: link_flap.py DOWN_IF OTHER_IF BOND_MAC ADDRESS STEPS
-  STEPS: comma-separated; "wait:SECONDS", "down" (DOWN_IF down, then the time to
-  the first frame ferrovs sends through OTHER_IF), "up" (DOWN_IF up, then the
-  time to the first frame through DOWN_IF, or none within 1.5 s).
-Prints one JSON object: {"events": [{"step", "ms" (null: none), "garp",
-"foreign_src"}]}; "garp" is whether a gratuitous ARP for ADDRESS from BOND_MAC
-came through the member within 1 s, "foreign_src" the frames from another MAC.
+  STEPS: comma-separated; "wait:SECONDS", "down" (DOWN_IF down, then watch
+  OTHER_IF for 1 s), "up" (DOWN_IF up, then watch DOWN_IF for 1.5 s).
+Prints one JSON object: {"events": [{"step", "first_ms", "garp_ms", "data_ms",
+"foreign_src"}]}: the ms from the link change to the first frame ferrovs sent
+through the watched member, to its gratuitous ARP for ADDRESS from BOND_MAC
+there, and to its first IPv4 frame there (null: none), and the frames from
+another MAC. After "up", frames the kernel held while the TAP was down come
+through at once: the gratuitous ARP marks the bond's move back.
 """
 
+import errno
 import errno
 import fcntl
 import json
@@ -56,35 +59,36 @@ def drain(s):
 
 def watch(s, mac, address, start, until):
     """Frames ferrovs sends through the member (incoming on its TAP) until
-    `until`: (ms from `start` to the first, a gratuitous ARP seen, frames from
-    another MAC)."""
-    first = None
-    garp = False
+    `until`: ms from `start` to the first, to a gratuitous ARP, to the first
+    IPv4 frame; frames from another MAC."""
+    first = garp = data = None
     foreign = 0
-    while True:
-        now = time.monotonic()
-        if now >= until:
-            break
+    while time.monotonic() < until:
         try:
             frame, addr = s.recvfrom(65536)
         except BlockingIOError:
             time.sleep(0.0002)
             continue
         except OSError as e:
+            # ENETDOWN, reported once on a socket whose interface went down.
             if e.errno != errno.ENETDOWN:
                 raise
             continue
         if addr[2] == PACKET_OUTGOING or len(frame) < 14:
             continue
+        ms = (time.monotonic() - start) * 1000.0
         if first is None:
-            first = (time.monotonic() - start) * 1000.0
+            first = ms
         if frame[6:12] != mac:
             foreign += 1
+        kind = frame[12:14]
+        if kind == b"\x08\x00" and data is None:
+            data = ms
         # ARP request, sender and target protocol address both ADDRESS.
-        if frame[12:14] == b"\x08\x06" and len(frame) >= 42:
+        if kind == b"\x08\x06" and len(frame) >= 42 and garp is None:
             if frame[22:28] == mac and frame[28:32] == address and frame[38:42] == address:
-                garp = True
-    return first, garp, foreign
+                garp = ms
+    return first, garp, data, foreign
 
 
 def main():
@@ -103,8 +107,10 @@ def main():
         t0 = time.monotonic()
         set_up(ctl, down_if, step == "up")
         wait = WINDOW if step == "down" else UP_WAIT
-        first, garp, foreign = watch(socks[target], mac, address, t0, t0 + wait)
-        events.append({"step": step, "ms": first, "garp": garp, "foreign_src": foreign})
+        first, garp, data, foreign = watch(socks[target], mac, address, t0, t0 + wait)
+        events.append(
+            {"step": step, "first_ms": first, "garp_ms": garp, "data_ms": data, "foreign_src": foreign}
+        )
     print(json.dumps({"events": events}))
 
 
