@@ -306,6 +306,25 @@ impl Bonded {
         out
     }
 
+    /// Wires each member TAP ferrovs made to its veth into the bridge, both ways,
+    /// by a tc redirect.
+    fn wire_taps(&self) {
+        for (tap, veth) in [("bt0", "bm0"), ("bt1", "bm1")] {
+            for (from, to) in [(tap, veth), (veth, tap)] {
+                self.lab
+                    .exec_ok(&self.lb, &["tc", "qdisc", "add", "dev", from, "ingress"]);
+                self.lab.exec_ok(
+                    &self.lb,
+                    &[
+                        "tc", "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all",
+                        "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
+                        "dev", to,
+                    ],
+                );
+            }
+        }
+    }
+
     /// Bytes the bridge received from ferrovs on the member's veth `port`.
     fn rx_bytes(&self, port: &str) -> u64 {
         let path = format!("/sys/class/net/{port}/statistics/rx_bytes");
@@ -445,20 +464,7 @@ fn a_bond_member_s_link_failure_moves_the_traffic_and_keeps_the_connection() {
     );
     let lb_ns = t.lb.clone();
     let f = t.lab.ferrovs(&lb_ns, &cfg);
-    for (tap, veth) in [("bt0", "bm0"), ("bt1", "bm1")] {
-        for (from, to) in [(tap, veth), (veth, tap)] {
-            t.lab
-                .exec_ok(&t.lb, &["tc", "qdisc", "add", "dev", from, "ingress"]);
-            t.lab.exec_ok(
-                &t.lb,
-                &[
-                    "tc", "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all",
-                    "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
-                    "dev", to,
-                ],
-            );
-        }
-    }
+    t.wire_taps();
     let log = f.log_text();
     let mac = logged_mac(&log, "wan");
     assert_eq!(mac.len(), 17, "{}", grep(&log, "MAC"));
@@ -601,6 +607,78 @@ fn a_bond_member_s_link_failure_moves_the_traffic_and_keeps_the_connection() {
         ("ferrovs_service_connections_total{service=\"web\"}", 1.0),
     ] {
         assert_eq!(sample(&metrics, series), want, "{series}");
+    }
+    assert!(f.stop().success());
+}
+
+/// Without `primary=`, an active-backup bond stays on the member it moved to when
+/// the first one's link comes back: no move back, no announcement from bt0, and
+/// the second member still carries the traffic.
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn a_bond_without_primary_stays_on_the_member_it_moved_to() {
+    let mut t = Bonded::new();
+    let cfg = t.config("", ["net_tap10,iface=bt0", "net_tap11,iface=bt1"]);
+    let lb_ns = t.lb.clone();
+    let f = t.lab.ferrovs(&lb_ns, &cfg);
+    t.wire_taps();
+    let mac = logged_mac(&f.log_text(), "wan");
+    let flap = t.lab.exec_ok(
+        &t.lb,
+        &[
+            "/usr/bin/python3",
+            &peer("link_flap.py"),
+            "bt0",
+            "bt1",
+            &mac,
+            "198.18.0.1",
+            "down,wait:0.2,up",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&flap.stdout).unwrap();
+    let log = f.log_text();
+    let events = report["events"].as_array().unwrap();
+    assert!(
+        events[0]["garp_ms"].as_f64().is_some_and(|ms| ms < 500.0),
+        "no move to bt1: {report}\n{}",
+        grep(&log, "bond")
+    );
+    assert!(
+        events[1]["garp_ms"].is_null(),
+        "moved back to bt0: {report}\n{}",
+        grep(&log, "bond")
+    );
+    assert!(
+        log.contains("port wan: bond member net_tap10 link up"),
+        "{}",
+        grep(&log, "bond")
+    );
+    assert!(!log.contains("(was net_tap11)"), "{}", grep(&log, "bond"));
+    // Still forwarding, through bt1.
+    let got = t.lab.exec(
+        &t.client,
+        &[
+            "curl",
+            "-sf",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://198.18.0.100/",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "200",
+        "{}",
+        f.log_text()
+    );
+    let metrics = f.metrics();
+    for (member, want) in [("net_tap10", 0.0), ("net_tap11", 1.0)] {
+        let series = format!("ferrovs_bond_member_active{{port=\"wan\",member=\"{member}\"}}");
+        assert_eq!(sample(&metrics, &series), want, "{series}");
     }
     assert!(f.stop().success());
 }
