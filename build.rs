@@ -12,4 +12,9 @@ fn main() {
     println!("cargo:rustc-env=FERROVS_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
+    // DPDK's driver directory first in the run path: the bonding PMD's library is
+    // loaded from where the EAL loads its drivers (see dpdk-sys/build.rs).
+    if let Ok(dir) = std::env::var("DEP_DPDK_PMD_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
 }

@@ -79,6 +79,32 @@ fn main() {
         }
     }
     build.compile("dpdk_static_fns");
+
+    // The bonding PMD's API (rte_eth_bond_*) lives in the driver's own library.
+    // The EAL loads drivers from RTE_EAL_PMD_PATH, and Debian ships a second copy
+    // of each under libdir: ferrovs must use the one the EAL loads, or the bond's
+    // calls would check its ports against another copy's ops and refuse them. So
+    // link it from that directory; the ferrovs crate's build script puts the same
+    // directory first in the binaries' run path, as Debian's dpdk-testpmd does.
+    let pmd_dir = pmd_dir(&dpdk.include_paths);
+    println!("cargo:rustc-link-search=native={pmd_dir}");
+    println!("cargo:rustc-link-lib=dylib=rte_net_bond");
+    println!("cargo:pmd_dir={pmd_dir}");
+}
+
+/// RTE_EAL_PMD_PATH from DPDK's rte_build_config.h.
+fn pmd_dir(include_paths: &[PathBuf]) -> String {
+    for dir in include_paths {
+        let Ok(text) = std::fs::read_to_string(dir.join("rte_build_config.h")) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("#define RTE_EAL_PMD_PATH ") {
+                return rest.trim().trim_matches('"').to_string();
+            }
+        }
+    }
+    panic!("\n\nRTE_EAL_PMD_PATH not found in rte_build_config.h\n{INSTALL_HINT}\n");
 }
 
 fn run_pkg_config(args: &[&str]) -> String {

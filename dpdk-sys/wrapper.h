@@ -19,7 +19,14 @@
 #include <rte_bus.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
+#include <rte_eth_bond.h>
 
 /* rte_errno is a per-lcore (thread-local) variable behind a macro; Rust cannot
  * name C thread-locals, so it is read through this function (helpers.c). */
 int ferrovs_rte_errno(void);
+
+/* Raises RTE_ETH_EVENT_INTR_LSC on the ethdev named `name`, as its PMD does when
+ * its link changes; the callbacks registered for it (a bond's) run on the calling
+ * thread. For PMDs that claim link interrupts but never raise them (net_tap): see
+ * helpers.c. Returns a negative errno when no such device exists. */
+int ferrovs_eth_dev_raise_lsc(const char *name);

@@ -3,7 +3,7 @@
 //! on the dashboard, and every label a query or legend names is one ferrovs sets.
 
 use ferrovs::dpdk::PortStats;
-use ferrovs::mgmt::metrics::{render, PortMeta, Telemetry, VlanMeta};
+use ferrovs::mgmt::metrics::{render, MemberLink, PortLink, PortMeta, Telemetry, VlanMeta};
 use ferrovs::mgmt::sync::{PeerStatus, SyncStats, SyncStatus};
 use ferrovs_core::fixture;
 use ferrovs_core::service::Services;
@@ -31,7 +31,8 @@ services:
 ";
 
 /// Metric name -> Prometheus type, and every label name, from a rendered
-/// `/metrics` of a collector with one port with one VLAN, two workers, one service with one real
+/// `/metrics` of a collector with one port (a bond of one member) with one VLAN, two
+/// workers, one service with one real
 /// server and a sorry server (a family without samples is not rendered).
 fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
     let cfg = fixture::parse(&fixture::appliance(SERVICES));
@@ -59,7 +60,15 @@ fn exported() -> (BTreeMap<String, String>, BTreeSet<String>) {
     .with_vlans(vec![VlanMeta {
         port: "wan".into(),
         id: 100,
-    }]);
+    }])
+    .with_links(Arc::new(Mutex::new(vec![PortLink {
+        up: true,
+        members: vec![MemberLink {
+            name: "0000:3b:00.0".into(),
+            up: true,
+            active: true,
+        }],
+    }])));
     let registry = Registry::new();
     registry.register(Box::new(telemetry)).unwrap();
     let text = render(&registry);

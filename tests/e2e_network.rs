@@ -286,7 +286,9 @@ impl Bonded {
         }
     }
 
-    fn config(&self) -> String {
+    /// The config with the wan port a bond of `members` (device specs), its
+    /// own devargs `bond_args` after the mode.
+    fn config(&self, bond_args: &str, members: [&str; 2]) -> String {
         let plain = config(
             &[
                 ("wan", "bm0", &["198.18.0.1/24"]),
@@ -295,11 +297,32 @@ impl Bonded {
             "services:\n  - { name: web, vip: 198.18.0.100, port: 80, protocol: tcp, mode: nat, \
              scheduler: rr, real_servers: [{ address: 198.19.0.10, port: 8080 }] }\n",
         );
-        let bond = "device: \"net_bonding0,mode=1\"\n    \
-                    members: [\"net_af_packet10,iface=bm0\", \"net_af_packet11,iface=bm1\"]";
-        let out = plain.replace("device: \"net_af_packet0,iface=bm0\"", bond);
+        let bond = format!(
+            "device: \"net_bonding0,mode=1{bond_args}\"\n    members: [\"{}\", \"{}\"]",
+            members[0], members[1]
+        );
+        let out = plain.replace("device: \"net_af_packet0,iface=bm0\"", &bond);
         assert_ne!(out, plain);
         out
+    }
+
+    /// Wires each member TAP ferrovs made to its veth into the bridge, both ways,
+    /// by a tc redirect.
+    fn wire_taps(&self) {
+        for (tap, veth) in [("bt0", "bm0"), ("bt1", "bm1")] {
+            for (from, to) in [(tap, veth), (veth, tap)] {
+                self.lab
+                    .exec_ok(&self.lb, &["tc", "qdisc", "add", "dev", from, "ingress"]);
+                self.lab.exec_ok(
+                    &self.lb,
+                    &[
+                        "tc", "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all",
+                        "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
+                        "dev", to,
+                    ],
+                );
+            }
+        }
     }
 
     /// Bytes the bridge received from ferrovs on the member's veth `port`.
@@ -320,20 +343,31 @@ fn sha256(path: &std::path::Path) -> String {
         .to_string()
 }
 
-/// What works of a bond here: ferrovs configures DPDK's bonding PMD from the
-/// port's device spec and members, and forwards over it, sending through the
-/// active member only. A member's link failure cannot be shown with
-/// `net_af_packet` members: DPDK 22.11's `net_af_packet` has no link update (it
-/// reports its link up while started; `dpdk-testpmd` shows "Link status: up" with
-/// the veth down), so the bond never sees a member fail (see docs/operations.md, "Bonded ports").
+/// A bond of two `net_af_packet` members: ferrovs configures DPDK's bonding PMD
+/// from the port's device spec and members, and forwards over it, sending through
+/// the active member only. Such a bond cannot fail over: DPDK 22.11's
+/// `net_af_packet` reports its link up from start to stop (its `eth_link_update`
+/// reads nothing), so its bond never sees a member fail, and ferrovs says so at
+/// start. Failover is shown over `net_tap` members (next test).
 #[test]
 #[ignore = "needs root and DPDK: run via scripts/test.sh"]
 fn a_bond_of_two_members_carries_a_transfer_through_its_active_member() {
     let mut t = Bonded::new();
-    let cfg = t.config();
+    let cfg = t.config(
+        "",
+        ["net_af_packet10,iface=bm0", "net_af_packet11,iface=bm1"],
+    );
     let lb_ns = t.lb.clone();
     let f = t.lab.ferrovs(&lb_ns, &cfg);
     let log = f.log_text();
+    assert!(
+        log.contains(
+            "port wan: bond member net_af_packet10 (net_af_packet) reports its link up \
+             whatever the kernel interface's state: the bond cannot fail over from it"
+        ),
+        "{}",
+        grep(&log, "bond")
+    );
     assert!(
         log.contains("port wan (net_bonding0,mode=1, driver net_bonding)")
             && log
@@ -390,5 +424,261 @@ fn a_bond_of_two_members_carries_a_transfer_through_its_active_member() {
         "bond MAC is bm0's {mac}"
     );
     assert!(neigh.contains(&mac), "{neigh}");
+    assert!(f.stop().success());
+}
+
+/// The bond's MAC as ferrovs logs it at start ("port wan (...): ethdev N, MAC m, ...").
+fn logged_mac(log: &str, port: &str) -> String {
+    log.lines()
+        .find(|l| l.contains(&format!("port {port} (")) && l.contains(", MAC "))
+        .and_then(|l| l.split(", MAC ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Link failover of a bond member keeps the connections: ferrovs's wan port is
+/// a mode-1 bond of two `net_tap` members, `primary=` the first, each TAP wired
+/// to its own veth into the client's bridge by a tc redirect (a bridge would take
+/// frames to the TAP's MAC, the bond's, for itself):
+///
+/// ```text
+///            bt0 (tap) ==tc== bm0 --- p-bm0 --+
+/// [ferrovs] (bond)                            +-- br0 -- client 198.18.0.10
+///            bt1 (tap) ==tc== bm1 --- p-bm1 --+
+/// ```
+/// While a rate-limited download runs through a NAT service, bt0 is set down
+/// and up three times. Each time the bond must send through the other member
+/// (measured: from the link change to the first frame ferrovs sends through the
+/// other member), announce its address from there (gratuitous ARP, so the
+/// bridge learns where the MAC went), send from its own MAC only, and with
+/// `primary=` go back to bt0 when it comes up; the download completes intact
+/// over its one connection.
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn a_bond_member_s_link_failure_moves_the_traffic_and_keeps_the_connection() {
+    let mut t = Bonded::new();
+    let cfg = t.config(
+        ",primary=net_tap10",
+        ["net_tap10,iface=bt0", "net_tap11,iface=bt1"],
+    );
+    let lb_ns = t.lb.clone();
+    let f = t.lab.ferrovs(&lb_ns, &cfg);
+    t.wire_taps();
+    let log = f.log_text();
+    let mac = logged_mac(&log, "wan");
+    assert_eq!(mac.len(), 17, "{}", grep(&log, "MAC"));
+    assert!(
+        log.contains("port wan: bond mode 1 (active-backup), members net_tap10 (link up), net_tap11 (link up)")
+            && log.contains("sending through net_tap10"),
+        "{}",
+        grep(&log, "bond")
+    );
+    let out = t.lab.dir.join("big.out");
+    let curl = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.client, "curl", "-sf", "-m", "60"])
+        .args(["--limit-rate", "2M", "-o", out.to_str().unwrap()])
+        .args(["-w", "%{http_code} %{size_download} %{num_connects}"])
+        .arg("http://198.18.0.100/big")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = wait_for(Duration::from_secs(10), || {
+        let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        (len > 1 << 20).then_some(())
+    });
+    assert!(
+        started.is_some(),
+        "the download did not start: {}",
+        f.log_text()
+    );
+    let steps = "down,wait:0.5,up,wait:0.5,down,wait:0.5,up,wait:0.5,down,wait:0.5,up";
+    let flap = t.lab.exec_ok(
+        &t.lb,
+        &[
+            "/usr/bin/python3",
+            &peer("link_flap.py"),
+            "bt0",
+            "bt1",
+            &mac,
+            "198.18.0.1",
+            steps,
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&flap.stdout).unwrap();
+    let got = curl.wait_with_output().unwrap();
+    let log = f.log_text();
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        format!("200 {BIG} 1"),
+        "{}",
+        grep(&log, "bond")
+    );
+    assert_eq!(
+        sha256(&t.lab.dir.join("nginx0").join("big")),
+        sha256(&out),
+        "the downloaded file differs"
+    );
+    let events = report["events"].as_array().unwrap();
+    assert_eq!(events.len(), 6, "{report}");
+    // Failover: the first frame through bt1, the backup, which carried nothing
+    // before. Failback: the gratuitous ARP through bt0 (frames the kernel held
+    // while bt0 was down come out as it comes up, before the bond moves back).
+    let (mut failover, mut failback, mut resumed) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        let moved = if e["step"] == "down" {
+            e["first_ms"].as_f64()
+        } else {
+            e["garp_ms"].as_f64()
+        };
+        assert!(
+            moved.is_some_and(|ms| ms < 500.0),
+            "the bond did not move within 500 ms: {report}\n{}",
+            grep(&log, "bond")
+        );
+        assert!(
+            e["garp_ms"].as_f64().is_some(),
+            "no gratuitous ARP from the new member: {report}"
+        );
+        assert_eq!(e["foreign_src"], 0, "frames from another MAC: {report}");
+        if e["step"] == "down" {
+            failover.push(moved.unwrap());
+            if let Some(ms) = e["data_ms"].as_f64() {
+                resumed.push(ms);
+            }
+        } else {
+            failback.push(moved.unwrap());
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "min {:.1} ms, median {:.1} ms, max {:.1} ms",
+            v[0],
+            v[v.len() / 2],
+            v[v.len() - 1]
+        )
+    };
+    eprintln!(
+        "bond failover (bt0 down -> first frame through bt1): {}",
+        stats(&mut failover)
+    );
+    eprintln!(
+        "bond failback (bt0 up -> gratuitous ARP through bt0): {}",
+        stats(&mut failback)
+    );
+    if !resumed.is_empty() {
+        eprintln!(
+            "TCP data through bt1 after bt0 down (retransmission included): {}",
+            stats(&mut resumed)
+        );
+    }
+    for line in [
+        "port wan: bond member net_tap10 link down",
+        "port wan: bond now sends through net_tap11 (was net_tap10)",
+        "port wan: bond member net_tap10 link up",
+        "port wan: bond now sends through net_tap10 (was net_tap11)",
+    ] {
+        assert!(
+            log.contains(line),
+            "missing {line:?}:\n{}",
+            grep(&log, "bond")
+        );
+    }
+    let metrics = f.metrics();
+    for (series, want) in [
+        ("ferrovs_port_link_up{port=\"wan\"}", 1.0),
+        (
+            "ferrovs_bond_member_link_up{port=\"wan\",member=\"net_tap10\"}",
+            1.0,
+        ),
+        (
+            "ferrovs_bond_member_link_up{port=\"wan\",member=\"net_tap11\"}",
+            1.0,
+        ),
+        (
+            "ferrovs_bond_member_active{port=\"wan\",member=\"net_tap10\"}",
+            1.0,
+        ),
+        (
+            "ferrovs_bond_member_active{port=\"wan\",member=\"net_tap11\"}",
+            0.0,
+        ),
+        ("ferrovs_service_connections_total{service=\"web\"}", 1.0),
+    ] {
+        assert_eq!(sample(&metrics, series), want, "{series}");
+    }
+    assert!(f.stop().success());
+}
+
+/// Without `primary=`, an active-backup bond stays on the member it moved to when
+/// the first one's link comes back: no move back, no announcement from bt0, and
+/// the second member still carries the traffic.
+#[test]
+#[ignore = "needs root and DPDK: run via scripts/test.sh"]
+fn a_bond_without_primary_stays_on_the_member_it_moved_to() {
+    let mut t = Bonded::new();
+    let cfg = t.config("", ["net_tap10,iface=bt0", "net_tap11,iface=bt1"]);
+    let lb_ns = t.lb.clone();
+    let f = t.lab.ferrovs(&lb_ns, &cfg);
+    t.wire_taps();
+    let mac = logged_mac(&f.log_text(), "wan");
+    let flap = t.lab.exec_ok(
+        &t.lb,
+        &[
+            "/usr/bin/python3",
+            &peer("link_flap.py"),
+            "bt0",
+            "bt1",
+            &mac,
+            "198.18.0.1",
+            "down,wait:0.2,up",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&flap.stdout).unwrap();
+    let log = f.log_text();
+    let events = report["events"].as_array().unwrap();
+    assert!(
+        events[0]["garp_ms"].as_f64().is_some_and(|ms| ms < 500.0),
+        "no move to bt1: {report}\n{}",
+        grep(&log, "bond")
+    );
+    assert!(
+        events[1]["garp_ms"].is_null(),
+        "moved back to bt0: {report}\n{}",
+        grep(&log, "bond")
+    );
+    assert!(
+        log.contains("port wan: bond member net_tap10 link up"),
+        "{}",
+        grep(&log, "bond")
+    );
+    assert!(!log.contains("(was net_tap11)"), "{}", grep(&log, "bond"));
+    // Still forwarding, through bt1.
+    let got = t.lab.exec(
+        &t.client,
+        &[
+            "curl",
+            "-sf",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://198.18.0.100/",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout),
+        "200",
+        "{}",
+        f.log_text()
+    );
+    let metrics = f.metrics();
+    for (member, want) in [("net_tap10", 0.0), ("net_tap11", 1.0)] {
+        let series = format!("ferrovs_bond_member_active{{port=\"wan\",member=\"{member}\"}}");
+        assert_eq!(sample(&metrics, &series), want, "{series}");
+    }
     assert!(f.stop().success());
 }

@@ -4,6 +4,7 @@
 //! owned [`Mbuf`] that is freed on drop, and lcore launch. Packet logic never sees DPDK types: it works on
 //! [`ferrovs_core::packet::PacketBuf`], which [`Mbuf`] implements.
 
+pub mod bond;
 mod eal;
 pub mod eal_args;
 mod flow;

@@ -11,6 +11,31 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::{Arc, Mutex};
 
+/// A port's link as the management core last read it, with a bond's members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortLink {
+    /// The link is up (a bond's: it counts at least one member active).
+    pub up: bool,
+    /// A bond's members, in the order they were added; empty for other ports.
+    pub members: Vec<MemberLink>,
+}
+
+/// One member of a bond.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberLink {
+    /// The member's device name (PCI address or vdev instance name).
+    pub name: String,
+    /// Its link is up, as its PMD reports it.
+    pub up: bool,
+    /// It carries the bond's traffic: in active-backup (and TLB/ALB receive) the
+    /// one member the bond uses; in the other modes, every member it counts active.
+    pub active: bool,
+}
+
+/// The links of every port, indexed like the ports; written by the management
+/// loop's link watch, read at scrape time.
+pub type PortLinks = Arc<Mutex<Vec<PortLink>>>;
+
 /// The name and ethdev id of one configured port.
 #[derive(Debug, Clone)]
 pub struct PortMeta {
@@ -54,6 +79,8 @@ pub struct Telemetry {
     pub sync: Option<Arc<SyncStats>>,
     /// The VLANs, in configuration order (the workers' VLAN counters' order).
     pub vlans: Vec<VlanMeta>,
+    /// The ports' links and bond members, once the link watch runs.
+    pub links: PortLinks,
     /// Previous (busy, total) cycles per worker, for the busy ratio between scrapes.
     busy_prev: Mutex<Vec<(u64, u64)>>,
 }
@@ -80,6 +107,7 @@ impl Telemetry {
             announced: AnnouncedVips::default(),
             sync: None,
             vlans: Vec::new(),
+            links: PortLinks::default(),
             busy_prev: Mutex::new(vec![(0, 0); n]),
         }
     }
@@ -93,6 +121,13 @@ impl Telemetry {
     /// Also exports the `ferrovs_vlan_*` families of `vlans`.
     pub fn with_vlans(mut self, vlans: Vec<VlanMeta>) -> Telemetry {
         self.vlans = vlans;
+        self
+    }
+
+    /// Also exports `ferrovs_port_link_up` and the `ferrovs_bond_member_*`
+    /// families from `links`.
+    pub fn with_links(mut self, links: PortLinks) -> Telemetry {
+        self.links = links;
         self
     }
 
@@ -350,6 +385,39 @@ impl Telemetry {
             "RX mbuf allocation failures",
             |s| s.rx_nombuf,
         ));
+        self.link_families(out);
+    }
+
+    /// Port links and bond members, as the link watch last read them.
+    fn link_families(&self, out: &mut Vec<MetricFamily>) {
+        let links = self.links.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if links.is_empty() {
+            return;
+        }
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        let mut up = Family::gauge("port_link_up", "1 while the port's link is up");
+        let mut member_up = Family::gauge(
+            "bond_member_link_up",
+            "1 while the bond member's link is up",
+        );
+        let mut member_active = Family::gauge(
+            "bond_member_active",
+            "1 while the bond member carries the bond's traffic",
+        );
+        for (p, l) in self.ports.iter().zip(&links) {
+            up.sample(&[("port", &p.name)], flag(l.up));
+            for m in &l.members {
+                let labels = [("port", p.name.as_str()), ("member", m.name.as_str())];
+                member_up.sample(&labels, flag(m.up));
+                member_active.sample(&labels, flag(m.active));
+            }
+        }
+        out.push(up.0);
+        if member_up.0.get_metric().is_empty() {
+            return;
+        }
+        out.push(member_up.0);
+        out.push(member_active.0);
     }
 
     /// Each VLAN's frames received and sent, summed over the workers.
@@ -592,6 +660,52 @@ mod tests {
             port: "wan".into(),
             id: 100,
         }])
+    }
+
+    /// A bond's view: its link, and per member its link and whether it carries
+    /// the traffic; a port without members has no member samples.
+    #[test]
+    fn renders_port_links_and_bond_members() {
+        let links = PortLinks::default();
+        let reg = Registry::new();
+        reg.register(Box::new(telemetry().with_links(links.clone())))
+            .unwrap();
+        assert!(
+            !render(&reg).contains("link_up"),
+            "no samples before the watch ran"
+        );
+        *links.lock().unwrap() = vec![PortLink {
+            up: true,
+            members: vec![
+                MemberLink {
+                    name: "net_tap10".into(),
+                    up: false,
+                    active: false,
+                },
+                MemberLink {
+                    name: "net_tap11".into(),
+                    up: true,
+                    active: true,
+                },
+            ],
+        }];
+        let text = render(&reg);
+        for line in [
+            "ferrovs_port_link_up{port=\"wan\"} 1",
+            "ferrovs_bond_member_link_up{port=\"wan\",member=\"net_tap10\"} 0",
+            "ferrovs_bond_member_link_up{port=\"wan\",member=\"net_tap11\"} 1",
+            "ferrovs_bond_member_active{port=\"wan\",member=\"net_tap10\"} 0",
+            "ferrovs_bond_member_active{port=\"wan\",member=\"net_tap11\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        *links.lock().unwrap() = vec![PortLink::default()];
+        let text = render(&reg);
+        assert!(
+            text.contains("ferrovs_port_link_up{port=\"wan\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("bond_member"), "{text}");
     }
 
     #[test]

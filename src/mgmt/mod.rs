@@ -8,6 +8,7 @@ pub mod control;
 pub mod health;
 pub mod http;
 pub mod kernel;
+pub mod links;
 pub mod metrics;
 pub mod rates;
 pub mod state;
@@ -17,7 +18,7 @@ use crate::ctl::proto::{self, Request, Response};
 use announce::{AnnouncedVips, Announcer, KernelRoutes};
 use control::{ControlServer, Pending};
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use ferrovs_core::config::Config;
+use ferrovs_core::config::{Config, PortDevice};
 use ferrovs_core::forward::syncookie::{CookieKeys, CookieSecret};
 use ferrovs_core::packet::MacAddr;
 use ferrovs_core::pipeline::{
@@ -129,6 +130,8 @@ pub struct Management {
     rates: RateEstimator,
     last_rates: Instant,
     kernel: kernel::KernelPath,
+    /// The ports' links and the bonds' members.
+    links: links::LinkWatch,
     /// The VIP routes for the routing daemon, with `announce`.
     announcer: Option<Announcer<KernelRoutes>>,
     last_announce: Instant,
@@ -154,6 +157,23 @@ impl Management {
             None => None,
         };
         let sync_stats = sync.as_ref().map(Syncer::stats);
+        let link_view = metrics::PortLinks::default();
+        let watched: Vec<_> = setup
+            .ports
+            .iter()
+            .zip(&setup.macs)
+            .zip(&setup.config.ports)
+            .map(|((meta, mac), p)| links::WatchedPort {
+                name: meta.name.clone(),
+                id: meta.dpdk_id,
+                mac: *mac,
+                bond_period: match &p.device {
+                    PortDevice::Vdev { spec, .. } if p.is_bond() => Some(links::bond_period(spec)),
+                    _ => None,
+                },
+            })
+            .collect();
+        let links = links::LinkWatch::new(&watched, link_view.clone());
         let telemetry = Telemetry::new(
             setup.ports,
             setup.workers.clone(),
@@ -163,6 +183,7 @@ impl Management {
             u64::from(setup.config.connections.max),
         )
         .with_announced(announced.clone())
+        .with_links(link_view)
         .with_sync(sync_stats)
         .with_vlans(
             setup
@@ -215,6 +236,7 @@ impl Management {
             rates: RateEstimator::default(),
             last_rates: Instant::now(),
             kernel: setup.kernel,
+            links,
             announcer,
             last_announce: Instant::now(),
             sync,
@@ -295,6 +317,7 @@ impl Management {
             }
             self.poll_sync();
             self.kernel.poll();
+            self.poll_links();
             watchdog.feed(&self.workers);
             std::thread::sleep(POLL);
         }
@@ -389,6 +412,21 @@ impl Management {
     /// Asks worker 0 to advertise every own address on its port (gratuitous ARP,
     /// unsolicited neighbour advertisements): at start and after a reload, so that
     /// neighbours which cached another MAC for an address take ours.
+    /// The link watch's poll: a bond that now sends through another member has
+    /// its port's addresses announced from there.
+    fn poll_links(&mut self) {
+        for port in self.links.poll(Instant::now()).announce {
+            if let Some(tx) = self.commands.first() {
+                if tx
+                    .try_send(WorkerCommand::AnnounceAddressesOn(port))
+                    .is_err()
+                {
+                    log::warn!("worker 0: command queue full, addresses not announced");
+                }
+            }
+        }
+    }
+
     fn advertise_addresses(&self) {
         if let Some(tx) = self.commands.first() {
             if tx.try_send(WorkerCommand::AnnounceAddresses).is_err() {

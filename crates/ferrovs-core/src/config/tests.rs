@@ -1153,6 +1153,41 @@ fn bond_rules() {
     ]);
 }
 
+/// LACP runs in a mode-4 bond's bursts, due every 100 ms: an idle worker may
+/// not sleep longer than 50 ms then; other modes and busy-polling are free.
+#[test]
+fn a_mode_4_bond_limits_the_idle_sleep() {
+    let with = |mode: &str, backoff: &str, sleep: &str| {
+        base_with(
+            r#"    device: "0000:3b:00.0""#,
+            &format!("    device: \"net_bonding0,mode={mode}\"\n    members: [\"0000:3b:00.1\"]"),
+        )
+        .replace(
+            "  idle_sleep_max: \"1ms\"",
+            &format!("  idle_backoff: {backoff}\n  idle_sleep_max: \"{sleep}\""),
+        )
+    };
+    assert_errors(
+        &parse_err(&with("4", "true", "80ms")),
+        &[(
+            24,
+            19,
+            "workers.idle_sleep_max: at most 50ms with a mode-4 (802.3ad) bond (ports[0]): \
+             LACP needs the bond's bursts at least every 100 ms",
+        )],
+        "mode 4",
+    );
+    for ok in [
+        with("4", "true", "50ms"),
+        with("4", "false", "80ms"),
+        with("1", "true", "100ms"),
+    ] {
+        if let Err(e) = parse(&ok, "test.yaml", &host()) {
+            panic!("{e}");
+        }
+    }
+}
+
 #[test]
 fn multipath_route_rules() {
     let line = r#"  - { prefix: "0.0.0.0/0", via: "198.18.0.254" }"#;

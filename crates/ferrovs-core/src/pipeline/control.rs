@@ -40,7 +40,12 @@ impl<P: PacketPool> Pipeline<P> {
                 };
                 let _ = q.reply.try_send(chunk);
             }
-            WorkerCommand::AnnounceAddresses => self.announce_addresses(),
+            WorkerCommand::AnnounceAddresses => {
+                for port in 0..self.dp.ifaces.len() {
+                    self.announce_addresses_on(port);
+                }
+            }
+            WorkerCommand::AnnounceAddressesOn(port) => self.announce_addresses_on(port),
             WorkerCommand::CookieKeys(keys) => self.syn.set_keys(keys),
             WorkerCommand::SyncInstall(records) => self.install_synced(&records),
         }
@@ -77,22 +82,23 @@ impl<P: PacketPool> Pipeline<P> {
     /// Sends a gratuitous ARP or unsolicited neighbour advertisement for every
     /// address ferrovs answers for on each port (control path; once per start or
     /// reload).
-    fn announce_addresses(&mut self) {
-        for port in 0..self.dp.ifaces.len() {
-            let mac = self.dp.ifaces[port].mac;
-            for ip in self.dp.addresses_on(port) {
-                let Some(mut pkt) = self.pool.alloc() else {
-                    return self.stats.count_drop(DropReason::NoMbuf, 1);
-                };
-                let built = match ip {
-                    IpAddr::V4(v4) => build_arp_request(&mut pkt, mac, v4, v4),
-                    IpAddr::V6(v6) => build_unsolicited_na(&mut pkt, mac, v6),
-                };
-                if built {
-                    self.queue_tx(port, pkt);
-                } else {
-                    self.consume(pkt);
-                }
+    fn announce_addresses_on(&mut self, port: usize) {
+        let Some(iface) = self.dp.ifaces.get(port) else {
+            return;
+        };
+        let mac = iface.mac;
+        for ip in self.dp.addresses_on(port) {
+            let Some(mut pkt) = self.pool.alloc() else {
+                return self.stats.count_drop(DropReason::NoMbuf, 1);
+            };
+            let built = match ip {
+                IpAddr::V4(v4) => build_arp_request(&mut pkt, mac, v4, v4),
+                IpAddr::V6(v6) => build_unsolicited_na(&mut pkt, mac, v6),
+            };
+            if built {
+                self.queue_tx(port, pkt);
+            } else {
+                self.consume(pkt);
             }
         }
     }

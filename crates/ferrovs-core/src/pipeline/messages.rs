@@ -31,6 +31,9 @@ pub enum WorkerCommand {
     /// unsolicited neighbour advertisements for IPv6, so that neighbours which
     /// cached another MAC for an address (another appliance's) take ours.
     AnnounceAddresses,
+    /// Announce the own addresses of one port only (by index): its bond now
+    /// sends through another member, and switches must learn where its MAC went.
+    AnnounceAddressesOn(usize),
     /// The SYN cookie keys after a rotation (current and previous).
     CookieKeys(crate::forward::syncookie::CookieKeys),
 }

@@ -403,6 +403,29 @@ impl Checker<'_> {
         })
     }
 
+    /// A mode-4 (802.3ad) bond runs LACP in its RX and TX bursts, which DPDK needs
+    /// at least every 100 ms: an idle worker's longest sleep, plus one iteration
+    /// of bursts and timers, must fit in that with room to spare.
+    pub(super) fn lacp_polling(&mut self, ports: &[PortConfig], workers: &WorkersConfig) {
+        const MAX_LACP_IDLE_SLEEP: Duration = Duration::from_millis(50);
+        if !workers.idle_backoff || workers.idle_sleep_max <= MAX_LACP_IDLE_SLEEP {
+            return;
+        }
+        let lacp = ports.iter().position(|p| {
+            matches!(&p.device, PortDevice::Vdev { spec, .. }
+                if p.is_bond() && spec.split(',').any(|arg| arg == "mode=4"))
+        });
+        if let Some(i) = lacp {
+            self.error(
+                "workers.idle_sleep_max",
+                format!(
+                    "at most 50ms with a mode-4 (802.3ad) bond (ports[{i}]): LACP needs \
+                     the bond's bursts at least every 100 ms"
+                ),
+            );
+        }
+    }
+
     pub(super) fn mempool(
         &mut self,
         raw: Option<&RawMempool>,

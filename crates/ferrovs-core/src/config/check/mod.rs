@@ -311,6 +311,9 @@ impl Checker<'_> {
             .filter_map(|&c| u32::try_from(c).ok())
             .collect();
         let workers = self.workers(&raw.workers, &eal_cores);
+        if let (Some(p), Some(w)) = (ports.as_deref(), workers.as_ref()) {
+            self.lacp_polling(p, w);
+        }
         let mempool = self.mempool(raw.mempool.as_ref(), ports.as_deref(), workers.as_ref());
         let management = self.management(raw.management.as_ref(), host);
         let connections = self.connections(raw.connections.as_ref());

@@ -611,3 +611,19 @@ fn own_addresses_are_announced_on_their_ports() {
     );
     assert_eq!(h.stats.dropped_total(), 0);
 }
+
+/// A bond whose active member changed announces its port's addresses, and only
+/// those: the other ports' neighbours have nothing to relearn.
+#[test]
+fn one_port_s_addresses_are_announced_alone() {
+    let mut h = harness_with(&fixture::appliance_with(1, true, ""));
+    h.p.apply(WorkerCommand::AnnounceAddressesOn(1));
+    assert!(h.take_tx(0).is_empty());
+    let lan = h.take_tx(1);
+    assert_eq!(lan.len(), 2, "198.19.0.1 and 2001:2:0:19::1");
+    assert!(lan.iter().all(|f| f.data()[6..12] == LAN_MAC.0));
+    // A port that does not exist: nothing, no panic.
+    h.p.apply(WorkerCommand::AnnounceAddressesOn(7));
+    assert!(h.take_tx(0).is_empty() && h.take_tx(1).is_empty());
+    assert_eq!(h.stats.dropped_total(), 0);
+}
