@@ -30,3 +30,9 @@ int ferrovs_rte_errno(void);
  * thread. For PMDs that claim link interrupts but never raise them (net_tap): see
  * helpers.c. Returns a negative errno when no such device exists. */
 int ferrovs_eth_dev_raise_lsc(const char *name);
+
+/* The LACP actor state (802.1AX bits: 0x10 collecting, 0x20 distributing, ...)
+ * of member `member` of mode-4 bond `bond`, as rte_eth_bond_8023ad_slave_info
+ * reports it; a negative errno when `bond` is no mode-4 bond or `member` not
+ * its member (helpers.c). */
+int ferrovs_bond_8023ad_actor_state(uint16_t bond, uint16_t member);

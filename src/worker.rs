@@ -183,6 +183,10 @@ impl WorkerLoop {
                 self.pipeline.discard_tx(iface);
             }
         }
+        // A mode-4 bond's LACPDUs leave only within a TX burst on it.
+        for q in self.tx.iter_mut() {
+            q.flush_control();
+        }
         Mbuf::free_bulk(self.pipeline.garbage());
     }
 }

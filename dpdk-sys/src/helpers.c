@@ -24,3 +24,18 @@ int ferrovs_eth_dev_raise_lsc(const char *name)
 		return -ENODEV;
 	return rte_eth_dev_callback_process(dev, RTE_ETH_EVENT_INTR_LSC, NULL);
 }
+
+/* rte_eth_bond_8023ad.h is not bound: its packed struct port_params holds an
+ * aligned rte_ether_addr, which Rust refuses (E0588). The one field ferrovs reads
+ * comes through here. */
+#include <rte_eth_bond_8023ad.h>
+
+int ferrovs_bond_8023ad_actor_state(uint16_t bond, uint16_t member)
+{
+	struct rte_eth_bond_8023ad_slave_info info;
+	int ret = rte_eth_bond_8023ad_slave_info(bond, member, &info);
+
+	if (ret < 0)
+		return ret;
+	return info.actor_state;
+}

@@ -7,6 +7,8 @@ use std::ffi::{CStr, CString};
 
 /// DPDK's BONDING_MODE_ACTIVE_BACKUP.
 pub const MODE_ACTIVE_BACKUP: u8 = 1;
+/// DPDK's BONDING_MODE_8023AD: LACP.
+pub const MODE_8023AD: u8 = 4;
 /// DPDK's BONDING_MODE_TLB: sends through all, receives through the primary.
 pub const MODE_TLB: u8 = 5;
 /// DPDK's BONDING_MODE_ALB: as TLB, receiving spread by ARP.
@@ -61,6 +63,28 @@ pub fn mode(bond: u16) -> Option<u8> {
     // SAFETY: plain call on a port id; an invalid one returns a negative value.
     let m = unsafe { dpdk_sys::rte_eth_bond_mode_get(bond) };
     u8::try_from(m).ok()
+}
+
+/// LACP actor state bit (802.1AX; DPDK's `STATE_COLLECTING` in
+/// rte_eth_bond_8023ad.h): the member takes in frames for the aggregate.
+pub const LACP_COLLECTING: u8 = 0x10;
+/// LACP actor state bit (DPDK's `STATE_DISTRIBUTING`): the member sends out
+/// frames of the aggregate.
+pub const LACP_DISTRIBUTING: u8 = 0x20;
+
+/// Whether port `id` is a mode-4 (802.3ad) bond.
+pub fn is_lacp_bond(id: u16) -> bool {
+    driver_name(id) == "net_bonding" && mode(id) == Some(MODE_8023AD)
+}
+
+/// A mode-4 bond member's LACP actor state (`LACP_*` bits), as the bond's
+/// state machines last set it; None when `bond` is no mode-4 bond or `member`
+/// not its member.
+pub fn lacp_actor_state(bond: u16, member: u16) -> Option<u8> {
+    // SAFETY: plain call on two port ids (dpdk-sys/src/helpers.c); invalid ones
+    // return a negative value.
+    let state = unsafe { dpdk_sys::ferrovs_bond_8023ad_actor_state(bond, member) };
+    u8::try_from(state).ok()
 }
 
 /// The ethdev name of port `id` (a PCI address or a vdev instance name).

@@ -124,6 +124,10 @@ pub struct RxQueue {
 pub struct TxQueue {
     port: u16,
     queue: u16,
+    /// The PMD sends frames of its own only from within a TX burst, so the queue
+    /// must be burst even with nothing to send: a mode-4 (802.3ad) bond's LACPDUs
+    /// wait in the bond until the next `rte_eth_tx_burst` on it.
+    control_frames: bool,
 }
 
 fn check(call: &'static str, context: &str, ret: i32) -> Result<(), DpdkError> {
@@ -329,14 +333,35 @@ impl Port {
 
     /// Starts the port and enables all-multicast (IPv6 neighbour discovery needs the
     /// solicited-node groups; PMDs that cannot do it still work for IPv4).
+    ///
+    /// A mode-4 (802.3ad) bond is the exception: its RX burst drops every
+    /// multicast and broadcast frame, ARP requests included, unless the bond is
+    /// all-multicast or promiscuous (DPDK 22.11's `rx_burst_8023ad`), and a bond is
+    /// all-multicast only if one of its members can be (`net_af_packet`,
+    /// `net_tap` cannot). Such a bond is made promiscuous instead.
     pub fn start(&mut self) -> Result<(), DpdkError> {
         // SAFETY: configured port with all queues set up.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.id) };
         check("rte_eth_dev_start", &self.device, ret)?;
         self.started = true;
         // SAFETY: started port; failure is harmless and ignored.
-        unsafe {
-            dpdk_sys::rte_eth_allmulticast_enable(self.id);
+        let ret = unsafe { dpdk_sys::rte_eth_allmulticast_enable(self.id) };
+        if ret < 0 && super::bond::is_lacp_bond(self.id) {
+            // SAFETY: started port.
+            let promisc = unsafe { dpdk_sys::rte_eth_promiscuous_enable(self.id) };
+            if promisc < 0 {
+                log::error!(
+                    "port {}: a mode-4 bond neither all-multicast nor promiscuous \
+                     (errors {ret}, {promisc}): it drops ARP requests and multicast",
+                    self.device
+                );
+            } else {
+                log::info!(
+                    "port {}: mode-4 bond made promiscuous (its members cannot be \
+                     all-multicast, and it drops broadcast and multicast otherwise)",
+                    self.device
+                );
+            }
         }
         Ok(())
     }
@@ -398,6 +423,7 @@ impl Port {
         Some(TxQueue {
             port: self.id,
             queue: q,
+            control_frames: super::bond::is_lacp_bond(self.id),
         })
     }
 }
@@ -539,6 +565,21 @@ impl TxQueue {
         };
         Mbuf::forget_front(pkts, usize::from(n));
         usize::from(n)
+    }
+
+    /// An empty TX burst on a port whose PMD sends its own frames from within
+    /// bursts (`control_frames`): a mode-4 bond's pending LACPDUs go out here when
+    /// the worker has no traffic for the port. Nothing for any other port.
+    pub fn flush_control(&mut self) {
+        if !self.control_frames {
+            return;
+        }
+        let mut none: [*mut dpdk_sys::rte_mbuf; 0] = [];
+        // SAFETY: a burst of zero packets reads nothing from the (empty) array; the
+        // bond sends the LACPDUs it queued itself and returns 0.
+        unsafe {
+            dpdk_sys::rte_eth_tx_burst(self.port, self.queue, none.as_mut_ptr(), 0);
+        }
     }
 }
 

@@ -78,6 +78,16 @@ struct Member {
     name: String,
     up: bool,
     raise: bool,
+    /// Mode 4: the member's LACP actor state (`bond::LACP_*` bits), 0 before
+    /// the bond's state machines set it.
+    lacp: u8,
+}
+
+/// Whether an 802.3ad member's LACP actor state has it in the aggregate, both
+/// ways: what the bond's RX and TX bursts use it for.
+fn lacp_in_aggregate(state: u8) -> bool {
+    let both = bond::LACP_COLLECTING | bond::LACP_DISTRIBUTING;
+    state & both == both
 }
 
 /// What the management loop does after a poll.
@@ -123,9 +133,13 @@ impl Bond {
             .map_or_else(|| "none".to_string(), |m| m.name.clone())
     }
 
-    /// Whether member `id` carries the bond's traffic.
-    fn carries(&self, id: u16) -> bool {
-        self.active.contains(&id) && (!uses_primary(self.mode) || self.primary == Some(id))
+    /// Whether member `m` carries the bond's traffic. The bond counts a member
+    /// active from its link alone (`rte_eth_bond_active_slaves_get`); in mode 4
+    /// it carries traffic only once LACP has it collecting and distributing.
+    fn carries(&self, m: &Member) -> bool {
+        self.active.contains(&m.id)
+            && (!uses_primary(self.mode) || self.primary == Some(m.id))
+            && (self.mode != bond::MODE_8023AD || lacp_in_aggregate(m.lacp))
     }
 }
 
@@ -180,6 +194,7 @@ impl LinkWatch {
                     up: dpdk::link_status(m).up,
                     raise: SILENT_LSC_DRIVERS.contains(&driver.as_str()),
                     name,
+                    lacp: 0,
                 }
             })
             .collect();
@@ -283,6 +298,31 @@ impl LinkWatch {
                 }
             }
         }
+        if b.mode == bond::MODE_8023AD {
+            for m in &mut b.members {
+                let state = bond::lacp_actor_state(id, m.id).unwrap_or(0);
+                if state == m.lacp {
+                    continue;
+                }
+                if lacp_in_aggregate(state) != lacp_in_aggregate(m.lacp) {
+                    changed = true;
+                    if lacp_in_aggregate(state) {
+                        log::info!(
+                            "port {port}: bond member {} LACP collecting and distributing \
+                             (actor state {state:#04x})",
+                            m.name
+                        );
+                    } else {
+                        log::warn!(
+                            "port {port}: bond member {} out of the LACP aggregate \
+                             (actor state {state:#04x})",
+                            m.name
+                        );
+                    }
+                }
+                m.lacp = state;
+            }
+        }
         let active = bond::active_members(id).unwrap_or_default();
         if active != b.active {
             let names: Vec<String> = active.iter().map(|&a| b.name_of(Some(a))).collect();
@@ -323,7 +363,7 @@ impl LinkWatch {
                         .map(|m| MemberLink {
                             name: m.name.clone(),
                             up: m.up,
-                            active: b.carries(m.id),
+                            active: b.carries(m),
                         })
                         .collect()
                 }),
@@ -345,5 +385,40 @@ mod tests {
         assert_eq!(ms("net_bonding0,lsc_poll_period_ms=5,mode=4"), 5);
         assert_eq!(ms("net_bonding0,lsc_poll_period_ms=0"), 10);
         assert_eq!(ms("net_bonding0,lsc_poll_period_ms=x"), 10);
+    }
+
+    /// An 802.3ad member carries traffic when LACP has it collecting and
+    /// distributing, whatever its link: 0x3d is what DPDK's bond shows in the
+    /// aggregate (active, aggregatable, in sync, collecting, distributing), 0x45
+    /// before a partner answered (defaulted).
+    #[test]
+    fn an_802_3ad_member_carries_traffic_only_in_the_lacp_aggregate() {
+        let member = |id, lacp| Member {
+            id,
+            name: format!("m{id}"),
+            up: true,
+            raise: false,
+            lacp,
+        };
+        let b = Bond {
+            mode: bond::MODE_8023AD,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            period: Duration::from_millis(10),
+            last: Instant::now(),
+            members: vec![],
+            primary: Some(3),
+            active: vec![3, 4],
+        };
+        assert!(b.carries(&member(3, 0x3d)));
+        assert!(b.carries(&member(4, 0x3d)));
+        assert!(!b.carries(&member(4, 0x45)));
+        assert!(!b.carries(&member(4, 0x1d)));
+        assert!(!b.carries(&member(5, 0x3d)));
+        let b = Bond {
+            mode: bond::MODE_ACTIVE_BACKUP,
+            ..b
+        };
+        assert!(b.carries(&member(3, 0)));
+        assert!(!b.carries(&member(4, 0)));
     }
 }

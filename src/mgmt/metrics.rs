@@ -402,7 +402,8 @@ impl Telemetry {
         );
         let mut member_active = Family::gauge(
             "bond_member_active",
-            "1 while the bond member carries the bond's traffic",
+            "1 while the bond member carries the bond's traffic (802.3ad: LACP has it \
+             collecting and distributing)",
         );
         for (p, l) in self.ports.iter().zip(&links) {
             up.sample(&[("port", &p.name)], flag(l.up));
