@@ -913,7 +913,7 @@ fn an_802_3ad_bond_negotiates_lacp_with_a_dpdk_partner() {
     assert!(f.stop().success());
 }
 
-/// The time of day in ms of a log line ("[2026-12-07T01:32:21.973Z ...").
+/// The time of day in ms of a log line (a line starting "[YYYY-MM-DDTHH:MM:SS.mmmZ ...").
 fn log_time_ms(line: &str) -> Option<i64> {
     let time = line.get(12..24)?;
     let mut parts = time.split([':', '.']);
