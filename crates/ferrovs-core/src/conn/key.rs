@@ -31,19 +31,11 @@ pub enum Dir {
 }
 
 impl Dir {
-    /// The direction bit stored next to the slab index in the hash index.
+    /// The direction as an index: where a connection keeps this direction's record.
     pub(crate) const fn bit(self) -> u32 {
         match self {
             Dir::Inbound => 0,
             Dir::Outbound => 1,
-        }
-    }
-
-    pub(crate) const fn from_bit(bit: u32) -> Dir {
-        if bit & 1 == 0 {
-            Dir::Inbound
-        } else {
-            Dir::Outbound
         }
     }
 }
@@ -182,13 +174,6 @@ mod tests {
             Ipv4Addr::new(198, 18, 0, 100),
             80,
         )
-    }
-
-    #[test]
-    fn dir_bits_round_trip() {
-        for d in [Dir::Inbound, Dir::Outbound] {
-            assert_eq!(Dir::from_bit(d.bit()), d);
-        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! clock in milliseconds.
 //!
 //! Typical use on a worker:
-//! 1. `lookup(&key)`: a hit gives the connection and the packet's direction;
+//! 1. `lookup(&key)`: a hit gives the connection and the packet's direction
+//!    (the burst path: `find_record` then `on_packet_record`);
 //!    `on_packet(id, dir, tcp_flags, now)` advances the state and tells whether the
 //!    connection became active or inactive (per-real-server counters);
 //! 2. a miss on a service's VIP: schedule, `insert` (starts inactive), then
@@ -17,13 +18,14 @@
 //! 3. once per loop: `expire(now, budget, |id, conn| ...)`.
 //!
 //! Design in brief (details in each file):
-//! - `table`: slab of entries plus an index of `slab_index << 1 | dir` (keys stay
-//!   in the slab), sized once and never rehashed; [`ConnId`] carries a slot
-//!   generation that catches stale ids.
+//! - `table`: per-direction records in a hash index plus a slab of cold entries,
+//!   sized once and never rehashed; [`ConnId`] carries a slot generation that
+//!   catches stale ids.
+//! - `records`: the records (key, rewrite, state, last packet's tick) in
+//!   cache-line buckets with overflow counts, so an established packet reads one
+//!   line of the table, and a burst can request every packet's line first.
 //! - `free`: the bitmap of free slab slots, from which a new connection takes
-//!   its home slot or the first free one after it.
-//! - `index`: cache-line buckets of signatures and values with overflow counts,
-//!   whose addresses follow from the hash, so a burst's lookups can be prefetched.
+//!   the first free one after a slot its hash picks.
 //! - `key`: foldhash under seeds from the OS random source, against hash flooding.
 //! - `state`: IPVS's TCP transition tables and timeouts, as data.
 //! - `wheel`: 16384 slots x 100 ms, lazy refresh, each slot a stack of 64-byte
@@ -32,9 +34,9 @@
 
 mod family;
 mod free;
-mod index;
 mod key;
 mod persist;
+mod records;
 mod state;
 mod table;
 mod wheel;
@@ -45,8 +47,8 @@ pub use key::{shuffle, Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{
-    Candidate, Conn, ConnError, ConnId, ConnTable, FirstLine, Installed, Mode, NewConn,
-    PreparedConn, StateChange,
+    Conn, ConnError, ConnId, ConnTable, Installed, Lane, Mode, NewConn, PreparedConn, Record,
+    RecordPos, StateChange, MAX_CONNECTIONS,
 };
-pub use wheel::{MAX_ENTRIES as MAX_CONNECTIONS, SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};
+pub use wheel::{SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};
 pub use xlate::SeqAdj;

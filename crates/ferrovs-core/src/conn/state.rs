@@ -243,6 +243,16 @@ impl ConnState {
         self.index() as u8
     }
 
+    /// The state after a packet with TCP flags `flags` travelling `dir`, on codes
+    /// (a connection record keeps its state as a code): UDP stays UDP.
+    #[inline]
+    pub(crate) fn next_code(code: u8, dir: TcpDir, flags: u8) -> u8 {
+        match TcpState::ALL.get(usize::from(code)) {
+            Some(s) => s.next(dir, flags) as u8,
+            None => code,
+        }
+    }
+
     /// The state of a [`ConnState::code`], if it is one.
     pub fn from_code(code: u8) -> Option<ConnState> {
         if usize::from(code) == UDP_INDEX {
@@ -348,6 +358,12 @@ impl TimeoutTable {
     #[inline]
     pub(crate) fn ms(&self, state: ConnState) -> u64 {
         self.0[state.index()]
+    }
+
+    /// [`Self::ms`] of a state code; 0 for a code no state has.
+    #[inline]
+    pub(crate) fn ms_of_code(&self, code: u8) -> u64 {
+        self.0.get(usize::from(code)).copied().unwrap_or(0)
     }
 }
 

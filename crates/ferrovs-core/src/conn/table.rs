@@ -1,55 +1,61 @@
 //! The per-worker connection table.
 //!
 //! Layout, sized once from `connections.max` so nothing allocates afterwards:
-//! - a slab of entries, each a live [`Conn`] or a free slot, with a bitmap of
-//!   the free ones ([`FreeSlots`]). A new connection takes its inbound key's
-//!   *home slot* (a slot picked by the key's hash) when that is free, else its
-//!   outbound key's, else the first free slot after its inbound home. A packet
-//!   whose connection sits in its home slot is found on that one cache line,
-//!   without reading the index ([`ConnTable::candidate`]): in a lightly loaded
-//!   table, most are. Either way where a connection lands follows from its hash,
-//!   never from the order connections were opened in: otherwise traffic that
-//!   revisits flows in the order they opened (a replayed capture, a load
-//!   generator's fixed cycle) would read the slab front to back, which the
-//!   hardware prefetcher makes look far cheaper than the random reads real
-//!   traffic causes;
-//! - a [`FlowIndex`] of cache-line buckets whose values are
-//!   `slab_index << 1 | dir`; the keys live only in the slab entry, so each
-//!   direction costs a 4-byte value and a 4-byte signature at a load of at most
-//!   60 %, about 27 bytes per NAT connection. It never rehashes or grows;
+//! - a [`RecordIndex`] whose slots are the connections' per-direction records
+//!   (`records.rs`): one direction's key, what its packets are rewritten to, the
+//!   real server's counter slot, the state, the forwarding lane and the time of
+//!   its last packet. An IPv4 record is 32 bytes, two to a cache-line bucket, so an
+//!   established packet whose record is in its home bucket reads one line of the
+//!   table and writes only its record ([`ConnTable::on_packet_record`]). Sized
+//!   for two records a connection at a load of at most 75 %;
+//! - a slab of 32-byte *cold* entries, one a connection, read on the slow paths
+//!   only (a state change, insertion, removal, expiry, listings): the slot's
+//!   generation, the persistence template, the service, the translation flags,
+//!   where the timer wheel has it filed, the settled deadline and where its
+//!   records are. A new connection takes the first free slot after one its
+//!   inbound key's hash picks ([`FreeSlots`]), so where it lands follows from
+//!   its hash and not from the order connections were opened in;
 //! - a [`TimerWheel`] for expiry, whose position for the connection is kept in
-//!   the slab entry.
+//!   the cold entry.
 //!
-//! A worker that handles a burst hashes every packet's key first and requests the
-//! line its lookup starts from ([`ConnTable::request_first_line`]: the home slot
-//! in a lightly loaded table, else the index bucket), then asks
-//! [`ConnTable::candidate`] for each, which requests the entry the bucket points
-//! at when the home slot does not answer, so that the lookups of a burst overlap
-//! their cache misses instead of taking them one after the other.
+//! Deadlines. A packet that leaves the state as it was only writes the tick of
+//! its arrival (`ceil(now / 100 ms)`, 16 bits, wrapping) into its record; the
+//! connection's deadline is then the latest such tick plus the state's timeout.
+//! Anything else (insertion, a state change, a deadline set from outside) writes
+//! the exact deadline into the cold entry and marks both records *settled*; so
+//! does the wheel when it reaches the connection, folding the records' ticks into
+//! the cold deadline. A record's tick is read against the table's clock (the
+//! highest tick it has been shown): an age under 2^15 ticks is a packet since the
+//! last settling, anything older is a settled mark. The wheel reaches every
+//! connection at least once a lap (2^14 ticks), which keeps both readings apart.
+//! A deadline so found is at most one tick later than the exact one, and the
+//! connection expires on the same tick as with the exact one whenever the
+//! timeout is a whole number of ticks.
 //!
 //! Each [`ConnId`] carries the slot's generation. The data path uses ids only
 //! between a lookup and the end of that packet, but ids also travel further (a
 //! control command naming a connection, deferred work), and a slot reused in the
-//! meantime would otherwise silently act on another flow. The generation fits in
-//! the entry's padding and the check reads a cache line the lookup just touched.
+//! meantime would otherwise silently act on another flow.
 
-mod home;
 #[cfg(test)]
 mod tests;
 
-pub use home::{Candidate, FirstLine};
+pub use super::records::{Lane, Record};
 
 use std::fmt;
 
 use super::family::{Endpoint, Family};
 use super::free::FreeSlots;
-use super::index::FlowIndex;
 use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
+use super::records::{IndexFull, Pos, RecordIndex, MAX_SLOT};
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
-use super::wheel::{Timed, TimerPos, TimerWheel, MAX_ENTRIES};
+use super::wheel::{Timed, TimerPos, TimerWheel, TICK_MS};
 use super::xlate::{self, SeqAdj};
 use ferrovs_mem::{prefetch, HugeSlice};
+
+/// The most connections one table holds: what a record's 24-bit slot can name.
+pub const MAX_CONNECTIONS: usize = MAX_SLOT as usize + 1;
 
 /// Forwarding mode of a connection.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -295,8 +301,6 @@ pub struct Conn<A: Family> {
     /// [`xlate::flag`] bits: whether the connection's segments are translated
     /// (SYN proxy, Proxy Protocol) and whether they need the ordinary path.
     xlate: u8,
-    /// Where the wheel has the connection filed.
-    timer: TimerPos,
 }
 
 impl<A: Family> Conn<A> {
@@ -378,18 +382,6 @@ impl<A: Family> Conn<A> {
             .replies_via_us()
             .then(|| outbound_key(self.proto, self.real(), self.local()))
     }
-
-    /// Key comparison without building the other direction's key.
-    #[inline]
-    fn matches(&self, dir: Dir, key: &FlowKey<A>) -> bool {
-        // Whole endpoints, then the protocol: the pair sits at an offset picked by
-        // the direction, and this order compiles to the fewest instructions.
-        let want = [
-            Endpoint::new(key.src, key.sport),
-            Endpoint::new(key.dst, key.dport),
-        ];
-        self.ends[dir.bit() as usize] == want && key.proto == self.proto
-    }
 }
 
 /// The state change one packet caused.
@@ -413,46 +405,166 @@ impl StateChange {
     }
 }
 
-/// A slab slot, alone on its cache line(s): a lookup touches one line of the
-/// slab (two for IPv6), and one prefetch brings a whole IPv4 entry.
+/// Marks a free slab slot in [`Cold::records`].
+const FREE: Pos = u32::MAX;
+/// Marks a direction without a record (DR and TUNNEL have no outbound one).
+const NO_RECORD: Pos = u32::MAX - 1;
+/// A record tick this many ticks old or older is a settled mark, not a packet.
+const SETTLED_AGE: u16 = 1 << 15;
+
+/// The part of a connection the packet path does not read: one a slab slot,
+/// two to a cache line.
 #[derive(Clone, Copy, Debug)]
-#[repr(align(64))]
-enum Entry<A: Family> {
-    Live(Conn<A>),
-    /// A free slot (its bit is set in the table's [`FreeSlots`]). `generation`
-    /// is the last one the slot had, so ids to it stay stale.
-    Free {
-        generation: u32,
-    },
+#[repr(C, align(32))]
+struct Cold {
+    /// The settled deadline in ms (see the module documentation).
+    expiry: u64,
+    generation: u32,
+    template: u32,
+    /// Where the wheel has the connection filed.
+    timer: TimerPos,
+    /// Positions of the inbound and outbound records; `[FREE, _]` in a free slot.
+    records: [Pos; 2],
+    service: u16,
+    xlate: u8,
+    /// mode (bits 0-1) | UDP (bit 2).
+    kind: u8,
 }
 
-/// The wheel files live connections; it reads their deadline and keeps its
-/// position in the entry.
-impl<A: Family> Timed for HugeSlice<Entry<A>> {
+impl Cold {
+    const fn free(generation: u32) -> Self {
+        Cold {
+            expiry: 0,
+            generation,
+            template: NO_TEMPLATE,
+            timer: TimerPos::UNARMED,
+            records: [FREE, FREE],
+            service: 0,
+            xlate: 0,
+            kind: 0,
+        }
+    }
+    #[inline(always)]
+    fn is_live(&self) -> bool {
+        self.records[0] != FREE
+    }
+    fn mode(&self) -> Mode {
+        Mode::from_code(self.kind & 3).unwrap_or(Mode::Nat)
+    }
+    fn proto(&self) -> Proto {
+        if self.kind & 4 == 0 {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        }
+    }
+    /// The record positions the connection has (one or two).
+    #[inline]
+    fn record_positions(&self) -> impl Iterator<Item = Pos> {
+        let [inbound, outbound] = self.records;
+        [inbound, outbound]
+            .into_iter()
+            .filter(|&p| p != FREE && p != NO_RECORD)
+    }
+}
+
+/// The lane a connection's records take in the burst path.
+fn lane_of(mode: Mode, xlate: u8) -> Lane {
+    match mode {
+        _ if xlate != 0 => Lane::Ordinary,
+        Mode::Nat => Lane::Nat,
+        Mode::FullNat => Lane::FullNat,
+        Mode::Dr => Lane::Dr,
+        Mode::Tunnel => Lane::Ordinary,
+    }
+}
+
+/// The tick a packet at `now` ms is stamped with.
+#[inline(always)]
+fn tick_of(now: u64) -> u64 {
+    now.div_ceil(TICK_MS)
+}
+
+/// The deadline a record's unsettled packet sets, if it has one (see the module
+/// documentation).
+#[inline]
+fn record_deadline<A: Family>(r: &Record<A>, timeouts: &TimeoutTable, clock: u64) -> Option<u64> {
+    let age = (clock as u16).wrapping_sub(r.seen);
+    (age < SETTLED_AGE).then(|| {
+        clock
+            .saturating_sub(u64::from(age))
+            .saturating_mul(TICK_MS)
+            .saturating_add(timeouts.ms_of_code(r.state_code()))
+    })
+}
+
+/// A connection's deadline: the latest unsettled packet's, else the settled one.
+fn deadline_of<A: Family>(
+    cold: &Cold,
+    records: &RecordIndex<A>,
+    timeouts: &TimeoutTable,
+    clock: u64,
+) -> u64 {
+    cold.record_positions()
+        .filter_map(|p| records.get(p))
+        .filter_map(|r| record_deadline(r, timeouts, clock))
+        .max()
+        .unwrap_or(cold.expiry)
+}
+
+/// A tick that reads as settled against `clock`.
+#[inline]
+fn settled_mark(clock: u64) -> u16 {
+    (clock as u16).wrapping_sub(SETTLED_AGE)
+}
+
+/// The slab and the records as the wheel sees them: it reads a connection's
+/// deadline, settling it, and keeps its position in the cold entry.
+struct Entries<'a, A: Family> {
+    slab: &'a mut HugeSlice<Cold>,
+    records: &'a mut RecordIndex<A>,
+    timeouts: &'a TimeoutTable,
+    clock: u64,
+}
+
+impl<A: Family> Timed for Entries<'_, A> {
     #[inline]
     fn deadline(&mut self, index: u32) -> u64 {
-        match self.get(index as usize) {
-            Some(Entry::Live(c)) => c.expiry,
-            _ => 0,
+        let Some(cold) = self.slab.get_mut(index as usize) else {
+            return 0;
+        };
+        if !cold.is_live() {
+            return 0;
         }
+        let deadline = deadline_of(cold, self.records, self.timeouts, self.clock);
+        cold.expiry = deadline;
+        let mark = settled_mark(self.clock);
+        for p in cold.record_positions() {
+            if let Some(r) = self.records.get_mut(p) {
+                r.seen = mark;
+            }
+        }
+        deadline
     }
     #[inline]
     fn timer(&self, index: u32) -> TimerPos {
-        match self.get(index as usize) {
-            Some(Entry::Live(c)) => c.timer,
+        match self.slab.get(index as usize) {
+            Some(c) if c.is_live() => c.timer,
             _ => TimerPos::UNARMED,
         }
     }
     #[inline]
     fn set_timer(&mut self, index: u32, pos: TimerPos) {
-        if let Some(Entry::Live(c)) = self.get_mut(index as usize) {
-            c.timer = pos;
+        if let Some(c) = self.slab.get_mut(index as usize) {
+            if c.is_live() {
+                c.timer = pos;
+            }
         }
     }
     #[inline]
     fn prefetch(&self, index: u32) {
-        if let Some(entry) = self.get(index as usize) {
-            prefetch(entry);
+        if let Some(c) = self.slab.get(index as usize) {
+            prefetch(c);
         }
     }
 }
@@ -460,18 +572,28 @@ impl<A: Family> Timed for HugeSlice<Entry<A>> {
 /// Expiring connections taken off the wheel together (see [`ConnTable::expire`]).
 const EXPIRE_BATCH: usize = 16;
 
+/// An expiring connection: slot, inbound and outbound key hashes, the connection.
+type Due<A> = (u32, u64, u64, Conn<A>);
+
+/// A record's place in the table, from [`ConnTable::find_record`]: valid until
+/// the table next changes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RecordPos(Pos);
+
 /// The connection table of one worker and one address family.
 pub struct ConnTable<A: Family> {
-    slab: HugeSlice<Entry<A>>,
-    index: FlowIndex,
+    slab: HugeSlice<Cold>,
+    records: RecordIndex<A>,
     wheel: TimerWheel,
     hasher: FlowHasher,
     timeouts: Timeouts,
     timeout_ms: TimeoutTable,
     free: FreeSlots,
     len: u32,
+    /// The highest tick any call has shown the table.
+    clock: u64,
     /// Each slot's sequence-number translation (beside the slab, so that entries
-    /// stay one line); empty until [`ConnTable::enable_translation`].
+    /// stay small); empty until [`ConnTable::enable_translation`].
     adj: HugeSlice<SeqAdj>,
 }
 
@@ -487,23 +609,23 @@ impl<A: Family> ConnTable<A> {
         timeouts: &Timeouts,
         hasher: FlowHasher,
     ) -> Result<Self, ConnError> {
-        if max > MAX_ENTRIES {
+        if max > MAX_CONNECTIONS {
             return Err(ConnError::CapacityTooLarge);
         }
-        // Read at random on every packet: huge pages spare the TLB.
-        let slab = HugeSlice::filled(max, Entry::Free { generation: 0 })
-            .map_err(|_| ConnError::OutOfMemory)?;
-        // Two keys per connection (NAT and FULLNAT index both directions).
-        let index = FlowIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
+        // Read on the slow paths only, but at random: huge pages spare the TLB.
+        let slab = HugeSlice::filled(max, Cold::free(0)).map_err(|_| ConnError::OutOfMemory)?;
+        // Two records per connection (NAT and FULLNAT have both directions).
+        let records = RecordIndex::with_capacity(2 * max).map_err(|_| ConnError::OutOfMemory)?;
         Ok(ConnTable {
             slab,
-            index,
+            records,
             wheel: TimerWheel::new(max).map_err(|_| ConnError::OutOfMemory)?,
             hasher,
             timeouts: *timeouts,
             timeout_ms: TimeoutTable::new(timeouts),
             free: FreeSlots::all_free(max).map_err(|_| ConnError::OutOfMemory)?,
             len: 0,
+            clock: 0,
             adj: HugeSlice::filled(0, SeqAdj::default()).map_err(|_| ConnError::OutOfMemory)?,
         })
     }
@@ -524,10 +646,25 @@ impl<A: Family> ConnTable<A> {
         !self.adj.is_empty()
     }
 
+    /// The live cold entry `id` names.
+    #[inline]
+    fn cold(&self, id: ConnId) -> Option<&Cold> {
+        self.slab
+            .get(id.index as usize)
+            .filter(|c| c.is_live() && c.generation == id.generation)
+    }
+
+    #[inline]
+    fn cold_mut(&mut self, id: ConnId) -> Option<&mut Cold> {
+        self.slab
+            .get_mut(id.index as usize)
+            .filter(|c| c.is_live() && c.generation == id.generation)
+    }
+
     /// Connection `id`'s translation, if it is live and translated.
     #[inline]
     pub fn translation(&self, id: ConnId) -> Option<&SeqAdj> {
-        match self.get(id) {
+        match self.cold(id) {
             Some(c) if c.xlate & xlate::flag::ON != 0 => self.adj.get(id.index as usize),
             _ => None,
         }
@@ -536,7 +673,7 @@ impl<A: Family> ConnTable<A> {
     /// Connection `id`'s translation, to change it.
     #[inline]
     pub fn translation_mut(&mut self, id: ConnId) -> Option<&mut SeqAdj> {
-        match self.get(id) {
+        match self.cold(id) {
             Some(c) if c.xlate & xlate::flag::ON != 0 => self.adj.get_mut(id.index as usize),
             _ => None,
         }
@@ -552,23 +689,29 @@ impl<A: Family> ConnTable<A> {
     /// set in its entry. Fails when the table keeps no translations or the id is
     /// stale.
     pub fn set_translation(&mut self, id: ConnId, adj: SeqAdj, flags: u8) -> Result<(), ConnError> {
-        let Some(slot) = self.adj.get_mut(id.index as usize) else {
+        if self.adj.get(id.index as usize).is_none() {
             return Err(ConnError::UnknownConn);
-        };
-        match self.slab.get_mut(id.index as usize) {
-            Some(Entry::Live(c)) if c.generation == id.generation => {
-                *slot = adj;
-                c.xlate = xlate::flag::ON | flags | (c.xlate & xlate::flag::NAT64);
-                Ok(())
+        }
+        let c = self.cold_mut(id).ok_or(ConnError::UnknownConn)?;
+        c.xlate = xlate::flag::ON | flags | (c.xlate & xlate::flag::NAT64);
+        let (positions, lane) = (c.records, lane_of(c.mode(), c.xlate));
+        self.adj[id.index as usize] = adj;
+        self.set_lane(positions, lane);
+        Ok(())
+    }
+
+    fn set_lane(&mut self, positions: [Pos; 2], lane: Lane) {
+        for p in positions {
+            if let Some(r) = self.records.get_mut(p) {
+                r.set_lane(lane);
             }
-            _ => Err(ConnError::UnknownConn),
         }
     }
 
     /// Sets or clears [`xlate::flag::SLOW`] of a translated connection.
     pub fn set_slow(&mut self, id: ConnId, slow: bool) {
-        if let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) {
-            if c.generation == id.generation && c.xlate != 0 {
+        if let Some(c) = self.cold_mut(id) {
+            if c.xlate != 0 {
                 if slow {
                     c.xlate |= xlate::flag::SLOW;
                 } else {
@@ -603,12 +746,12 @@ impl<A: Family> ConnTable<A> {
         self.slab.len()
     }
 
-    /// Bytes allocated by the table: slab, free-slot bitmap, index and timer
-    /// wheel. Fixed at construction.
+    /// Bytes allocated by the table: records, cold slab, free-slot bitmap and
+    /// timer wheel. Fixed at construction.
     pub fn memory_bytes(&self) -> usize {
-        self.slab.len() * size_of::<Entry<A>>()
+        self.slab.len() * size_of::<Cold>()
             + self.free.memory_bytes()
-            + self.index.memory_bytes()
+            + self.records.memory_bytes()
             + self.wheel.memory_bytes()
     }
 
@@ -622,11 +765,22 @@ impl<A: Family> ConnTable<A> {
         &self.timeouts
     }
 
-    /// Replaces the timeouts (config reload). Each connection takes the new value
-    /// at its next packet; until then it keeps its deadline.
+    /// Replaces the timeouts (config reload). A connection keeps its settled
+    /// deadline until its next packet, which takes the new value; packets not
+    /// yet settled (see the module documentation) count under the new values.
     pub fn set_timeouts(&mut self, timeouts: &Timeouts) {
         self.timeouts = *timeouts;
         self.timeout_ms = TimeoutTable::new(timeouts);
+    }
+
+    /// Moves the table's clock to `now` (never back).
+    #[inline(always)]
+    fn advance(&mut self, now: u64) -> u64 {
+        let tick = tick_of(now);
+        if tick > self.clock {
+            self.clock = tick;
+        }
+        tick
     }
 
     /// Finds the connection a packet belongs to, and which way it travels.
@@ -636,34 +790,93 @@ impl<A: Family> ConnTable<A> {
     }
 
     /// [`Self::lookup`] with the hash computed beforehand by
-    /// `key.hash_with(table.hasher())`. A wrong hash gives a miss, never a wrong hit.
+    /// `key.hash_with(table.hasher())`. A wrong hash may miss, never gives a wrong hit.
     #[inline]
     pub fn lookup_hashed(&self, key: &FlowKey<A>, hash: u64) -> Option<(ConnId, Dir)> {
-        let slab = &self.slab;
-        let value = self
-            .index
-            .find(hash, |v| match slab.get((v >> 1) as usize) {
-                Some(Entry::Live(c)) => c.matches(Dir::from_bit(v), key),
-                _ => false,
-            })?;
-        match slab.get((value >> 1) as usize) {
-            Some(Entry::Live(c)) => Some((
-                ConnId {
-                    index: value >> 1,
-                    generation: c.generation,
-                },
-                Dir::from_bit(value),
-            )),
-            _ => None,
-        }
+        let pos = self.records.find(hash, key)?;
+        let r = self.records.get(pos)?;
+        let slot = r.slot();
+        let cold = self.slab.get(slot as usize)?;
+        Some((
+            ConnId {
+                index: slot,
+                generation: cold.generation,
+            },
+            r.dir(),
+        ))
     }
 
-    /// The connection `id` names, if it is still live.
-    #[inline]
-    pub fn get(&self, id: ConnId) -> Option<&Conn<A>> {
-        match self.slab.get(id.index as usize) {
-            Some(Entry::Live(c)) if c.generation == id.generation => Some(c),
-            _ => None,
+    /// Requests the line a lookup of a key with this hash reads first (its home
+    /// bucket): a burst requests every packet's before it looks any up.
+    #[inline(always)]
+    pub fn request_record(&self, hash: u64) {
+        prefetch(self.records.home_bucket(hash));
+    }
+
+    /// Where the record of `key` (with this hash) is, for the burst path: no line
+    /// but the records' is read.
+    #[inline(always)]
+    pub fn find_record(&self, key: &FlowKey<A>, hash: u64) -> Option<RecordPos> {
+        self.records.find(hash, key).map(RecordPos)
+    }
+
+    /// The record at `pos`.
+    #[inline(always)]
+    pub fn record(&self, pos: RecordPos) -> Option<&Record<A>> {
+        self.records.get(pos.0)
+    }
+
+    /// Where connection `id`'s record for direction `dir` is.
+    pub fn record_of(&self, id: ConnId, dir: Dir) -> Option<RecordPos> {
+        let p = self.cold(id)?.records[dir.bit() as usize];
+        (p != NO_RECORD).then_some(RecordPos(p))
+    }
+
+    /// The id of the connection a record belongs to (reads its cold entry).
+    pub fn id_of(&self, pos: RecordPos) -> Option<ConnId> {
+        let slot = self.records.get(pos.0)?.slot();
+        let cold = self.slab.get(slot as usize).filter(|c| c.is_live())?;
+        Some(ConnId {
+            index: slot,
+            generation: cold.generation,
+        })
+    }
+
+    /// The connection `id` names, if it is still live, put together from its
+    /// records and its cold entry.
+    pub fn get(&self, id: ConnId) -> Option<Conn<A>> {
+        let cold = self.cold(id)?;
+        Some(self.assemble(cold, id.generation))
+    }
+
+    fn assemble(&self, cold: &Cold, generation: u32) -> Conn<A> {
+        let inbound = self.records.get(cold.records[0]).copied();
+        let (ends, real_server, state) = match inbound {
+            Some(r) => {
+                let [client, vip] = r.key();
+                let [local, real] = r.to();
+                (
+                    [[client, vip], [real, local]],
+                    r.real_server(),
+                    ConnState::from_code(r.state_code()).unwrap_or(ConnState::Udp),
+                )
+            }
+            None => {
+                let none = Endpoint::new(A::UNSPECIFIED, 0);
+                ([[none; 2]; 2], 0, ConnState::Udp)
+            }
+        };
+        Conn {
+            ends,
+            expiry: deadline_of(cold, &self.records, &self.timeout_ms, self.clock),
+            generation,
+            template: cold.template,
+            service: cold.service,
+            real_server,
+            proto: cold.proto(),
+            mode: cold.mode(),
+            state,
+            xlate: cold.xlate,
         }
     }
 
@@ -680,8 +893,8 @@ impl<A: Family> ConnTable<A> {
         self.insert_prepared(&prepared, now)
     }
 
-    /// Hashes the keys of a connection about to be inserted and requests their
-    /// home slots (with their free bits) and the index buckets they go in, for [`Self::insert_prepared`]
+    /// Hashes the keys of a connection about to be inserted and requests the
+    /// buckets its records go in, and its cold slot, for [`Self::insert_prepared`]
     /// a little later: a caller opening several connections prepares them all
     /// first, so that their lines (the outbound key's have never been looked at)
     /// arrive together.
@@ -697,10 +910,13 @@ impl<A: Family> ConnTable<A> {
             .into_iter()
             .flatten()
         {
-            self.request_first_line(hash, FirstLine::HomeSlot);
-            self.request_first_line(hash, FirstLine::IndexBucket);
+            self.request_record(hash);
         }
-        self.free.request(self.home_slot(hashes.inbound));
+        let home = self.home_slot(hashes.inbound);
+        if let Some(c) = self.slab.get(home) {
+            prefetch(c);
+        }
+        self.free.request(home);
         let deadline_state = match first_tcp_flags {
             Some(flags) => new.first_state(flags),
             None => new.initial_state(),
@@ -722,6 +938,14 @@ impl<A: Family> ConnTable<A> {
         }
     }
 
+    /// The slab slot a connection whose inbound key has this hash looks for a
+    /// free slot from. Multiply-shift on the hash's low half: the record's bucket
+    /// comes from the high half, so the two do not follow each other.
+    #[inline(always)]
+    fn home_slot(&self, hash: u64) -> usize {
+        ((u128::from(hash.rotate_left(32)) * self.slab.len() as u128) >> 64) as usize
+    }
+
     /// [`Self::insert`] of a connection from [`Self::prepare_insert`].
     pub fn insert_prepared(
         &mut self,
@@ -738,58 +962,113 @@ impl<A: Family> ConnTable<A> {
         }
         let in_key = new.inbound_key();
         let in_hash = hashes.inbound;
-        if self.lookup_hashed(&in_key, in_hash).is_some() {
+        if self.records.find(in_hash, &in_key).is_some() {
             return Err(ConnError::InboundKeyExists);
         }
         let out = match hashes.outbound {
             Some(out_hash) => {
                 let out_key = new.outbound_key();
-                if out_key == in_key || self.lookup_hashed(&out_key, out_hash).is_some() {
+                if out_key == in_key || self.records.find(out_hash, &out_key).is_some() {
                     return Err(ConnError::OutboundKeyExists);
                 }
                 Some(out_hash)
             }
             None => None,
         };
-
-        let index = self.claim_slot(in_hash, out)?;
-        let Some(Entry::Free { generation }) = self.slab.get(index as usize).copied() else {
-            // claim_slot only hands out free slots; refuse rather than corrupt.
-            return Err(ConnError::TableFull);
+        let home = self.home_slot(in_hash);
+        let slot = self
+            .free
+            .first_free_from(home)
+            .ok_or(ConnError::TableFull)?;
+        let generation = match self.slab.get(slot) {
+            Some(c) if !c.is_live() => c.generation.wrapping_add(1),
+            // The bitmap only hands out free slots; refuse rather than corrupt.
+            _ => return Err(ConnError::TableFull),
         };
+        self.advance(now);
         let state = new.initial_state();
+        let xlate = if new.is_nat64() {
+            xlate::flag::NAT64
+        } else {
+            0
+        };
+        let lane = lane_of(new.mode, xlate);
+        let mark = settled_mark(self.clock);
+        let code = state.code();
+        let inbound = Record::new(
+            [new.client, new.vip],
+            [new.local, new.real],
+            new.real_server,
+            slot as u32,
+            code,
+            Dir::Inbound,
+            new.proto,
+            lane,
+            mark,
+        );
+        // The index holds two records per slab slot, so it has room for these.
+        let in_pos = self
+            .records
+            .insert(in_hash, inbound)
+            .map_err(|IndexFull| ConnError::TableFull)?;
+        let out_pos = match out {
+            Some(out_hash) => {
+                let outbound = Record::new(
+                    [new.real, new.local],
+                    [new.vip, new.client],
+                    new.real_server,
+                    slot as u32,
+                    code,
+                    Dir::Outbound,
+                    new.proto,
+                    lane,
+                    mark,
+                );
+                match self.records.insert(out_hash, outbound) {
+                    Ok(p) => p,
+                    Err(IndexFull) => {
+                        self.records.remove(in_hash, in_pos);
+                        return Err(ConnError::TableFull);
+                    }
+                }
+            }
+            None => NO_RECORD,
+        };
+        self.free.take(slot);
         // The deadline the first packet sets when the caller names it (it is
         // handled next, so NONE's own deadline would never be reached).
         let expiry = now.saturating_add(self.timeout_ms.ms(*deadline_state));
-        let generation = generation.wrapping_add(1);
-        self.slab[index as usize] = Entry::Live(Conn {
-            ends: [[new.client, new.vip], [new.real, new.local]],
+        self.slab[slot] = Cold {
             expiry,
             generation,
             template: new.template.map_or(NO_TEMPLATE, |t| t.0),
-            service: new.service,
-            real_server: new.real_server,
-            proto: new.proto,
-            mode: new.mode,
-            state,
-            xlate: if new.is_nat64() {
-                xlate::flag::NAT64
-            } else {
-                0
-            },
             timer: TimerPos::UNARMED,
-        });
+            records: [in_pos, out_pos],
+            service: new.service,
+            xlate,
+            kind: new.mode.code() | if new.proto == Proto::Udp { 4 } else { 0 },
+        };
         self.len += 1;
+        let slot = slot as u32;
+        let (wheel, mut entries) = self.wheel_and_entries();
+        wheel.arm(&mut entries, slot, expiry, now);
+        Ok(ConnId {
+            index: slot,
+            generation,
+        })
+    }
 
-        // The index holds two keys per slot, so it has room for these.
-        let _ = self.index.insert(in_hash, index << 1 | Dir::Inbound.bit());
-        if let Some(out_hash) = out {
-            let _ = self
-                .index
-                .insert(out_hash, index << 1 | Dir::Outbound.bit());
-        }
-        self.wheel.arm(&mut self.slab, index, expiry, now);
-        Ok(ConnId { index, generation })
+    /// The wheel and what it files, borrowed apart.
+    fn wheel_and_entries(&mut self) -> (&mut TimerWheel, Entries<'_, A>) {
+        (
+            &mut self.wheel,
+            Entries {
+                slab: &mut self.slab,
+                records: &mut self.records,
+                timeouts: &self.timeout_ms,
+                clock: self.clock,
+            },
+        )
     }
 
     /// Installs a connection another member carries (connection sync) in `state`,
@@ -805,9 +1084,7 @@ impl<A: Family> ConnTable<A> {
     ) -> Result<Installed, ConnError> {
         let id = match self.lookup(&new.inbound_key()) {
             Some((id, Dir::Inbound)) => {
-                let Some(Entry::Live(c)) = self.slab.get(id.index as usize) else {
-                    return Err(ConnError::UnknownConn);
-                };
+                let c = self.get(id).ok_or(ConnError::UnknownConn)?;
                 if c.ends[1] != [new.real, new.local] || c.mode != new.mode {
                     return Err(ConnError::InboundKeyExists);
                 }
@@ -822,16 +1099,27 @@ impl<A: Family> ConnTable<A> {
         Ok(Installed::New(id))
     }
 
-    /// Sets a live connection's state and deadline.
+    /// Sets a live connection's state and deadline, settling its records.
     fn set_state(&mut self, id: ConnId, state: ConnState, expiry: u64, now: u64) {
-        let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) else {
+        self.advance(now);
+        let (clock, code) = (self.clock, state.code());
+        let Some(cold) = self.slab.get(id.index as usize).copied() else {
             return;
         };
-        c.state = state;
-        let earlier = expiry < c.expiry;
-        c.expiry = expiry;
-        if earlier {
-            self.wheel.rearm(&mut self.slab, id.index, expiry, now);
+        if !cold.is_live() || cold.generation != id.generation {
+            return;
+        }
+        let previous = deadline_of(&cold, &self.records, &self.timeout_ms, clock);
+        for p in cold.record_positions() {
+            if let Some(r) = self.records.get_mut(p) {
+                r.set_state_code(code);
+                r.seen = settled_mark(clock);
+            }
+        }
+        self.slab[id.index as usize].expiry = expiry;
+        if expiry < previous {
+            let (wheel, mut entries) = self.wheel_and_entries();
+            wheel.rearm(&mut entries, id.index, expiry, now);
         }
     }
 
@@ -839,7 +1127,6 @@ impl<A: Family> ConnTable<A> {
     /// (IPVS's tables; DR and TUNNEL inbound packets use INPUT_ONLY) and restarts
     /// the idle timeout of the resulting state. O(1); the wheel is touched only
     /// when the deadline moves earlier.
-    #[inline]
     pub fn on_packet(
         &mut self,
         id: ConnId,
@@ -847,48 +1134,85 @@ impl<A: Family> ConnTable<A> {
         tcp_flags: u8,
         now: u64,
     ) -> Result<StateChange, ConnError> {
-        self.on_packet_in_place(id, dir, tcp_flags, now)
-            .map(|(change, _)| change)
+        let cold = *self.cold(id).ok_or(ConnError::UnknownConn)?;
+        // DR and TUNNEL have no outbound record; their state is in the inbound one.
+        let pos = match cold.records[dir.bit() as usize] {
+            NO_RECORD => cold.records[0],
+            p => p,
+        };
+        let from = self
+            .records
+            .get(pos)
+            .map(Record::state_code)
+            .ok_or(ConnError::UnknownConn)?;
+        let to = ConnState::next_code(from, tcp_dir(cold.mode(), dir), tcp_flags);
+        self.apply(pos, from, to, now)
     }
 
-    /// [`Self::on_packet`] that also lends the connection, updated, for a caller
-    /// that reads a few of its fields next (the burst path).
-    #[inline]
-    pub fn on_packet_in_place(
+    /// The state change of a packet whose record is at `pos` and that moves the
+    /// connection from state code `from` to `to`: the record's tick when the
+    /// state stays, else the slow path.
+    #[inline(always)]
+    fn apply(&mut self, pos: Pos, from: u8, to: u8, now: u64) -> Result<StateChange, ConnError> {
+        let state = |code| ConnState::from_code(code).ok_or(ConnError::UnknownConn);
+        if from == to {
+            let tick = self.advance(now);
+            if let Some(r) = self.records.get_mut(pos) {
+                r.seen = tick as u16;
+            }
+            let s = state(from)?;
+            return Ok(StateChange { from: s, to: s });
+        }
+        let change = StateChange {
+            from: state(from)?,
+            to: state(to)?,
+        };
+        let id = self.id_of(RecordPos(pos)).ok_or(ConnError::UnknownConn)?;
+        let expiry = now.saturating_add(self.timeout_ms.ms(change.to));
+        self.set_state(id, change.to, expiry, now);
+        Ok(change)
+    }
+
+    /// [`Self::on_packet`] for the burst path, from the packet's record: unless
+    /// the packet changes the connection's state, only the record is read and
+    /// written. Returns the state change and the record after it.
+    #[inline(always)]
+    pub fn on_packet_record(
         &mut self,
-        id: ConnId,
-        dir: Dir,
+        pos: RecordPos,
         tcp_flags: u8,
         now: u64,
-    ) -> Result<(StateChange, &Conn<A>), ConnError> {
-        let Some(Entry::Live(c)) = self.slab.get_mut(id.index as usize) else {
-            return Err(ConnError::UnknownConn);
+    ) -> Result<(StateChange, Record<A>), ConnError> {
+        let r = *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?;
+        let dir = match (r.lane(), r.dir()) {
+            (_, Dir::Outbound) => TcpDir::Output,
+            (Lane::Nat | Lane::FullNat, Dir::Inbound) => TcpDir::Input,
+            (Lane::Dr, Dir::Inbound) => TcpDir::InputOnly,
+            // The mode is in the cold entry.
+            (Lane::Ordinary, Dir::Inbound) => {
+                let id = self.id_of(pos).ok_or(ConnError::UnknownConn)?;
+                let change = self.on_packet(id, Dir::Inbound, tcp_flags, now)?;
+                let r = *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?;
+                return Ok((change, r));
+            }
         };
-        if c.generation != id.generation {
-            return Err(ConnError::UnknownConn);
-        }
-        let from = c.state;
-        let to = match from {
-            ConnState::Tcp(s) => ConnState::Tcp(s.next(tcp_dir(c.mode, dir), tcp_flags)),
-            ConnState::Udp => ConnState::Udp,
+        let from = r.state_code();
+        let to = ConnState::next_code(from, dir, tcp_flags);
+        let change = self.apply(pos.0, from, to, now)?;
+        let r = if from == to {
+            r
+        } else {
+            *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?
         };
-        c.state = to;
-        let expiry = now.saturating_add(self.timeout_ms.ms(to));
-        let earlier = expiry < c.expiry;
-        c.expiry = expiry;
-        if earlier {
-            self.wheel.rearm(&mut self.slab, id.index, expiry, now);
-        }
-        match self.slab.get(id.index as usize) {
-            Some(Entry::Live(c)) => Ok((StateChange { from, to }, c)),
-            _ => Err(ConnError::UnknownConn),
-        }
+        Ok((change, r))
     }
 
     /// Removes a connection and returns it (the caller adjusts its counters).
     pub fn remove(&mut self, id: ConnId) -> Result<Conn<A>, ConnError> {
-        let conn = *self.get(id).ok_or(ConnError::UnknownConn)?;
-        self.release_slot(id.index, &conn);
+        let conn = self.get(id).ok_or(ConnError::UnknownConn)?;
+        let in_hash = self.hasher.hash(&conn.inbound_key());
+        let out_hash = conn.outbound_key().map_or(0, |key| self.hasher.hash(&key));
+        self.release_slot(id.index, in_hash, out_hash);
         Ok(conn)
     }
 
@@ -901,9 +1225,9 @@ impl<A: Family> ConnTable<A> {
     /// tick late. After a pause, overdue connections go in the order they were
     /// filed (a refreshed one is found at its first deadline).
     ///
-    /// Expiring connections are old, so their index buckets are rarely in cache:
-    /// they are taken off the wheel in batches, and the buckets of a whole batch
-    /// are prefetched before the first one is unindexed.
+    /// Expiring connections are old, so their records are rarely in cache: they
+    /// are taken off the wheel in batches, and the home buckets of a whole batch
+    /// are requested before the first one is unindexed.
     pub fn expire(
         &mut self,
         now: u64,
@@ -913,42 +1237,45 @@ impl<A: Family> ConnTable<A> {
         if self.wheel.nothing_due(now) {
             return 0;
         }
+        self.advance(now);
         let mut work = budget;
         let mut removed = 0;
         loop {
-            // (slot, inbound key hash, outbound key hash)
-            let mut due = [(0u32, 0u64, 0u64); EXPIRE_BATCH];
+            let mut due: [Option<Due<A>>; EXPIRE_BATCH] = [None; EXPIRE_BATCH];
             let mut n = 0;
             while n < EXPIRE_BATCH {
-                let Some(index) = self.wheel.poll(&mut self.slab, now, &mut work) else {
+                let (wheel, mut entries) = self.wheel_and_entries();
+                let Some(index) = wheel.poll(&mut entries, now, &mut work) else {
                     break;
                 };
-                let Some(Entry::Live(conn)) = self.slab.get(index as usize) else {
+                let Some(cold) = self.slab.get(index as usize).copied() else {
                     continue;
                 };
+                if !cold.is_live() {
+                    continue;
+                }
+                let conn = self.assemble(&cold, cold.generation);
                 let in_hash = self.hasher.hash(&conn.inbound_key());
-                prefetch(self.index.bucket(in_hash));
+                prefetch(self.records.home_bucket(in_hash));
                 self.free.request(index as usize);
                 let out_hash = conn.outbound_key().map_or(0, |key| {
                     let hash = self.hasher.hash(&key);
-                    prefetch(self.index.bucket(hash));
+                    prefetch(self.records.home_bucket(hash));
                     hash
                 });
-                due[n] = (index, in_hash, out_hash);
+                due[n] = Some((index, in_hash, out_hash, conn));
                 n += 1;
             }
-            for &(index, in_hash, out_hash) in &due[..n] {
-                if let Some(Entry::Live(conn)) = self.slab.get(index as usize).copied() {
-                    on_expire(
-                        ConnId {
-                            index,
-                            generation: conn.generation,
-                        },
-                        &conn,
-                    );
-                    self.release_slot_hashed(index, &conn, in_hash, out_hash);
-                    removed += 1;
-                }
+            for (index, in_hash, out_hash, conn) in due[..n].iter().flatten() {
+                on_expire(
+                    ConnId {
+                        index: *index,
+                        generation: conn.generation,
+                    },
+                    conn,
+                );
+                self.release_slot(*index, *in_hash, *out_hash);
+                removed += 1;
             }
             if n < EXPIRE_BATCH {
                 return removed;
@@ -958,19 +1285,19 @@ impl<A: Family> ConnTable<A> {
 
     /// Every live connection, in slot order. Walks the whole slab: for the control
     /// path (`ferrovs ctl conns`), not the packet path.
-    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn<A>)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, Conn<A>)> + '_ {
         self.slab
             .iter()
             .enumerate()
-            .filter_map(|(index, entry)| match entry {
-                Entry::Live(c) => Some((
+            .filter(|(_, c)| c.is_live())
+            .map(|(index, c)| {
+                (
                     ConnId {
                         index: index as u32,
                         generation: c.generation,
                     },
-                    c,
-                )),
-                Entry::Free { .. } => None,
+                    self.assemble(c, c.generation),
+                )
             })
     }
 
@@ -979,33 +1306,30 @@ impl<A: Family> ConnTable<A> {
     /// step starts, or None at the end of the slab.
     pub fn scan(&self, start: usize, count: usize, mut f: impl FnMut(&Conn<A>)) -> Option<usize> {
         let end = start.saturating_add(count).min(self.slab.len());
-        for entry in self.slab.get(start..end).unwrap_or(&[]) {
-            if let Entry::Live(c) = entry {
-                f(c);
+        for c in self.slab.get(start..end).unwrap_or(&[]) {
+            if c.is_live() {
+                f(&self.assemble(c, c.generation));
             }
         }
         (end < self.slab.len()).then_some(end)
     }
 
-    /// Unindexes, disarms and frees the live slot `index` holding `conn`.
-    fn release_slot(&mut self, index: u32, conn: &Conn<A>) {
-        let in_hash = self.hasher.hash(&conn.inbound_key());
-        let out_hash = conn.outbound_key().map_or(0, |key| self.hasher.hash(&key));
-        self.release_slot_hashed(index, conn, in_hash, out_hash);
-    }
-
-    /// [`Self::release_slot`] with the hashes of the connection's keys (the
-    /// outbound one ignored when replies bypass us).
-    fn release_slot_hashed(&mut self, index: u32, conn: &Conn<A>, in_hash: u64, out_hash: u64) {
-        self.index.remove(in_hash, index << 1 | Dir::Inbound.bit());
-        if conn.mode.replies_via_us() {
-            self.index
-                .remove(out_hash, index << 1 | Dir::Outbound.bit());
-        }
-        self.wheel.unlink(&mut self.slab, index);
-        self.slab[index as usize] = Entry::Free {
-            generation: conn.generation,
+    /// Unindexes, disarms and frees the live slot `index`, whose keys hash to
+    /// `in_hash` and `out_hash` (ignored when it has no outbound record).
+    fn release_slot(&mut self, index: u32, in_hash: u64, out_hash: u64) {
+        let Some(cold) = self.slab.get(index as usize).copied() else {
+            return;
         };
+        if !cold.is_live() {
+            return;
+        }
+        self.records.remove(in_hash, cold.records[0]);
+        if cold.records[1] != NO_RECORD {
+            self.records.remove(out_hash, cold.records[1]);
+        }
+        let (wheel, mut entries) = self.wheel_and_entries();
+        wheel.unlink(&mut entries, index);
+        self.slab[index as usize] = Cold::free(cold.generation);
         self.free.put(index as usize);
         self.len -= 1;
     }

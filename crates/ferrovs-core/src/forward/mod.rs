@@ -28,7 +28,7 @@ pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, 
 pub use nat::{translate, translate_fragment, translate_v4, Translation, TranslationV4};
 pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 
-use crate::conn::{Conn, Dir, Mode};
+use crate::conn::{Dir, Lane, Mode, Record};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// A connection's four endpoints, address family erased.
@@ -125,35 +125,25 @@ pub enum ActionV4 {
     },
 }
 
-/// [`packet_action`] for an IPv4 connection, read straight from the connection.
-/// None for a direction the mode never sees, and for TUNNEL, whose encapsulation
-/// is left to [`packet_action`] and [`encapsulate`].
+/// [`packet_action`] for a packet of an IPv4 connection, read straight from the
+/// record its lookup found: the burst path reads nothing else. None for a lane
+/// the burst path does not forward (see [`Lane::Ordinary`]).
 #[inline]
-pub fn packet_action_v4(conn: &Conn<Ipv4Addr>, dir: Dir) -> Option<ActionV4> {
-    // Each arm reads only the endpoints it uses: DR reads one.
+pub fn packet_action_v4(record: &Record<Ipv4Addr>) -> Option<ActionV4> {
     let ep = |e: crate::conn::Endpoint<Ipv4Addr>| (e.addr, e.port);
+    let [src, dst] = record.to();
     let translate = |src, dst, next_hop| ActionV4::Translate {
         t: TranslationV4 { src, dst },
         next_hop,
     };
-    Some(match (conn.mode(), dir) {
-        (Mode::Nat, Dir::Inbound) => {
-            let real = ep(conn.real());
-            translate(None, Some(real), real.0)
-        }
-        (Mode::Nat, Dir::Outbound) => translate(Some(ep(conn.vip())), None, conn.client().addr),
-        (Mode::FullNat, Dir::Inbound) => {
-            let real = ep(conn.real());
-            translate(Some(ep(conn.local())), Some(real), real.0)
-        }
-        (Mode::FullNat, Dir::Outbound) => {
-            let client = ep(conn.client());
-            translate(Some(ep(conn.vip())), Some(client), client.0)
-        }
-        (Mode::Dr, Dir::Inbound) => ActionV4::Direct {
-            next_hop: conn.real().addr,
-        },
-        (Mode::Dr, Dir::Outbound) | (Mode::Tunnel, _) => return None,
+    Some(match (record.lane(), record.dir()) {
+        // Inbound: to the real server (dst), from the client (NAT) or the local
+        // address (FULLNAT); outbound: from the VIP (src), to the client (dst).
+        (Lane::Nat, Dir::Inbound) => translate(None, Some(ep(dst)), dst.addr),
+        (Lane::Nat, Dir::Outbound) => translate(Some(ep(src)), None, dst.addr),
+        (Lane::FullNat, _) => translate(Some(ep(src)), Some(ep(dst)), dst.addr),
+        (Lane::Dr, Dir::Inbound) => ActionV4::Direct { next_hop: dst.addr },
+        (Lane::Dr, Dir::Outbound) | (Lane::Ordinary, _) => return None,
     })
 }
 
@@ -300,7 +290,7 @@ mod tests {
                 template: None,
             };
             let id = t.insert(&new, 0).unwrap();
-            let conn = *t.get(id).unwrap();
+            let conn = t.get(id).unwrap();
             let generic_endpoints = Endpoints {
                 client: (IpAddr::V4(conn.client().addr), conn.client().port),
                 vip: (IpAddr::V4(conn.vip().addr), conn.vip().port),
@@ -310,7 +300,11 @@ mod tests {
             for dir in [Dir::Inbound, Dir::Outbound] {
                 let generic = packet_action(mode, dir, &generic_endpoints);
                 let widen = |x: Option<(Ipv4Addr, u16)>| x.map(|(a, p)| (IpAddr::V4(a), p));
-                let v4 = packet_action_v4(&conn, dir).map(|a| match a {
+                let Some(pos) = t.record_of(id, dir) else {
+                    assert!(!mode.replies_via_us(), "{mode}: no outbound record");
+                    continue;
+                };
+                let v4 = packet_action_v4(t.record(pos).unwrap()).map(|a| match a {
                     ActionV4::Translate { t, next_hop } => Action::Translate {
                         t: Translation {
                             src: widen(t.src),

@@ -11,8 +11,8 @@ use crate::access::{worker_share, SourceLimiter};
 use crate::conn::xlate;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, SeqAdj, StateChange, TcpState,
-    TemplateId, Timeouts,
+    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, Record, RecordPos, SeqAdj,
+    StateChange, TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
@@ -566,7 +566,7 @@ impl Balancer {
     /// A copy of connection `id`.
     #[inline]
     pub fn get<A: Tables>(&self, id: ConnId) -> Option<Conn<A>> {
-        A::select_ref(&self.v4, &self.v6).conns.get(id).copied()
+        A::select_ref(&self.v4, &self.v6).conns.get(id)
     }
 
     /// A copy of connection `id`'s sequence-number translation, if it has one.
@@ -614,7 +614,7 @@ impl Balancer {
     }
 
     /// Advances the connection's state for a packet and keeps the per-server
-    /// active/inactive counts in step. Returns the connection (a copy: it is small).
+    /// active/inactive counts in step. Returns the connection (a copy).
     #[inline]
     pub fn on_packet<A: Tables>(
         &mut self,
@@ -624,44 +624,70 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) -> Option<Conn<A>> {
-        self.on_packet_in_place::<A>(id, dir, tcp_flags, now, stats)
-            .copied()
+        let t = A::select(&mut self.v4, &mut self.v6);
+        let change = t.conns.on_packet(id, dir, tcp_flags, now).ok()?;
+        let conn = t.conns.get(id)?;
+        if change.from != change.to {
+            self.state_changed(&conn, change, now, stats);
+        }
+        Some(conn)
     }
 
-    /// [`Balancer::on_packet`] that leaves the connection in its slot and lends it
-    /// out, for a caller that reads only a few of its fields (the burst path).
+    /// [`Balancer::on_packet`] for the burst path, from the packet's record: a
+    /// packet that leaves the state as it was reads and writes nothing but its
+    /// record. Returns the record as the packet left it.
     #[inline(always)]
-    pub fn on_packet_in_place<A: Tables>(
+    pub fn on_packet_record<A: Tables>(
         &mut self,
-        id: ConnId,
-        dir: Dir,
+        pos: RecordPos,
         tcp_flags: u8,
         now: u64,
         stats: &WorkerStats,
-    ) -> Option<&Conn<A>> {
-        let Balancer {
-            v4,
-            v6,
-            views,
-            sync,
-            ..
-        } = self;
-        let t = A::select(v4, v6);
-        let (change, conn) = t.conns.on_packet_in_place(id, dir, tcp_flags, now).ok()?;
+    ) -> Option<Record<A>> {
+        let t = A::select(&mut self.v4, &mut self.v6);
+        let (change, record) = t.conns.on_packet_record(pos, tcp_flags, now).ok()?;
         // Most packets leave the state as it was (always for UDP): nothing to count.
         if change.from != change.to {
-            if change.activated() || change.deactivated() {
-                views.count_state_change(conn.real_server(), change, stats);
-            }
-            count_handshake(conn.real_server(), change, stats);
-            // A translated connection cannot continue on another member: its
-            // translation is not in the record. NAT64's is in its addresses.
-            let untranslated = conn.xlate() & !xlate::flag::NAT64 == 0;
-            if let (Some(out), true) = (sync, synced(change.to) && untranslated) {
-                send_record(out, conn, now, stats);
-            }
+            self.record_state_changed::<A>(pos, change, now, stats);
         }
-        Some(conn)
+        Some(record)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_state_changed<A: Tables>(
+        &mut self,
+        pos: RecordPos,
+        change: StateChange,
+        now: u64,
+        stats: &WorkerStats,
+    ) {
+        let conns = &A::select_ref(&self.v4, &self.v6).conns;
+        if let Some(conn) = conns.id_of(pos).and_then(|id| conns.get(id)) {
+            self.state_changed(&conn, change, now, stats);
+        }
+    }
+
+    /// Counts a connection's state change and sends it to the sync peers when
+    /// they want it.
+    fn state_changed<A: Tables>(
+        &mut self,
+        conn: &Conn<A>,
+        change: StateChange,
+        now: u64,
+        stats: &WorkerStats,
+    ) {
+        if change.activated() || change.deactivated() {
+            self.views
+                .count_state_change(conn.real_server(), change, stats);
+        }
+        count_handshake(conn.real_server(), change, stats);
+        // A translated connection cannot continue on another member: its
+        // translation is not in the record. NAT64's is in its addresses.
+        let untranslated = conn.xlate() & !xlate::flag::NAT64 == 0;
+        if let (Some(out), true) = (&mut self.sync, synced(change.to) && untranslated) {
+            send_record(out, conn, now, stats);
+        }
     }
 
     /// Schedules a new connection from `client` to `svc` (reached at `vip`) and
@@ -729,7 +755,7 @@ impl Balancer {
     /// then takes the connection as its first packet will leave it (a SYN makes
     /// it active), so that least-connection schedulers decide in between as they
     /// would had it been finished and its packet handled. The caller hands that
-    /// packet to [`Balancer::on_packet_in_place`] right after finishing: the
+    /// packet to [`Balancer::on_packet`] right after finishing: the
     /// connection's timer is armed at the deadline the packet will set.
     pub fn connect_begin<A: Tables>(
         &mut self,
@@ -923,7 +949,7 @@ impl Balancer {
         // UDP flow's state never moves, so it is sent as it opens.
         if let (Some(out), Proto::Udp) = (&mut self.sync, new.proto) {
             if let Some(conn) = tables.conns.get(id) {
-                send_record(out, conn, now, stats);
+                send_record(out, &conn, now, stats);
             }
         }
         Ok(id)

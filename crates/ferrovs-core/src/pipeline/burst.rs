@@ -3,14 +3,10 @@
 //!
 //! 1. Prefetch every packet's first data line; classify each with
 //!    [`parse_ipv4_flow`] (untagged IPv4 TCP/UDP to this port's MAC), hash its flow
-//!    key and prefetch the line its lookup starts from: in a lightly loaded
-//!    table the slab slot its connection most likely sits in (its home slot, see
-//!    `conn::table`), else the connection-index bucket.
-//! 2. With those lines arriving, find each packet's candidate slot, for the whole
-//!    batch before any packet is handled: the home slot when it was requested and
-//!    holds the key, else the slot the index bucket points at, whose entry is
-//!    requested now. An entry requested only a few packets ahead of its use
-//!    still missed on arrival at 64K and 1M flows.
+//!    key and request the connection table's bucket its record is in (see
+//!    `conn::records`): the one line of the table an established packet reads.
+//! 2. (No second stage: the record holds everything forwarding needs, so there
+//!    is no further line to request ahead.)
 //! 3. In arrival order, forward packets of established connections right here
 //!    ([`Pipeline::forward_v4`]); every other packet (ARP, ICMP, IPv6, anything
 //!    malformed) takes [`Pipeline::process`]'s path, which also owns every drop
@@ -18,7 +14,7 @@
 //!    with its table lines requested ([`Pipeline::open_v4`]), and so is a later
 //!    packet of a flow the batch opens.
 //! 4. The connections set aside are inserted and their packets forwarded, in
-//!    arrival order ([`Pipeline::open_parked`]): a new connection's index buckets
+//!    arrival order ([`Pipeline::open_parked`]): a new connection's buckets
 //!    (its outbound key's has never been read) arrive while the rest of the batch
 //!    is handled, instead of stalling it one connection at a time.
 //!
@@ -39,7 +35,7 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
-use crate::conn::{Candidate, ConnId, FirstLine, Mode};
+use crate::conn::{ConnId, Lane, Mode, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{ethernet, PacketBuf};
@@ -84,8 +80,6 @@ struct Staged {
     flow: Option<Ipv4Flow>,
     /// The hash of its flow key under the IPv4 table's hasher.
     hash: u64,
-    /// The slot its connection most likely is in (stage 2).
-    candidate: Option<Candidate>,
 }
 
 /// A packet of the batch set aside until its connection is inserted (stage 4).
@@ -145,7 +139,6 @@ fn filter_bit(hash: u64) -> u64 {
 const ORDINARY: Staged = Staged {
     flow: None,
     hash: 0,
-    candidate: None,
 };
 
 #[inline(always)]
@@ -171,7 +164,6 @@ impl<P: PacketPool> Pipeline<P> {
                 pkt.prefetch_data();
             }
             let table = self.lb.conns::<Ipv4Addr>();
-            let first = table.first_line();
             for (pkt, s) in pkts[..n].iter().zip(&mut staged) {
                 let data = pkt.data();
                 if data.get(ethernet::field::DST) != Some(&mac.0[..])
@@ -184,17 +176,11 @@ impl<P: PacketPool> Pipeline<P> {
                     continue;
                 };
                 let hash = table.hasher().hash(&key_of(&flow));
-                table.request_first_line(hash, first);
+                table.request_record(hash);
                 *s = Staged {
                     flow: Some(flow),
                     hash,
-                    candidate: None,
                 };
-            }
-            // Every entry is requested before any packet is handled: the entry then
-            // has the whole of stage 3 up to its packet to arrive.
-            for s in &mut staged[..n] {
-                self.request_entry(s, first);
             }
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
                 match &s.flow {
@@ -219,7 +205,7 @@ impl<P: PacketPool> Pipeline<P> {
         for p in parked.drain(..) {
             match p.opening {
                 Some(opening) => match self.lb.connect_finish(&opening, self.now_ms, &self.stats) {
-                    Ok(id) => self.forward_v4(p.pkt, &p.flow, id, Dir::Inbound),
+                    Ok(id) => self.forward_new_v4(p.pkt, &p.flow, id),
                     Err(reason) => self.discard(p.pkt, reason),
                 },
                 // Its flow's connection exists now (or failed to open: then this
@@ -228,7 +214,6 @@ impl<P: PacketPool> Pipeline<P> {
                     let staged = Staged {
                         flow: Some(p.flow),
                         hash: p.hash,
-                        candidate: None,
                     };
                     self.flow_v4(p.pkt, port, &p.flow, &staged, false);
                 }
@@ -250,19 +235,6 @@ impl<P: PacketPool> Pipeline<P> {
         true
     }
 
-    /// Stage 2 for one packet: finds the slot its connection most likely is in
-    /// (the key's home slot, or where its index bucket points, whose entry is
-    /// then requested) and remembers it.
-    #[inline(always)]
-    fn request_entry(&self, s: &mut Staged, first: FirstLine) {
-        if let Some(flow) = &s.flow {
-            s.candidate = self
-                .lb
-                .conns::<Ipv4Addr>()
-                .candidate(&key_of(flow), s.hash, first);
-        }
-    }
-
     /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
     /// to an established connection or opens one (set aside for stage 4 when
     /// `park`); anything else goes to the ordinary path untouched.
@@ -276,8 +248,9 @@ impl<P: PacketPool> Pipeline<P> {
             return self.handle(pkt, port, true);
         }
         let table = self.lb.conns::<Ipv4Addr>();
-        let Some((id, dir, conn)) =
-            table.lookup_candidate(&key_of(flow), staged.hash, staged.candidate)
+        let Some((pos, record)) = table
+            .find_record(&key_of(flow), staged.hash)
+            .and_then(|pos| Some((pos, table.record(pos)?)))
         else {
             return self.open_v4(pkt, port, flow, staged.hash, park);
         };
@@ -285,13 +258,12 @@ impl<P: PacketPool> Pipeline<P> {
         // is encapsulated; a translated connection's sequence numbers are
         // rewritten on the ordinary path, which keeps this lane as it was for
         // every other connection.
-        if (dir == Dir::Inbound && is_opening_syn(proto, flags))
-            || conn.mode() == Mode::Tunnel
-            || conn.xlate() != 0
+        if (record.dir() == Dir::Inbound && is_opening_syn(proto, flags))
+            || record.lane() == Lane::Ordinary
         {
             return self.handle(pkt, port, true);
         }
-        self.forward_v4(pkt, flow, id, dir);
+        self.forward_v4(pkt, flow, pos);
     }
 
     /// The first packet of a flow, as `flow_input_af` handles a miss: a new
@@ -377,27 +349,37 @@ impl<P: PacketPool> Pipeline<P> {
             return;
         }
         match lb.connect(svc, proto, client, vip, *now_ms, stats) {
-            Ok(id) => self.forward_v4(pkt, flow, id, Dir::Inbound),
+            Ok(id) => self.forward_new_v4(pkt, flow, id),
             Err(reason) => self.discard(pkt, reason),
         }
     }
 
-    /// Accounts a packet to connection `id` (state, counters), rewrites it for the
-    /// connection's mode and sends it on: `flow_input_af` and `forward` in one.
+    /// The first packet of connection `id`, just inserted: forwarded from its
+    /// inbound record.
+    fn forward_new_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, id: ConnId) {
+        match self.lb.conns::<Ipv4Addr>().record_of(id, Dir::Inbound) {
+            Some(pos) => self.forward_v4(pkt, flow, pos),
+            None => self.discard(pkt, DropReason::NoConnection),
+        }
+    }
+
+    /// Accounts a packet to the connection whose record is at `pos` (state,
+    /// counters), rewrites it for the connection's mode and sends it on:
+    /// `flow_input_af` and `forward` in one.
     #[inline(always)]
-    fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, id: ConnId, dir: Dir) {
-        let Some(conn) = self.lb.on_packet_in_place::<Ipv4Addr>(
-            id,
-            dir,
+    fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
+        let Some(record) = self.lb.on_packet_record::<Ipv4Addr>(
+            pos,
             flow.tcp_flags.bits(),
             self.now_ms,
             &self.stats,
         ) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
-        let action = packet_action_v4(conn, dir);
+        let dir = record.dir();
+        let action = packet_action_v4(&record);
         let bytes = u64::from(flow.total_len);
-        count_forwarded(&self.stats, conn.real_server(), dir, bytes);
+        count_forwarded(&self.stats, record.real_server(), dir, bytes);
         let (t, next_hop) = match action {
             Some(ActionV4::Translate { t, next_hop }) => (Some(t), next_hop),
             Some(ActionV4::Direct { next_hop }) => (None, next_hop),

@@ -56,13 +56,20 @@ fn expire_all<A: Family>(t: &mut ConnTable<A>, now: u64) -> Vec<ConnId> {
 }
 
 #[test]
-fn entry_layout_is_compact() {
-    // The free variant hides in the connection's padding; an entry is one
-    // cache line (IPv4) or two (IPv6), aligned.
-    assert_eq!(size_of::<Conn<Ipv4Addr>>(), 56);
-    assert_eq!(size_of::<Entry<Ipv4Addr>>(), 64);
-    assert_eq!(align_of::<Entry<Ipv4Addr>>(), 64);
-    assert!(size_of::<Entry<Ipv6Addr>>() <= 128);
+fn cold_entries_are_half_a_line() {
+    assert_eq!(size_of::<Cold>(), 32);
+    assert_eq!(align_of::<Cold>(), 32);
+}
+
+/// The wheel's view of a table, for its test helpers.
+fn entries<A: Family>(t: &mut ConnTable<A>) -> (&mut TimerWheel, Entries<'_, A>) {
+    t.wheel_and_entries()
+}
+
+/// The slot the wheel has connection `index` filed in.
+fn filed<A: Family>(t: &mut ConnTable<A>, index: u32) -> Option<usize> {
+    let (wheel, e) = entries(t);
+    wheel.slot_of(&e, index)
 }
 
 #[test]
@@ -73,7 +80,7 @@ fn a_connection_prepared_with_its_first_packet_is_armed_at_that_packets_deadline
     let now = 5 * SEC;
     let syn = t.prepare_insert(nat(1, 1000), Some(SYN));
     let id = t.insert_prepared(&syn, now).unwrap();
-    let slot = t.wheel.slot_of(&t.slab, id.index);
+    let slot = filed(&mut t, id.index);
     assert_eq!(slot, Some(TimerWheel::slot_for(now + 60 * SEC)));
     t.on_packet(id, Dir::Inbound, SYN, now).unwrap();
     assert_eq!(t.get(id).unwrap().expiry(), now + 60 * SEC);
@@ -83,10 +90,10 @@ fn a_connection_prepared_with_its_first_packet_is_armed_at_that_packets_deadline
     let mut t = table(16);
     let plain = t.prepare_insert(nat(2, 1000), None);
     let id = t.insert_prepared(&plain, now).unwrap();
-    let slot = t.wheel.slot_of(&t.slab, id.index);
+    let slot = filed(&mut t, id.index);
     assert_eq!(slot, Some(TimerWheel::slot_for(now + 2 * SEC)));
     let id3 = t.insert(&nat(3, 1000), now).unwrap();
-    let slot = t.wheel.slot_of(&t.slab, id3.index);
+    let slot = filed(&mut t, id3.index);
     assert_eq!(slot, Some(TimerWheel::slot_for(now + 2 * SEC)));
 
     // A first packet whose state times out sooner than NONE (SYN_RECV set to
@@ -98,154 +105,166 @@ fn a_connection_prepared_with_its_first_packet_is_armed_at_that_packets_deadline
     let mut t = ConnTable::with_hasher(16, &short, FlowHasher::with_seed(42)).unwrap();
     let syn = t.prepare_insert(nat(1, 1000), Some(SYN));
     let id = t.insert_prepared(&syn, now).unwrap();
-    let filed = t.wheel.slot_of(&t.slab, id.index);
+    let filed = filed(&mut t, id.index);
     assert_eq!(filed, Some(TimerWheel::slot_for(now + SEC)));
-    let timer = t.slab.timer(id.index);
+    let timer = t.slab[id.index as usize].timer;
     t.on_packet(id, Dir::Inbound, SYN, now).unwrap();
-    assert_eq!(t.slab.timer(id.index), timer, "not re-filed");
+    assert_eq!(t.slab[id.index as usize].timer, timer, "not re-filed");
     assert_eq!(expire_all(&mut t, now + 1100), vec![id]);
 }
 
-/// The slot the table puts a connection with this key in when it is free.
+/// The slot the table looks for a free slot from, for a connection with this key.
 fn home_of(t: &ConnTable<Ipv4Addr>, key: &FlowKey<Ipv4Addr>) -> u32 {
     t.home_slot(t.hasher.hash(key)) as u32
 }
 
-/// What stage 2 of the burst path learns of `key`, and what it then finds.
-fn candidate_of(
+/// What the burst path finds for `key`: the record, and the connection it names.
+fn record_of_key(
     t: &ConnTable<Ipv4Addr>,
     key: &FlowKey<Ipv4Addr>,
-) -> (Option<Candidate>, Option<(ConnId, Dir)>) {
-    let hash = t.hasher.hash(key);
-    let candidate = t.candidate(key, hash, FirstLine::HomeSlot);
-    let found = t
-        .lookup_candidate(key, hash, candidate)
-        .map(|(id, dir, _)| (id, dir));
-    (candidate, found)
+) -> Option<(Record<Ipv4Addr>, ConnId)> {
+    let pos = t.find_record(key, t.hasher.hash(key))?;
+    Some((*t.record(pos)?, t.id_of(pos)?))
 }
 
 #[test]
-fn a_connection_takes_its_home_slot_and_is_found_there_without_the_index() {
+fn each_direction_has_a_record_with_what_its_packets_need() {
     let mut t = table(1000);
-    let c = nat(1, 1000);
-    let id = t.insert(&c, 0).unwrap();
-    assert_eq!(id.index(), home_of(&t, &in_key(&c)));
-    let (candidate, found) = candidate_of(&t, &in_key(&c));
-    assert!(candidate.unwrap().at_home());
-    assert_eq!(found, Some((id, Dir::Inbound)));
-    // The reply's key has another home: found through the index.
-    let (candidate, found) = candidate_of(&t, &out_key(&c));
-    assert!(!candidate.unwrap().at_home());
-    assert_eq!(found, Some((id, Dir::Outbound)));
-    // A key nobody has: no candidate at all.
-    assert_eq!(candidate_of(&t, &in_key(&nat(2, 1000))), (None, None));
-    // Removed: the home slot no longer answers.
-    t.remove(id).unwrap();
-    assert_eq!(candidate_of(&t, &in_key(&c)), (None, None));
-}
-
-#[test]
-fn lookups_start_at_home_only_in_a_lightly_loaded_table() {
-    let mut t = table(80);
-    assert_eq!(t.first_line(), FirstLine::HomeSlot, "empty");
-    let conns: Vec<_> = (0..11).map(|i| nat(4, 100 + i)).collect();
-    let ids: Vec<_> = conns.iter().map(|c| t.insert(c, 0).unwrap()).collect();
-    assert_eq!(t.first_line(), FirstLine::IndexBucket, "11 of 80");
-    t.remove(ids[10]).unwrap();
-    assert_eq!(t.first_line(), FirstLine::HomeSlot, "10 of 80");
-    // Starting from the index finds the same connections, never "at home".
-    for (c, &id) in conns.iter().zip(&ids).take(10) {
-        let hash = t.hasher.hash(&in_key(c));
-        let candidate = t.candidate(&in_key(c), hash, FirstLine::IndexBucket);
-        assert!(!candidate.unwrap().at_home());
-        let found = t.lookup_candidate(&in_key(c), hash, candidate);
+    for (i, mode) in [Mode::Nat, Mode::FullNat, Mode::Dr, Mode::Tunnel]
+        .into_iter()
+        .enumerate()
+    {
+        let c = conn(mode, Proto::Tcp, client(1, 1000 + i as u16), 7000);
+        let id = t.insert(&c, 0).unwrap();
+        let (r, found) = record_of_key(&t, &in_key(&c)).unwrap();
+        assert_eq!(found, id);
+        assert_eq!(r.dir(), Dir::Inbound);
+        assert_eq!(r.key(), [c.client, c.vip]);
         assert_eq!(
-            found.map(|(id, dir, _)| (id, dir)),
-            Some((id, Dir::Inbound))
+            r.to(),
+            [c.local, c.real],
+            "{mode}: from the local address, to the real server"
+        );
+        assert_eq!((r.real_server(), r.proto()), (2, Proto::Tcp));
+        let lane = match mode {
+            Mode::Nat => Lane::Nat,
+            Mode::FullNat => Lane::FullNat,
+            Mode::Dr => Lane::Dr,
+            Mode::Tunnel => Lane::Ordinary,
+        };
+        assert_eq!(r.lane(), lane);
+        match record_of_key(&t, &out_key(&c)) {
+            Some((r, found)) => {
+                assert!(mode.replies_via_us());
+                assert_eq!(found, id);
+                assert_eq!(r.dir(), Dir::Outbound);
+                assert_eq!(r.key(), [c.real, c.local]);
+                assert_eq!(
+                    r.to(),
+                    [c.vip, c.client],
+                    "{mode}: from the VIP, to the client"
+                );
+                assert_eq!(r.lane(), lane);
+            }
+            // Replies bypass us: a packet shaped like a reply is not theirs.
+            None => assert!(!mode.replies_via_us(), "{mode}"),
+        }
+        // The connection put together from its records and cold entry.
+        let got = t.get(id).unwrap();
+        assert_eq!(
+            (got.client(), got.vip(), got.local(), got.real(), got.mode()),
+            (c.client, c.vip, c.local, c.real, mode)
         );
     }
+    // Removed: neither record answers.
+    let c = nat(1, 1000);
+    let id = t.lookup(&in_key(&c)).unwrap().0;
+    t.remove(id).unwrap();
+    assert_eq!(record_of_key(&t, &in_key(&c)), None);
+    assert_eq!(record_of_key(&t, &out_key(&c)), None);
 }
 
 #[test]
-fn with_both_homes_taken_a_connection_takes_the_next_free_slot() {
-    // Fill a small table; each connection whose two homes are taken lands in
-    // the first free slot after its inbound home, going round past the end.
+fn a_packet_that_keeps_the_state_writes_only_its_record() {
+    let mut t = table(16);
+    let c = conn(Mode::Nat, Proto::Udp, client(2, 2000), 0);
+    let id = t.insert(&c, 0).unwrap();
+    let pos = t.record_of(id, Dir::Outbound).unwrap();
+    let cold = t.slab[id.index as usize];
+    let (change, r) = t.on_packet_record(pos, 0, 150 * SEC + 30).unwrap();
+    assert_eq!((change.from, change.to), (ConnState::Udp, ConnState::Udp));
+    assert_eq!(r.dir(), Dir::Outbound);
+    let after = t.slab[id.index as usize];
+    assert_eq!(
+        (after.expiry, after.timer, after.records),
+        (cold.expiry, cold.timer, cold.records),
+        "the cold entry is untouched"
+    );
+    // The deadline follows the record's tick, rounded up to the wheel's.
+    assert_eq!(t.get(id).unwrap().expiry(), 150 * SEC + TICK_MS + 300 * SEC);
+    // A TCP packet that moves the state goes the slow way: both records change.
+    let c = nat(3, 3000);
+    let id = t.insert(&c, 0).unwrap();
+    let pos = t.record_of(id, Dir::Inbound).unwrap();
+    let (change, r) = t.on_packet_record(pos, SYN, SEC).unwrap();
+    assert_eq!(change.to, ConnState::Tcp(TcpState::SynRecv));
+    assert_eq!(r.state_code(), change.to.code());
+    let out = t.record_of(id, Dir::Outbound).unwrap();
+    assert_eq!(t.record(out).unwrap().state_code(), change.to.code());
+    assert_eq!(t.get(id).unwrap().expiry(), SEC + 60 * SEC);
+}
+
+#[test]
+fn a_settled_tick_is_never_read_as_a_packet() {
+    // A connection idle longer than the 16-bit tick wraps (109 minutes) keeps
+    // the deadline it settled at, whatever the clock reads: the wheel settles
+    // it at least once a lap.
+    let long = Timeouts {
+        tcp_established: Duration::from_secs(10 * 3600),
+        ..Timeouts::default()
+    };
+    let mut t = ConnTable::with_hasher(16, &long, FlowHasher::with_seed(3)).unwrap();
+    let id = t.insert(&nat(1, 1), 0).unwrap();
+    for flags in [SYN, ACK] {
+        t.on_packet(id, Dir::Inbound, flags, 0).unwrap();
+    }
+    let pos = t.record_of(id, Dir::Inbound).unwrap();
+    t.on_packet_record(pos, ACK, 5 * SEC).unwrap();
+    let deadline = 5 * SEC + 10 * 3600 * SEC;
+    assert_eq!(t.get(id).unwrap().expiry(), deadline);
+    let mut now = 5 * SEC;
+    while now < deadline - 60 * SEC {
+        now += 60 * SEC;
+        assert!(expire_all(&mut t, now).is_empty(), "alive at {now}");
+        assert_eq!(t.get(id).unwrap().expiry(), deadline, "at {now}");
+    }
+    assert_eq!(expire_all(&mut t, deadline + TICK_MS), vec![id]);
+}
+
+#[test]
+fn with_its_home_taken_a_connection_takes_the_next_free_slot() {
+    // Fill a small table; each connection whose home slot is taken lands in the
+    // first free slot after it, going round past the end.
     const MAX: usize = 16;
     let mut t = table(MAX);
     let mut elsewhere = 0;
     for port in 1..=MAX as u16 {
         let c = nat(7, port);
-        let in_home = home_of(&t, &in_key(&c)) as usize;
-        let out_home = home_of(&t, &out_key(&c)) as usize;
-        let free = |t: &ConnTable<Ipv4Addr>, s: usize| matches!(t.slab[s], Entry::Free { .. });
-        let want = if free(&t, in_home) {
-            in_home
-        } else if free(&t, out_home) {
-            out_home
-        } else {
+        let home = home_of(&t, &in_key(&c)) as usize;
+        let free = |t: &ConnTable<Ipv4Addr>, s: usize| !t.slab[s].is_live();
+        let want = (home..MAX)
+            .chain(0..home)
+            .find(|&s| free(&t, s))
+            .expect("room");
+        if want != home {
             elsewhere += 1;
-            (in_home..MAX)
-                .chain(0..in_home)
-                .find(|&s| free(&t, s))
-                .expect("room")
-        };
+        }
         let id = t.insert(&c, 0).unwrap();
         assert_eq!(id.index() as usize, want, "port {port}");
         assert_eq!(t.lookup(&in_key(&c)), Some((id, Dir::Inbound)));
     }
     assert!(elsewhere > 0, "a full table has connections away from home");
     assert_eq!(t.insert(&nat(8, 1), 0), Err(ConnError::TableFull));
-}
-
-#[test]
-fn a_taken_home_slot_sends_the_connection_elsewhere_and_the_index_finds_it() {
-    // 16 slots: two connections whose inbound keys share a home are easy to find.
-    let mut t = table(16);
-    let mut by_home: HashMap<u32, NewConn<Ipv4Addr>> = HashMap::new();
-    let (first, second) = (1..2000u16)
-        .find_map(|port| {
-            let c = nat(9, port);
-            let home = home_of(&t, &in_key(&c));
-            by_home.insert(home, c).map(|earlier| (earlier, c))
-        })
-        .expect("two keys with one home among 2000");
-    let a = t.insert(&first, 0).unwrap();
-    let b = t.insert(&second, 0).unwrap();
-    assert_eq!(a.index(), home_of(&t, &in_key(&first)));
-    assert_ne!(b.index(), a.index());
-    // Its outbound key's home if that was free, else any free slot.
-    let out_home = home_of(&t, &out_key(&second));
-    if out_home != a.index() {
-        assert_eq!(b.index(), out_home);
-        let (candidate, found) = candidate_of(&t, &out_key(&second));
-        assert!(candidate.unwrap().at_home(), "found at its outbound home");
-        assert_eq!(found, Some((b, Dir::Outbound)));
-    }
-    let (candidate, found) = candidate_of(&t, &in_key(&second));
-    assert!(!candidate.unwrap().at_home());
-    assert_eq!(found, Some((b, Dir::Inbound)));
-    // The first one still answers from home.
-    let (candidate, found) = candidate_of(&t, &in_key(&first));
-    assert!(candidate.unwrap().at_home());
-    assert_eq!(found, Some((a, Dir::Inbound)));
-}
-
-#[test]
-fn a_home_slot_answers_only_for_keys_its_connection_has() {
-    // DR connections have no outbound key (replies bypass us): a packet shaped
-    // like a reply is not theirs even when its key's home is their slot.
-    let mut t = table(8);
-    let (c, reply) = (1..5000u16)
-        .map(|port| conn(Mode::Dr, Proto::Tcp, client(3, port), 0))
-        .map(|c| (c, outbound_key(c.proto, c.real, c.local)))
-        .find(|(c, reply)| home_of(&t, &in_key(c)) == home_of(&t, reply))
-        .expect("a reply key sharing its connection's home among 5000");
-    let id = t.insert(&c, 0).unwrap();
-    assert_eq!(id.index(), home_of(&t, &reply));
-    let (candidate, found) = candidate_of(&t, &reply);
-    assert!(!candidate.is_some_and(|c| c.at_home()));
-    assert_eq!(found, None);
-    assert_eq!(t.lookup(&reply), None);
 }
 
 #[test]
@@ -311,15 +330,15 @@ fn slots_are_handed_out_in_random_order_and_all_of_them() {
 
 #[test]
 fn memory_bytes_per_connection() {
-    // Slab, free bitmap, index and wheel, from their allocation sizes
+    // Cold slab, free bitmap, records and wheel, from their allocation sizes
     // (capacity times element size), at sizes that round well and badly to a
     // power of two.
     for max in [1_000, 65_536, 100_000, 1_000_000] {
         let t = table(max);
-        let slab = t.slab.len() * size_of::<Entry<Ipv4Addr>>();
+        let slab = t.slab.len() * size_of::<Cold>();
         let free = t.free.memory_bytes();
         assert!(free <= max / 8 + max / 512 + 16, "a bit a slot: {free}");
-        let index = t.index.memory_bytes();
+        let index = t.records.memory_bytes();
         let wheel = t.wheel.memory_bytes();
         assert_eq!(t.memory_bytes(), slab + free + index + wheel);
         let per_conn = t.memory_bytes() as f64 / max as f64;
@@ -328,8 +347,9 @@ fn memory_bytes_per_connection() {
             per_conn_large <= 128.0,
             "max {max}: {per_conn_large:.1} bytes/conn"
         );
-        if max >= 65_536 {
-            // The fixed 64 KiB of wheel slots amortises away.
+        if max >= 1_000_000 {
+            // The wheel's fixed 1.1 MB (slot heads, a top chunk per slot)
+            // amortises away.
             assert!(per_conn <= 128.0, "max {max}: {per_conn:.1} bytes/conn");
         }
     }
@@ -366,10 +386,10 @@ fn index_keeps_working_under_churn_at_full_table() {
         }
     }
     assert_eq!(t.len(), MAX);
-    assert_eq!(t.index.len(), 2 * MAX);
+    assert_eq!(t.records.len(), 2 * MAX);
     assert_eq!(t.memory_bytes(), bytes);
     for &id in &ids {
-        let c = *t.get(id).unwrap();
+        let c = t.get(id).unwrap();
         assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
         assert_eq!(
             t.lookup(&c.outbound_key().unwrap()),
@@ -410,8 +430,13 @@ fn nat_lookup_both_directions() {
     // Pre-hashed lookup, and a wrong hash only misses.
     let h = k.hash_with(t.hasher());
     assert_eq!(t.lookup_hashed(&k, h), Some((id, Dir::Inbound)));
-    assert_eq!(t.lookup_hashed(&k, h ^ 1), None);
-    assert_eq!(t.lookup_hashed(&k, h ^ (1 << 63)), None);
+    for wrong in [h ^ 1, h ^ (1 << 63)] {
+        let got = t.lookup_hashed(&k, wrong);
+        assert!(
+            got.is_none_or(|hit| hit == (id, Dir::Inbound)),
+            "never a wrong hit"
+        );
+    }
     let got = t.get(id).unwrap();
     assert_eq!((got.client(), got.vip(), got.real()), (c.client, VIP, REAL));
     assert_eq!(got.outbound_key(), Some(out_key(&c)));
@@ -447,9 +472,9 @@ fn dr_and_tunnel_are_inbound_only() {
         assert_eq!(t.lookup(&in_key(&c)), Some((id, Dir::Inbound)));
         assert_eq!(t.lookup(&out_key(&c)), None);
         assert_eq!(t.get(id).unwrap().outbound_key(), None);
-        assert_eq!(t.index.len(), 1);
+        assert_eq!(t.records.len(), 1);
         t.remove(id).unwrap();
-        assert_eq!(t.index.len(), 0);
+        assert_eq!(t.records.len(), 0);
     }
 }
 
@@ -485,7 +510,7 @@ fn duplicate_keys_are_refused_without_change() {
         )
         .is_ok());
     assert_eq!(t.len(), 3);
-    assert_eq!(t.index.len(), 6);
+    assert_eq!(t.records.len(), 6);
     assert_eq!(t.lookup(&in_key(&a)), Some((id, Dir::Inbound)));
 }
 
@@ -495,13 +520,13 @@ fn full_table_refuses_and_keeps_existing_flows() {
     let conns: Vec<_> = (1..=3).map(|h| nat(h, 1000)).collect();
     let ids: Vec<_> = conns.iter().map(|c| t.insert(c, 0).unwrap()).collect();
     t.on_packet(ids[0], Dir::Inbound, SYN, 0).unwrap();
-    let before: Vec<_> = ids.iter().map(|&id| *t.get(id).unwrap()).collect();
+    let before: Vec<_> = ids.iter().map(|&id| t.get(id).unwrap()).collect();
     assert_eq!(t.insert(&nat(4, 1000), 5), Err(ConnError::TableFull));
     assert_eq!(t.len(), 3);
     for (i, c) in conns.iter().enumerate() {
         assert_eq!(t.lookup(&in_key(c)), Some((ids[i], Dir::Inbound)));
         assert_eq!(t.lookup(&out_key(c)), Some((ids[i], Dir::Outbound)));
-        assert_eq!(*t.get(ids[i]).unwrap(), before[i]);
+        assert_eq!(t.get(ids[i]).unwrap(), before[i]);
     }
     assert_eq!(t.lookup(&in_key(&nat(4, 1000))), None);
     // Room again after a removal.
@@ -519,7 +544,7 @@ fn zero_capacity_table() {
 
 #[test]
 fn capacity_limit_is_an_error() {
-    let r = ConnTable::<Ipv4Addr>::new(MAX_ENTRIES + 1, &Timeouts::default());
+    let r = ConnTable::<Ipv4Addr>::new(MAX_CONNECTIONS + 1, &Timeouts::default());
     assert_eq!(r.err(), Some(ConnError::CapacityTooLarge));
     assert_eq!(ConnError::TableFull.reason(), "conn_table_full");
 }
@@ -568,7 +593,7 @@ fn freed_slots_are_reused_and_stale_ids_caught() {
         t.remove(id).unwrap();
     }
     assert!(t.is_empty());
-    assert_eq!(t.index.len(), 0);
+    assert_eq!(t.records.len(), 0);
 }
 
 /// Feeds `(dir, flags, expected state, expected activity change)` to a new
@@ -734,8 +759,10 @@ fn set_timeouts_applies_from_the_next_packet() {
     assert_eq!(t.get(id).unwrap().expiry(), 300 * SEC);
     t.on_packet(id, Dir::Inbound, 0, SEC).unwrap();
     assert_eq!(t.get(id).unwrap().expiry(), 11 * SEC);
-    // The shorter deadline was re-filed at once: it expires on time.
-    assert_eq!(expire_all(&mut t, 11 * SEC), [id]);
+    // A packet that keeps the state does not touch the wheel: the connection
+    // goes when the wheel reaches it, at the deadline filed before at the latest.
+    assert_eq!(expire_all(&mut t, 299 * SEC), []);
+    assert_eq!(expire_all(&mut t, 300 * SEC), [id]);
 }
 
 #[test]
@@ -1015,8 +1042,14 @@ fn randomised_against_a_model() {
                 let change = t.on_packet(id, dir, flags, now).unwrap();
                 assert_eq!(change, StateChange { from: m.state, to }, "step {step}");
                 let e = live.get_mut(&id).unwrap();
+                // A packet that keeps the state stamps its record with the tick
+                // (rounded up); a state change sets the exact deadline.
+                e.expiry = if to == e.state {
+                    now.div_ceil(TICK_MS) * TICK_MS + table_ms.ms(to)
+                } else {
+                    now + table_ms.ms(to)
+                };
                 e.state = to;
-                e.expiry = now + table_ms.ms(to);
             }
             // Lookups: both keys of a live connection, and random keys.
             65..=79 => {
@@ -1109,7 +1142,7 @@ fn randomised_against_a_model() {
                 .values()
                 .map(|m| 1 + usize::from(m.new.mode.replies_via_us()))
                 .sum();
-            assert_eq!(t.index.len(), keys);
+            assert_eq!(t.records.len(), keys);
         }
     }
     for outcome in [
@@ -1130,6 +1163,6 @@ fn randomised_against_a_model() {
     now += 3_600_000;
     expire_all(&mut t, now);
     assert!(t.is_empty());
-    assert_eq!(t.index.len(), 0);
+    assert_eq!(t.records.len(), 0);
     assert_eq!(t.wheel.armed(), 0);
 }

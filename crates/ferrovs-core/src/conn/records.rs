@@ -1,0 +1,551 @@
+//! The hash index of the connection table, whose slots are the connections'
+//! per-direction *records*: everything an established packet needs, found on the
+//! cache line its lookup probes.
+//!
+//! A record holds the key of one direction (the packet's source and destination
+//! endpoints and protocol), what that direction's packets are rewritten to, the
+//! real server's counter slot, the connection's state, the direction, the
+//! forwarding lane, the time of the direction's last packet and the slot of the
+//! connection's cold entry (in the table's slab: generation, persistence template,
+//! timer, settled deadline). An IPv4 record is 32 bytes, two to a 64-byte bucket,
+//! so a packet whose record sits in its home bucket reads that one line and, unless
+//! its packet changes the connection's state, writes only its own record.
+//!
+//! Layout: a fixed array of buckets of [`PER_BUCKET`] records, and beside it one
+//! byte per bucket counting the keys that probed past it (`overflow`, as in
+//! folly's F14). A key's home bucket comes from the hash by multiply-shift, so the
+//! bucket count need not be a power of two. A full home bucket spills to the next
+//! (linear probing by bucket: the next line); a lookup that does not find its key
+//! in a bucket reads that bucket's count and stops at zero, so removals need no
+//! tombstones. A count that reaches 255 stays there (a lookup then reads one
+//! bucket more than it must, never one less). Records never move once placed, so
+//! the cold entry keeps their positions. The index is sized once for the most
+//! keys it will hold at a load of at most [`MAX_LOAD_PERCENT`].
+
+use ferrovs_mem::{HugeSlice, OutOfMemory};
+
+use super::family::{Endpoint, Family};
+use super::key::{Dir, FlowKey, Proto};
+
+/// Records per bucket: two IPv4 records fill a cache line.
+pub(crate) const PER_BUCKET: usize = 2;
+/// Highest share of record slots in use, in percent, the index is sized for.
+pub(crate) const MAX_LOAD_PERCENT: usize = 75;
+/// Largest slab slot a record can name (24 bits, all ones meaning empty).
+pub(crate) const MAX_SLOT: u32 = (1 << 24) - 2;
+/// An overflow count that no longer counts (see the module documentation).
+const STUCK: u8 = u8::MAX;
+
+/// How the burst path forwards a direction's packets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Lane {
+    /// Destination NAT inbound, source NAT outbound.
+    Nat = 0,
+    /// Both addresses rewritten.
+    FullNat = 1,
+    /// Sent unchanged to the real server's MAC address.
+    Dr = 2,
+    /// Everything else goes the ordinary path: TUNNEL (encapsulated), NAT64
+    /// (translated between families), and connections whose sequence numbers are
+    /// translated (SYN proxy, Proxy Protocol).
+    Ordinary = 3,
+}
+
+impl Lane {
+    const fn from_bits(bits: u32) -> Lane {
+        match bits & 3 {
+            0 => Lane::Nat,
+            1 => Lane::FullNat,
+            2 => Lane::Dr,
+            _ => Lane::Ordinary,
+        }
+    }
+}
+
+/// Bit layout of [`Record::meta`].
+mod meta {
+    pub const SLOT_BITS: u32 = 24;
+    pub const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+    pub const STATE_SHIFT: u32 = 24;
+    pub const STATE_MASK: u32 = 0xf << STATE_SHIFT;
+    pub const DIR_BIT: u32 = 1 << 28;
+    pub const UDP_BIT: u32 = 1 << 29;
+    pub const LANE_SHIFT: u32 = 30;
+    /// An empty record: slot bits all ones (no slot has that number).
+    pub const EMPTY: u32 = u32::MAX;
+}
+
+/// One direction of a connection, as the packet path reads it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(C)]
+pub struct Record<A: Family> {
+    /// `[source, destination]` as this direction's packets carry them.
+    key: [Endpoint<A>; 2],
+    /// `[source, destination]` this direction's packets are rewritten to:
+    /// `[local, real]` inbound, `[vip, client]` outbound (a field the mode leaves
+    /// alone holds the packet's own value).
+    to: [Endpoint<A>; 2],
+    /// The real server's slot in the worker's counters.
+    real_server: u16,
+    /// Wheel tick of this direction's last packet not yet settled into the cold
+    /// entry's deadline, modulo 2^16 (see `ConnTable`'s deadline rules).
+    pub(crate) seen: u16,
+    /// slab slot (24 bits) | state code (4) | direction (1) | UDP (1) | lane (2).
+    meta: u32,
+}
+
+impl<A: Family> Record<A> {
+    /// A record of a live connection.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key: [Endpoint<A>; 2],
+        to: [Endpoint<A>; 2],
+        real_server: u16,
+        slot: u32,
+        state_code: u8,
+        dir: Dir,
+        proto: Proto,
+        lane: Lane,
+        seen: u16,
+    ) -> Self {
+        debug_assert!(slot <= MAX_SLOT && state_code < 16);
+        let mut meta = slot | u32::from(state_code) << meta::STATE_SHIFT;
+        if dir == Dir::Outbound {
+            meta |= meta::DIR_BIT;
+        }
+        if proto == Proto::Udp {
+            meta |= meta::UDP_BIT;
+        }
+        meta |= (lane as u32) << meta::LANE_SHIFT;
+        Record {
+            key,
+            to,
+            real_server,
+            seen,
+            meta,
+        }
+    }
+
+    const EMPTY: Self = Record {
+        key: [Endpoint::new(A::UNSPECIFIED, 0); 2],
+        to: [Endpoint::new(A::UNSPECIFIED, 0); 2],
+        real_server: 0,
+        seen: 0,
+        meta: meta::EMPTY,
+    };
+
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.meta == meta::EMPTY
+    }
+
+    /// Whether this record is `key`'s: endpoints, then protocol.
+    #[inline(always)]
+    pub(crate) fn matches(&self, key: &FlowKey<A>) -> bool {
+        let want = [
+            Endpoint::new(key.src, key.sport),
+            Endpoint::new(key.dst, key.dport),
+        ];
+        self.key == want
+            && (self.meta & meta::UDP_BIT != 0) == (key.proto == Proto::Udp)
+            && !self.is_empty()
+    }
+
+    /// `[source, destination]` of this direction's packets.
+    #[inline(always)]
+    pub fn key(&self) -> [Endpoint<A>; 2] {
+        self.key
+    }
+    /// `[source, destination]` this direction's packets leave with.
+    #[inline(always)]
+    pub fn to(&self) -> [Endpoint<A>; 2] {
+        self.to
+    }
+    /// The real server's counter slot.
+    #[inline(always)]
+    pub fn real_server(&self) -> u16 {
+        self.real_server
+    }
+    /// The slab slot of the connection's cold entry.
+    #[inline(always)]
+    pub(crate) fn slot(&self) -> u32 {
+        self.meta & meta::SLOT_MASK
+    }
+    /// The connection's state, as [`ConnState::code`](super::ConnState::code).
+    #[inline(always)]
+    pub(crate) fn state_code(&self) -> u8 {
+        ((self.meta & meta::STATE_MASK) >> meta::STATE_SHIFT) as u8
+    }
+    #[inline(always)]
+    pub(crate) fn set_state_code(&mut self, code: u8) {
+        self.meta = self.meta & !meta::STATE_MASK | u32::from(code & 0xf) << meta::STATE_SHIFT;
+    }
+    /// Which way this record's packets travel.
+    #[inline(always)]
+    pub fn dir(&self) -> Dir {
+        if self.meta & meta::DIR_BIT == 0 {
+            Dir::Inbound
+        } else {
+            Dir::Outbound
+        }
+    }
+    /// TCP or UDP.
+    #[inline(always)]
+    pub fn proto(&self) -> Proto {
+        if self.meta & meta::UDP_BIT == 0 {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        }
+    }
+    /// How the burst path forwards this direction.
+    #[inline(always)]
+    pub fn lane(&self) -> Lane {
+        Lane::from_bits(self.meta >> meta::LANE_SHIFT)
+    }
+    pub(crate) fn set_lane(&mut self, lane: Lane) {
+        self.meta = self.meta & !(3 << meta::LANE_SHIFT) | (lane as u32) << meta::LANE_SHIFT;
+    }
+}
+
+/// One cache line of IPv4 records (IPv6 records, 80 bytes, take three lines a
+/// bucket).
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+pub(crate) struct Bucket<A: Family> {
+    records: [Record<A>; PER_BUCKET],
+}
+
+/// The index has no free record slot left (never reached when the caller stays
+/// within the capacity it asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexFull;
+
+/// A record's position: `bucket * PER_BUCKET + offset`.
+pub(crate) type Pos = u32;
+
+/// The record index (see the module documentation).
+pub(crate) struct RecordIndex<A: Family> {
+    buckets: HugeSlice<Bucket<A>>,
+    overflow: HugeSlice<u8>,
+    free: usize,
+}
+
+impl<A: Family> RecordIndex<A> {
+    /// An index for at most `keys` records.
+    pub(crate) fn with_capacity(keys: usize) -> Result<Self, OutOfMemory> {
+        let slots = keys.saturating_mul(100).div_ceil(MAX_LOAD_PERCENT);
+        let n = slots.div_ceil(PER_BUCKET).max(1);
+        let empty = Bucket {
+            records: [Record::EMPTY; PER_BUCKET],
+        };
+        Ok(RecordIndex {
+            // Probed at random: huge pages spare the TLB.
+            buckets: HugeSlice::filled(n, empty)?,
+            overflow: HugeSlice::filled(n, 0)?,
+            free: n * PER_BUCKET,
+        })
+    }
+
+    /// Bytes allocated.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.buckets.len() * (size_of::<Bucket<A>>() + size_of::<u8>())
+    }
+
+    /// Number of buckets.
+    #[cfg(test)]
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Records stored.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.buckets.len() * PER_BUCKET - self.free
+    }
+
+    #[inline(always)]
+    fn home(&self, hash: u64) -> usize {
+        // Multiply-shift: the high 64 bits of hash * n lie in 0..n.
+        ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    #[inline(always)]
+    fn next(&self, b: usize) -> usize {
+        if b + 1 == self.buckets.len() {
+            0
+        } else {
+            b + 1
+        }
+    }
+
+    /// The bucket `hash` starts in: the cache line to request before [`Self::find`].
+    #[inline(always)]
+    pub(crate) fn home_bucket(&self, hash: u64) -> &Bucket<A> {
+        &self.buckets[self.home(hash)]
+    }
+
+    /// The record at `pos` (empty or not).
+    #[inline(always)]
+    pub(crate) fn get(&self, pos: Pos) -> Option<&Record<A>> {
+        let b = self.buckets.get(pos as usize / PER_BUCKET)?;
+        b.records.get(pos as usize % PER_BUCKET)
+    }
+
+    /// The record at `pos`, to change it (never its key or slot: see `insert`).
+    #[inline(always)]
+    pub(crate) fn get_mut(&mut self, pos: Pos) -> Option<&mut Record<A>> {
+        let b = self.buckets.get_mut(pos as usize / PER_BUCKET)?;
+        b.records.get_mut(pos as usize % PER_BUCKET)
+    }
+
+    /// The position of `key`'s record (its hash is `hash`).
+    #[inline]
+    pub(crate) fn find(&self, hash: u64, key: &FlowKey<A>) -> Option<Pos> {
+        let mut b = self.home(hash);
+        // The overflow counts end every probe; the bound only guards a corrupted index.
+        for _ in 0..self.buckets.len() {
+            let bucket = &self.buckets[b];
+            for (i, r) in bucket.records.iter().enumerate() {
+                if r.matches(key) {
+                    return Some((b * PER_BUCKET + i) as Pos);
+                }
+            }
+            if self.overflow[b] == 0 {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// Stores `record` under `hash` (the caller has checked its key is not there
+    /// yet) and returns where.
+    pub(crate) fn insert(&mut self, hash: u64, record: Record<A>) -> Result<Pos, IndexFull> {
+        if self.free == 0 {
+            return Err(IndexFull);
+        }
+        let home = self.home(hash);
+        let mut b = home;
+        // There is an empty slot somewhere (checked above), so this ends.
+        let (b, i) = loop {
+            if let Some(i) = self.buckets[b].records.iter().position(Record::is_empty) {
+                break (b, i);
+            }
+            b = self.next(b);
+        };
+        self.buckets[b].records[i] = record;
+        self.free -= 1;
+        // Lookups starting at `home` must not stop before `b`.
+        let mut p = home;
+        while p != b {
+            let c = &mut self.overflow[p];
+            if *c != STUCK {
+                *c += 1;
+            }
+            p = self.next(p);
+        }
+        Ok((b * PER_BUCKET + i) as Pos)
+    }
+
+    /// Empties the record at `pos`, whose key hashes to `hash`.
+    pub(crate) fn remove(&mut self, hash: u64, pos: Pos) {
+        let b = pos as usize / PER_BUCKET;
+        let Some(r) = self
+            .buckets
+            .get_mut(b)
+            .and_then(|x| x.records.get_mut(pos as usize % PER_BUCKET))
+        else {
+            return;
+        };
+        if r.is_empty() {
+            return;
+        }
+        *r = Record::EMPTY;
+        self.free += 1;
+        // Every bucket the key probed past no longer overflows because of it.
+        let mut p = self.home(hash);
+        while p != b {
+            let c = &mut self.overflow[p];
+            if *c != STUCK {
+                *c -= 1;
+            }
+            p = self.next(p);
+        }
+    }
+
+    /// The home bucket's overflow count, for tests.
+    #[cfg(test)]
+    pub(crate) fn overflow_at(&self, hash: u64) -> u8 {
+        self.overflow[self.home(hash)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(i: u32) -> FlowKey<Ipv4Addr> {
+        FlowKey::new(
+            Proto::Udp,
+            Ipv4Addr::from(0x0a00_0000 + i),
+            1000,
+            Ipv4Addr::new(198, 18, 0, 1),
+            53,
+        )
+    }
+
+    fn record(k: &FlowKey<Ipv4Addr>, slot: u32) -> Record<Ipv4Addr> {
+        Record::new(
+            [Endpoint::new(k.src, k.sport), Endpoint::new(k.dst, k.dport)],
+            [Endpoint::new(k.src, k.sport), Endpoint::new(k.dst, k.dport)],
+            7,
+            slot,
+            11,
+            Dir::Inbound,
+            k.proto,
+            Lane::Nat,
+            0,
+        )
+    }
+
+    #[test]
+    fn an_ipv4_bucket_is_one_cache_line_of_two_records() {
+        assert_eq!(size_of::<Record<Ipv4Addr>>(), 32);
+        assert_eq!(size_of::<Bucket<Ipv4Addr>>(), 64);
+        assert_eq!(align_of::<Bucket<Ipv4Addr>>(), 64);
+        assert_eq!(size_of::<Record<std::net::Ipv6Addr>>(), 80);
+    }
+
+    #[test]
+    fn meta_fields_round_trip() {
+        let k = key(1);
+        let mut r = Record::new(
+            [Endpoint::new(k.src, 1), Endpoint::new(k.dst, 2)],
+            [Endpoint::new(k.dst, 3), Endpoint::new(k.src, 4)],
+            65535,
+            MAX_SLOT,
+            15,
+            Dir::Outbound,
+            Proto::Tcp,
+            Lane::Ordinary,
+            9,
+        );
+        assert!(!r.is_empty());
+        assert_eq!(
+            (
+                r.slot(),
+                r.state_code(),
+                r.dir(),
+                r.proto(),
+                r.lane(),
+                r.real_server()
+            ),
+            (
+                MAX_SLOT,
+                15,
+                Dir::Outbound,
+                Proto::Tcp,
+                Lane::Ordinary,
+                65535
+            )
+        );
+        r.set_state_code(3);
+        r.set_lane(Lane::FullNat);
+        assert_eq!(
+            (r.slot(), r.state_code(), r.dir(), r.proto(), r.lane()),
+            (MAX_SLOT, 3, Dir::Outbound, Proto::Tcp, Lane::FullNat)
+        );
+        // The protocol is part of the key.
+        let mut tcp = k;
+        tcp.proto = Proto::Tcp;
+        let rec = record(&k, 0);
+        assert!(rec.matches(&k));
+        assert!(!rec.matches(&tcp));
+        assert!(!Record::<Ipv4Addr>::EMPTY.matches(&FlowKey::new(
+            Proto::Udp,
+            Ipv4Addr::UNSPECIFIED,
+            0,
+            Ipv4Addr::UNSPECIFIED,
+            0
+        )));
+    }
+
+    #[test]
+    fn sized_for_the_load_limit() {
+        for keys in [0, 1, 7, 1000, 2_000_000] {
+            let idx = RecordIndex::<Ipv4Addr>::with_capacity(keys).unwrap();
+            let slots = idx.buckets() * PER_BUCKET;
+            assert!(slots * MAX_LOAD_PERCENT >= keys * 100, "{keys}");
+            assert!(
+                slots * MAX_LOAD_PERCENT < (keys + 2 * PER_BUCKET) * 100,
+                "{keys}"
+            );
+            assert_eq!(idx.memory_bytes(), idx.buckets() * 65);
+        }
+    }
+
+    #[test]
+    fn spills_are_found_and_counts_return_to_zero() {
+        // Every key hashed to one home: the probe walks the spilled buckets.
+        let mut idx = RecordIndex::<Ipv4Addr>::with_capacity(40).unwrap();
+        let hash = 0x8000_0000_0000_0000;
+        let mut pos = Vec::new();
+        for i in 0..9 {
+            pos.push(idx.insert(hash, record(&key(i), i)).unwrap());
+        }
+        assert_eq!(idx.overflow_at(hash), 7);
+        for i in 0..9 {
+            let p = idx.find(hash, &key(i)).unwrap();
+            assert_eq!(p, pos[i as usize]);
+            assert_eq!(idx.get(p).unwrap().slot(), i);
+        }
+        assert_eq!(idx.find(hash, &key(99)), None);
+        // A freed early slot is reused and later keys stay found.
+        idx.remove(hash, pos[0]);
+        assert_eq!(idx.find(hash, &key(0)), None);
+        assert_eq!(idx.insert(hash, record(&key(20), 20)).unwrap(), pos[0]);
+        for i in 1..9 {
+            assert_eq!(idx.find(hash, &key(i)), Some(pos[i as usize]));
+        }
+        idx.remove(hash, pos[0]);
+        for i in 1..9 {
+            idx.remove(hash, pos[i as usize]);
+        }
+        assert_eq!(idx.len(), 0);
+        assert!(idx.overflow.iter().all(|&c| c == 0));
+    }
+
+    #[test]
+    fn a_stuck_count_only_lengthens_probes() {
+        let mut idx = RecordIndex::<Ipv4Addr>::with_capacity(600).unwrap();
+        let hash = 0;
+        let n = 2 + 255 * PER_BUCKET as u32 + 10;
+        let pos: Vec<Pos> = (0..n)
+            .map(|i| idx.insert(hash, record(&key(i), i)).unwrap())
+            .collect();
+        assert_eq!(idx.overflow_at(hash), STUCK);
+        for (i, &p) in pos.iter().enumerate() {
+            idx.remove(hash, p);
+            for (j, &later) in pos.iter().enumerate().skip(i + 1).step_by(97) {
+                assert_eq!(idx.find(hash, &key(j as u32)), Some(later));
+            }
+        }
+        assert_eq!(idx.overflow_at(hash), STUCK, "stays");
+        assert_eq!(idx.find(hash, &key(1)), None);
+    }
+
+    #[test]
+    fn refuses_beyond_its_slots() {
+        let mut idx = RecordIndex::<Ipv4Addr>::with_capacity(3).unwrap();
+        let slots = idx.buckets() * PER_BUCKET;
+        for i in 0..slots as u32 {
+            idx.insert(u64::from(i) << 40, record(&key(i), i)).unwrap();
+        }
+        assert_eq!(idx.insert(1, record(&key(999), 0)), Err(IndexFull));
+        for i in 0..slots as u32 {
+            assert!(idx.find(u64::from(i) << 40, &key(i)).is_some());
+        }
+    }
+}
