@@ -299,6 +299,23 @@ impl<A: Family> RecordIndex<A> {
         b.records.get_mut(pos as usize % PER_BUCKET)
     }
 
+    /// The position of `key`'s record if it is in its home bucket; else, when
+    /// the key may have spilled, the next bucket is requested (the burst path asks
+    /// this for a whole batch before it forwards any packet).
+    #[inline(always)]
+    pub(crate) fn find_at_home(&self, hash: u64, key: &FlowKey<A>) -> Option<Pos> {
+        let b = self.home(hash);
+        for (i, r) in self.buckets[b].records.iter().enumerate() {
+            if r.matches(key) {
+                return Some((b * PER_BUCKET + i) as Pos);
+            }
+        }
+        if self.overflow[b] != 0 {
+            ferrovs_mem::prefetch(&self.buckets[self.next(b)]);
+        }
+        None
+    }
+
     /// The position of `key`'s record (its hash is `hash`).
     #[inline]
     pub(crate) fn find(&self, hash: u64, key: &FlowKey<A>) -> Option<Pos> {

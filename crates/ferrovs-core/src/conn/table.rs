@@ -820,6 +820,31 @@ impl<A: Family> ConnTable<A> {
         self.records.find(hash, key).map(RecordPos)
     }
 
+    /// The burst path's second look, once [`Self::request_record`]'s line is in:
+    /// the record if it is in its home bucket; else, when it may have spilled to
+    /// the next bucket, that bucket is requested, so that a spilled record does
+    /// not cost its packet a miss of its own.
+    #[inline(always)]
+    pub fn record_at_home(&self, key: &FlowKey<A>, hash: u64) -> Option<RecordPos> {
+        self.records.find_at_home(hash, key).map(RecordPos)
+    }
+
+    /// [`Self::find_record`] that first tries the position [`Self::record_at_home`]
+    /// gave (taken only if its record still has this key: the table may have
+    /// changed in between).
+    #[inline(always)]
+    pub fn find_record_from(
+        &self,
+        key: &FlowKey<A>,
+        hash: u64,
+        at_home: Option<RecordPos>,
+    ) -> Option<RecordPos> {
+        match at_home {
+            Some(pos) if self.records.get(pos.0).is_some_and(|r| r.matches(key)) => Some(pos),
+            _ => self.find_record(key, hash),
+        }
+    }
+
     /// The record at `pos`.
     #[inline(always)]
     pub fn record(&self, pos: RecordPos) -> Option<&Record<A>> {
