@@ -229,6 +229,8 @@ pub(crate) struct RecordIndex<A: Family> {
     buckets: HugeSlice<Bucket<A>>,
     overflow: HugeSlice<u8>,
     free: usize,
+    /// Changes whenever a record is placed or removed (see [`Self::version`]).
+    version: u32,
 }
 
 impl<A: Family> RecordIndex<A> {
@@ -244,12 +246,20 @@ impl<A: Family> RecordIndex<A> {
             buckets: HugeSlice::filled(n, empty)?,
             overflow: HugeSlice::filled(n, 0)?,
             free: n * PER_BUCKET,
+            version: 0,
         })
     }
 
     /// Bytes allocated.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.buckets.len() * (size_of::<Bucket<A>>() + size_of::<u8>())
+    }
+
+    /// A number that changes whenever a record is placed or removed: a position
+    /// found while it read the same still holds the same key.
+    #[inline(always)]
+    pub(crate) fn version(&self) -> u32 {
+        self.version
     }
 
     /// Number of buckets.
@@ -353,6 +363,7 @@ impl<A: Family> RecordIndex<A> {
         };
         self.buckets[b].records[i] = record;
         self.free -= 1;
+        self.version = self.version.wrapping_add(1);
         // Lookups starting at `home` must not stop before `b`.
         let mut p = home;
         while p != b {
@@ -380,6 +391,7 @@ impl<A: Family> RecordIndex<A> {
         }
         *r = Record::EMPTY;
         self.free += 1;
+        self.version = self.version.wrapping_add(1);
         // Every bucket the key probed past no longer overflows because of it.
         let mut p = self.home(hash);
         while p != b {

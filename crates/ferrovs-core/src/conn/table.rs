@@ -829,18 +829,26 @@ impl<A: Family> ConnTable<A> {
         self.records.find_at_home(hash, key).map(RecordPos)
     }
 
-    /// [`Self::find_record`] that first tries the position [`Self::record_at_home`]
-    /// gave (taken only if its record still has this key: the table may have
-    /// changed in between).
+    /// A number that changes whenever a record is placed or removed: a
+    /// [`RecordPos`] found while it read the same still names the same key.
+    #[inline(always)]
+    pub fn records_version(&self) -> u32 {
+        self.records.version()
+    }
+
+    /// [`Self::find_record`] that takes the position [`Self::record_at_home`]
+    /// gave when no record has been placed or removed since ([`Self::records_version`]
+    /// still reads `version`), and looks again otherwise.
     #[inline(always)]
     pub fn find_record_from(
         &self,
         key: &FlowKey<A>,
         hash: u64,
         at_home: Option<RecordPos>,
+        version: u32,
     ) -> Option<RecordPos> {
         match at_home {
-            Some(pos) if self.records.get(pos.0).is_some_and(|r| r.matches(key)) => Some(pos),
+            Some(pos) if self.records.version() == version => Some(pos),
             _ => self.find_record(key, hash),
         }
     }
@@ -1198,38 +1206,55 @@ impl<A: Family> ConnTable<A> {
         Ok(change)
     }
 
-    /// [`Self::on_packet`] for the burst path, from the packet's record: unless
-    /// the packet changes the connection's state, only the record is read and
-    /// written. Returns the state change and the record after it.
+    /// [`Self::on_packet`] for the burst path, from the packet's record: a packet
+    /// that leaves the connection's state as it was (every UDP packet, most TCP
+    /// ones) reads and writes its record and nothing else; one that changes it
+    /// takes the slow way through the cold entry. Returns the state change when
+    /// there was one; the record, updated, is where it was (read it there: a copy
+    /// handed back through the return value cost more than the read).
     #[inline(always)]
     pub fn on_packet_record(
         &mut self,
         pos: RecordPos,
         tcp_flags: u8,
         now: u64,
-    ) -> Result<(StateChange, Record<A>), ConnError> {
-        let r = *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?;
-        let dir = match (r.lane(), r.dir()) {
-            (_, Dir::Outbound) => TcpDir::Output,
-            (Lane::Nat | Lane::FullNat, Dir::Inbound) => TcpDir::Input,
-            (Lane::Dr, Dir::Inbound) => TcpDir::InputOnly,
-            // The mode is in the cold entry.
-            (Lane::Ordinary, Dir::Inbound) => {
-                let id = self.id_of(pos).ok_or(ConnError::UnknownConn)?;
-                let change = self.on_packet(id, Dir::Inbound, tcp_flags, now)?;
-                let r = *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?;
-                return Ok((change, r));
-            }
+    ) -> Result<Option<StateChange>, ConnError> {
+        let tick = self.advance(now);
+        let Some(r) = self.records.get_mut(pos.0) else {
+            return Err(ConnError::UnknownConn);
         };
         let from = r.state_code();
-        let to = ConnState::next_code(from, dir, tcp_flags);
-        let change = self.apply(pos.0, from, to, now)?;
-        let r = if from == to {
-            r
+        let to = if from == ConnState::Udp.code() {
+            from
         } else {
-            *self.records.get(pos.0).ok_or(ConnError::UnknownConn)?
+            let dir = match (r.lane(), r.dir()) {
+                (_, Dir::Outbound) => Some(TcpDir::Output),
+                (Lane::Nat | Lane::FullNat, Dir::Inbound) => Some(TcpDir::Input),
+                (Lane::Dr, Dir::Inbound) => Some(TcpDir::InputOnly),
+                // The mode is in the cold entry: the slow way.
+                (Lane::Ordinary, Dir::Inbound) => None,
+            };
+            // No state is `!from`: the slow way.
+            dir.map_or(!from, |dir| ConnState::next_code(from, dir, tcp_flags))
         };
-        Ok((change, r))
+        if from == to {
+            r.seen = tick as u16;
+            return Ok(None);
+        }
+        self.on_packet_record_slow(pos, tcp_flags, now).map(Some)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn on_packet_record_slow(
+        &mut self,
+        pos: RecordPos,
+        tcp_flags: u8,
+        now: u64,
+    ) -> Result<StateChange, ConnError> {
+        let dir = self.records.get(pos.0).ok_or(ConnError::UnknownConn)?.dir();
+        let id = self.id_of(pos).ok_or(ConnError::UnknownConn)?;
+        self.on_packet(id, dir, tcp_flags, now)
     }
 
     /// Removes a connection and returns it (the caller adjusts its counters).

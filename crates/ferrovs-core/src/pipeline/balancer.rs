@@ -635,7 +635,7 @@ impl Balancer {
 
     /// [`Balancer::on_packet`] for the burst path, from the packet's record: a
     /// packet that leaves the state as it was reads and writes nothing but its
-    /// record. Returns the record as the packet left it.
+    /// record. Returns the record as the packet left it, in place.
     #[inline(always)]
     pub fn on_packet_record<A: Tables>(
         &mut self,
@@ -643,14 +643,13 @@ impl Balancer {
         tcp_flags: u8,
         now: u64,
         stats: &WorkerStats,
-    ) -> Option<Record<A>> {
+    ) -> Option<&Record<A>> {
         let t = A::select(&mut self.v4, &mut self.v6);
-        let (change, record) = t.conns.on_packet_record(pos, tcp_flags, now).ok()?;
         // Most packets leave the state as it was (always for UDP): nothing to count.
-        if change.from != change.to {
+        if let Some(change) = t.conns.on_packet_record(pos, tcp_flags, now).ok()? {
             self.record_state_changed::<A>(pos, change, now, stats);
         }
-        Some(record)
+        A::select_ref(&self.v4, &self.v6).conns.record(pos)
     }
 
     #[cold]

@@ -84,6 +84,8 @@ struct Staged {
     hash: u64,
     /// Where stage 2 found its record in its home bucket.
     at_home: Option<RecordPos>,
+    /// The table's records version when stage 2 found it.
+    version: u32,
 }
 
 /// A packet of the batch set aside until its connection is inserted (stage 4).
@@ -144,6 +146,7 @@ const ORDINARY: Staged = Staged {
     flow: None,
     hash: 0,
     at_home: None,
+    version: 0,
 };
 
 #[inline(always)]
@@ -186,11 +189,14 @@ impl<P: PacketPool> Pipeline<P> {
                     flow: Some(flow),
                     hash,
                     at_home: None,
+                    version: 0,
                 };
             }
+            let version = table.records_version();
             for s in &mut staged[..n] {
                 if let Some(flow) = &s.flow {
                     s.at_home = table.record_at_home(&key_of(flow), s.hash);
+                    s.version = version;
                 }
             }
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
@@ -226,6 +232,7 @@ impl<P: PacketPool> Pipeline<P> {
                         flow: Some(p.flow),
                         hash: p.hash,
                         at_home: None,
+                        version: 0,
                     };
                     self.flow_v4(p.pkt, port, &p.flow, &staged, false);
                 }
@@ -261,7 +268,7 @@ impl<P: PacketPool> Pipeline<P> {
         }
         let table = self.lb.conns::<Ipv4Addr>();
         let Some((pos, record)) = table
-            .find_record_from(&key_of(flow), staged.hash, staged.at_home)
+            .find_record_from(&key_of(flow), staged.hash, staged.at_home, staged.version)
             .and_then(|pos| Some((pos, table.record(pos)?)))
         else {
             return self.open_v4(pkt, port, flow, staged.hash, park);
@@ -388,10 +395,11 @@ impl<P: PacketPool> Pipeline<P> {
         ) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
-        let dir = record.dir();
-        let action = packet_action_v4(&record);
+        // Read in place: the fields, not a copy of the record.
+        let (dir, real_server) = (record.dir(), record.real_server());
+        let action = packet_action_v4(record);
         let bytes = u64::from(flow.total_len);
-        count_forwarded(&self.stats, record.real_server(), dir, bytes);
+        count_forwarded(&self.stats, real_server, dir, bytes);
         let (t, next_hop) = match action {
             Some(ActionV4::Translate { t, next_hop }) => (Some(t), next_hop),
             Some(ActionV4::Direct { next_hop }) => (None, next_hop),
