@@ -1003,6 +1003,15 @@ fn connection_rules() {
         ),
         (
             "  max: 1000",
+            "  max: 33554431",
+            &[(
+                30,
+                8,
+                "connections.max: 33554431 over 2 worker(s) is 16777216 a worker; a worker holds at most 16777215",
+            )],
+        ),
+        (
+            "  max: 1000",
             "  max: 100000001",
             &[(
                 30,

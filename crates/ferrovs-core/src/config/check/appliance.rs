@@ -2,6 +2,7 @@
 //! `management` and `connections`: limits, defaults, and what the host allows.
 
 use super::*;
+use crate::conn::MAX_CONNECTIONS;
 use std::os::unix::fs::FileTypeExt;
 
 impl Checker<'_> {
@@ -615,6 +616,20 @@ impl Checker<'_> {
             control_socket: control_socket?,
             exception_path: raw.exception_path.unwrap_or(true),
         })
+    }
+
+    /// Each worker's table holds at most [`MAX_CONNECTIONS`] connections (what a
+    /// connection record can name).
+    pub(super) fn connections_per_worker(&mut self, max: u32, workers: usize) {
+        let per_worker = (max as usize).div_ceil(workers.max(1));
+        if per_worker > MAX_CONNECTIONS {
+            self.error(
+                "connections.max",
+                format!(
+                    "{max} over {workers} worker(s) is {per_worker} a worker; a worker holds at most {MAX_CONNECTIONS}"
+                ),
+            );
+        }
     }
 
     pub(super) fn connections(

@@ -317,6 +317,9 @@ impl Checker<'_> {
         let mempool = self.mempool(raw.mempool.as_ref(), ports.as_deref(), workers.as_ref());
         let management = self.management(raw.management.as_ref(), host);
         let connections = self.connections(raw.connections.as_ref());
+        if let (Some(c), Some(w)) = (connections.as_ref(), workers.as_ref()) {
+            self.connections_per_worker(c.max, w.cores.len());
+        }
         let (routes, route_prefixes) = self.routes(raw.routes.as_deref().unwrap_or_default());
         let neighbors = self.neighbors(raw.neighbors.as_deref().unwrap_or_default());
         let services = self.services(raw.services.as_deref().unwrap_or_default(), &route_prefixes);
