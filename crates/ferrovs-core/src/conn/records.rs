@@ -309,9 +309,11 @@ impl<A: Family> RecordIndex<A> {
         b.records.get_mut(pos as usize % PER_BUCKET)
     }
 
-    /// The position of `key`'s record if it is in its home bucket; else, when
-    /// the key may have spilled, the next bucket is requested (the burst path asks
-    /// this for a whole batch before it forwards any packet).
+    /// The position of `key`'s record if it is in its home bucket; else the
+    /// lines a full lookup reads next are requested: the bucket's overflow byte
+    /// and the next bucket (requested, not read: a branch on a byte that missed
+    /// would stall the whole batch). The burst path asks this for a whole batch
+    /// before it forwards any packet.
     #[inline(always)]
     pub(crate) fn find_at_home(&self, hash: u64, key: &FlowKey<A>) -> Option<Pos> {
         let b = self.home(hash);
@@ -320,10 +322,24 @@ impl<A: Family> RecordIndex<A> {
                 return Some((b * PER_BUCKET + i) as Pos);
             }
         }
-        if self.overflow[b] != 0 {
-            ferrovs_mem::prefetch(&self.buckets[self.next(b)]);
-        }
+        self.request_beyond(b);
         None
+    }
+
+    /// Requests what a lookup that did not find its key in bucket `b` reads next.
+    #[inline(always)]
+    fn request_beyond(&self, b: usize) {
+        ferrovs_mem::prefetch(&self.overflow[b]);
+        ferrovs_mem::prefetch(&self.buckets[self.next(b)]);
+    }
+
+    /// Requests every line an insertion under `hash` reads: the home bucket, its
+    /// overflow byte and the next bucket.
+    #[inline]
+    pub(crate) fn request_for_insert(&self, hash: u64) {
+        let b = self.home(hash);
+        ferrovs_mem::prefetch(&self.buckets[b]);
+        self.request_beyond(b);
     }
 
     /// The position of `key`'s record (its hash is `hash`).

@@ -192,6 +192,15 @@ impl<A: Family> PreparedConn<A> {
     pub fn new_conn(&self) -> &NewConn<A> {
         &self.new
     }
+
+    /// The state change its first packet makes: from the initial state to the
+    /// one it is inserted in (the same when no first packet was named).
+    pub fn first_change(&self) -> StateChange {
+        StateChange {
+            from: self.new.initial_state(),
+            to: self.deadline_state,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -499,17 +508,24 @@ fn record_deadline<A: Family>(r: &Record<A>, timeouts: &TimeoutTable, clock: u64
 }
 
 /// A connection's deadline: the latest unsettled packet's, else the settled one.
+#[inline]
 fn deadline_of<A: Family>(
     cold: &Cold,
     records: &RecordIndex<A>,
     timeouts: &TimeoutTable,
     clock: u64,
 ) -> u64 {
-    cold.record_positions()
-        .filter_map(|p| records.get(p))
-        .filter_map(|r| record_deadline(r, timeouts, clock))
-        .max()
-        .unwrap_or(cold.expiry)
+    let [inbound, outbound] = cold.records;
+    let from = |p: Pos| {
+        records
+            .get(p)
+            .and_then(|r| record_deadline(r, timeouts, clock))
+    };
+    match (from(inbound), from(outbound)) {
+        (Some(a), Some(b)) => a.max(b),
+        (Some(d), None) | (None, Some(d)) => d,
+        (None, None) => cold.expiry,
+    }
 }
 
 /// A tick that reads as settled against `clock`.
@@ -565,6 +581,17 @@ impl<A: Family> Timed for Entries<'_, A> {
     fn prefetch(&self, index: u32) {
         if let Some(c) = self.slab.get(index as usize) {
             prefetch(c);
+        }
+    }
+    /// The connection's records, which [`Timed::deadline`] reads.
+    #[inline]
+    fn prefetch_deep(&self, index: u32) {
+        if let Some(c) = self.slab.get(index as usize).filter(|c| c.is_live()) {
+            for p in c.record_positions() {
+                if let Some(r) = self.records.get(p) {
+                    prefetch(r);
+                }
+            }
         }
     }
 }
@@ -933,17 +960,19 @@ impl<A: Family> ConnTable<A> {
     /// arrive together.
     ///
     /// `first_tcp_flags`: the flags of the connection's first packet, when the
-    /// caller hands that packet to [`Self::on_packet`] right after the insertion.
-    /// The connection then starts with the deadline that packet sets, so its
-    /// timer is filed once: not under NONE's 2 s, to be re-filed when they pass
-    /// (SYN_RECV is longer) or at once (shorter).
+    /// caller forwards that packet right after the insertion. The connection is
+    /// then inserted in the state that packet leaves it in, with the deadline it
+    /// sets ([`PreparedConn::first_change`] is the change to count), and the
+    /// caller does not hand the packet to [`Self::on_packet`]: its timer is filed
+    /// once, not under NONE's 2 s to be re-filed when they pass (SYN_RECV is
+    /// longer) or at once (shorter).
     pub fn prepare_insert(&self, new: NewConn<A>, first_tcp_flags: Option<u8>) -> PreparedConn<A> {
         let hashes = self.hash_new(&new);
         for hash in [Some(hashes.inbound), hashes.outbound]
             .into_iter()
             .flatten()
         {
-            self.request_record(hash);
+            self.records.request_for_insert(hash);
         }
         let home = self.home_slot(hashes.inbound);
         if let Some(c) = self.slab.get(home) {
@@ -1019,7 +1048,7 @@ impl<A: Family> ConnTable<A> {
             _ => return Err(ConnError::TableFull),
         };
         self.advance(now);
-        let state = new.initial_state();
+        let state = *deadline_state;
         let xlate = if new.is_nat64() {
             xlate::flag::NAT64
         } else {
@@ -1068,8 +1097,7 @@ impl<A: Family> ConnTable<A> {
             None => NO_RECORD,
         };
         self.free.take(slot);
-        // The deadline the first packet sets when the caller names it (it is
-        // handled next, so NONE's own deadline would never be reached).
+        // The deadline the first packet sets when the caller names it.
         let expiry = now.saturating_add(self.timeout_ms.ms(*deadline_state));
         self.slab[slot] = Cold {
             expiry,
@@ -1179,14 +1207,6 @@ impl<A: Family> ConnTable<A> {
             .map(Record::state_code)
             .ok_or(ConnError::UnknownConn)?;
         let to = ConnState::next_code(from, tcp_dir(cold.mode(), dir), tcp_flags);
-        self.apply(pos, from, to, now)
-    }
-
-    /// The state change of a packet whose record is at `pos` and that moves the
-    /// connection from state code `from` to `to`: the record's tick when the
-    /// state stays, else the slow path.
-    #[inline(always)]
-    fn apply(&mut self, pos: Pos, from: u8, to: u8, now: u64) -> Result<StateChange, ConnError> {
         let state = |code| ConnState::from_code(code).ok_or(ConnError::UnknownConn);
         if from == to {
             let tick = self.advance(now);
@@ -1200,7 +1220,6 @@ impl<A: Family> ConnTable<A> {
             from: state(from)?,
             to: state(to)?,
         };
-        let id = self.id_of(RecordPos(pos)).ok_or(ConnError::UnknownConn)?;
         let expiry = now.saturating_add(self.timeout_ms.ms(change.to));
         self.set_state(id, change.to, expiry, now);
         Ok(change)

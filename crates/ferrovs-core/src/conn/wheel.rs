@@ -85,6 +85,9 @@ pub(crate) trait Timed {
     /// Requests the entry's cache line: [`TimerWheel::poll`] names the entries it
     /// will look at next.
     fn prefetch(&self, _index: u32) {}
+    /// Requests what the entry points at, once the entry's own line has had time
+    /// to arrive ([`TimerWheel::poll`] names entries half as far ahead for this).
+    fn prefetch_deep(&self, _index: u32) {}
 }
 
 /// The wheel. Entries are identified by their index in the owner's slab.
@@ -237,6 +240,9 @@ impl TimerWheel {
         let chunk = &self.chunks[(top >> 4) as usize].0;
         let len = (top & 15) as usize;
         let below = chunk[BELOW_WORD];
+        if len > AHEAD / 2 {
+            entries.prefetch_deep(chunk[len - 1 - AHEAD / 2]);
+        }
         if len > AHEAD {
             entries.prefetch(chunk[len - 1 - AHEAD]);
             if len == PER_CHUNK {

@@ -662,8 +662,16 @@ impl Balancer {
         stats: &WorkerStats,
     ) {
         let conns = &A::select_ref(&self.v4, &self.v6).conns;
-        if let Some(conn) = conns.id_of(pos).and_then(|id| conns.get(id)) {
-            self.state_changed(&conn, change, now, stats);
+        let Some(real_server) = conns.record(pos).map(|r| r.real_server()) else {
+            return;
+        };
+        self.count_state_change(real_server, change, stats);
+        // The whole connection only when the sync peers want it.
+        if self.sync.is_some() && synced(change.to) {
+            let conns = &A::select_ref(&self.v4, &self.v6).conns;
+            if let Some(conn) = conns.id_of(pos).and_then(|id| conns.get(id)) {
+                self.sync_state(&conn, change, now, stats);
+            }
         }
     }
 
@@ -676,11 +684,26 @@ impl Balancer {
         now: u64,
         stats: &WorkerStats,
     ) {
+        self.count_state_change(conn.real_server(), change, stats);
+        self.sync_state(conn, change, now, stats);
+    }
+
+    /// The per-server counts a state change moves.
+    fn count_state_change(&mut self, real_server: u16, change: StateChange, stats: &WorkerStats) {
         if change.activated() || change.deactivated() {
-            self.views
-                .count_state_change(conn.real_server(), change, stats);
+            self.views.count_state_change(real_server, change, stats);
         }
-        count_handshake(conn.real_server(), change, stats);
+        count_handshake(real_server, change, stats);
+    }
+
+    /// Sends a connection's new state to the sync peers when they want it.
+    fn sync_state<A: Tables>(
+        &mut self,
+        conn: &Conn<A>,
+        change: StateChange,
+        now: u64,
+        stats: &WorkerStats,
+    ) {
         // A translated connection cannot continue on another member: its
         // translation is not in the record. NAT64's is in its addresses.
         let untranslated = conn.xlate() & !xlate::flag::NAT64 == 0;
@@ -949,6 +972,19 @@ impl Balancer {
         if let (Some(out), Proto::Udp) = (&mut self.sync, new.proto) {
             if let Some(conn) = tables.conns.get(id) {
                 send_record(out, &conn, now, stats);
+            }
+        }
+        // Prepared with its first packet's flags, the connection was inserted in
+        // the state that packet leaves it in: the change is counted here, and the
+        // caller forwards the packet without accounting it again.
+        let change = opening.conn.first_change();
+        if change.from != change.to {
+            self.count_state_change(new.real_server, change, stats);
+            if self.sync.is_some() && synced(change.to) {
+                let conns = &A::select_ref(&self.v4, &self.v6).conns;
+                if let Some(conn) = conns.get(id) {
+                    self.sync_state(&conn, change, now, stats);
+                }
             }
         }
         Ok(id)

@@ -222,7 +222,7 @@ impl<P: PacketPool> Pipeline<P> {
         for p in parked.drain(..) {
             match p.opening {
                 Some(opening) => match self.lb.connect_finish(&opening, self.now_ms, &self.stats) {
-                    Ok(id) => self.forward_new_v4(p.pkt, &p.flow, id),
+                    Ok(id) => self.forward_opened_v4(p.pkt, &p.flow, id),
                     Err(reason) => self.discard(p.pkt, reason),
                 },
                 // Its flow's connection exists now (or failed to open: then this
@@ -382,17 +382,35 @@ impl<P: PacketPool> Pipeline<P> {
         }
     }
 
+    /// The first packet of connection `id`, inserted (by stage 4) in the state
+    /// this packet leaves it in, with its deadline and counts: only forwarded.
+    fn forward_opened_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, id: ConnId) {
+        match self.lb.conns::<Ipv4Addr>().record_of(id, Dir::Inbound) {
+            Some(pos) => self.send_v4_from_record(pkt, flow, pos),
+            None => self.discard(pkt, DropReason::NoConnection),
+        }
+    }
+
     /// Accounts a packet to the connection whose record is at `pos` (state,
     /// counters), rewrites it for the connection's mode and sends it on:
     /// `flow_input_af` and `forward` in one.
     #[inline(always)]
-    fn forward_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
-        let Some(record) = self.lb.on_packet_record::<Ipv4Addr>(
-            pos,
-            flow.tcp_flags.bits(),
-            self.now_ms,
-            &self.stats,
-        ) else {
+    fn forward_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
+        if self
+            .lb
+            .on_packet_record::<Ipv4Addr>(pos, flow.tcp_flags.bits(), self.now_ms, &self.stats)
+            .is_none()
+        {
+            return self.discard(pkt, DropReason::NoConnection);
+        }
+        self.send_v4_from_record(pkt, flow, pos);
+    }
+
+    /// Counts, rewrites and sends a packet as its connection's record at `pos`
+    /// says.
+    #[inline(always)]
+    fn send_v4_from_record(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
+        let Some(record) = self.lb.conns::<Ipv4Addr>().record(pos) else {
             return self.discard(pkt, DropReason::NoConnection);
         };
         // Read in place: the fields, not a copy of the record.
