@@ -13,7 +13,7 @@
 #
 # "table" counts the last-level misses of code in the connection table's sources
 # (`crates/ferrovs-core/src/conn/`, inlined or not: callgrind charges an inlined
-# line to its own file): the lines of the index and the slab a lookup reads, apart
+# line to its own file): the record buckets a lookup reads, apart
 # from the packet source's and the rest of the pipeline's.
 #
 # Each figure is the difference of two runs (N1 and N2 measured packets, the same

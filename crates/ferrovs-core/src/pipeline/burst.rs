@@ -6,9 +6,10 @@
 //!    key and request the connection table's bucket its record is in (see
 //!    `conn::records`): the one line of the table an established packet reads.
 //! 2. With those lines arriving, look for each packet's record in its home
-//!    bucket, for the whole batch before any packet is handled; a key that may
-//!    have spilled to the next bucket has that one requested now (a few percent
-//!    at the load the bench runs at, each otherwise a miss of its own in stage 3).
+//!    bucket, for the whole batch before any packet is handled; for a key not
+//!    there (one that spilled, a few percent at the load the bench runs at, or a
+//!    new flow) the bucket's overflow byte and the next bucket are requested now,
+//!    each otherwise a miss of its own in stage 3.
 //! 3. In arrival order, forward packets of established connections right here
 //!    ([`Pipeline::forward_v4`]); every other packet (ARP, ICMP, IPv6, anything
 //!    malformed) takes [`Pipeline::process`]'s path, which also owns every drop
@@ -18,7 +19,9 @@
 //! 4. The connections set aside are inserted and their packets forwarded, in
 //!    arrival order ([`Pipeline::open_parked`]): a new connection's buckets
 //!    (its outbound key's has never been read) arrive while the rest of the batch
-//!    is handled, instead of stalling it one connection at a time.
+//!    is handled, instead of stalling it one connection at a time. A connection
+//!    is inserted in the state its first packet leaves it in, so that packet is
+//!    only forwarded.
 //!
 //! So a batch's new connections go out after its established packets; within a
 //! flow the order is kept. When the ordinary path finds no connection for an IPv4
