@@ -11,8 +11,8 @@ use crate::access::{worker_share, SourceLimiter};
 use crate::conn::xlate;
 use crate::conn::{
     Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, Record, RecordPos, SeqAdj,
-    StateChange, TcpState, TemplateId, Timeouts,
+    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, RecordPos, SeqAdj, StateChange,
+    TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
@@ -635,7 +635,7 @@ impl Balancer {
 
     /// [`Balancer::on_packet`] for the burst path, from the packet's record: a
     /// packet that leaves the state as it was reads and writes nothing but its
-    /// record. Returns the record as the packet left it, in place.
+    /// record. False when the record names no live connection.
     #[inline(always)]
     pub fn on_packet_record<A: Tables>(
         &mut self,
@@ -643,13 +643,17 @@ impl Balancer {
         tcp_flags: u8,
         now: u64,
         stats: &WorkerStats,
-    ) -> Option<&Record<A>> {
+    ) -> bool {
         let t = A::select(&mut self.v4, &mut self.v6);
-        // Most packets leave the state as it was (always for UDP): nothing to count.
-        if let Some(change) = t.conns.on_packet_record(pos, tcp_flags, now).ok()? {
-            self.record_state_changed::<A>(pos, change, now, stats);
+        match t.conns.on_packet_record(pos, tcp_flags, now) {
+            // Most packets leave the state as it was (always for UDP): nothing to count.
+            Ok(None) => true,
+            Ok(Some(change)) => {
+                self.record_state_changed::<A>(pos, change, now, stats);
+                true
+            }
+            Err(_) => false,
         }
-        A::select_ref(&self.v4, &self.v6).conns.record(pos)
     }
 
     #[cold]

@@ -399,11 +399,12 @@ impl<P: PacketPool> Pipeline<P> {
     /// `flow_input_af` and `forward` in one.
     #[inline(always)]
     fn forward_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
-        if self
-            .lb
-            .on_packet_record::<Ipv4Addr>(pos, flow.tcp_flags.bits(), self.now_ms, &self.stats)
-            .is_none()
-        {
+        if !self.lb.on_packet_record::<Ipv4Addr>(
+            pos,
+            flow.tcp_flags.bits(),
+            self.now_ms,
+            &self.stats,
+        ) {
             return self.discard(pkt, DropReason::NoConnection);
         }
         self.send_v4_from_record(pkt, flow, pos);
