@@ -619,6 +619,10 @@ pub struct ConnTable<A: Family> {
     len: u32,
     /// The highest tick any call has shown the table.
     clock: u64,
+    /// The last time a call gave and its tick: a burst's packets share one time,
+    /// so the division is done once.
+    last_now: u64,
+    last_tick: u64,
     /// Each slot's sequence-number translation (beside the slab, so that entries
     /// stay small); empty until [`ConnTable::enable_translation`].
     adj: HugeSlice<SeqAdj>,
@@ -653,6 +657,8 @@ impl<A: Family> ConnTable<A> {
             free: FreeSlots::all_free(max).map_err(|_| ConnError::OutOfMemory)?,
             len: 0,
             clock: 0,
+            last_now: 0,
+            last_tick: tick_of(0),
             adj: HugeSlice::filled(0, SeqAdj::default()).map_err(|_| ConnError::OutOfMemory)?,
         })
     }
@@ -803,11 +809,14 @@ impl<A: Family> ConnTable<A> {
     /// Moves the table's clock to `now` (never back).
     #[inline(always)]
     fn advance(&mut self, now: u64) -> u64 {
-        let tick = tick_of(now);
-        if tick > self.clock {
-            self.clock = tick;
+        if now != self.last_now {
+            self.last_now = now;
+            self.last_tick = tick_of(now);
+            if self.last_tick > self.clock {
+                self.clock = self.last_tick;
+            }
         }
-        tick
+        self.last_tick
     }
 
     /// Finds the connection a packet belongs to, and which way it travels.
