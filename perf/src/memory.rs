@@ -9,10 +9,10 @@
 
 use std::fmt;
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ferrovs_core::conn::{
-    ConnError, ConnTable, Endpoint, FlowHasher, Mode, NewConn, Proto, Timeouts,
+    ConnError, ConnTable, Endpoint, Family, FlowHasher, Mode, NewConn, Proto, Timeouts,
 };
 
 use crate::traffic::{self, Addressing, MAX_FLOWS};
@@ -87,6 +87,8 @@ pub fn rss_bytes() -> Result<u64, MemError> {
 pub struct ConnMemory {
     /// Forwarding mode of every connection: NAT's carry two keys, DR's one.
     pub mode: Mode,
+    /// "IPv4" or "IPv6": the connections' address family.
+    pub family: &'static str,
     /// Live connections in the table (= its capacity).
     pub connections: usize,
     /// Resident set growth from before construction to after the last insert.
@@ -128,10 +130,46 @@ pub fn new_conn(i: u32, mode: Mode) -> NewConn<Ipv4Addr> {
     }
 }
 
-/// Builds a table for `connections` and fills it, measuring the resident set
-/// before and after. Run it in a process of its own: anything else allocating
-/// meanwhile would be counted.
+/// [`new_conn`] in IPv6: the same connection with every address mapped into
+/// 2001:db8::/32 (client `i` at 2001:db8:c::<its IPv4 address>, the real servers
+/// at 2001:db8:1::10-13, the VIP at 2001:db8::<the IPv4 VIP>).
+pub fn new_conn_v6(i: u32, mode: Mode) -> NewConn<Ipv6Addr> {
+    let v4 = new_conn(i, mode);
+    let map = |prefix: u16, e: Endpoint<Ipv4Addr>| {
+        let [a, b] = [(u32::from(e.addr) >> 16) as u16, u32::from(e.addr) as u16];
+        Endpoint::new(Ipv6Addr::new(0x2001, 0xdb8, prefix, 0, 0, 0, a, b), e.port)
+    };
+    NewConn {
+        proto: v4.proto,
+        mode: v4.mode,
+        client: map(0xc, v4.client),
+        vip: map(0, v4.vip),
+        local: map(0xc, v4.local),
+        real: map(1, v4.real),
+        service: v4.service,
+        real_server: v4.real_server,
+        template: v4.template,
+    }
+}
+
+/// Builds an IPv4 table for `connections` and fills it, measuring the resident
+/// set before and after. Run it in a process of its own: anything else
+/// allocating meanwhile would be counted.
 pub fn measure_conn_table(connections: usize, mode: Mode) -> Result<ConnMemory, MemError> {
+    measure::<Ipv4Addr>(connections, mode, "IPv4", new_conn)
+}
+
+/// [`measure_conn_table`] with IPv6 connections ([`new_conn_v6`]).
+pub fn measure_conn_table_v6(connections: usize, mode: Mode) -> Result<ConnMemory, MemError> {
+    measure::<Ipv6Addr>(connections, mode, "IPv6", new_conn_v6)
+}
+
+fn measure<A: Family>(
+    connections: usize,
+    mode: Mode,
+    family: &'static str,
+    conn: impl Fn(u32, Mode) -> NewConn<A>,
+) -> Result<ConnMemory, MemError> {
     if !matches!(mode, Mode::Nat | Mode::Dr) {
         return Err(MemError::UnsupportedMode(mode));
     }
@@ -142,18 +180,17 @@ pub fn measure_conn_table(connections: usize, mode: Mode) -> Result<ConnMemory, 
         return Err(MemError::NoConnections);
     }
     let before = rss_bytes()?;
-    let mut table: ConnTable<Ipv4Addr> =
+    let mut table: ConnTable<A> =
         ConnTable::with_hasher(connections, &Timeouts::default(), FlowHasher::with_seed(6))
             .map_err(MemError::Table)?;
     for i in 0..connections as u32 {
-        table
-            .insert(&new_conn(i, mode), 0)
-            .map_err(MemError::Table)?;
+        table.insert(&conn(i, mode), 0).map_err(MemError::Table)?;
     }
     let after = rss_bytes()?;
     let table = black_box(table);
     Ok(ConnMemory {
         mode,
+        family,
         connections: table.len(),
         rss_growth: after.saturating_sub(before),
         table_bytes: table.memory_bytes(),
@@ -198,6 +235,25 @@ mod tests {
         // checked here: the growth is of the order of the table.
         assert!(m.table_per_connection() > 40.0);
         assert!(m.rss_per_connection() >= 0.0);
+    }
+
+    #[test]
+    fn measures_a_small_ipv6_table() {
+        let a = new_conn_v6(0, Mode::Nat);
+        let b = new_conn_v6(1, Mode::Nat);
+        assert_ne!(a.client, b.client);
+        assert_ne!(a.real, b.real);
+        assert_eq!(a.local, a.client);
+        assert_eq!(
+            a.vip.addr,
+            "2001:db8::c612:64".parse::<Ipv6Addr>().unwrap(),
+            "the bench's VIP 198.18.0.100, mapped"
+        );
+        let m = measure_conn_table_v6(20_000, Mode::Nat).unwrap();
+        let v4 = measure_conn_table(20_000, Mode::Nat).unwrap();
+        assert_eq!((m.connections, m.family), (20_000, "IPv6"));
+        // Wider keys: an IPv6 record is larger than an IPv4 one.
+        assert!(m.table_bytes > v4.table_bytes);
     }
 
     #[test]

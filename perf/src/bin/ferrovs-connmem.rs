@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use ferrovs_core::conn::Mode;
-use ferrovs_perf::memory::measure_conn_table;
+use ferrovs_perf::memory::{measure_conn_table, measure_conn_table_v6};
 
 #[derive(Parser)]
 #[command(about = "Measure the memory of a filled ferrovs connection table")]
@@ -19,6 +19,15 @@ struct Cli {
     /// NAT indexes two keys per connection (both directions), DR one.
     #[arg(long, value_enum, default_value_t = TableMode::Nat)]
     mode: TableMode,
+    /// The connections' address family (the bed's are IPv4).
+    #[arg(long, value_enum, default_value_t = AddressFamily::Ipv4)]
+    family: AddressFamily,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AddressFamily {
+    Ipv4,
+    Ipv6,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -33,11 +42,15 @@ fn main() -> ExitCode {
         TableMode::Nat => Mode::Nat,
         TableMode::Dr => Mode::Dr,
     };
-    match measure_conn_table(cli.connections, mode) {
+    let measured = match cli.family {
+        AddressFamily::Ipv4 => measure_conn_table(cli.connections, mode),
+        AddressFamily::Ipv6 => measure_conn_table_v6(cli.connections, mode),
+    };
+    match measured {
         Ok(m) => {
             println!(
-                "{} live {} connections (IPv4): resident set grew by {} bytes",
-                m.connections, m.mode, m.rss_growth
+                "{} live {} connections ({}): resident set grew by {} bytes",
+                m.connections, m.mode, m.family, m.rss_growth
             );
             println!(
                 "computed from the table's allocations: {:.1} bytes per connection",
