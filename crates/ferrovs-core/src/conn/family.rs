@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::Hasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::records::RewriteTo;
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for std::net::Ipv4Addr {}
@@ -41,9 +43,14 @@ pub trait Family:
 
     /// Whether this is an IPv4-mapped IPv6 address (never for IPv4).
     fn is_mapped(self) -> bool;
+
+    /// What a connection record keeps of the endpoints its packets are rewritten
+    /// to (see `conn::records`).
+    type RewriteTo: RewriteTo<Self>;
 }
 
 impl Family for Ipv4Addr {
+    type RewriteTo = [Endpoint<Ipv4Addr>; 2];
     const MAX_PREFIX_LEN: u8 = 32;
     const UNSPECIFIED: Self = Ipv4Addr::UNSPECIFIED;
 
@@ -84,6 +91,7 @@ impl Family for Ipv4Addr {
 }
 
 impl Family for Ipv6Addr {
+    type RewriteTo = Endpoint<Ipv6Addr>;
     const MAX_PREFIX_LEN: u8 = 128;
     const UNSPECIFIED: Self = Ipv6Addr::UNSPECIFIED;
 

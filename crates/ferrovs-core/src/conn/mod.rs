@@ -45,6 +45,7 @@ pub mod xlate;
 pub use family::{Endpoint, Family};
 pub use key::{shuffle, Dir, FlowHasher, FlowKey, Proto, UnsupportedProto};
 pub use persist::{PersistError, PersistTable, Template, TemplateId};
+pub use records::RewriteTo;
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{
     Conn, ConnError, ConnId, ConnTable, Installed, Lane, Mode, NewConn, PreparedConn, Record,

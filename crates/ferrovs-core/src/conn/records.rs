@@ -11,6 +11,12 @@
 //! so a packet whose record sits in its home bucket reads that one line and, unless
 //! its packet changes the connection's state, writes only its own record.
 //!
+//! An IPv6 record keeps one of the two endpoints its packets are rewritten to
+//! ([`RewriteTo`]): the one NAT, DR and TUNNEL change (the real server inbound, the
+//! VIP outbound). The other is the packet's own (the client), or for FULLNAT and
+//! NAT64 the other direction's key holds it. So an IPv6 record is 64 bytes, two to
+//! a 128-byte bucket, instead of 80 in a three-line bucket.
+//!
 //! Layout: a fixed array of buckets of [`PER_BUCKET`] records, and beside it one
 //! byte per bucket counting the keys that probed past it (`overflow`, as in
 //! folly's F14). A key's home bucket comes from the hash by multiply-shift, so the
@@ -21,6 +27,9 @@
 //! bucket more than it must, never one less). Records never move once placed, so
 //! the cold entry keeps their positions. The index is sized once for the most
 //! keys it will hold at a load of at most [`MAX_LOAD_PERCENT`].
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ferrovs_mem::{HugeSlice, OutOfMemory};
 
@@ -62,6 +71,54 @@ impl Lane {
     }
 }
 
+/// What a record keeps of `[source, destination]` its direction's packets are
+/// rewritten to (`[local, real]` inbound, `[vip, client]` outbound): both for IPv4,
+/// where they fit in a 32-byte record anyway; for IPv6 only the one a NAT, DR or
+/// TUNNEL connection changes (see the module documentation).
+pub trait RewriteTo<A: Family>: Copy + Eq + fmt::Debug + Send + Sync + 'static {
+    /// What an empty record holds.
+    const UNSPECIFIED: Self;
+    /// Whether both endpoints are kept.
+    const WHOLE: bool;
+    /// What a record of direction `dir` keeps of `to`.
+    fn keep(to: [Endpoint<A>; 2], dir: Dir) -> Self;
+    /// `[source, destination]` again; `implied` is the endpoint not kept (inbound
+    /// the local endpoint, outbound the client), ignored when both are.
+    fn whole(self, dir: Dir, implied: Endpoint<A>) -> [Endpoint<A>; 2];
+}
+
+impl RewriteTo<Ipv4Addr> for [Endpoint<Ipv4Addr>; 2] {
+    const UNSPECIFIED: Self = [Endpoint::new(Ipv4Addr::UNSPECIFIED, 0); 2];
+    const WHOLE: bool = true;
+    #[inline(always)]
+    fn keep(to: [Endpoint<Ipv4Addr>; 2], _: Dir) -> Self {
+        to
+    }
+    #[inline(always)]
+    fn whole(self, _: Dir, _: Endpoint<Ipv4Addr>) -> [Endpoint<Ipv4Addr>; 2] {
+        self
+    }
+}
+
+impl RewriteTo<Ipv6Addr> for Endpoint<Ipv6Addr> {
+    const UNSPECIFIED: Self = Endpoint::new(Ipv6Addr::UNSPECIFIED, 0);
+    const WHOLE: bool = false;
+    #[inline]
+    fn keep([src, dst]: [Endpoint<Ipv6Addr>; 2], dir: Dir) -> Self {
+        match dir {
+            Dir::Inbound => dst,
+            Dir::Outbound => src,
+        }
+    }
+    #[inline]
+    fn whole(self, dir: Dir, implied: Endpoint<Ipv6Addr>) -> [Endpoint<Ipv6Addr>; 2] {
+        match dir {
+            Dir::Inbound => [implied, self],
+            Dir::Outbound => [self, implied],
+        }
+    }
+}
+
 /// Bit layout of [`Record::meta`].
 mod meta {
     pub const SLOT_BITS: u32 = 24;
@@ -81,10 +138,10 @@ mod meta {
 pub struct Record<A: Family> {
     /// `[source, destination]` as this direction's packets carry them.
     key: [Endpoint<A>; 2],
-    /// `[source, destination]` this direction's packets are rewritten to:
-    /// `[local, real]` inbound, `[vip, client]` outbound (a field the mode leaves
-    /// alone holds the packet's own value).
-    to: [Endpoint<A>; 2],
+    /// What it keeps of `[source, destination]` this direction's packets are
+    /// rewritten to: `[local, real]` inbound, `[vip, client]` outbound (a field the
+    /// mode leaves alone holds the packet's own value). See [`RewriteTo`].
+    to: A::RewriteTo,
     /// The real server's slot in the worker's counters.
     real_server: u16,
     /// Wheel tick of this direction's last packet not yet settled into the cold
@@ -119,7 +176,7 @@ impl<A: Family> Record<A> {
         meta |= (lane as u32) << meta::LANE_SHIFT;
         Record {
             key,
-            to,
+            to: A::RewriteTo::keep(to, dir),
             real_server,
             seen,
             meta,
@@ -128,7 +185,7 @@ impl<A: Family> Record<A> {
 
     const EMPTY: Self = Record {
         key: [Endpoint::new(A::UNSPECIFIED, 0); 2],
-        to: [Endpoint::new(A::UNSPECIFIED, 0); 2],
+        to: A::RewriteTo::UNSPECIFIED,
         real_server: 0,
         seen: 0,
         meta: meta::EMPTY,
@@ -156,10 +213,11 @@ impl<A: Family> Record<A> {
     pub fn key(&self) -> [Endpoint<A>; 2] {
         self.key
     }
-    /// `[source, destination]` this direction's packets leave with.
+    /// `[source, destination]` this direction's packets leave with, given the
+    /// endpoint the record may not keep ([`RewriteTo::whole`]).
     #[inline(always)]
-    pub fn to(&self) -> [Endpoint<A>; 2] {
-        self.to
+    pub(crate) fn rewritten_to(&self, implied: Endpoint<A>) -> [Endpoint<A>; 2] {
+        self.to.whole(self.dir(), implied)
     }
     /// The real server's counter slot.
     #[inline(always)]
@@ -208,8 +266,15 @@ impl<A: Family> Record<A> {
     }
 }
 
-/// One cache line of IPv4 records (IPv6 records, 80 bytes, take three lines a
-/// bucket).
+impl Record<Ipv4Addr> {
+    /// `[source, destination]` this direction's packets leave with.
+    #[inline(always)]
+    pub fn to(&self) -> [Endpoint<Ipv4Addr>; 2] {
+        self.to
+    }
+}
+
+/// One cache line of IPv4 records (two lines of IPv6 records).
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Bucket<A: Family> {
@@ -429,7 +494,6 @@ impl<A: Family> RecordIndex<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     fn key(i: u32) -> FlowKey<Ipv4Addr> {
         FlowKey::new(
@@ -460,7 +524,8 @@ mod tests {
         assert_eq!(size_of::<Record<Ipv4Addr>>(), 32);
         assert_eq!(size_of::<Bucket<Ipv4Addr>>(), 64);
         assert_eq!(align_of::<Bucket<Ipv4Addr>>(), 64);
-        assert_eq!(size_of::<Record<std::net::Ipv6Addr>>(), 80);
+        assert_eq!(size_of::<Record<Ipv6Addr>>(), 64);
+        assert_eq!(size_of::<Bucket<Ipv6Addr>>(), 128);
     }
 
     #[test]

@@ -48,7 +48,7 @@ use super::family::{Endpoint, Family};
 use super::free::FreeSlots;
 use super::key::{Dir, FlowHasher, FlowKey, Proto};
 use super::persist::TemplateId;
-use super::records::{IndexFull, Pos, RecordIndex, MAX_SLOT};
+use super::records::{IndexFull, Pos, RecordIndex, RewriteTo, MAX_SLOT};
 use super::state::{ConnState, TcpDir, TcpState, TimeoutTable, Timeouts};
 use super::wheel::{Timed, TimerPos, TimerWheel, TICK_MS};
 use super::xlate::{self, SeqAdj};
@@ -923,7 +923,16 @@ impl<A: Family> ConnTable<A> {
         let (ends, real_server, state) = match inbound {
             Some(r) => {
                 let [client, vip] = r.key();
-                let [local, real] = r.to();
+                // Where the record does not keep the local endpoint: the outbound
+                // key's destination, or without one (DR, TUNNEL) the client.
+                let implied_local = match A::RewriteTo::WHOLE {
+                    true => client,
+                    false => self
+                        .records
+                        .get(cold.records[1])
+                        .map_or(client, |out| out.key()[1]),
+                };
+                let [local, real] = r.rewritten_to(implied_local);
                 (
                     [[client, vip], [real, local]],
                     r.real_server(),

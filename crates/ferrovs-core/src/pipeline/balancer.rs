@@ -218,6 +218,9 @@ pub enum SyncRefusal {
     NoRealServer,
     /// An address of the record's family is not the table's.
     Family,
+    /// A local endpoint other than the client's in a mode where the real server
+    /// sees the client (NAT, DR, TUNNEL).
+    Local,
     /// The table holds another connection with the key, or is full.
     Table(ConnError),
 }
@@ -481,6 +484,9 @@ impl Balancer {
             || mapped(rec.real.0) != nat64
         {
             return Err(SyncRefusal::Family);
+        }
+        if rec.mode != Mode::FullNat && !nat64 && rec.local != rec.client {
+            return Err(SyncRefusal::Local);
         }
         let index = svc
             .real_servers

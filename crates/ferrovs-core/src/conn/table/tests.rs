@@ -185,6 +185,57 @@ fn each_direction_has_a_record_with_what_its_packets_need() {
 }
 
 #[test]
+fn an_ipv6_connection_is_put_together_from_its_two_half_kept_records() {
+    // An IPv6 record keeps one rewritten endpoint; the other comes from the
+    // packet's own key or the other direction's.
+    let mut t: ConnTable<Ipv6Addr> =
+        ConnTable::with_hasher(100, &Timeouts::default(), FlowHasher::with_seed(42)).unwrap();
+    let ep = |a: &str, port| Endpoint::new(a.parse::<Ipv6Addr>().unwrap(), port);
+    let vip = ep("2001:db8::100", 443);
+    let real = ep("2001:db8:1::10", 8443);
+    let nat64_real = ep("::ffff:198.19.0.10", 8080);
+    for (i, (mode, local, real)) in [
+        (Mode::Nat, None, real),
+        (Mode::FullNat, Some(ep("2001:db8:2::2", 5000)), real),
+        (Mode::Dr, None, real),
+        (Mode::Tunnel, None, real),
+        // NAT64: a FULLNAT connection with an IPv4-mapped local address and server.
+        (
+            Mode::FullNat,
+            Some(ep("::ffff:198.19.0.2", 5001)),
+            nat64_real,
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let client = ep("2001:db8:c::1", 1000 + i as u16);
+        let c = NewConn {
+            proto: Proto::Tcp,
+            mode,
+            client,
+            vip,
+            local: local.unwrap_or(client),
+            real,
+            service: 1,
+            real_server: 2,
+            template: None,
+        };
+        let id = t.insert(&c, 0).unwrap();
+        assert_eq!(t.lookup(&c.inbound_key()), Some((id, Dir::Inbound)));
+        if mode.replies_via_us() {
+            assert_eq!(t.lookup(&c.outbound_key()), Some((id, Dir::Outbound)));
+        }
+        let got = t.get(id).unwrap();
+        assert_eq!(
+            (got.client(), got.vip(), got.local(), got.real(), got.mode()),
+            (c.client, c.vip, c.local, c.real, mode),
+            "{mode} {i}"
+        );
+    }
+}
+
+#[test]
 fn a_packet_that_keeps_the_state_writes_only_its_record() {
     let mut t = table(16);
     let c = conn(Mode::Nat, Proto::Udp, client(2, 2000), 0);

@@ -200,7 +200,8 @@ fn an_installing_instance_carries_the_connections_on() {
     }
     assert_eq!(b.stats.dropped_total(), 0);
     // Records B cannot take are refused and change nothing: a service it does
-    // not have, a mode other than its service's, a real server it does not have.
+    // not have, a mode other than its service's, a real server it does not have,
+    // a NAT connection whose real server would see another source than the client.
     let before = b.p.stats().conns_active.get();
     b.p.apply(WorkerCommand::SyncInstall(vec![
         SyncConn {
@@ -217,6 +218,16 @@ fn an_installing_instance_carries_the_connections_on() {
         },
     ]));
     assert_eq!(b.stats.sync_refused.get(), 3);
+    assert_eq!(b.p.stats().conns_active.get(), before);
+    // Nor does this one do anything here: a NAT connection whose real server
+    // would see another source than the client (NAT, DR and TUNNEL records keep
+    // only the endpoints that differ from the packet's).
+    b.p.apply(WorkerCommand::SyncInstall(vec![SyncConn {
+        client: (sa("198.18.0.11:7").ip(), 7),
+        local: (sa("198.18.0.12:7").ip(), 7),
+        ..established()
+    }]));
+    assert_eq!(b.stats.sync_refused.get(), 4);
     assert_eq!(b.p.stats().conns_active.get(), before);
 }
 
