@@ -923,14 +923,15 @@ impl<A: Family> ConnTable<A> {
         let (ends, real_server, state) = match inbound {
             Some(r) => {
                 let [client, vip] = r.key();
-                // Where the record does not keep the local endpoint: the outbound
-                // key's destination, or without one (DR, TUNNEL) the client.
-                let implied_local = match A::RewriteTo::WHOLE {
-                    true => client,
-                    false => self
-                        .records
+                // Where the record does not keep the local endpoint: FULLNAT's
+                // (NAT64's too) is the outbound key's destination; in every other
+                // mode the real server sees the client.
+                let implied_local = if A::RewriteTo::WHOLE || cold.mode() != Mode::FullNat {
+                    client
+                } else {
+                    self.records
                         .get(cold.records[1])
-                        .map_or(client, |out| out.key()[1]),
+                        .map_or(client, |out| out.key()[1])
                 };
                 let [local, real] = r.rewritten_to(implied_local);
                 (
@@ -1073,6 +1074,8 @@ impl<A: Family> ConnTable<A> {
             0
         };
         let lane = lane_of(new.mode, xlate);
+        // What an IPv6 record leaves out must be implied (see `assemble`).
+        debug_assert!(A::RewriteTo::WHOLE || new.mode == Mode::FullNat || new.local == new.client);
         let mark = settled_mark(self.clock);
         let code = state.code();
         let inbound = Record::new(
