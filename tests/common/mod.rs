@@ -423,8 +423,25 @@ impl Ferrovs {
             f.log_text()
         );
         f.ready_after = started.elapsed();
-        f.mempool_at_start = f.metric(MEMPOOL);
+        f.mempool_at_start = f.settled_mempool();
         f
+    }
+
+    /// The free mbufs once start-up traffic (announcements, probes) is out: the
+    /// most seen until four readings 100 ms apart agree, within 2 s. A reading
+    /// taken while such a packet is on its way would count it as leaked.
+    fn settled_mempool(&self) -> f64 {
+        let mut most = self.metric(MEMPOOL);
+        let (mut last, mut same) = (most, 0);
+        let until = Instant::now() + Duration::from_secs(2);
+        while same < 3 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.metric(MEMPOOL);
+            same = if now == last { same + 1 } else { 0 };
+            last = now;
+            most = most.max(now);
+        }
+        most
     }
 
     /// Waits up to 15 s (held packets give up on an unresolved neighbour after
