@@ -623,6 +623,9 @@ pub struct ConnTable<A: Family> {
     /// so the division is done once.
     last_now: u64,
     last_tick: u64,
+    /// Where [`Self::on_packet_record`] stores a record's tick that has not
+    /// changed.
+    unchanged_seen: u16,
     /// Each slot's sequence-number translation (beside the slab, so that entries
     /// stay small); empty until [`ConnTable::enable_translation`].
     adj: HugeSlice<SeqAdj>,
@@ -659,6 +662,7 @@ impl<A: Family> ConnTable<A> {
             clock: 0,
             last_now: 0,
             last_tick: tick_of(0),
+            unchanged_seen: 0,
             adj: HugeSlice::filled(0, SeqAdj::default()).map_err(|_| ConnError::OutOfMemory)?,
         })
     }
@@ -1278,7 +1282,18 @@ impl<A: Family> ConnTable<A> {
             dir.map_or(!from, |dir| ConnState::next_code(from, dir, tcp_flags))
         };
         if from == to {
-            r.seen = tick as u16;
+            // The record is stored to only when the tick moved, so that its
+            // line stays clean and leaves the cache without a write-back. An
+            // unchanged tick is stored to a scratch field instead of skipped:
+            // a branch here would be taken at random once flows come about once
+            // a tick.
+            let tick = tick as u16;
+            let into = if r.seen != tick {
+                &mut r.seen
+            } else {
+                &mut self.unchanged_seen
+            };
+            *into = tick;
             return Ok(None);
         }
         self.on_packet_record_slow(pos, tcp_flags, now).map(Some)
