@@ -1254,8 +1254,9 @@ impl<A: Family> ConnTable<A> {
     /// that leaves the connection's state as it was (every UDP packet, most TCP
     /// ones) reads and writes its record and nothing else; one that changes it
     /// takes the slow way through the cold entry. Returns the state change when
-    /// there was one; the record, updated, is where it was (read it there: a copy
-    /// handed back through the return value cost more than the read).
+    /// there was one. It writes nothing of the record but its state and the time
+    /// of its last packet, so what a caller read of the record before (the burst
+    /// path's copy: key, rewrite, real server, direction, lane) still holds.
     #[inline(always)]
     pub fn on_packet_record(
         &mut self,

@@ -40,7 +40,7 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
-use crate::conn::{ConnId, Lane, Mode, RecordPos};
+use crate::conn::{ConnId, Lane, Mode, Record, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{ethernet, PacketBuf};
@@ -85,10 +85,9 @@ struct Staged {
     flow: Option<Ipv4Flow>,
     /// The hash of its flow key under the IPv4 table's hasher.
     hash: u64,
-    /// Where stage 2 found its record in its home bucket.
+    /// Where stage 2 found its record in its home bucket, while the table's
+    /// records version is the one stage 2 read for the whole batch.
     at_home: Option<RecordPos>,
-    /// The table's records version when stage 2 found it.
-    version: u32,
 }
 
 /// A packet of the batch set aside until its connection is inserted (stage 4).
@@ -149,7 +148,6 @@ const ORDINARY: Staged = Staged {
     flow: None,
     hash: 0,
     at_home: None,
-    version: 0,
 };
 
 #[inline(always)]
@@ -192,19 +190,17 @@ impl<P: PacketPool> Pipeline<P> {
                     flow: Some(flow),
                     hash,
                     at_home: None,
-                    version: 0,
                 };
             }
             let version = table.records_version();
             for s in &mut staged[..n] {
                 if let Some(flow) = &s.flow {
                     s.at_home = table.record_at_home(&key_of(flow), s.hash);
-                    s.version = version;
                 }
             }
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
                 match &s.flow {
-                    Some(flow) => self.flow_v4(pkt, port, flow, s, true),
+                    Some(flow) => self.flow_v4(pkt, port, flow, s, version, true),
                     None => self.receive(pkt, port),
                 }
             }
@@ -235,9 +231,8 @@ impl<P: PacketPool> Pipeline<P> {
                         flow: Some(p.flow),
                         hash: p.hash,
                         at_home: None,
-                        version: 0,
                     };
-                    self.flow_v4(p.pkt, port, &p.flow, &staged, false);
+                    self.flow_v4(p.pkt, port, &p.flow, &staged, 0, false);
                 }
             }
         }
@@ -259,9 +254,18 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
     /// to an established connection or opens one (set aside for stage 4 when
-    /// `park`); anything else goes to the ordinary path untouched.
+    /// `park`); anything else goes to the ordinary path untouched. `version`: the
+    /// table's records version `staged.at_home` was found under.
     #[inline(always)]
-    fn flow_v4(&mut self, pkt: P::Buf, port: usize, flow: &Ipv4Flow, staged: &Staged, park: bool) {
+    fn flow_v4(
+        &mut self,
+        pkt: P::Buf,
+        port: usize,
+        flow: &Ipv4Flow,
+        staged: &Staged,
+        version: u32,
+        park: bool,
+    ) {
         let proto = flow.proto;
         let flags = flow.tcp_flags;
         // TCP/UDP to a port's own address is not forwarded; nonsense flags are
@@ -271,8 +275,8 @@ impl<P: PacketPool> Pipeline<P> {
         }
         let table = self.lb.conns::<Ipv4Addr>();
         let Some((pos, record)) = table
-            .find_record_from(&key_of(flow), staged.hash, staged.at_home, staged.version)
-            .and_then(|pos| Some((pos, table.record(pos)?)))
+            .find_record_from(&key_of(flow), staged.hash, staged.at_home, version)
+            .and_then(|pos| Some((pos, *table.record(pos)?)))
         else {
             return self.open_v4(pkt, port, flow, staged.hash, park);
         };
@@ -285,7 +289,7 @@ impl<P: PacketPool> Pipeline<P> {
         {
             return self.handle(pkt, port, true);
         }
-        self.forward_v4(pkt, flow, pos);
+        self.forward_v4(pkt, flow, pos, &record);
     }
 
     /// The first packet of a flow, as `flow_input_af` handles a miss: a new
@@ -379,8 +383,12 @@ impl<P: PacketPool> Pipeline<P> {
     /// The first packet of connection `id`, just inserted: forwarded from its
     /// inbound record.
     fn forward_new_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, id: ConnId) {
-        match self.lb.conns::<Ipv4Addr>().record_of(id, Dir::Inbound) {
-            Some(pos) => self.forward_v4(pkt, flow, pos),
+        let table = self.lb.conns::<Ipv4Addr>();
+        match table
+            .record_of(id, Dir::Inbound)
+            .and_then(|pos| Some((pos, *table.record(pos)?)))
+        {
+            Some((pos, record)) => self.forward_v4(pkt, flow, pos, &record),
             None => self.discard(pkt, DropReason::NoConnection),
         }
     }
@@ -388,17 +396,30 @@ impl<P: PacketPool> Pipeline<P> {
     /// The first packet of connection `id`, inserted (by stage 4) in the state
     /// this packet leaves it in, with its deadline and counts: only forwarded.
     fn forward_opened_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, id: ConnId) {
-        match self.lb.conns::<Ipv4Addr>().record_of(id, Dir::Inbound) {
-            Some(pos) => self.send_v4_from_record(pkt, flow, pos),
+        let table = self.lb.conns::<Ipv4Addr>();
+        match table
+            .record_of(id, Dir::Inbound)
+            .and_then(|pos| table.record(pos))
+        {
+            Some(&record) => self.send_v4_from_record(pkt, flow, &record),
             None => self.discard(pkt, DropReason::NoConnection),
         }
     }
 
     /// Accounts a packet to the connection whose record is at `pos` (state,
     /// counters), rewrites it for the connection's mode and sends it on:
-    /// `flow_input_af` and `forward` in one.
+    /// `flow_input_af` and `forward` in one. `record` is a copy of the record
+    /// read before the packet's state update, which changes none of the
+    /// fields the rewrite reads: taken by value, its fields are decoded once
+    /// for every use, where reading the record again would decode them anew.
     #[inline(always)]
-    fn forward_v4(&mut self, pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
+    fn forward_v4(
+        &mut self,
+        pkt: P::Buf,
+        flow: &Ipv4Flow,
+        pos: RecordPos,
+        record: &Record<Ipv4Addr>,
+    ) {
         if !self.lb.on_packet_record::<Ipv4Addr>(
             pos,
             flow.tcp_flags.bits(),
@@ -407,17 +428,12 @@ impl<P: PacketPool> Pipeline<P> {
         ) {
             return self.discard(pkt, DropReason::NoConnection);
         }
-        self.send_v4_from_record(pkt, flow, pos);
+        self.send_v4_from_record(pkt, flow, record);
     }
 
-    /// Counts, rewrites and sends a packet as its connection's record at `pos`
-    /// says.
+    /// Counts, rewrites and sends a packet as its connection's `record` says.
     #[inline(always)]
-    fn send_v4_from_record(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, pos: RecordPos) {
-        let Some(record) = self.lb.conns::<Ipv4Addr>().record(pos) else {
-            return self.discard(pkt, DropReason::NoConnection);
-        };
-        // Read in place: the fields, not a copy of the record.
+    fn send_v4_from_record(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, record: &Record<Ipv4Addr>) {
         let (dir, real_server) = (record.dir(), record.real_server());
         let action = packet_action_v4(record);
         let bytes = u64::from(flow.total_len);
