@@ -408,10 +408,11 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// Accounts a packet to the connection whose record is at `pos` (state,
     /// counters), rewrites it for the connection's mode and sends it on:
-    /// `flow_input_af` and `forward` in one. `record` is a copy of the record
-    /// read before the packet's state update, which changes none of the
-    /// fields the rewrite reads: taken by value, its fields are decoded once
-    /// for every use, where reading the record again would decode them anew.
+    /// `flow_input_af` and `forward` in one. `record` is the copy of the record
+    /// the lookup took, before the packet's state update (which changes none of
+    /// the fields read here): a local copy's fields are decoded once for all
+    /// their uses, where reading the record in the table again would decode
+    /// them anew.
     #[inline(always)]
     fn forward_v4(
         &mut self,
