@@ -85,8 +85,8 @@ struct Staged {
     flow: Option<Ipv4Flow>,
     /// The hash of its flow key under the IPv4 table's hasher.
     hash: u64,
-    /// Where stage 2 found its record in its home bucket, while the table's
-    /// records version is the one stage 2 read for the whole batch.
+    /// Where stage 2 found its record in its home bucket: right while the
+    /// table's records version is still the one stage 2 read for the batch.
     at_home: Option<RecordPos>,
 }
 
