@@ -20,7 +20,7 @@ use super::tcp::TcpFlags;
 use super::{be, ipv4, tcp, udp};
 
 /// Offsets in the frame: Ethernet header, then an IPv4 header without options.
-mod field {
+pub(crate) mod field {
     use std::ops::Range;
 
     pub const ETHERTYPE: Range<usize> = 12..14;
@@ -28,7 +28,9 @@ mod field {
     pub const VER_IHL: usize = 14;
     pub const TOTAL_LEN: Range<usize> = 16..18;
     pub const FLAGS_FRAG: Range<usize> = 20..22;
+    pub const TTL: usize = 22;
     pub const PROTOCOL: usize = 23;
+    pub const IP_CHECKSUM: Range<usize> = 24..26;
     pub const SRC: Range<usize> = 26..30;
     pub const DST: Range<usize> = 30..34;
     /// Where the TCP or UDP header starts.
@@ -39,6 +41,11 @@ mod field {
     pub const UDP_LEN: Range<usize> = 4..6;
     pub const TCP_DATA_OFFSET: usize = 12;
     pub const TCP_FLAGS: usize = 13;
+    /// In the frame again: the checksums, and where each header ends.
+    pub const UDP_CHECKSUM: Range<usize> = L4 + 6..L4 + 8;
+    pub const UDP_END: usize = L4 + super::udp::HEADER_LEN;
+    pub const TCP_CHECKSUM: Range<usize> = L4 + 16..L4 + 18;
+    pub const TCP_END: usize = L4 + super::tcp::HEADER_LEN;
 }
 
 /// Version 4, header length 5 words.
