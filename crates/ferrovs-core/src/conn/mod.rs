@@ -48,8 +48,8 @@ pub use persist::{PersistError, PersistTable, Template, TemplateId};
 pub use records::RewriteTo;
 pub use state::{tcp_flags, ConnState, TcpDir, TcpState, Timeouts};
 pub use table::{
-    Conn, ConnError, ConnId, ConnTable, Installed, Lane, Mode, NewConn, PreparedConn, Record,
-    RecordPos, StateChange, MAX_CONNECTIONS,
+    Clock, Conn, ConnError, ConnId, ConnTable, Installed, Lane, Mode, NewConn, PreparedConn,
+    Record, RecordPos, StateChange, MAX_CONNECTIONS,
 };
 pub use wheel::{SLOTS as WHEEL_SLOTS, TICK_MS as WHEEL_TICK_MS};
 pub use xlate::SeqAdj;

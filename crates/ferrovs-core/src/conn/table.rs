@@ -494,6 +494,24 @@ fn tick_of(now: u64) -> u64 {
     now.div_ceil(TICK_MS)
 }
 
+/// A moment of the table's clock, taken once ([`ConnTable::clock`]) for all the
+/// packets of a burst, which share one `now`: the burst path's per-packet state
+/// update then reads the wheel tick from here instead of comparing `now` with the
+/// table's last one each time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    now: u64,
+    tick: u64,
+}
+
+impl Clock {
+    /// The time it was taken at, in milliseconds.
+    #[inline(always)]
+    pub fn now(self) -> u64 {
+        self.now
+    }
+}
+
 /// The deadline a record's unsettled packet sets, if it has one (see the module
 /// documentation).
 #[inline]
@@ -808,6 +826,16 @@ impl<A: Family> ConnTable<A> {
     pub fn set_timeouts(&mut self, timeouts: &Timeouts) {
         self.timeouts = *timeouts;
         self.timeout_ms = TimeoutTable::new(timeouts);
+    }
+
+    /// Moves the table's clock to `now` (never back) and returns that moment, for
+    /// [`Self::on_packet_record`] calls at the same `now`.
+    #[inline]
+    pub fn clock(&mut self, now: u64) -> Clock {
+        Clock {
+            now,
+            tick: self.advance(now),
+        }
     }
 
     /// Moves the table's clock to `now` (never back).
@@ -1262,9 +1290,9 @@ impl<A: Family> ConnTable<A> {
         &mut self,
         pos: RecordPos,
         tcp_flags: u8,
-        now: u64,
+        clock: Clock,
     ) -> Result<Option<StateChange>, ConnError> {
-        let tick = self.advance(now);
+        let tick = clock.tick;
         let Some(r) = self.records.get_mut(pos.0) else {
             return Err(ConnError::UnknownConn);
         };
@@ -1297,7 +1325,8 @@ impl<A: Family> ConnTable<A> {
             *into = tick;
             return Ok(None);
         }
-        self.on_packet_record_slow(pos, tcp_flags, now).map(Some)
+        self.on_packet_record_slow(pos, tcp_flags, clock.now)
+            .map(Some)
     }
 
     #[cold]

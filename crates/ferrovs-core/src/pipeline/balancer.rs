@@ -10,9 +10,9 @@ use super::synproxy::OwedReset;
 use crate::access::{worker_share, SourceLimiter};
 use crate::conn::xlate;
 use crate::conn::{
-    Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher, FlowKey,
-    Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, RecordPos, SeqAdj, StateChange,
-    TcpState, TemplateId, Timeouts,
+    Clock, Conn, ConnError, ConnId, ConnState, ConnTable, Dir, Endpoint, Family, FlowHasher,
+    FlowKey, Installed, Mode, NewConn, PersistTable, PreparedConn, Proto, RecordPos, SeqAdj,
+    StateChange, TcpState, TemplateId, Timeouts,
 };
 use crate::sched::{Candidate, FlowHint, SchedOptions, Scheduler};
 use crate::service::{Service, Services, MAX_SERVICES};
@@ -639,6 +639,13 @@ impl Balancer {
         Some(conn)
     }
 
+    /// The connection table's clock at `now`, for a burst's
+    /// [`Balancer::on_packet_record`] calls.
+    #[inline]
+    pub fn clock<A: Tables>(&mut self, now: u64) -> Clock {
+        A::select(&mut self.v4, &mut self.v6).conns.clock(now)
+    }
+
     /// [`Balancer::on_packet`] for the burst path, from the packet's record: a
     /// packet that leaves the state as it was reads and writes nothing but its
     /// record. False when the record names no live connection.
@@ -647,15 +654,15 @@ impl Balancer {
         &mut self,
         pos: RecordPos,
         tcp_flags: u8,
-        now: u64,
+        clock: Clock,
         stats: &WorkerStats,
     ) -> bool {
         let t = A::select(&mut self.v4, &mut self.v6);
-        match t.conns.on_packet_record(pos, tcp_flags, now) {
+        match t.conns.on_packet_record(pos, tcp_flags, clock) {
             // Most packets leave the state as it was (always for UDP): nothing to count.
             Ok(None) => true,
             Ok(Some(change)) => {
-                self.record_state_changed::<A>(pos, change, now, stats);
+                self.record_state_changed::<A>(pos, change, clock.now(), stats);
                 true
             }
             Err(_) => false,

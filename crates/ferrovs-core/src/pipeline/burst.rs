@@ -40,7 +40,7 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
-use crate::conn::{ConnId, Lane, Mode, Record, RecordPos};
+use crate::conn::{Clock, ConnId, Lane, Mode, Record, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::{packet_action_v4, translate_v4, ActionV4};
 use crate::packet::{ethernet, PacketBuf};
@@ -198,9 +198,10 @@ impl<P: PacketPool> Pipeline<P> {
                     s.at_home = table.record_at_home(&key_of(flow), s.hash);
                 }
             }
+            let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
             for (pkt, s) in pkts.drain(..n).zip(&staged) {
                 match &s.flow {
-                    Some(flow) => self.flow_v4(pkt, port, flow, s, version, true),
+                    Some(flow) => self.flow_v4(pkt, port, flow, s, version, clock, true),
                     None => self.receive(pkt, port),
                 }
             }
@@ -232,7 +233,8 @@ impl<P: PacketPool> Pipeline<P> {
                         hash: p.hash,
                         at_home: None,
                     };
-                    self.flow_v4(p.pkt, port, &p.flow, &staged, 0, false);
+                    let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
+                    self.flow_v4(p.pkt, port, &p.flow, &staged, 0, clock, false);
                 }
             }
         }
@@ -255,7 +257,9 @@ impl<P: PacketPool> Pipeline<P> {
     /// A TCP/UDP packet in the burst path's shape: forwarded here when it belongs
     /// to an established connection or opens one (set aside for stage 4 when
     /// `park`); anything else goes to the ordinary path untouched. `version`: the
-    /// table's records version `staged.at_home` was found under.
+    /// table's records version `staged.at_home` was found under; `clock`: the
+    /// table's clock at the burst's time.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn flow_v4(
         &mut self,
@@ -264,6 +268,7 @@ impl<P: PacketPool> Pipeline<P> {
         flow: &Ipv4Flow,
         staged: &Staged,
         version: u32,
+        clock: Clock,
         park: bool,
     ) {
         let proto = flow.proto;
@@ -289,7 +294,7 @@ impl<P: PacketPool> Pipeline<P> {
         {
             return self.handle(pkt, port, true);
         }
-        self.forward_v4(pkt, flow, pos, &record);
+        self.forward_v4(pkt, flow, pos, &record, clock);
     }
 
     /// The first packet of a flow, as `flow_input_af` handles a miss: a new
@@ -388,7 +393,10 @@ impl<P: PacketPool> Pipeline<P> {
             .record_of(id, Dir::Inbound)
             .and_then(|pos| Some((pos, *table.record(pos)?)))
         {
-            Some((pos, record)) => self.forward_v4(pkt, flow, pos, &record),
+            Some((pos, record)) => {
+                let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
+                self.forward_v4(pkt, flow, pos, &record, clock);
+            }
             None => self.discard(pkt, DropReason::NoConnection),
         }
     }
@@ -412,7 +420,7 @@ impl<P: PacketPool> Pipeline<P> {
     /// the lookup took, before the packet's state update (which changes none of
     /// the fields read here): a local copy's fields are decoded once for all
     /// their uses, where reading the record in the table again would decode
-    /// them anew.
+    /// them anew. `clock`: the table's, at the burst's time.
     #[inline(always)]
     fn forward_v4(
         &mut self,
@@ -420,13 +428,12 @@ impl<P: PacketPool> Pipeline<P> {
         flow: &Ipv4Flow,
         pos: RecordPos,
         record: &Record<Ipv4Addr>,
+        clock: Clock,
     ) {
-        if !self.lb.on_packet_record::<Ipv4Addr>(
-            pos,
-            flow.tcp_flags.bits(),
-            self.now_ms,
-            &self.stats,
-        ) {
+        if !self
+            .lb
+            .on_packet_record::<Ipv4Addr>(pos, flow.tcp_flags.bits(), clock, &self.stats)
+        {
             return self.discard(pkt, DropReason::NoConnection);
         }
         self.send_v4_from_record(pkt, flow, record);

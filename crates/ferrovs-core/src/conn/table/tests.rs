@@ -242,8 +242,9 @@ fn a_packet_that_keeps_the_state_writes_only_its_record() {
     let id = t.insert(&c, 0).unwrap();
     let pos = t.record_of(id, Dir::Outbound).unwrap();
     let cold = t.slab[id.index as usize];
+    let clock = t.clock(150 * SEC + 30);
     assert_eq!(
-        t.on_packet_record(pos, 0, 150 * SEC + 30),
+        t.on_packet_record(pos, 0, clock),
         Ok(None),
         "UDP keeps its state"
     );
@@ -260,8 +261,9 @@ fn a_packet_that_keeps_the_state_writes_only_its_record() {
     let c = nat(3, 3000);
     let id = t.insert(&c, 0).unwrap();
     let pos = t.record_of(id, Dir::Inbound).unwrap();
+    let clock = t.clock(SEC);
     let change = t
-        .on_packet_record(pos, SYN, SEC)
+        .on_packet_record(pos, SYN, clock)
         .unwrap()
         .expect("a SYN moves NONE on");
     assert_eq!(change.to, ConnState::Tcp(TcpState::SynRecv));
@@ -287,7 +289,8 @@ fn a_settled_tick_is_never_read_as_a_packet() {
         t.on_packet(id, Dir::Inbound, flags, 0).unwrap();
     }
     let pos = t.record_of(id, Dir::Inbound).unwrap();
-    t.on_packet_record(pos, ACK, 5 * SEC).unwrap();
+    let clock = t.clock(5 * SEC);
+    t.on_packet_record(pos, ACK, clock).unwrap();
     let deadline = 5 * SEC + 10 * 3600 * SEC;
     assert_eq!(t.get(id).unwrap().expiry(), deadline);
     let mut now = 5 * SEC;
