@@ -1,6 +1,7 @@
 //! Address and port translation of TCP/UDP packets, with TTL decrement.
 
 use crate::conn::Proto;
+use crate::packet::be;
 use crate::packet::checksum::{self, Delta};
 use crate::packet::flow_v4::field;
 use crate::packet::parse::{FrameInfo, IpInfo};
@@ -217,18 +218,18 @@ pub fn translate_v4(
         let h: &mut [u8; field::TCP_END] =
             frame.first_chunk_mut().ok_or(DropReason::TruncatedL4)?;
         let delta = rewrite_v4_in_place(h, t)?;
-        let checksum = delta.apply(ne_u16(h, field::TCP_CHECKSUM));
-        put(h, field::TCP_CHECKSUM, checksum.to_ne_bytes());
+        let checksum = delta.apply(be::read_ne_u16(h, field::TCP_CHECKSUM));
+        be::write_ne_u16(h, field::TCP_CHECKSUM, checksum);
     } else {
         let h: &mut [u8; field::UDP_END] =
             frame.first_chunk_mut().ok_or(DropReason::TruncatedL4)?;
         let delta = rewrite_v4_in_place(h, t)?;
         // A zero checksum ("none") stays zero; a result of 0 goes out as 0xffff
         // (both the same in either byte order).
-        let checksum = ne_u16(h, field::UDP_CHECKSUM);
+        let checksum = be::read_ne_u16(h, field::UDP_CHECKSUM);
         if checksum != 0 {
             let checksum = checksum::udp_transmitted(delta.apply(checksum));
-            put(h, field::UDP_CHECKSUM, checksum.to_ne_bytes());
+            be::write_ne_u16(h, field::UDP_CHECKSUM, checksum);
         }
     }
     Ok(())
@@ -258,44 +259,21 @@ fn rewrite_v4_in_place<const N: usize>(
         (t.dst, field::DST, in_frame(field::DST_PORT)),
     ] {
         if let Some((addr, port)) = new {
-            let addr = addr.octets();
-            addrs = addrs.u32(
-                u32::from_ne_bytes(get(h, addr_at.clone())),
-                u32::from_ne_bytes(addr),
-            );
-            put(h, addr_at, addr);
-            let port = port.to_be_bytes();
-            ports = ports.u16(ne_u16(h, port_at.clone()), u16::from_ne_bytes(port));
-            put(h, port_at, port);
+            // Both in memory order: the address's bytes, the port big-endian.
+            let (addr, port) = (u32::from_ne_bytes(addr.octets()), port.to_be());
+            addrs = addrs.u32(be::read_ne_u32(h, addr_at.clone()), addr);
+            be::write_ne_u32(h, addr_at, addr);
+            ports = ports.u16(be::read_ne_u16(h, port_at.clone()), port);
+            be::write_ne_u16(h, port_at, port);
         }
     }
     // The TTL is the first byte of its word (the protocol the second): one lower.
     let ttl_change = Delta::NONE.u16(u16::from_ne_bytes([1, 0]), 0);
-    let checksum = ttl_change.and(addrs).apply(ne_u16(h, field::IP_CHECKSUM));
-    put(h, field::IP_CHECKSUM, checksum.to_ne_bytes());
+    let checksum = ttl_change
+        .and(addrs)
+        .apply(be::read_ne_u16(h, field::IP_CHECKSUM));
+    be::write_ne_u16(h, field::IP_CHECKSUM, checksum);
     Ok(addrs.and(ports))
-}
-
-/// The `M` bytes of `h` at `at`.
-#[inline(always)]
-fn get<const N: usize, const M: usize>(h: &[u8; N], at: Range<usize>) -> [u8; M] {
-    debug_assert_eq!(at.len(), M);
-    let mut bytes = [0; M];
-    bytes.copy_from_slice(&h[at.start..at.start + M]);
-    bytes
-}
-
-/// The 16-bit word of `h` at `at`, in memory order.
-#[inline(always)]
-fn ne_u16<const N: usize>(h: &[u8; N], at: Range<usize>) -> u16 {
-    u16::from_ne_bytes(get(h, at))
-}
-
-/// Writes `bytes` at `at`.
-#[inline(always)]
-fn put<const N: usize, const M: usize>(h: &mut [u8; N], at: Range<usize>, bytes: [u8; M]) {
-    debug_assert_eq!(at.len(), M);
-    h[at.start..at.start + M].copy_from_slice(&bytes);
 }
 
 #[cfg(test)]

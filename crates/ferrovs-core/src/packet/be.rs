@@ -14,6 +14,11 @@
 //!
 //! `at` must be exactly as wide as the value (2 bytes for `u16`, 4 for `u32`): a
 //! range of another width is a layout bug and panics, like a range out of bounds.
+//!
+//! The `_ne_` functions read and write a field as memory holds it, with no swap: for
+//! the Internet checksum, which comes out the same from words taken in either byte
+//! order (RFC 1071 section 2(B)), so a rewrite that only sums fields need not swap
+//! them.
 
 use std::ops::Range;
 
@@ -47,9 +52,44 @@ pub fn write_u32(buf: &mut [u8], at: Range<usize>, value: u32) {
     buf[at].copy_from_slice(&value.to_be_bytes());
 }
 
+/// The `u16` in `buf[at]` as memory holds it.
+#[inline(always)]
+pub fn read_ne_u16(buf: &[u8], at: Range<usize>) -> u16 {
+    u16::from_ne_bytes(array(&buf[at]))
+}
+
+/// Stores `value` in `buf[at]` as memory holds it.
+#[inline(always)]
+pub fn write_ne_u16(buf: &mut [u8], at: Range<usize>, value: u16) {
+    buf[at].copy_from_slice(&value.to_ne_bytes());
+}
+
+/// The `u32` in `buf[at]` as memory holds it.
+#[inline(always)]
+pub fn read_ne_u32(buf: &[u8], at: Range<usize>) -> u32 {
+    u32::from_ne_bytes(array(&buf[at]))
+}
+
+/// Stores `value` in `buf[at]` as memory holds it.
+#[inline(always)]
+pub fn write_ne_u32(buf: &mut [u8], at: Range<usize>, value: u32) {
+    buf[at].copy_from_slice(&value.to_ne_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_order_is_the_bytes_as_they_are() {
+        let mut buf = [0xee; 8];
+        write_ne_u16(&mut buf, 1..3, u16::from_ne_bytes([0x12, 0x34]));
+        write_ne_u32(&mut buf, 3..7, u32::from_ne_bytes([0x56, 0x78, 0x9a, 0xbc]));
+        assert_eq!(buf, [0xee, 0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xee]);
+        // The big-endian value, stored to memory the way a register holds it.
+        assert_eq!(read_ne_u16(&buf, 1..3), read_u16(&buf, 1..3).to_be());
+        assert_eq!(read_ne_u32(&buf, 3..7), read_u32(&buf, 3..7).to_be());
+    }
 
     #[test]
     fn reads_the_most_significant_byte_first() {
