@@ -219,6 +219,7 @@ impl<P: PacketPool> Pipeline<P> {
         // Taken out and put back, capacity and all: nothing allocates.
         let mut parked = std::mem::take(&mut self.parked.packets);
         self.parked.opened = 0;
+        let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
         for p in parked.drain(..) {
             match p.opening {
                 Some(opening) => match self.lb.connect_finish(&opening, self.now_ms, &self.stats) {
@@ -233,7 +234,6 @@ impl<P: PacketPool> Pipeline<P> {
                         hash: p.hash,
                         at_home: None,
                     };
-                    let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
                     self.flow_v4(p.pkt, port, &p.flow, &staged, 0, clock, false);
                 }
             }
