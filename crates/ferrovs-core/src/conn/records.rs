@@ -19,14 +19,20 @@
 //!
 //! Layout: a fixed array of buckets of [`PER_BUCKET`] records, and beside it one
 //! byte per bucket counting the keys that probed past it (`overflow`, as in
-//! folly's F14). A key's home bucket comes from the hash by multiply-shift, so the
+//! folly's F14), and a bit per bucket set while that count is not zero
+//! (`spilled`). A key's home bucket comes from the hash by multiply-shift, so the
 //! bucket count need not be a power of two. A full home bucket spills to the next
 //! (linear probing by bucket: the next line); a lookup that does not find its key
-//! in a bucket reads that bucket's count and stops at zero, so removals need no
+//! in a bucket reads that bucket's bit and stops at zero, so removals need no
 //! tombstones. A count that reaches 255 stays there (a lookup then reads one
 //! bucket more than it must, never one less). Records never move once placed, so
 //! the cold entry keeps their positions. The index is sized once for the most
 //! keys it will hold at a load of at most [`MAX_LOAD_PERCENT`].
+//!
+//! Lookups read the bits, not the counts: a new connection's keys are looked up
+//! and not found, and the bits are an eighth of the counts' lines, mostly in
+//! cache, where every count read was a line from memory. The counts are read and
+//! written only when a key spills or a spilled key is removed.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -44,6 +50,11 @@ pub(crate) const MAX_LOAD_PERCENT: usize = 75;
 pub(crate) const MAX_SLOT: u32 = (1 << 24) - 2;
 /// An overflow count that no longer counts (see the module documentation).
 const STUCK: u8 = u8::MAX;
+/// Share of record slots in use, in percent, above which a lookup that misses its
+/// home bucket requests the next one before it knows whether it needs it: below
+/// it, a key is rarely beyond its home, and the request would be a line from
+/// memory for nothing on most new connections.
+const SPILLS_LIKELY_PERCENT: usize = 25;
 
 /// How the burst path forwards a direction's packets.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -293,7 +304,11 @@ pub(crate) type Pos = u32;
 pub(crate) struct RecordIndex<A: Family> {
     buckets: HugeSlice<Bucket<A>>,
     overflow: HugeSlice<u8>,
+    /// Bit `b % 64` of word `b / 64`: bucket `b`'s overflow count is not zero.
+    spilled: HugeSlice<u64>,
     free: usize,
+    /// `free` under this: more than [`SPILLS_LIKELY_PERCENT`] of the slots in use.
+    spills_likely_below: usize,
     /// Changes whenever a record is placed or removed (see [`Self::version`]).
     version: u32,
 }
@@ -306,11 +321,14 @@ impl<A: Family> RecordIndex<A> {
         let empty = Bucket {
             records: [Record::EMPTY; PER_BUCKET],
         };
+        let slots = n * PER_BUCKET;
         Ok(RecordIndex {
             // Probed at random: huge pages spare the TLB.
             buckets: HugeSlice::filled(n, empty)?,
             overflow: HugeSlice::filled(n, 0)?,
-            free: n * PER_BUCKET,
+            spilled: HugeSlice::filled(n.div_ceil(64), 0)?,
+            free: slots,
+            spills_likely_below: slots - slots * SPILLS_LIKELY_PERCENT / 100,
             version: 0,
         })
     }
@@ -318,6 +336,7 @@ impl<A: Family> RecordIndex<A> {
     /// Bytes allocated.
     pub(crate) fn memory_bytes(&self) -> usize {
         self.buckets.len() * (size_of::<Bucket<A>>() + size_of::<u8>())
+            + self.spilled.len() * size_of::<u64>()
     }
 
     /// A number that changes whenever a record is placed or removed: a position
@@ -343,6 +362,39 @@ impl<A: Family> RecordIndex<A> {
     fn home(&self, hash: u64) -> usize {
         // Multiply-shift: the high 64 bits of hash * n lie in 0..n.
         ((u128::from(hash) * self.buckets.len() as u128) >> 64) as usize
+    }
+
+    /// Whether a key whose home is bucket `b` may be beyond it.
+    #[inline(always)]
+    fn spills_past(&self, b: usize) -> bool {
+        self.spilled[b / 64] & 1 << (b % 64) != 0
+    }
+
+    /// Whether a key is likely enough to be beyond its home bucket that a lookup
+    /// missing there should request the next bucket before it knows.
+    #[inline(always)]
+    fn spills_likely(&self) -> bool {
+        self.free < self.spills_likely_below
+    }
+
+    /// Counts one more key probing past bucket `b`.
+    fn count_spill(&mut self, b: usize) {
+        let c = &mut self.overflow[b];
+        if *c != STUCK {
+            *c += 1;
+        }
+        self.spilled[b / 64] |= 1 << (b % 64);
+    }
+
+    /// Counts one key fewer probing past bucket `b`.
+    fn uncount_spill(&mut self, b: usize) {
+        let c = &mut self.overflow[b];
+        if *c != STUCK {
+            *c -= 1;
+            if *c == 0 {
+                self.spilled[b / 64] &= !(1 << (b % 64));
+            }
+        }
     }
 
     #[inline(always)]
@@ -375,10 +427,10 @@ impl<A: Family> RecordIndex<A> {
     }
 
     /// The position of `key`'s record if it is in its home bucket; else the
-    /// lines a full lookup reads next are requested: the bucket's overflow byte
-    /// and the next bucket (requested, not read: a branch on a byte that missed
-    /// would stall the whole batch). The burst path asks this for a whole batch
-    /// before it forwards any packet.
+    /// lines a full lookup reads next are requested: the bucket's spill bit and,
+    /// where spills are likely, the next bucket (requested, not read: a branch on
+    /// a bit that missed would stall the whole batch). The burst path asks this
+    /// for a whole batch before it forwards any packet.
     #[inline(always)]
     pub(crate) fn find_at_home(&self, hash: u64, key: &FlowKey<A>) -> Option<Pos> {
         let b = self.home(hash);
@@ -394,17 +446,23 @@ impl<A: Family> RecordIndex<A> {
     /// Requests what a lookup that did not find its key in bucket `b` reads next.
     #[inline(always)]
     fn request_beyond(&self, b: usize) {
-        ferrovs_mem::prefetch(&self.overflow[b]);
-        ferrovs_mem::prefetch(&self.buckets[self.next(b)]);
+        ferrovs_mem::prefetch(&self.spilled[b / 64]);
+        if self.spills_likely() {
+            ferrovs_mem::prefetch(&self.buckets[self.next(b)]);
+        }
     }
 
-    /// Requests every line an insertion under `hash` reads: the home bucket, its
-    /// overflow byte and the next bucket.
+    /// Requests the lines an insertion under `hash` reads: the home bucket, its
+    /// spill bit and, where spills are likely, the next bucket and the overflow
+    /// count the insertion would then write.
     #[inline]
     pub(crate) fn request_for_insert(&self, hash: u64) {
         let b = self.home(hash);
         ferrovs_mem::prefetch(&self.buckets[b]);
         self.request_beyond(b);
+        if self.spills_likely() {
+            ferrovs_mem::prefetch(&self.overflow[b]);
+        }
     }
 
     /// The position of `key`'s record (its hash is `hash`).
@@ -419,7 +477,7 @@ impl<A: Family> RecordIndex<A> {
                     return Some((b * PER_BUCKET + i) as Pos);
                 }
             }
-            if self.overflow[b] == 0 {
+            if !self.spills_past(b) {
                 return None;
             }
             b = self.next(b);
@@ -448,10 +506,7 @@ impl<A: Family> RecordIndex<A> {
         // Lookups starting at `home` must not stop before `b`.
         let mut p = home;
         while p != b {
-            let c = &mut self.overflow[p];
-            if *c != STUCK {
-                *c += 1;
-            }
+            self.count_spill(p);
             p = self.next(p);
         }
         Ok((b * PER_BUCKET + i) as Pos)
@@ -476,10 +531,7 @@ impl<A: Family> RecordIndex<A> {
         // Every bucket the key probed past no longer overflows because of it.
         let mut p = self.home(hash);
         while p != b {
-            let c = &mut self.overflow[p];
-            if *c != STUCK {
-                *c -= 1;
-            }
+            self.uncount_spill(p);
             p = self.next(p);
         }
     }
@@ -592,7 +644,10 @@ mod tests {
                 slots * MAX_LOAD_PERCENT < (keys + 2 * PER_BUCKET) * 100,
                 "{keys}"
             );
-            assert_eq!(idx.memory_bytes(), idx.buckets() * 65);
+            assert_eq!(
+                idx.memory_bytes(),
+                idx.buckets() * 65 + idx.buckets().div_ceil(64) * 8
+            );
         }
     }
 
@@ -625,6 +680,48 @@ mod tests {
         }
         assert_eq!(idx.len(), 0);
         assert!(idx.overflow.iter().all(|&c| c == 0));
+        assert!(idx.spilled.iter().all(|&w| w == 0));
+    }
+
+    #[test]
+    fn spill_bits_follow_the_counts_and_lookups_agree_with_a_model() {
+        use crate::packet::testutil::XorShift;
+        use std::collections::HashMap;
+        // Few homes for many keys, so that spills and removals of spilled keys
+        // are common; then a table at the load limit with spread hashes.
+        for (capacity, homes) in [(300, 7u64), (3000, u64::MAX)] {
+            let mut idx = RecordIndex::<Ipv4Addr>::with_capacity(capacity).unwrap();
+            let mut rng = XorShift::new(capacity as u64);
+            let hash_of = |i: u32| {
+                let h = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                if homes == u64::MAX {
+                    h
+                } else {
+                    (h % homes) << 56
+                }
+            };
+            let mut live: HashMap<u32, Pos> = HashMap::new();
+            for step in 0..20_000u32 {
+                let i = rng.below(capacity * 2) as u32;
+                match live.remove(&i) {
+                    Some(pos) => idx.remove(hash_of(i), pos),
+                    None if live.len() < capacity => {
+                        assert_eq!(idx.find(hash_of(i), &key(i)), None, "step {step}");
+                        let pos = idx.insert(hash_of(i), record(&key(i), i)).unwrap();
+                        live.insert(i, pos);
+                    }
+                    None => {}
+                }
+                if step % 997 == 0 {
+                    for b in 0..idx.buckets() {
+                        assert_eq!(idx.spills_past(b), idx.overflow[b] != 0, "bucket {b}");
+                    }
+                    for (&i, &pos) in &live {
+                        assert_eq!(idx.find(hash_of(i), &key(i)), Some(pos));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
