@@ -194,7 +194,7 @@ pub fn endpoint(addr: IpAddr, port: u16) -> String {
 }
 
 /// What identifies a service in a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceKey {
     /// The packet's destination address.
     pub vip: IpAddr,
@@ -202,6 +202,14 @@ pub struct ServiceKey {
     pub port: u16,
     /// TCP or UDP.
     pub proto: Proto,
+}
+
+impl std::hash::Hash for ServiceKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let tail = u64::from(self.port) << 8 | self.proto as u64;
+        crate::net::hash_addr(&self.vip, tail, state);
+    }
 }
 
 /// Most real servers ferrovs tracks at once (slots of per-worker counters).

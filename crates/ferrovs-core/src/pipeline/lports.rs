@@ -3,6 +3,7 @@
 //! which worker owns the connection.
 
 use crate::conn::shuffle;
+use crate::net::AddrKey;
 use crate::steer::owner_of;
 use foldhash::fast::FixedState;
 use std::collections::{HashMap, VecDeque};
@@ -29,7 +30,7 @@ struct Pool {
 #[derive(Default)]
 pub struct LocalPorts {
     pools: Vec<Pool>,
-    by_addr: HashMap<IpAddr, usize, FixedState>,
+    by_addr: HashMap<AddrKey, usize, FixedState>,
     worker: usize,
     workers: usize,
     /// This member's share among `members` of a sync cluster (0 of 1 without
@@ -87,14 +88,14 @@ impl LocalPorts {
     /// their ports back.
     pub fn add_addrs(&mut self, addrs: impl IntoIterator<Item = IpAddr>) {
         for addr in addrs {
-            if self.by_addr.contains_key(&addr) {
+            if self.by_addr.contains_key(&AddrKey(addr)) {
                 continue;
             }
             let mut free: Vec<u16> = (FIRST_LOCAL_PORT..=u16::MAX)
                 .filter(|p| self.owns(*p))
                 .collect();
             shuffle(&mut free, &mut self.rng);
-            self.by_addr.insert(addr, self.pools.len());
+            self.by_addr.insert(AddrKey(addr), self.pools.len());
             self.pools.push(Pool {
                 addr,
                 free: VecDeque::from(free),
@@ -109,7 +110,7 @@ impl LocalPorts {
         for _ in 0..addrs.len() {
             let addr = addrs[*next % addrs.len()];
             *next = next.wrapping_add(1);
-            let Some(&i) = self.by_addr.get(&addr) else {
+            let Some(&i) = self.by_addr.get(&AddrKey(addr)) else {
                 continue;
             };
             if let Some(port) = self.pools[i].free.pop_front() {
@@ -126,7 +127,7 @@ impl LocalPorts {
         if !self.owns(port) {
             return;
         }
-        if let Some(&i) = self.by_addr.get(&addr) {
+        if let Some(&i) = self.by_addr.get(&AddrKey(addr)) {
             let pool = &mut self.pools[i];
             // Capacity was reserved at construction, so this never allocates.
             if pool.free.len() < pool.free.capacity() {
@@ -139,7 +140,7 @@ impl LocalPorts {
     #[cfg(test)]
     pub fn available(&self, addr: IpAddr) -> usize {
         self.by_addr
-            .get(&addr)
+            .get(&AddrKey(addr))
             .map_or(0, |&i| self.pools[i].free.len())
     }
 }
