@@ -16,8 +16,8 @@ packages=(
     iproute2 iptables ethtool iputils-ping arping curl nginx-light wrk prometheus
     python3 python3-scapy tshark tcpdump netcat-openbsd procps util-linux linux-perf bird2
     # health-check peers: dnsmasq's binary alone (no system service on port 53),
-    # openssl for the TLS test's certificates
-    dnsmasq-base openssl
+    # openssl for the TLS test's certificates; dig, the fragment tests' DNS client
+    dnsmasq-base openssl bind9-dnsutils
     # the edge-defence tests' SYN flood
     hping3
 )

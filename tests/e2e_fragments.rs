@@ -226,7 +226,8 @@ impl Bed {
         assert!(listening.is_some(), "the servers do not listen");
     }
 
-    /// `dig` for the big TXT record at `vip`; its output.
+    /// `dig` for the big TXT record at `vip`; its output (and its errors: a
+    /// missing `dig` then says so in the assertion's message).
     fn dig(&self, vip: &str) -> String {
         let out = self.lab.exec(
             &self.client,
@@ -242,7 +243,9 @@ impl Bed {
                 &format!("@{vip}"),
             ],
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        text
     }
 
     /// Fragments on the client's link in a capture: (IPv4 non-first, IPv6).
