@@ -9,7 +9,7 @@ pub use route::{NextHop, Route, RouteTable};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-/// Feeds `addr` and `tail` (up to 40 bits: a port and a protocol, say) to a
+/// Feeds `addr` and `tail` (up to 32 bits: a port and a protocol, say) to a
 /// hasher as one word for IPv4: what a new connection's lookups of its service
 /// and its local address hash. The derived `Hash` of `IpAddr` writes a
 /// discriminant and a length-prefixed byte slice, several times the work.
