@@ -24,7 +24,10 @@
 //! Anything else (insertion, a state change, a deadline set from outside) writes
 //! the exact deadline into the cold entry and marks both records *settled*; so
 //! does the wheel when it reaches the connection, folding the records' ticks into
-//! the cold deadline. A record's tick is read against the table's clock (the
+//! the cold deadline. An insertion in the initial state stamps the inbound
+//! record with its tick instead, as the first packet would: the connection's
+//! deadline does not depend on whether that packet is handled with the
+//! insertion or after it. A record's tick is read against the table's clock (the
 //! highest tick it has been shown): an age under 2^15 ticks is a packet since the
 //! last settling, anything older is a settled mark. The wheel reaches every
 //! connection at least once a lap (2^14 ticks), which keeps both readings apart.
@@ -1098,7 +1101,7 @@ impl<A: Family> ConnTable<A> {
             // The bitmap only hands out free slots; refuse rather than corrupt.
             _ => return Err(ConnError::TableFull),
         };
-        self.advance(now);
+        let tick = self.advance(now);
         let state = *deadline_state;
         let xlate = if new.is_nat64() {
             xlate::flag::NAT64
@@ -1109,6 +1112,17 @@ impl<A: Family> ConnTable<A> {
         // What an IPv6 record leaves out must be implied (see `assemble`).
         debug_assert!(A::RewriteTo::WHOLE || new.mode == Mode::FullNat || new.local == new.client);
         let mark = settled_mark(self.clock);
+        // In its initial state the connection is where its first packet leaves
+        // it, or will be until the packet changes the state: the inbound record
+        // carries the insertion's tick, as that packet's own would be, so that
+        // the deadline is the same whether the packet is handed to `on_packet`
+        // after the insertion or was named to `prepare_insert`. A first packet
+        // that changes the state settles the deadline either way.
+        let inbound_seen = if state == new.initial_state() {
+            tick as u16
+        } else {
+            mark
+        };
         let code = state.code();
         let inbound = Record::new(
             [new.client, new.vip],
@@ -1119,7 +1133,7 @@ impl<A: Family> ConnTable<A> {
             Dir::Inbound,
             new.proto,
             lane,
-            mark,
+            inbound_seen,
         );
         // The index holds two records per slab slot, so it has room for these.
         let in_pos = self

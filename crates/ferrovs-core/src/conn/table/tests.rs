@@ -809,21 +809,54 @@ fn configured_timeouts_apply_per_state() {
 
 #[test]
 fn set_timeouts_applies_from_the_next_packet() {
+    // The SYN settles the deadline (SYN_RECV's 60 s, filed there): a new
+    // timeout applies from the next packet.
     let mut t = table(2);
-    let id = t
-        .insert(&conn(Mode::Nat, Proto::Udp, client(1, 1), 0), 0)
-        .unwrap();
+    let syn = t.prepare_insert(nat(1, 1), Some(SYN));
+    let id = t.insert_prepared(&syn, 0).unwrap();
     t.set_timeouts(&Timeouts {
-        udp: Duration::from_secs(10),
+        tcp_syn: Duration::from_secs(10),
         ..Timeouts::default()
     });
-    assert_eq!(t.get(id).unwrap().expiry(), 300 * SEC);
-    t.on_packet(id, Dir::Inbound, 0, SEC).unwrap();
+    assert_eq!(t.get(id).unwrap().expiry(), 60 * SEC);
+    t.on_packet(id, Dir::Inbound, SYN, SEC).unwrap();
+    assert_eq!(
+        t.get(id).unwrap().state(),
+        ConnState::Tcp(TcpState::SynRecv)
+    );
     assert_eq!(t.get(id).unwrap().expiry(), 11 * SEC);
     // A packet that keeps the state does not touch the wheel: the connection
     // goes when the wheel reaches it, at the deadline filed before at the latest.
-    assert_eq!(expire_all(&mut t, 299 * SEC), []);
-    assert_eq!(expire_all(&mut t, 300 * SEC), [id]);
+    assert_eq!(expire_all(&mut t, 59 * SEC), []);
+    assert_eq!(expire_all(&mut t, 60 * SEC), [id]);
+}
+
+#[test]
+fn a_first_packet_that_keeps_the_state_sets_one_deadline_whichever_way_it_is_handled() {
+    // A UDP datagram at a time between ticks: handed to `on_packet` after the
+    // insertion (the packet-at-a-time path) or named to `prepare_insert` (the
+    // burst path), it leaves the same deadline, its tick's.
+    let now = 5 * SEC + 58;
+    let udp = conn(Mode::Nat, Proto::Udp, client(1, 53), 0);
+    let want = now.div_ceil(TICK_MS) * TICK_MS + 300 * SEC;
+
+    let mut after = table(4);
+    let id = after.insert(&udp, now).unwrap();
+    after.on_packet(id, Dir::Inbound, 0, now).unwrap();
+    assert_eq!(after.get(id).unwrap().expiry(), want);
+
+    let mut named = table(4);
+    let prepared = named.prepare_insert(udp, Some(0));
+    let id = named.insert_prepared(&prepared, now).unwrap();
+    assert_eq!(named.get(id).unwrap().expiry(), want);
+    assert!(expire_all(&mut named, want - 1).is_empty());
+    assert_eq!(expire_all(&mut named, want), vec![id]);
+
+    // A first packet that changes the state (a SYN) sets the exact deadline.
+    let mut t = table(4);
+    let prepared = t.prepare_insert(nat(1, 1000), Some(SYN));
+    let id = t.insert_prepared(&prepared, now).unwrap();
+    assert_eq!(t.get(id).unwrap().expiry(), now + 60 * SEC);
 }
 
 #[test]
@@ -1072,7 +1105,9 @@ fn randomised_against_a_model() {
                         Proto::Tcp => ConnState::Tcp(TcpState::None),
                         Proto::Udp => ConnState::Udp,
                     };
-                    let expiry = now + table_ms.ms(state);
+                    // Inserted in its initial state, it carries the tick of
+                    // its insertion, as its first packet would.
+                    let expiry = now.div_ceil(TICK_MS) * TICK_MS + table_ms.ms(state);
                     let m = Model {
                         new,
                         state,
