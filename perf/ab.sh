@@ -2,8 +2,9 @@
 # Alternating A/B of two ferrovs builds on one of the bed's generated configurations,
 # for changes smaller than the bed's round-to-round noise. Each round starts each
 # binary in turn with `ferrovs run`, waits out the warm-up, and reads
-# ferrovs_worker_tx_packets_total over the measured interval; the last line is the
-# median of the rounds' ratios B / A.
+# ferrovs_worker_tx_packets_total over the measured interval; the last lines are the
+# median of the rounds' ratios B / A and, for machines whose speed swings within a
+# run, the ratio of the two builds' 90th percentiles of half-second rates.
 #
 #   perf/run.sh --workloads udp-64k --rounds 1     # once, to write perf/out/*.yaml
 #   cp target/release/ferrovs /tmp/ferrovs.a       # build A, copy; build B, copy
@@ -27,7 +28,25 @@ tx_total() {
         awk '/^ferrovs_worker_tx_packets_total/ { s += $2 } END { printf "%d", s }'
 }
 
-# Mpps of one run of binary $1.
+# Interference on a shared machine only ever slows a run down, and on some VMs it
+# comes and goes within seconds: the measured interval is also read in half-second
+# slices, whose rates (Mpps) go to $slice_dir/$1, for the 90th percentile printed
+# at the end.
+slice_dir=$(mktemp -d)
+trap 'rm -rf "$slice_dir"' EXIT
+slices() {
+    local c=$2 t=$3 c1 t1 n
+    n=$(awk -v m="$measure" 'BEGIN { n = int(m / 0.5); print n < 1 ? 1 : n }')
+    for _ in $(seq "$n"); do
+        sleep 0.5 || return 1
+        c1=$(tx_total) || return 1
+        t1=$(date +%s.%N)
+        awk -v c="$((c1 - c))" -v t0="$t" -v t1="$t1" 'BEGIN { printf "%.2f\n", c / (t1 - t0) / 1e6 }' >>"$slice_dir/$1"
+        c=$c1 t=$t1
+    done
+}
+
+# Mpps of one run of binary $1 (slices filed under $2).
 rate() {
     local log pid t0 t1 c0 c1
     log=$(mktemp)
@@ -41,7 +60,7 @@ rate() {
         sleep 0.2
     done
     if ! tx_total >/dev/null 2>&1 || ! sleep "$warmup" ||
-        ! c0=$(tx_total) || ! t0=$(date +%s.%N) || ! sleep "$measure" ||
+        ! c0=$(tx_total) || ! t0=$(date +%s.%N) || ! slices "$2" "$c0" "$t0" ||
         ! c1=$(tx_total) || ! t1=$(date +%s.%N); then
         echo "$0: $1 did not serve $listen/metrics throughout the run; its log:" >&2
         cat "$log" >&2
@@ -57,11 +76,15 @@ rate() {
 
 ratios=()
 for r in $(seq "$rounds"); do
-    ra=$(rate "$a") || exit 1
-    rb=$(rate "$b") || exit 1
+    ra=$(rate "$a" a) || exit 1
+    rb=$(rate "$b" b) || exit 1
     ratio=$(awk -v x="$ra" -v y="$rb" 'BEGIN { printf "%.3f", y / x }')
     ratios+=("$ratio")
     echo "round $r: A $ra Mpps, B $rb Mpps, B/A $ratio"
 done
 printf '%s\n' "${ratios[@]}" | sort -n |
     awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "median B/A over %d rounds: %.3f\n", NR, m }'
+p90() { sort -n "$slice_dir/$1" | awk '{ v[NR] = $1 } END { i = int(NR * 0.9); printf "%.2f", v[i < 1 ? 1 : i] }'; }
+pa=$(p90 a) pb=$(p90 b)
+awk -v a="$pa" -v b="$pb" -v n="$(wc -l <"$slice_dir/a")" \
+    'BEGIN { printf "90th percentile of %d half-second rates: A %.2f Mpps, B %.2f Mpps, B/A %.3f\n", n, a, b, b / a }'
