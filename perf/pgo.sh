@@ -8,6 +8,7 @@
 #   sudo perf/pgo.sh                         # writes target/pgo/ferrovs
 #   sudo target/release/ferrovs-perfrun --ferrovs target/pgo/ferrovs   # the bed on it
 #   sudo perf/ab.sh target/release/ferrovs target/pgo/ferrovs perf/out/ferrovs-udp-64k-dr.yaml 8
+#   sudo scripts/package.sh --pgo           # the Debian package from this build
 #
 # Needs root and what the bed needs (DPDK, hugepages or memory for --no-huge), and
 # llvm-profdata of the compiler's own LLVM: rustup's `llvm-tools` component, added
@@ -70,4 +71,7 @@ echo "perf/pgo.sh: optimised build" >&2
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$profile" CARGO_TARGET_DIR="$root/target/pgo-use" \
     cargo build --release --locked -p ferrovs --bin ferrovs
 cp "$root/target/pgo-use/release/ferrovs" "$root/target/pgo/ferrovs"
+# For a build that must find this one up to date (scripts/package.sh --pgo): the
+# same flags in the same target directory.
+echo "${RUSTFLAGS:-} -Cprofile-use=$profile" >"$data/rustflags"
 echo "perf/pgo.sh: wrote target/pgo/ferrovs (profile: $profile)" >&2

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds the ferrovs Debian package: scripts/package.sh [--install-test] [OUT_DIR]
+# Builds the ferrovs Debian package: scripts/package.sh [--install-test] [--pgo] [OUT_DIR]
 #
 # dpkg-buildpackage with debhelper (debian/): a release build of ferrovs (cargo's
 # CARGO_TARGET_DIR is honoured, so an existing release build is reused), the man
 # pages and shell completions written by `ferrovs gen-docs`, then lintian, which
 # fails the build on errors. The .deb lands in OUT_DIR (default:
 # $CARGO_TARGET_DIR/debian, else target/debian).
+#
+# --pgo (root): packages the profile-guided build of perf/pgo.sh instead of a plain
+# release build; the .deb lands in target/pgo-use/debian unless OUT_DIR says.
 #
 # --install-test (root, for CI): then installs the package with dpkg -i, checks
 # that its files are in place and that the shipped configurations pass
@@ -22,9 +25,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 install_test=false
-if [ "${1:-}" = "--install-test" ]; then
-    install_test=true
+pgo=false
+while [ $# -gt 0 ]; do
+    case $1 in
+        --install-test) install_test=true ;;
+        --pgo) pgo=true ;;
+        *) break ;;
+    esac
     shift
+done
+if $pgo; then
+    # The profile-guided build of perf/pgo.sh (root: it trains on DPDK vdevs); the
+    # package's cargo build then finds it up to date in its target directory.
+    perf/pgo.sh
+    CARGO_TARGET_DIR=$PWD/target/pgo-use
+    RUSTFLAGS=$(cat target/pgo-data/rustflags)
+    export CARGO_TARGET_DIR RUSTFLAGS
 fi
 out=${1:-${CARGO_TARGET_DIR:-target}/debian}
 
