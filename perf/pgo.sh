@@ -71,7 +71,6 @@ echo "perf/pgo.sh: optimised build" >&2
 RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-use=$profile" CARGO_TARGET_DIR="$root/target/pgo-use" \
     cargo build --release --locked -p ferrovs --bin ferrovs
 cp "$root/target/pgo-use/release/ferrovs" "$root/target/pgo/ferrovs"
-# For a build that must find this one up to date (scripts/package.sh --pgo): the
-# same flags in the same target directory.
+# For a later build with the same profile in target/pgo-use (scripts/package.sh --pgo).
 echo "${RUSTFLAGS:-} -Cprofile-use=$profile" >"$data/rustflags"
 echo "perf/pgo.sh: wrote target/pgo/ferrovs (profile: $profile)" >&2

@@ -30,13 +30,15 @@ while [ $# -gt 0 ]; do
     case $1 in
         --install-test) install_test=true ;;
         --pgo) pgo=true ;;
+        -*) echo "package.sh: unknown option $1 (usage: scripts/package.sh [--install-test] [--pgo] [OUT_DIR])" >&2; exit 2 ;;
         *) break ;;
     esac
     shift
 done
 if $pgo; then
     # The profile-guided build of perf/pgo.sh (root: it trains on DPDK vdevs); the
-    # package's cargo build then finds it up to date in its target directory.
+    # package's cargo build uses its target directory and profile, so only the
+    # crates with C code rebuild (for the package's hardening CFLAGS) and it relinks.
     perf/pgo.sh
     CARGO_TARGET_DIR=$PWD/target/pgo-use
     RUSTFLAGS=$(cat target/pgo-data/rustflags)
