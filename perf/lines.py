@@ -14,11 +14,20 @@ the cost belongs to a line of ferrovs. This walks each address's inline chain
   # where the instructions go (deterministic; PACKETS: what the run measured)
   valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file=cg.out \\
       target/release/ferrovs-pipebench --workload udp-1k --mode dr --packets 400000 --seed 7 --clock-mpps 3
-  perf/lines.py callgrind cg.out target/release/ferrovs-pipebench 400000 [TOP]
+  perf/lines.py callgrind cg.out target/release/ferrovs-pipebench 400000 [TOP] [EVENTS]
+
+  # where the last-level misses go: the same with perf/deterministic.sh's cache model
+  valgrind --tool=callgrind --dump-instr=yes --cache-sim=yes --simulate-wb=yes \\
+      --D1=49152,12,64 --LL=2097152,16,64 --callgrind-out-file=cg.out \\
+      target/release/ferrovs-pipebench --workload udp-64k --mode dr --packets 400000 --seed 7 --clock-mpps 3
+  perf/lines.py callgrind cg.out target/release/ferrovs-pipebench 464000 20 DLmr,DLmw
 
 perf mode prints shares of all samples (other objects, such as the PMDs, listed
-first); callgrind mode prints instructions per packet (set-up and warm-up
-included, so use many packets). Needs binutils' addr2line and, for perf mode, perf.
+first); callgrind mode prints an event per packet, by default the first the file
+records (Ir, instructions), else the sum of the comma-separated EVENTS named in its
+`events:` line. Set-up and warm-up are included (pipebench warms up with one packet
+of every flow: add them to PACKETS when counting misses, and use many packets).
+Needs binutils' addr2line and, for perf mode, perf.
 """
 import collections
 import os
@@ -57,11 +66,12 @@ def perf_addresses(data, binary):
     return addrs, other, total
 
 
-def callgrind_addresses(path, binary):
-    """File address -> instructions executed, for `binary`'s code in a callgrind
-    output written with --dump-instr=yes (positions "instr line")."""
+def callgrind_addresses(path, binary, events=None):
+    """File address -> the sum of `events` (default: the first the file records),
+    for `binary`'s code in a callgrind output written with --dump-instr=yes
+    (positions "instr line", then one count per event; trailing zeros omitted)."""
     names, cost = {}, collections.Counter()
-    current, addr, line, skip = None, 0, 0, False
+    current, addr, line, skip, columns = None, 0, 0, False, [0]
 
     def value(tok, prev):
         if tok.startswith("0x"):
@@ -72,6 +82,13 @@ def callgrind_addresses(path, binary):
 
     for raw in open(path):
         text = raw.rstrip("\n")
+        if text.startswith("events:"):
+            recorded = text.split()[1:]
+            unknown = [e for e in events or [] if e not in recorded]
+            if unknown:
+                sys.exit("lines.py: %s records %s, not %s" % (path, " ".join(recorded), ",".join(unknown)))
+            columns = [recorded.index(e) for e in events] if events else [0]
+            continue
         m = re.match(r"c?ob=\((\d+)\)(?: (.*))?$", text)
         if m:
             if m.group(2):
@@ -92,7 +109,8 @@ def callgrind_addresses(path, binary):
             skip = False
             continue
         if current and os.path.realpath(current) == os.path.realpath(binary):
-            cost[addr] += int(parts[-1])
+            counts = parts[2:]
+            cost[addr] += sum(int(counts[c]) for c in columns if c < len(counts))
     return cost
 
 
@@ -148,13 +166,15 @@ def main(argv):
             print("%6.1f %%  %s" % (100 * n / total, key))
     elif len(argv) >= 4 and argv[0] == "callgrind":
         top = int(argv[4]) if len(argv) > 4 else 40
+        events = argv[5].split(",") if len(argv) > 5 else None
         packets = float(argv[3])
-        cost = callgrind_addresses(argv[1], argv[2])
+        cost = callgrind_addresses(argv[1], argv[2], events)
         if not cost:
             sys.exit("lines.py: nothing of %s in %s (written with --dump-instr=yes?)" % (argv[2], argv[1]))
-        print("%.1f instructions a packet in %s" % (sum(cost.values()) / packets, argv[2]))
-        for key, n in by_line(argv[2], cost).most_common(top):
-            print("%7.1f  %s" % (n / packets, key))
+        what = "+".join(events) if events else "instructions"
+        print("%.3f %s a packet in %s" % (sum(cost.values()) / packets, what, argv[2]))
+        for key, n in by_line(argv[2], {a: c for a, c in cost.items() if c}).most_common(top):
+            print("%7.3f  %s" % (n / packets, key))
     else:
         sys.exit(__doc__)
 
