@@ -1003,11 +1003,11 @@ fn connection_rules() {
         ),
         (
             "  max: 1000",
-            "  max: 33554431",
+            "  max: 16777215",
             &[(
                 30,
                 8,
-                "connections.max: 33554431 over 2 worker(s) is 16777216 a worker; a worker holds at most 16777215",
+                "connections.max: 16777215 over 2 worker(s) is 8388608 a worker; a worker holds at most 8388607",
             )],
         ),
         (

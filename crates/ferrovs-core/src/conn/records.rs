@@ -46,8 +46,8 @@ use super::key::{Dir, FlowKey, Proto};
 pub(crate) const PER_BUCKET: usize = 2;
 /// Highest share of record slots in use, in percent, the index is sized for.
 pub(crate) const MAX_LOAD_PERCENT: usize = 75;
-/// Largest slab slot a record can name (24 bits, all ones meaning empty).
-pub(crate) const MAX_SLOT: u32 = (1 << 24) - 2;
+/// Largest slab slot a record can name (23 bits, all ones meaning empty).
+pub(crate) const MAX_SLOT: u32 = (1 << 23) - 2;
 /// An overflow count that no longer counts (see the module documentation).
 const STUCK: u8 = u8::MAX;
 /// Share of record slots in use, in percent, above which a lookup that misses its
@@ -65,18 +65,23 @@ pub enum Lane {
     FullNat = 1,
     /// Sent unchanged to the real server's MAC address.
     Dr = 2,
-    /// Everything else goes the ordinary path: TUNNEL (encapsulated), NAT64
-    /// (translated between families), and connections whose sequence numbers are
-    /// translated (SYN proxy, Proxy Protocol).
+    /// Everything else goes the ordinary path: NAT64 (translated between
+    /// families), and connections whose sequence numbers are translated (SYN
+    /// proxy, Proxy Protocol).
     Ordinary = 3,
+    /// Encapsulated in IPv4 towards the real server (inbound only). Stored as
+    /// `Ordinary` and a bit of its own, so that telling the other lanes apart
+    /// costs what it did before TUNNEL had one.
+    Tunnel = 4,
 }
 
 impl Lane {
-    const fn from_bits(bits: u32) -> Lane {
-        match bits & 3 {
+    const fn from_meta(meta: u32) -> Lane {
+        match meta >> meta::LANE_SHIFT {
             0 => Lane::Nat,
             1 => Lane::FullNat,
             2 => Lane::Dr,
+            _ if meta & meta::TUNNEL_BIT != 0 => Lane::Tunnel,
             _ => Lane::Ordinary,
         }
     }
@@ -132,15 +137,27 @@ impl RewriteTo<Ipv6Addr> for Endpoint<Ipv6Addr> {
 
 /// Bit layout of [`Record::meta`].
 mod meta {
-    pub const SLOT_BITS: u32 = 24;
+    pub const SLOT_BITS: u32 = 23;
     pub const SLOT_MASK: u32 = (1 << SLOT_BITS) - 1;
+    /// With lane bits 3 (`Ordinary`): the lane is `Tunnel`.
+    pub const TUNNEL_BIT: u32 = 1 << 23;
     pub const STATE_SHIFT: u32 = 24;
     pub const STATE_MASK: u32 = 0xf << STATE_SHIFT;
     pub const DIR_BIT: u32 = 1 << 28;
     pub const UDP_BIT: u32 = 1 << 29;
     pub const LANE_SHIFT: u32 = 30;
+    /// The lane bits and the tunnel bit.
+    pub const LANE_MASK: u32 = 3 << LANE_SHIFT | TUNNEL_BIT;
     /// An empty record: slot bits all ones (no slot has that number).
     pub const EMPTY: u32 = u32::MAX;
+}
+
+/// What `lane` sets of a record's meta.
+const fn lane_bits(lane: Lane) -> u32 {
+    match lane {
+        Lane::Tunnel => (Lane::Ordinary as u32) << meta::LANE_SHIFT | meta::TUNNEL_BIT,
+        lane => (lane as u32) << meta::LANE_SHIFT,
+    }
 }
 
 /// One direction of a connection, as the packet path reads it.
@@ -158,7 +175,8 @@ pub struct Record<A: Family> {
     /// Wheel tick of this direction's last packet not yet settled into the cold
     /// entry's deadline, modulo 2^16 (see `ConnTable`'s deadline rules).
     pub(crate) seen: u16,
-    /// slab slot (24 bits) | state code (4) | direction (1) | UDP (1) | lane (2).
+    /// slab slot (23 bits) | tunnel (1) | state code (4) | direction (1) | UDP (1) |
+    /// lane (2).
     meta: u32,
 }
 
@@ -184,7 +202,7 @@ impl<A: Family> Record<A> {
         if proto == Proto::Udp {
             meta |= meta::UDP_BIT;
         }
-        meta |= (lane as u32) << meta::LANE_SHIFT;
+        meta |= lane_bits(lane);
         Record {
             key,
             to: A::RewriteTo::keep(to, dir),
@@ -270,10 +288,10 @@ impl<A: Family> Record<A> {
     /// How the burst path forwards this direction.
     #[inline(always)]
     pub fn lane(&self) -> Lane {
-        Lane::from_bits(self.meta >> meta::LANE_SHIFT)
+        Lane::from_meta(self.meta)
     }
     pub(crate) fn set_lane(&mut self, lane: Lane) {
-        self.meta = self.meta & !(3 << meta::LANE_SHIFT) | (lane as u32) << meta::LANE_SHIFT;
+        self.meta = self.meta & !meta::LANE_MASK | lane_bits(lane);
     }
 }
 
@@ -619,6 +637,16 @@ mod tests {
             (r.slot(), r.state_code(), r.dir(), r.proto(), r.lane()),
             (MAX_SLOT, 3, Dir::Outbound, Proto::Tcp, Lane::FullNat)
         );
+        for lane in [
+            Lane::Nat,
+            Lane::FullNat,
+            Lane::Dr,
+            Lane::Tunnel,
+            Lane::Ordinary,
+        ] {
+            r.set_lane(lane);
+            assert_eq!((r.slot(), r.state_code(), r.lane()), (MAX_SLOT, 3, lane));
+        }
         // The protocol is part of the key.
         let mut tcp = k;
         tcp.proto = Proto::Tcp;

@@ -57,7 +57,7 @@ use super::wheel::{Timed, TimerPos, TimerWheel, TICK_MS};
 use super::xlate::{self, SeqAdj};
 use ferrovs_mem::{prefetch, HugeSlice};
 
-/// The most connections one table holds: what a record's 24-bit slot can name.
+/// The most connections one table holds: what a record's 23-bit slot can name.
 pub const MAX_CONNECTIONS: usize = MAX_SLOT as usize + 1;
 
 /// Forwarding mode of a connection.
@@ -487,7 +487,7 @@ fn lane_of(mode: Mode, xlate: u8) -> Lane {
         Mode::Nat => Lane::Nat,
         Mode::FullNat => Lane::FullNat,
         Mode::Dr => Lane::Dr,
-        Mode::Tunnel => Lane::Ordinary,
+        Mode::Tunnel => Lane::Tunnel,
     }
 }
 
@@ -1317,7 +1317,7 @@ impl<A: Family> ConnTable<A> {
             let dir = match (r.lane(), r.dir()) {
                 (_, Dir::Outbound) => Some(TcpDir::Output),
                 (Lane::Nat | Lane::FullNat, Dir::Inbound) => Some(TcpDir::Input),
-                (Lane::Dr, Dir::Inbound) => Some(TcpDir::InputOnly),
+                (Lane::Dr | Lane::Tunnel, Dir::Inbound) => Some(TcpDir::InputOnly),
                 // The mode is in the cold entry: the slow way.
                 (Lane::Ordinary, Dir::Inbound) => None,
             };

@@ -26,7 +26,7 @@ mod tunnel;
 
 pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};
 pub use nat::{translate, translate_fragment, translate_v4, Translation, TranslationV4};
-pub use tunnel::{encapsulate, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
+pub use tunnel::{encapsulate, encapsulate_at, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 
 use crate::conn::{Dir, Lane, Mode, Record};
 use std::net::{IpAddr, Ipv4Addr};
@@ -127,7 +127,8 @@ pub enum ActionV4 {
 
 /// [`packet_action`] for a packet of an IPv4 connection, read straight from the
 /// record its lookup found: the burst path reads nothing else. None for a lane
-/// the burst path does not forward (see [`Lane::Ordinary`]).
+/// the burst path does not forward (see [`Lane::Ordinary`]) and for TUNNEL, which
+/// it forwards apart ([`tunnel_target_v4`]).
 #[inline]
 pub fn packet_action_v4(record: &Record<Ipv4Addr>) -> Option<ActionV4> {
     let ep = |e: crate::conn::Endpoint<Ipv4Addr>| (e.addr, e.port);
@@ -143,8 +144,16 @@ pub fn packet_action_v4(record: &Record<Ipv4Addr>) -> Option<ActionV4> {
         (Lane::Nat, Dir::Outbound) => translate(Some(ep(src)), None, dst.addr),
         (Lane::FullNat, _) => translate(Some(ep(src)), Some(ep(dst)), dst.addr),
         (Lane::Dr, Dir::Inbound) => ActionV4::Direct { next_hop: dst.addr },
-        (Lane::Dr, Dir::Outbound) | (Lane::Ordinary, _) => return None,
+        (Lane::Dr, Dir::Outbound) | (Lane::Tunnel | Lane::Ordinary, _) => return None,
     })
+}
+
+/// The real server a packet of a TUNNEL connection's record is encapsulated to
+/// ([`packet_action`]'s `Encapsulate`); None for any other record.
+#[inline]
+pub fn tunnel_target_v4(record: &Record<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let [_, real] = record.to();
+    (record.lane() == Lane::Tunnel && record.dir() == Dir::Inbound).then_some(real.addr)
 }
 
 /// How to translate an ICMP error about a connection travelling in direction `dir`
@@ -316,11 +325,12 @@ mod tests {
                         next_hop: IpAddr::V4(next_hop),
                     },
                 });
-                if mode == Mode::Tunnel {
-                    assert_eq!(v4, None);
-                } else {
-                    assert_eq!(v4, generic, "{mode} {dir:?}");
-                }
+                let record = t.record(pos).unwrap();
+                let tunnel = tunnel_target_v4(record).map(|rs| Action::Encapsulate {
+                    next_hop: IpAddr::V4(rs),
+                });
+                assert_eq!(v4.or(tunnel), generic, "{mode} {dir:?}");
+                assert!(v4.is_none() || tunnel.is_none());
             }
         }
     }

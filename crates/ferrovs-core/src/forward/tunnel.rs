@@ -41,10 +41,33 @@ pub fn encapsulate<B: PacketBuf>(
     mtu: u16,
 ) -> Result<(), TunnelError> {
     let l3 = usize::from(info.l3_offset);
-    let inner_len = info.l3_end() - l3;
-    let (overhead, df, tos) = match (src, info.ip().map(|i| i.addrs.src())) {
-        (IpAddr::V4(_), Some(IpAddr::V4(_))) => {
-            let inner = Ipv4Packet::new_unchecked(&pkt.data()[l3..]);
+    match (src, info.ip().map(|i| i.addrs.src())) {
+        (IpAddr::V4(_), Some(IpAddr::V4(_))) | (IpAddr::V6(_), Some(IpAddr::V6(_))) => {}
+        _ => return Err(TunnelError::FamilyMismatch),
+    }
+    encapsulate_at(pkt, l3, info.l3_end() - l3, src, dst, mtu)
+}
+
+/// [`encapsulate`] for an IP packet of the family of `src` and `dst`, `inner_len`
+/// bytes long from offset `l3` of the frame (which the caller has checked holds
+/// it): for the burst path, which knows where its packets are without a
+/// [`FrameInfo`].
+#[inline]
+pub fn encapsulate_at<B: PacketBuf>(
+    pkt: &mut B,
+    l3: usize,
+    inner_len: usize,
+    src: IpAddr,
+    dst: IpAddr,
+    mtu: u16,
+) -> Result<(), TunnelError> {
+    let (overhead, df, tos) = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => {
+            let inner = pkt
+                .data()
+                .get(l3..)
+                .map(Ipv4Packet::new_unchecked)
+                .ok_or(TunnelError::NoRoom)?;
             (
                 IPIP_OVERHEAD,
                 inner.dont_fragment(),
@@ -53,7 +76,7 @@ pub fn encapsulate<B: PacketBuf>(
         }
         // IPv6 is never fragmented on the way: a packet that does not fit always
         // gets "packet too big" (RFC 8200).
-        (IpAddr::V6(_), Some(IpAddr::V6(_))) => (IP6IP6_OVERHEAD, true, 0),
+        (IpAddr::V6(_), IpAddr::V6(_)) => (IP6IP6_OVERHEAD, true, 0),
         _ => return Err(TunnelError::FamilyMismatch),
     };
     if inner_len + overhead > usize::from(mtu) {
@@ -93,7 +116,7 @@ pub fn encapsulate<B: PacketBuf>(
             flow_label: 0,
         }
         .emit(outer),
-        _ => unreachable!("families checked above"),
+        _ => return Err(TunnelError::FamilyMismatch),
     }
     .map_err(|_| TunnelError::NoRoom)?;
     Ok(())

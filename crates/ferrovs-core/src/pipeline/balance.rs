@@ -250,21 +250,47 @@ impl<P: PacketPool> Pipeline<P> {
     /// port to the real server. A packet that would not fit the egress MTU is
     /// refused; with DF (or IPv6) its sender learns the MTU that fits.
     pub(super) fn encapsulate(&mut self, mut pkt: P::Buf, info: &FrameInfo, rs: IpAddr) {
-        let Some(hop) = self.dp.routes.lookup(rs) else {
-            return self.discard(pkt, DropReason::NoRoute);
+        let (src, mtu) = match self.tunnel_source(rs) {
+            Ok(found) => found,
+            Err(reason) => return self.discard(pkt, reason),
         };
-        let Some(src) = self.dp.source_for(hop.port, rs) else {
-            return self.discard(pkt, DropReason::NoSourceAddress);
-        };
-        let mtu = self.dp.ifaces[hop.port].mtu;
         match encapsulate(&mut pkt, info, src, rs, mtu) {
             Ok(()) => self.route_out(pkt, rs),
-            Err(TunnelError::FragmentationNeeded { mtu }) => {
-                self.send_too_big(&pkt, info, mtu);
+            Err(e) => self.refuse_encapsulation(pkt, Some(info), e),
+        }
+    }
+
+    /// A TUNNEL packet's outer source towards real server `rs` (our address on
+    /// the port its route leaves by) and that port's MTU.
+    #[inline]
+    pub(super) fn tunnel_source(&self, rs: IpAddr) -> Result<(IpAddr, u16), DropReason> {
+        let hop = self.dp.routes.lookup(rs).ok_or(DropReason::NoRoute)?;
+        let src = self
+            .dp
+            .source_for(hop.port, rs)
+            .ok_or(DropReason::NoSourceAddress)?;
+        Ok((src, self.dp.ifaces[hop.port].mtu))
+    }
+
+    /// Drops a packet that could not be encapsulated, counted by why; one too big
+    /// with DF (or IPv6) tells its sender the MTU that fits, given the packet's
+    /// `info`.
+    #[cold]
+    pub(super) fn refuse_encapsulation(
+        &mut self,
+        pkt: P::Buf,
+        info: Option<&FrameInfo>,
+        e: TunnelError,
+    ) {
+        match e {
+            TunnelError::FragmentationNeeded { mtu } => {
+                if let Some(info) = info {
+                    self.send_too_big(&pkt, info, mtu);
+                }
                 self.discard(pkt, DropReason::MtuExceeded);
             }
-            Err(TunnelError::TooBig) => self.discard(pkt, DropReason::MtuExceeded),
-            Err(TunnelError::NoRoom | TunnelError::FamilyMismatch) => {
+            TunnelError::TooBig => self.discard(pkt, DropReason::MtuExceeded),
+            TunnelError::NoRoom | TunnelError::FamilyMismatch => {
                 self.discard(pkt, DropReason::NoMbuf)
             }
         }

@@ -42,7 +42,8 @@ use super::hops::{Hop, L2Addrs};
 use super::*;
 use crate::conn::{Clock, ConnId, Lane, Mode, Record, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
-use crate::forward::{packet_action_v4, translate_v4, ActionV4};
+use crate::forward::ActionV4;
+use crate::forward::{encapsulate_at, packet_action_v4, translate_v4, tunnel_target_v4};
 use crate::packet::{ethernet, PacketBuf};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 use crate::stats::DropReason;
@@ -285,16 +286,27 @@ impl<P: PacketPool> Pipeline<P> {
         else {
             return self.open_v4(pkt, port, flow, staged.hash, park);
         };
-        // A client's SYN may reuse a closed connection's 5-tuple; a TUNNEL packet
-        // is encapsulated; a translated connection's sequence numbers are
+        // A client's SYN may reuse a closed connection's 5-tuple; a translated
+        // connection's sequence numbers (and a NAT64 connection's addresses) are
         // rewritten on the ordinary path, which keeps this lane as it was for
         // every other connection.
-        if (record.dir() == Dir::Inbound && is_opening_syn(proto, flags))
-            || record.lane() == Lane::Ordinary
-        {
+        if record.dir() == Dir::Inbound && is_opening_syn(proto, flags) {
             return self.handle(pkt, port, true);
         }
-        self.forward_v4(pkt, flow, pos, &record, clock);
+        match record.lane() {
+            Lane::Nat | Lane::FullNat | Lane::Dr => self.forward_v4(pkt, flow, pos, &record, clock),
+            // Fields, not the record: a reference would keep the record in memory
+            // for the other lanes too, instead of in registers.
+            Lane::Tunnel => {
+                let (rs, dir, target) = (
+                    record.real_server(),
+                    record.dir(),
+                    tunnel_target_v4(&record),
+                );
+                self.tunnel_v4(pkt, flow, pos, (rs, dir), target, clock)
+            }
+            Lane::Ordinary => self.handle(pkt, port, true),
+        }
     }
 
     /// The first packet of a flow, as `flow_input_af` handles a miss: a new
@@ -464,8 +476,58 @@ impl<P: PacketPool> Pipeline<P> {
             }
         }
         pkt.truncate(flow.l3_end());
-        // Inbound packets go to the real server (every mode but TUNNEL, not here).
+        // Inbound packets go to the real server.
         self.route_out_v4(pkt, next_hop, dir == Dir::Inbound);
+    }
+
+    /// [`Pipeline::forward_v4`] for a packet of a TUNNEL connection, whose record
+    /// at `pos` names the real server's counter slot and the direction
+    /// (`counted`) and the real server it is encapsulated to (`target`):
+    /// accounted the same way, then encapsulated. Out of line: the other lanes'
+    /// path stays as short as it was.
+    #[inline(never)]
+    fn tunnel_v4(
+        &mut self,
+        pkt: P::Buf,
+        flow: &Ipv4Flow,
+        pos: RecordPos,
+        (real_server, dir): (u16, Dir),
+        target: Option<Ipv4Addr>,
+        clock: Clock,
+    ) {
+        if !self
+            .lb
+            .on_packet_record::<Ipv4Addr>(pos, flow.tcp_flags.bits(), clock, &self.stats)
+        {
+            return self.discard(pkt, DropReason::NoConnection);
+        }
+        count_forwarded(&self.stats, real_server, dir, u64::from(flow.total_len));
+        match target {
+            Some(rs) => self.encapsulate_v4(pkt, flow, rs),
+            None => self.discard(pkt, DropReason::NoConnection),
+        }
+    }
+
+    /// TUNNEL, as [`Pipeline::encapsulate`]: the packet wrapped in an outer header
+    /// from our address on the egress port to real server `rs`, refused when it
+    /// would not fit that port's MTU.
+    #[inline(always)]
+    fn encapsulate_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, rs: Ipv4Addr) {
+        let to = IpAddr::V4(rs);
+        let (src, mtu) = match self.tunnel_source(to) {
+            Ok(found) => found,
+            Err(reason) => return self.discard(pkt, reason),
+        };
+        let inner_len = usize::from(flow.total_len);
+        match encapsulate_at(&mut pkt, ethernet::HEADER_LEN, inner_len, src, to, mtu) {
+            Ok(()) => self.route_out_v4(pkt, rs, true),
+            Err(e) => {
+                // The packet is as it came: the full parser makes the `FrameInfo`
+                // an ICMP error quotes from.
+                let info = parse_frame(pkt.data(), false).ok();
+                self.refuse_encapsulation(pkt, info.as_ref(), e)
+            }
+        }
     }
 
     /// [`Pipeline::refuse_too_big`] for a packet of the burst path, which has no

@@ -150,7 +150,7 @@ fn each_direction_has_a_record_with_what_its_packets_need() {
             Mode::Nat => Lane::Nat,
             Mode::FullNat => Lane::FullNat,
             Mode::Dr => Lane::Dr,
-            Mode::Tunnel => Lane::Ordinary,
+            Mode::Tunnel => Lane::Tunnel,
         };
         assert_eq!(r.lane(), lane);
         match record_of_key(&t, &out_key(&c)) {

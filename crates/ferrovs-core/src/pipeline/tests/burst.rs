@@ -44,6 +44,8 @@ services:
       real_servers: [{ address: 198.19.0.11, port: 53 }] }
   - { name: tun, vip: 198.18.0.103, port: 80, protocol: tcp, mode: tunnel, scheduler: rr,
       real_servers: [{ address: 198.19.0.11, port: 80 }] }
+  - { name: tun-udp, vip: 198.18.0.103, port: 53, protocol: udp, mode: tunnel, scheduler: rr,
+      real_servers: [{ address: 198.19.0.10, port: 53 }] }
   - { name: nat-pp, vip: 198.18.0.104, port: 80, protocol: tcp, mode: nat, scheduler: rr,
       proxy_protocol: v1, real_servers: [{ address: 198.19.0.10, port: 8081 }] }
   - { name: fnat-pp, vip: 198.18.0.105, port: 80, protocol: tcp, mode: fullnat, scheduler: rr,
