@@ -50,7 +50,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Measure ferrovs in these modes even if `MODES_BUILT` does not list them
-    /// (nat, fullnat, dr).
+    /// (nat, fullnat, dr, tunnel).
     #[arg(long = "try-mode", value_delimiter = ',')]
     try_modes: Vec<String>,
     /// Seconds of traffic before the measured interval.

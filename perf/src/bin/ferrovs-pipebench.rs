@@ -40,7 +40,7 @@ struct Cli {
     /// udp-1k, udp-64k, udp-1m or tcp-syn.
     #[arg(long, default_value = "udp-64k")]
     workload: String,
-    /// nat, fullnat or dr.
+    /// nat, fullnat, dr or tunnel.
     #[arg(long, default_value = "nat")]
     mode: String,
     /// Packets to measure (after one warm-up pass over every flow).
