@@ -40,7 +40,7 @@
 use super::balancer::Opening;
 use super::hops::{Hop, L2Addrs};
 use super::*;
-use crate::conn::{Clock, ConnId, Lane, Mode, Record, RecordPos};
+use crate::conn::{Clock, ConnId, Lane, Record, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::ActionV4;
 use crate::forward::{encapsulate_at, packet_action_v4, translate_v4, tunnel_target_v4};
@@ -150,6 +150,16 @@ const ORDINARY: Staged = Staged {
     hash: 0,
     at_home: None,
 };
+
+/// What the TUNNEL path takes of a record: the real server's counter slot and the
+/// direction, and the real server packets are encapsulated to.
+#[inline(always)]
+fn tunnel_fields(record: &Record<Ipv4Addr>) -> ((u16, Dir), Option<Ipv4Addr>) {
+    (
+        (record.real_server(), record.dir()),
+        tunnel_target_v4(record),
+    )
+}
 
 #[inline(always)]
 fn key_of(flow: &Ipv4Flow) -> FlowKey<Ipv4Addr> {
@@ -298,12 +308,8 @@ impl<P: PacketPool> Pipeline<P> {
             // Fields, not the record: a reference would keep the record in memory
             // for the other lanes too, instead of in registers.
             Lane::Tunnel => {
-                let (rs, dir, target) = (
-                    record.real_server(),
-                    record.dir(),
-                    tunnel_target_v4(&record),
-                );
-                self.tunnel_v4(pkt, flow, pos, (rs, dir), target, clock)
+                let (counted, target) = tunnel_fields(&record);
+                self.tunnel_v4(pkt, flow, pos, counted, target, clock)
             }
             Lane::Ordinary => self.handle(pkt, port, true),
         }
@@ -313,8 +319,8 @@ impl<P: PacketPool> Pipeline<P> {
     /// connection to the service on the destination, if its source is admitted
     /// (`ingress`: neither martian nor ours, through the port's reverse-path
     /// filter) and it may open one. Left to the ordinary path: several workers
-    /// (the packet may belong to another one), no service (the path names the drop
-    /// reason), and TUNNEL services.
+    /// (the packet may belong to another one) and no service (the path names the
+    /// drop reason).
     ///
     /// With `park`, the connection is scheduled and the packet set aside for
     /// stage 4 to insert and forward; so is a later packet of a flow already set
@@ -349,8 +355,7 @@ impl<P: PacketPool> Pipeline<P> {
             // So does every TCP flow while `syn_proxy_above` may proxy it: the
             // switch counts its SYNs there.
             Some(svc)
-                if !(svc.mode == Mode::Tunnel
-                    || svc.translates()
+                if !(svc.translates()
                     || svc.ops
                     || (dp.syn_proxy_above > 0 && svc.syn_proxy_capable())) =>
             {
@@ -407,6 +412,10 @@ impl<P: PacketPool> Pipeline<P> {
         {
             Some((pos, record)) => {
                 let clock = self.lb.clock::<Ipv4Addr>(self.now_ms);
+                if record.lane() == Lane::Tunnel {
+                    let (counted, target) = tunnel_fields(&record);
+                    return self.tunnel_v4(pkt, flow, pos, counted, target, clock);
+                }
                 self.forward_v4(pkt, flow, pos, &record, clock);
             }
             None => self.discard(pkt, DropReason::NoConnection),
@@ -421,6 +430,10 @@ impl<P: PacketPool> Pipeline<P> {
             .record_of(id, Dir::Inbound)
             .and_then(|pos| table.record(pos))
         {
+            Some(&record) if record.lane() == Lane::Tunnel => {
+                let (counted, target) = tunnel_fields(&record);
+                self.send_tunnel_v4(pkt, flow, counted, target)
+            }
             Some(&record) => self.send_v4_from_record(pkt, flow, &record),
             None => self.discard(pkt, DropReason::NoConnection),
         }
@@ -501,6 +514,18 @@ impl<P: PacketPool> Pipeline<P> {
         {
             return self.discard(pkt, DropReason::NoConnection);
         }
+        self.send_tunnel_v4(pkt, flow, (real_server, dir), target);
+    }
+
+    /// Counts and encapsulates a packet of a TUNNEL connection, as
+    /// [`Pipeline::send_v4_from_record`] does for the other lanes.
+    fn send_tunnel_v4(
+        &mut self,
+        pkt: P::Buf,
+        flow: &Ipv4Flow,
+        (real_server, dir): (u16, Dir),
+        target: Option<Ipv4Addr>,
+    ) {
         count_forwarded(&self.stats, real_server, dir, u64::from(flow.total_len));
         match target {
             Some(rs) => self.encapsulate_v4(pkt, flow, rs),

@@ -7,7 +7,7 @@
 
 use super::*;
 use crate::conn::FlowHasher;
-use crate::forward::quoted_flow;
+use crate::forward::{quoted_flow, IPIP_OVERHEAD};
 use crate::packet::icmp::{emit_error, IcmpError};
 use crate::packet::testutil::XorShift;
 use crate::packet::{ethernet, EtherType, IpProtocol, Ipv4Packet};
@@ -380,6 +380,17 @@ fn by_flow(out: &Output) -> ByFlow<'_> {
                         // about their packets, after the established ones.
                         None => match info.as_ref().and_then(|i| quoted_flow(f, i, &ip)) {
                             Some(q) => format!("{:?} {:?} about {q:?}", ip.addrs, ip.protocol),
+                            // A TUNNEL packet belongs with its inner flow: every
+                            // connection to a real server shares the outer header.
+                            None if ip.protocol == IpProtocol::IPIP => {
+                                let l3 = usize::from(info.as_ref().unwrap().l3_offset);
+                                let mut inner = f[..l3].to_vec();
+                                inner.extend_from_slice(&f[l3 + IPIP_OVERHEAD..]);
+                                let inner = parse_frame(&inner, false).ok();
+                                let ports = inner.as_ref().and_then(|i| i.ip()?.ports());
+                                let addrs = inner.as_ref().and_then(|i| Some(i.ip()?.addrs));
+                                format!("{:?} {:?} in {addrs:?} {ports:?}", ip.addrs, ip.protocol)
+                            }
                             None => format!("{:?} {:?}", ip.addrs, ip.protocol),
                         },
                     },
