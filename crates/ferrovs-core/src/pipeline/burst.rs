@@ -547,8 +547,8 @@ impl<P: PacketPool> Pipeline<P> {
         match encapsulate_at(&mut pkt, ethernet::HEADER_LEN, inner_len, src, to, mtu) {
             Ok(()) => self.route_out_v4(pkt, rs, true),
             Err(e) => {
-                // The packet is as it came: the full parser makes the `FrameInfo`
-                // an ICMP error quotes from.
+                // Only a packet too big needs the `FrameInfo` an ICMP error quotes
+                // from, and that one is as it came: the full parser makes it.
                 let info = parse_frame(pkt.data(), false).ok();
                 self.refuse_encapsulation(pkt, info.as_ref(), e)
             }
