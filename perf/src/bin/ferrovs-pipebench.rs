@@ -193,7 +193,8 @@ fn main() -> ExitCode {
         let frame = &frames[next];
         next = (next + 1) % frames.len();
         let mut buf = bufs.pop().expect("buffers recycle");
-        buf.truncate(0);
+        // As a pool hands a buffer out: an encapsulation took headroom from it.
+        buf.reset();
         if buf.append(frame.len()).is_err() {
             eprintln!("buffer too small");
             return ExitCode::from(2);

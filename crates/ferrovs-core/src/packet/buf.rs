@@ -117,6 +117,20 @@ impl VecBuf {
         (self.vlan_flags & TX_VLAN != 0).then_some(self.tx_vlan_tci)
     }
 
+    /// Empties the buffer as a pool hands an mbuf out again (`rte_pktmbuf_reset`):
+    /// the default headroom back, no data, no port, no offload flags. A harness
+    /// that recycles buffers needs it: an encapsulation took headroom it must not
+    /// keep.
+    pub fn reset(&mut self) {
+        self.start = DEFAULT_HEADROOM.min(self.mem.len());
+        self.end = self.start;
+        self.port = 0;
+        self.ipv4_checksum_verified = false;
+        self.vlan_flags = 0;
+        self.rx_vlan_tci = 0;
+        self.tx_vlan_tci = 0;
+    }
+
     /// Marks the frame as one whose IPv4 header checksum a NIC verified (tests of
     /// the RX checksum offload path).
     pub fn set_ipv4_checksum_verified(&mut self, verified: bool) {
@@ -219,6 +233,20 @@ mod tests {
         assert_eq!(b.data(), &[2]);
         b.truncate(10);
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn reset_gives_the_headroom_back() {
+        let mut b = VecBuf::from_frame(&[1, 2, 3]);
+        b.prepend(20).unwrap();
+        b.set_rx_port(1);
+        b.set_ipv4_checksum_verified(true);
+        b.set_tx_vlan_tci(7);
+        b.reset();
+        assert_eq!((b.headroom(), b.len()), (DEFAULT_HEADROOM, 0));
+        assert_eq!(b.rx_port(), 0);
+        assert!(!b.ipv4_checksum_verified());
+        assert_eq!((b.rx_vlan_tci(), b.tx_vlan_tci()), (None, None));
     }
 
     #[test]
