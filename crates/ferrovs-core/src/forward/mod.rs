@@ -26,7 +26,8 @@ mod tunnel;
 
 pub use icmp_error::{icmp_checksum_verifies, quoted_flow, translate_icmp_error, QuotedFlow};
 pub use nat::{translate, translate_fragment, translate_v4, Translation, TranslationV4};
-pub use tunnel::{encapsulate, encapsulate_at, TunnelError, IP6IP6_OVERHEAD, IPIP_OVERHEAD};
+pub use tunnel::{encapsulate, encapsulate_ipip, ipip_outer, TunnelError};
+pub use tunnel::{IP6IP6_OVERHEAD, IPIP_OVERHEAD};
 
 use crate::conn::{Dir, Lane, Mode, Record};
 use std::net::{IpAddr, Ipv4Addr};

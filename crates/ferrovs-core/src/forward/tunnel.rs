@@ -2,8 +2,8 @@
 //! RFC 2473 for IPv6), which decapsulates and answers the client directly.
 
 use crate::packet::parse::FrameInfo;
-use crate::packet::{ipv4, ipv6, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Repr, PacketBuf};
-use std::net::IpAddr;
+use crate::packet::{ipv4, ipv6, IpProtocol, Ipv4HeaderTemplate, Ipv4Packet, Ipv6Repr, PacketBuf};
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Bytes an IPv4-in-IPv4 header adds.
 pub const IPIP_OVERHEAD: usize = ipv4::HEADER_LEN;
@@ -50,10 +50,9 @@ pub fn encapsulate<B: PacketBuf>(
 
 /// [`encapsulate`] for an IP packet of the family of `src` and `dst`, `inner_len`
 /// bytes long from offset `l3` of the frame (which the caller has checked holds
-/// it): for the burst path, which knows where its packets are without a
-/// [`FrameInfo`].
+/// it).
 #[inline]
-pub fn encapsulate_at<B: PacketBuf>(
+fn encapsulate_at<B: PacketBuf>(
     pkt: &mut B,
     l3: usize,
     inner_len: usize,
@@ -61,65 +60,93 @@ pub fn encapsulate_at<B: PacketBuf>(
     dst: IpAddr,
     mtu: u16,
 ) -> Result<(), TunnelError> {
-    let (overhead, df, tos) = match (src, dst) {
-        (IpAddr::V4(_), IpAddr::V4(_)) => {
-            let inner = pkt
-                .data()
-                .get(l3..)
-                .map(Ipv4Packet::new_unchecked)
-                .ok_or(TunnelError::NoRoom)?;
-            (
-                IPIP_OVERHEAD,
-                inner.dont_fragment(),
-                inner.dscp() << 2 | inner.ecn(),
-            )
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            encapsulate_ipip(pkt, l3, inner_len, &ipip_outer(s, d), mtu)
         }
         // IPv6 is never fragmented on the way: a packet that does not fit always
         // gets "packet too big" (RFC 8200).
-        (IpAddr::V6(_), IpAddr::V6(_)) => (IP6IP6_OVERHEAD, true, 0),
-        _ => return Err(TunnelError::FamilyMismatch),
-    };
-    if inner_len + overhead > usize::from(mtu) {
-        return Err(if df {
-            TunnelError::FragmentationNeeded {
-                mtu: mtu.saturating_sub(overhead as u16),
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            check_fits(inner_len, IP6IP6_OVERHEAD, mtu, true)?;
+            let outer = prepend_outer(pkt, l3, inner_len, IP6IP6_OVERHEAD)?;
+            Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::IPV6,
+                payload_len: inner_len,
+                hop_limit: OUTER_TTL,
+                traffic_class: 0,
+                flow_label: 0,
             }
-        } else {
-            TunnelError::TooBig
-        });
+            .emit(outer)
+            .map_err(|_| TunnelError::NoRoom)
+        }
+        _ => Err(TunnelError::FamilyMismatch),
     }
+}
+
+/// The outer header of every IPv4-in-IPv4 packet from `src` to `dst`: made once
+/// for a real server, it leaves a packet only its length, DSCP/ECN and DF to fill.
+pub fn ipip_outer(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4HeaderTemplate {
+    Ipv4HeaderTemplate::new(src, dst, IpProtocol::IPIP, OUTER_TTL)
+}
+
+/// [`encapsulate_at`] for an IPv4 packet and an IPv4 outer header made by
+/// [`ipip_outer`]: DSCP/ECN and DF are copied from the inner header.
+#[inline]
+pub fn encapsulate_ipip<B: PacketBuf>(
+    pkt: &mut B,
+    l3: usize,
+    inner_len: usize,
+    outer: &Ipv4HeaderTemplate,
+    mtu: u16,
+) -> Result<(), TunnelError> {
+    let inner = pkt
+        .data()
+        .get(l3..)
+        .map(Ipv4Packet::new_unchecked)
+        .ok_or(TunnelError::NoRoom)?;
+    let (df, tos) = (inner.dont_fragment(), inner.dscp() << 2 | inner.ecn());
+    check_fits(inner_len, IPIP_OVERHEAD, mtu, df)?;
+    let header = prepend_outer(pkt, l3, inner_len, IPIP_OVERHEAD)?
+        .first_chunk_mut()
+        .ok_or(TunnelError::NoRoom)?;
+    // Fits in the MTU, so in 16 bits.
+    outer.write(header, (inner_len + IPIP_OVERHEAD) as u16, tos, df);
+    Ok(())
+}
+
+/// Whether `inner_len` bytes with an outer header of `overhead` fit a link of
+/// `mtu`; if not, what to tell the sender (with `df`) or that it is dropped.
+#[inline]
+fn check_fits(inner_len: usize, overhead: usize, mtu: u16, df: bool) -> Result<(), TunnelError> {
+    if inner_len + overhead <= usize::from(mtu) {
+        return Ok(());
+    }
+    Err(if df {
+        TunnelError::FragmentationNeeded {
+            mtu: mtu.saturating_sub(overhead as u16),
+        }
+    } else {
+        TunnelError::TooBig
+    })
+}
+
+/// Cuts the frame to its `inner_len`-byte IP packet at `l3`, makes room for an
+/// outer header of `overhead` bytes in front of it, the Ethernet header (and any
+/// VLAN tag) moved ahead of that, and gives the room for the header.
+#[inline]
+fn prepend_outer<B: PacketBuf>(
+    pkt: &mut B,
+    l3: usize,
+    inner_len: usize,
+    overhead: usize,
+) -> Result<&mut [u8], TunnelError> {
     pkt.truncate(l3 + inner_len);
     pkt.prepend(overhead).map_err(|_| TunnelError::NoRoom)?;
     let data = pkt.data_mut();
-    // Keep the Ethernet header (and any VLAN tag) in front of the new outer header.
     data.copy_within(overhead..overhead + l3, 0);
-    let outer = &mut data[l3..l3 + overhead];
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
-            src_addr: s,
-            dst_addr: d,
-            protocol: IpProtocol::IPIP,
-            payload_len: inner_len,
-            ttl: OUTER_TTL,
-            tos,
-            ident: 0,
-            dont_fragment: df,
-        }
-        .emit(outer),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: IpProtocol::IPV6,
-            payload_len: inner_len,
-            hop_limit: OUTER_TTL,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(outer),
-        _ => return Err(TunnelError::FamilyMismatch),
-    }
-    .map_err(|_| TunnelError::NoRoom)?;
-    Ok(())
+    Ok(&mut data[l3..l3 + overhead])
 }
 
 #[cfg(test)]

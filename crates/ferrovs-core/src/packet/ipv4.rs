@@ -473,6 +473,54 @@ impl Ipv4Repr {
     }
 }
 
+/// An IPv4 header without options whose addresses, protocol and TTL are fixed
+/// (and the ident 0), with their part of the checksum summed once: for a stream
+/// of headers that differ only in length, DSCP/ECN and DF, such as a tunnel's
+/// outer headers towards one endpoint. [`Ipv4HeaderTemplate::write`] gives what
+/// [`Ipv4Repr::emit`] would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4HeaderTemplate {
+    /// The fixed fields; length, DSCP/ECN, flags and checksum zero.
+    header: [u8; HEADER_LEN],
+    /// The sum of `header`.
+    fixed: Sum,
+}
+
+impl Ipv4HeaderTemplate {
+    /// Headers from `src` to `dst` carrying `protocol`, sent with `ttl`.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, ttl: u8) -> Self {
+        let mut header = [0u8; HEADER_LEN];
+        header[field::VER_IHL] = 0x45;
+        header[field::TTL] = ttl;
+        header[field::PROTOCOL] = protocol.0;
+        header[field::SRC].copy_from_slice(&src.octets());
+        header[field::DST].copy_from_slice(&dst.octets());
+        Self {
+            header,
+            fixed: Sum::of(&header),
+        }
+    }
+
+    /// Writes the header of a packet `total_len` bytes long (header included)
+    /// with DSCP/ECN byte `tos` and, if `dont_fragment`, DF: only the three
+    /// variable words are added to the fixed fields' sum.
+    #[inline]
+    pub fn write(&self, out: &mut [u8; HEADER_LEN], total_len: u16, tos: u8, dont_fragment: bool) {
+        let flags = if dont_fragment { FLAG_DF } else { 0 };
+        // DSCP/ECN is the low byte of the version/IHL word.
+        let sum = self
+            .fixed
+            .add_u16(total_len)
+            .add_u16(u16::from(tos))
+            .add_u16(flags);
+        *out = self.header;
+        out[field::DSCP_ECN] = tos;
+        be::write_u16(out, field::LENGTH, total_len);
+        be::write_u16(out, field::FLAGS_FRAG, flags);
+        be::write_u16(out, field::CHECKSUM, sum.checksum());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +532,44 @@ mod tests {
         let mut p = hex("4500 003c 1c46 4000 4006 b1e6 ac10 0a63 ac10 0a0c");
         p.extend_from_slice(&[0u8; 40]);
         p
+    }
+
+    #[test]
+    fn a_template_writes_what_emit_writes() {
+        let mut rng = XorShift::new(0x1f2e_3d4c);
+        let mut word = move || rng.next() as u32;
+        for _ in 0..2000 {
+            let src = Ipv4Addr::from(word());
+            let dst = Ipv4Addr::from(word());
+            let ttl = word() as u8;
+            let protocol = IpProtocol(word() as u8);
+            let template = Ipv4HeaderTemplate::new(src, dst, protocol, ttl);
+            for _ in 0..8 {
+                let payload_len = (word() % 65516) as usize;
+                let tos = word() as u8;
+                let dont_fragment = word() & 1 == 1;
+                let mut want = [0u8; HEADER_LEN];
+                Ipv4Repr {
+                    src_addr: src,
+                    dst_addr: dst,
+                    protocol,
+                    payload_len,
+                    ttl,
+                    tos,
+                    ident: 0,
+                    dont_fragment,
+                }
+                .emit(&mut want)
+                .unwrap();
+                let mut got = [0xa5u8; HEADER_LEN];
+                let total_len = (HEADER_LEN + payload_len) as u16;
+                template.write(&mut got, total_len, tos, dont_fragment);
+                assert_eq!(
+                    got, want,
+                    "{src} -> {dst} {payload_len} {tos:#x} {dont_fragment}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use flow_v4::{parse_ipv4_flow, Ipv4Flow};
 pub use icmp::{IcmpType, Icmpv4Packet};
 pub use icmpv6::{Icmpv6Packet, Icmpv6Type};
 pub use ip::{IpPair, IpProtocol, Proto};
-pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv4::{Ipv4HeaderTemplate, Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use parse::{parse_frame, FrameInfo, ParseError};
 pub use tcp::{TcpFlags, TcpPacket};

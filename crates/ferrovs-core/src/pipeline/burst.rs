@@ -43,7 +43,8 @@ use super::*;
 use crate::conn::{Clock, ConnId, Lane, Record, RecordPos};
 use crate::conn::{Dir, Endpoint, FlowKey, Proto};
 use crate::forward::ActionV4;
-use crate::forward::{encapsulate_at, packet_action_v4, translate_v4, tunnel_target_v4};
+use crate::forward::{encapsulate_ipip, ipip_outer, packet_action_v4, translate_v4};
+use crate::forward::{tunnel_target_v4, TunnelError};
 use crate::packet::{ethernet, PacketBuf};
 use crate::packet::{parse_ipv4_flow, Ipv4Flow};
 use crate::stats::DropReason;
@@ -535,16 +536,28 @@ impl<P: PacketPool> Pipeline<P> {
 
     /// TUNNEL, as [`Pipeline::encapsulate`]: the packet wrapped in an outer header
     /// from our address on the egress port to real server `rs`, refused when it
-    /// would not fit that port's MTU.
+    /// would not fit that port's MTU. The header and MTU come from
+    /// [`TunnelOuters`](super::hops::TunnelOuters), made on a real server's first
+    /// packet.
     #[inline(always)]
     fn encapsulate_v4(&mut self, mut pkt: P::Buf, flow: &Ipv4Flow, rs: Ipv4Addr) {
-        let to = IpAddr::V4(rs);
-        let (src, mtu) = match self.tunnel_source(to) {
-            Ok(found) => found,
-            Err(reason) => return self.discard(pkt, reason),
+        let (outer, mtu) = match self.tunnel_outers.lookup(rs) {
+            Some((outer, mtu)) => (*outer, mtu),
+            None => match self.tunnel_source(IpAddr::V4(rs)) {
+                Ok((IpAddr::V4(src), mtu)) => {
+                    let outer = ipip_outer(src, rs);
+                    self.tunnel_outers.put(rs, outer, mtu);
+                    (outer, mtu)
+                }
+                // An IPv4 destination's source is IPv4 (`source_for`).
+                Ok((IpAddr::V6(_), _)) => {
+                    return self.refuse_encapsulation(pkt, None, TunnelError::FamilyMismatch)
+                }
+                Err(reason) => return self.discard(pkt, reason),
+            },
         };
         let inner_len = usize::from(flow.total_len);
-        match encapsulate_at(&mut pkt, ethernet::HEADER_LEN, inner_len, src, to, mtu) {
+        match encapsulate_ipip(&mut pkt, ethernet::HEADER_LEN, inner_len, &outer, mtu) {
             Ok(()) => self.route_out_v4(pkt, rs, true),
             Err(e) => {
                 // Only a packet too big needs the `FrameInfo` an ICMP error quotes

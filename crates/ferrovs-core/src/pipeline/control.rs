@@ -24,6 +24,7 @@ impl<P: PacketPool> Pipeline<P> {
                 self.stats.config_version.set(dp.version);
                 self.hops.clear();
                 self.real_hops.clear();
+                self.tunnel_outers.clear();
                 self.iface_v4 = OwnAddrsV4::new(interface_v4(&dp));
                 self.min_mtu = min_mtu(&dp);
                 self.dp = dp;

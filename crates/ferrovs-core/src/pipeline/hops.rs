@@ -3,7 +3,8 @@
 //! costs one array probe and one 12-byte copy instead of a neighbour-table lookup
 //! and two MAC writes. The pipeline keeps a second one keyed by real-server
 //! address (route and next hop in one answer), which also spares the route lookup
-//! of packets to real servers.
+//! of packets to real servers. A third small cache, [`TunnelOuters`], keeps the
+//! outer header and egress MTU of each TUNNEL real server.
 //!
 //! An entry answers exactly what [`NeighTable::lookup`](crate::net::NeighTable::lookup)
 //! would answer without side effects (a known MAC, no probe due): it is filled only
@@ -12,7 +13,7 @@
 //! either has moved on. Everything else (misses, refreshes, resolution) takes the
 //! ordinary path. A configuration change clears it (routes and ports may differ).
 
-use crate::packet::MacAddr;
+use crate::packet::{Ipv4HeaderTemplate, MacAddr};
 use std::net::Ipv4Addr;
 
 /// Entries, direct-mapped by address: a balancer sends to a handful of next hops
@@ -124,6 +125,44 @@ impl HopCache {
     }
 }
 
+/// TUNNEL's per-real-server answers for the burst path: the outer IPv4 header
+/// (from our address on the port the real server's route leaves by) and that
+/// port's MTU. Both follow from the configuration alone (routes and port
+/// addresses), so an entry is right until the next configuration, which clears
+/// the cache; a packet to a real server not here looks them up and fills it.
+/// Direct-mapped like [`HopCache`].
+#[derive(Debug)]
+pub(super) struct TunnelOuters {
+    entries: Box<[Option<(Ipv4Addr, Ipv4HeaderTemplate, u16)>; ENTRIES]>,
+}
+
+impl TunnelOuters {
+    pub(super) fn new() -> TunnelOuters {
+        TunnelOuters {
+            entries: Box::new([None; ENTRIES]),
+        }
+    }
+
+    /// The outer header and MTU towards real server `rs`, if cached.
+    #[inline]
+    pub(super) fn lookup(&self, rs: Ipv4Addr) -> Option<(&Ipv4HeaderTemplate, u16)> {
+        match &self.entries[HopCache::slot(rs)] {
+            Some((ip, outer, mtu)) if *ip == rs => Some((outer, *mtu)),
+            _ => None,
+        }
+    }
+
+    /// Remembers the outer header and MTU towards `rs`.
+    pub(super) fn put(&mut self, rs: Ipv4Addr, outer: Ipv4HeaderTemplate, mtu: u16) {
+        self.entries[HopCache::slot(rs)] = Some((rs, outer, mtu));
+    }
+
+    /// Forgets everything (configuration change).
+    pub(super) fn clear(&mut self) {
+        self.entries.fill(None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +223,26 @@ mod tests {
         c.put(b, hop(1, MacAddr([2, 0, 0, 0, 0, 8]), 100), 1);
         assert_eq!(c.get(a, 1, 0, 1), None);
         assert_eq!(c.get(b, 1, 0, 1).map(|h| h.l2[5]), Some(8));
+    }
+
+    #[test]
+    fn tunnel_outers_answer_for_their_real_server_until_cleared() {
+        use crate::packet::IpProtocol;
+        let mut c = TunnelOuters::new();
+        let rs = Ipv4Addr::new(198, 19, 0, 10);
+        let outer = Ipv4HeaderTemplate::new(Ipv4Addr::new(198, 19, 0, 1), rs, IpProtocol::IPIP, 64);
+        assert!(c.lookup(rs).is_none(), "empty");
+        c.put(rs, outer, 1500);
+        assert_eq!(c.lookup(rs), Some((&outer, 1500)));
+        let other = (1..u32::MAX)
+            .map(|i| Ipv4Addr::from(u32::from(rs) + i))
+            .find(|&b| HopCache::slot(b) == HopCache::slot(rs))
+            .unwrap();
+        assert!(
+            c.lookup(other).is_none(),
+            "another address in the same slot"
+        );
+        c.clear();
+        assert!(c.lookup(rs).is_none(), "cleared");
     }
 }

@@ -51,7 +51,7 @@ use balance::{is_opening_syn, may_open};
 use balancer::Tables;
 use burst::OwnAddrsV4;
 use crossbeam_channel::Sender;
-use hops::HopCache;
+use hops::{HopCache, TunnelOuters};
 use l2::{build_arp_request, build_unsolicited_na, is_nd, send_probe};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -80,6 +80,8 @@ pub struct Pipeline<P: PacketPool> {
     /// The same answers keyed by real-server address, route included: most
     /// packets go to a real server, and real servers are few.
     real_hops: HopCache,
+    /// TUNNEL's outer header and MTU towards each real server, for the burst path.
+    tunnel_outers: TunnelOuters,
     /// The ports' own IPv4 addresses (the burst path leaves traffic to them alone).
     iface_v4: OwnAddrsV4,
     /// The smallest MTU of the ports: a forwarded packet no longer than this fits
@@ -148,6 +150,7 @@ impl<P: PacketPool> Pipeline<P> {
             now_ms: 0,
             hops: HopCache::new(),
             real_hops: HopCache::new(),
+            tunnel_outers: TunnelOuters::new(),
             iface_v4: OwnAddrsV4::default(),
             min_mtu: 0,
             rx_ipv4_checksum_offload: vec![false; ports],

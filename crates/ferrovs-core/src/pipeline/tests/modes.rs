@@ -282,6 +282,49 @@ fn tunnel_encapsulates_and_refuses_what_does_not_fit() {
 }
 
 #[test]
+fn a_tunnel_takes_a_new_configuration_at_its_next_packet() {
+    // The burst path keeps each real server's outer header and MTU: a new
+    // configuration (here lan's address and MTU) must reach an established
+    // connection's very next packet.
+    let text = config("tunnel", "");
+    let mut h = harness_with(&text);
+    let client = sa("198.18.0.10:40000");
+    let vip = sa("198.18.0.100:80");
+    let segment =
+        |payload: &[u8]| craft::tcp(client_l2(), client, vip, TcpFlags::ACK, 2, 1, payload);
+    let outer_source = |h: &mut Harness| {
+        let out = h.take_tx(1);
+        assert_eq!(out.len(), 1);
+        ip_of(out[0].data()).addrs.src().to_string()
+    };
+    h.rx(
+        craft::tcp(client_l2(), client, vip, TcpFlags::SYN, 1, 0, b""),
+        0,
+    );
+    assert_eq!(outer_source(&mut h), "198.19.0.1");
+    h.rx(segment(&[0; 1370]), 0);
+    assert_eq!(outer_source(&mut h), "198.19.0.1");
+
+    let changed = text
+        .replace(fixture::LAN_V4, "198.19.0.9/24")
+        .replace("device: net_null1,", "device: net_null1, mtu: 1400,");
+    assert_ne!(changed, text);
+    let cfg = fixture::parse(&changed);
+    h.p.apply(WorkerCommand::Config(Arc::new(Dataplane::from_config(
+        &cfg,
+        &[OUR_MAC, LAN_MAC],
+    ))));
+    h.rx(segment(b"GET"), 0);
+    assert_eq!(outer_source(&mut h), "198.19.0.9");
+    // 1410 bytes fit 1500 but not 1400 with 20 more.
+    h.rx(segment(&[0; 1370]), 0);
+    assert!(h.take_tx(1).is_empty());
+    assert_eq!(h.dropped(DropReason::MtuExceeded), 1);
+    let active = h.stats.real_server(0).active.get();
+    assert_eq!(active, 1, "the connection lived on");
+}
+
+#[test]
 fn fullnat_icmp_errors_from_the_server_side_reach_the_client() {
     let mut h = harness_with(&config("fullnat", "    local_addresses: [198.19.0.2]\n"));
     let client = sa("198.18.0.10:40000");
