@@ -4,7 +4,7 @@
 # for each workload and mode, from `ferrovs-pipebench` under callgrind's cache
 # model.
 #
-#   perf/deterministic.sh                      # udp-1k, udp-64k, udp-1m x nat, fullnat, dr
+#   perf/deterministic.sh                      # udp-1k, udp-64k, udp-1m x nat, fullnat, dr, tunnel
 #   perf/deterministic.sh udp-64k nat          # one workload, one mode
 #   LL=1048576,16,64 perf/deterministic.sh     # another last level to model
 #
@@ -30,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workloads=${1:-"udp-1k udp-64k udp-1m"}
-modes=${2:-"nat fullnat dr"}
+modes=${2:-"nat fullnat dr tunnel"}
 N1=${N1:-200000}
 N2=${N2:-400000}
 D1=${D1:-49152,12,64}
