@@ -32,7 +32,8 @@ pub enum TunnelError {
 /// Encapsulates the IP packet in `pkt` (classified by `info`, Ethernet header first)
 /// in an outer header from `src` to `dst`, keeping the Ethernet header in front, for
 /// a link of `mtu` bytes. DF is copied from the inner IPv4 header (RFC 2003); the
-/// outer TTL is 64. On error the packet is unchanged.
+/// outer TTL is 64. On error the packet is unchanged, but that a refusal for want
+/// of headroom has had its padding cut.
 pub fn encapsulate<B: PacketBuf>(
     pkt: &mut B,
     info: &FrameInfo,
@@ -41,32 +42,14 @@ pub fn encapsulate<B: PacketBuf>(
     mtu: u16,
 ) -> Result<(), TunnelError> {
     let l3 = usize::from(info.l3_offset);
-    match (src, info.ip().map(|i| i.addrs.src())) {
-        (IpAddr::V4(_), Some(IpAddr::V4(_))) | (IpAddr::V6(_), Some(IpAddr::V6(_))) => {}
-        _ => return Err(TunnelError::FamilyMismatch),
-    }
-    encapsulate_at(pkt, l3, info.l3_end() - l3, src, dst, mtu)
-}
-
-/// [`encapsulate`] for an IP packet of the family of `src` and `dst`, `inner_len`
-/// bytes long from offset `l3` of the frame (which the caller has checked holds
-/// it).
-#[inline]
-fn encapsulate_at<B: PacketBuf>(
-    pkt: &mut B,
-    l3: usize,
-    inner_len: usize,
-    src: IpAddr,
-    dst: IpAddr,
-    mtu: u16,
-) -> Result<(), TunnelError> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
+    let inner_len = info.l3_end() - l3;
+    match (src, dst, info.ip().map(|i| i.addrs.src())) {
+        (IpAddr::V4(s), IpAddr::V4(d), Some(IpAddr::V4(_))) => {
             encapsulate_ipip(pkt, l3, inner_len, &ipip_outer(s, d), mtu)
         }
         // IPv6 is never fragmented on the way: a packet that does not fit always
         // gets "packet too big" (RFC 8200).
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
+        (IpAddr::V6(s), IpAddr::V6(d), Some(IpAddr::V6(_))) => {
             check_fits(inner_len, IP6IP6_OVERHEAD, mtu, true)?;
             let outer = prepend_outer(pkt, l3, inner_len, IP6IP6_OVERHEAD)?;
             Ipv6Repr {
@@ -91,8 +74,9 @@ pub fn ipip_outer(src: Ipv4Addr, dst: Ipv4Addr) -> Ipv4HeaderTemplate {
     Ipv4HeaderTemplate::new(src, dst, IpProtocol::IPIP, OUTER_TTL)
 }
 
-/// [`encapsulate_at`] for an IPv4 packet and an IPv4 outer header made by
-/// [`ipip_outer`]: DSCP/ECN and DF are copied from the inner header.
+/// [`encapsulate`] for an IPv4 packet, `inner_len` bytes long from offset `l3` of
+/// the frame (which the caller has checked holds it), and an outer header made
+/// by [`ipip_outer`]: DSCP/ECN and DF are copied from the inner header.
 #[inline]
 pub fn encapsulate_ipip<B: PacketBuf>(
     pkt: &mut B,
